@@ -1,0 +1,242 @@
+/* apexops: the operations toolkit of the Apex Mediation platform. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "db/cluster.h"
+#include "db/db.h"
+
+static const struct cli_cmd commands[] = {
+	{ "db", cmd_db, "run the embedded PostgreSQL cluster", cmd_db_usage },
+	{ "migrate", cmd_migrate, "apply, revert and check schema migrations",
+	  cmd_migrate_usage },
+	{ "status", cmd_status, "one screen: database, migrations, jobs",
+	  cmd_status_usage },
+	{ "config", cmd_config, "show the effective configuration",
+	  cmd_config_usage },
+	{ "purge", cmd_purge, "retention purge (dry-run unless confirmed)",
+	  cmd_purge_usage },
+	{ "purge-old-usage", cmd_purge, "alias of purge", cmd_purge_usage },
+	{ "sandbox", cmd_sandbox, "sandbox bootstrap and revenue scenarios",
+	  cmd_sandbox_usage },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct cli_cmd *
+find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void
+usage_main(FILE *f)
+{
+	fprintf(f, "usage: apexops [--env-file PATH] <command> [options]\n"
+		   "       apexops help <command> | --help | --version\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-16s %s\n", commands[i].name,
+			commands[i].summary);
+	fprintf(f, "\nConfiguration comes from the environment, then a .env "
+		   "file (--env-file, default ./.env),\nthen flags. "
+		   "'apexops config' shows every variable. See apexops(1).\n");
+}
+
+int
+cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "apexops %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'apexops help %s'.\n", cmd);
+	return OPS_EXIT_USAGE;
+}
+
+int
+cli_report(const struct cli_ctx *ctx, const struct ops_err *err)
+{
+	char msg[sizeof(err->msg)];
+
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	log_scrub(msg);
+	fprintf(stderr, "apexops %s: error: %s\n", ctx ? ctx->cmd : "", msg);
+	if (err->sqlstate[0] != '\0')
+		fprintf(stderr, "apexops %s: sqlstate %s%s\n",
+			ctx ? ctx->cmd : "", err->sqlstate,
+			err->transient ? " (a retry may succeed)" : "");
+	return ops_err_exit_code(err);
+}
+
+int
+cli_help(const char *cmd)
+{
+	const struct cli_cmd *c = find_command(cmd);
+
+	if (c == NULL)
+		return cli_usage("help", "unknown command '%s'", cmd);
+	fputs(c->usage, stdout);
+	return OPS_EXIT_OK;
+}
+
+bool
+cli_isatty_err(void)
+{
+	return isatty(STDERR_FILENO) == 1;
+}
+
+bool
+cli_isatty_out(void)
+{
+	return isatty(STDOUT_FILENO) == 1;
+}
+
+int
+cli_db_connect(struct cli_ctx *ctx, struct db **out, struct ops_err *err)
+{
+	struct db_opts o;
+	char app[64];
+
+	*out = NULL;
+	if (ctx->db_url == NULL) {
+		if (ctx->cfg.database_url != NULL) {
+			ctx->db_url = xstrdup(ctx->cfg.database_url);
+		} else {
+			struct cluster cl;
+			int r = cluster_open(&cl, ctx->cfg.home,
+					     ctx->cfg.pg_bindir, err);
+
+			if (r == 0)
+				r = cluster_ensure_started(&cl, true, err);
+			if (r != 0) {
+				cluster_release(&cl);
+				return ops_err_prefix(err, "embedded cluster");
+			}
+			ctx->db_url = cluster_url(&cl);
+			ctx->embedded = true;
+			log_info("DATABASE_URL is unset: using the embedded "
+				 "cluster home=%s url=%s",
+				 log_q(cl.home), log_q(ctx->db_url));
+			cluster_release(&cl);
+		}
+	}
+	snprintf(app, sizeof(app), "apexops/%s", ctx->cmd);
+	o.url = ctx->db_url;
+	o.ssl = ctx->cfg.database_ssl;
+	o.appname = app;
+	o.connect_timeout_s = ctx->cfg.connect_timeout_s;
+	o.retries = ctx->cfg.connect_retries;
+	o.statement_timeout_ms = ctx->cfg.statement_timeout_ms;
+	o.lock_timeout_ms = ctx->cfg.lock_timeout_ms;
+	return db_connect(&o, out, err);
+}
+
+/* Take --env-file PATH / --env-file=PATH out of argv, wherever it is. */
+static int
+take_env_file(int *argc, char **argv, const char **path)
+{
+	int w = 1;
+
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < *argc)
+				argv[w++] = argv[i++];
+			break;
+		}
+		if (strcmp(argv[i], "--env-file") == 0) {
+			if (i + 1 >= *argc)
+				return -1;
+			*path = argv[++i];
+			continue;
+		}
+		if (strncmp(argv[i], "--env-file=", 11) == 0) {
+			*path = argv[i] + 11;
+			continue;
+		}
+		argv[w++] = argv[i];
+	}
+	*argc = w;
+	argv[w] = NULL;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli_ctx ctx;
+	struct ops_err err = OPS_ERR_INIT;
+	const struct cli_cmd *c;
+	const char *name;
+	int rc;
+
+	memset(&ctx, 0, sizeof(ctx));
+	if (take_env_file(&argc, argv, &ctx.env_file) != 0)
+		return cli_usage("", "--env-file needs a path");
+	if (argc < 2) {
+		usage_main(stderr);
+		return OPS_EXIT_USAGE;
+	}
+	name = argv[1];
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+		usage_main(stdout);
+		return OPS_EXIT_OK;
+	}
+	if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+		printf("apexops %s\n", APEXOPS_VERSION);
+		return OPS_EXIT_OK;
+	}
+	if (strcmp(name, "help") == 0) {
+		if (argc < 3) {
+			usage_main(stdout);
+			return OPS_EXIT_OK;
+		}
+		return cli_help(argv[2]);
+	}
+	c = find_command(name);
+	if (c == NULL) {
+		fprintf(stderr, "apexops: unknown command '%s'\n\n", name);
+		usage_main(stderr);
+		return OPS_EXIT_USAGE;
+	}
+	/* --help before any configuration is read: it must always work */
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0)
+			return cli_help(name);
+	}
+	ctx.cmd = c->name;
+	if (strcmp(c->name, "purge-old-usage") == 0)
+		ctx.cmd = "purge";
+	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0) {
+		rc = cli_report(&ctx, &err);
+		log_forget_secrets();
+		return rc;
+	}
+	log_setup((enum log_level)log_level_parse(ctx.cfg.log_level),
+		  strcmp(ctx.cfg.log_format, "json") == 0 ? LOG_FMT_JSON
+							  : LOG_FMT_TEXT,
+		  ctx.cmd);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* getopt in each command starts after the command name */
+	optind = 1;
+	rc = c->fn(&ctx, argc - 1, argv + 1);
+	curl_global_cleanup();
+	free(ctx.db_url);
+	config_release(&ctx.cfg);
+	log_forget_secrets();
+	return rc;
+}

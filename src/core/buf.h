@@ -1,0 +1,34 @@
+/* Growable byte buffer with a hard maximum (curl dynbuf, git strbuf). */
+#ifndef OPS_CORE_BUF_H
+#define OPS_CORE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char *data; /* always NUL-terminated when non-NULL */
+	size_t len;
+	size_t cap;
+	size_t max; /* 0: no limit */
+};
+
+#define BUF_INIT              \
+	{                     \
+		NULL, 0, 0, 0 \
+	}
+
+/* Append; returns 0, or -1 when the result would pass b->max. */
+int buf_append(struct buf *b, const void *data, size_t n);
+int buf_puts(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+void buf_reset(struct buf *b);
+/* Free the storage; the buffer may be reused. */
+void buf_release(struct buf *b);
+/* Hand the string to the caller (never NULL); b is left empty. */
+char *buf_detach(struct buf *b);
+/* "" when nothing was appended. */
+const char *buf_str(const struct buf *b);
+
+#endif

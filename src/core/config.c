@@ -1,0 +1,493 @@
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "core/xalloc.h"
+
+#define OFF(f) offsetof(struct ops_config, f)
+
+const struct cfg_def cfg_defs[] = {
+	{ "DATABASE_URL", CFG_STR, OFF(database_url), NULL, 0, 0, NULL,
+	  CFG_URL_SECRET | CFG_SECRET,
+	  "PostgreSQL URL or conninfo; unset: the embedded cluster" },
+	{ "DATABASE_SSL", CFG_BOOL, OFF(database_ssl), "false", 0, 0, NULL, 0,
+	  "true: sslmode=require unless the URL sets sslmode" },
+	{ "RETENTION_MONTHS", CFG_INT, OFF(retention_months), "18", 1, 1200,
+	  NULL, 0, "months kept by the manual purge" },
+	{ "USAGE_RETENTION_MONTHS", CFG_INT, OFF(usage_retention_months), "18",
+	  1, 1200, NULL, 0, "months kept by the scheduled 02:30 purge" },
+	{ "CONFIRM", CFG_CONFIRM, OFF(confirm), NULL, 0, 0, NULL, 0,
+	  "exactly 1 or true: purge executes; anything else: dry-run" },
+	{ "PRIVACY_EXPORT_PROVIDER", CFG_ENUM, OFF(privacy_export_provider),
+	  "local", 0, 0, "local|s3|gcs", 0, "where privacy exports go" },
+	{ "PRIVACY_EXPORT_BUCKET", CFG_STR, OFF(privacy_export_bucket),
+	  "privacy-exports-dev", 0, 0, NULL, 0, "bucket for s3 and gcs" },
+	{ "PRIVACY_EXPIRY_DAYS", CFG_INT, OFF(privacy_expiry_days), "30", 1,
+	  3650, NULL, 0, "days before a privacy export expires" },
+	{ "STRIPE_SECRET_KEY", CFG_STR, OFF(stripe_secret_key), NULL, 0, 0,
+	  NULL, CFG_SECRET | CFG_EMPTY_UNSET, "Stripe secret key (sk_...)" },
+	{ "STRIPE_API_VERSION", CFG_STR, OFF(stripe_api_version), "2023-10-16",
+	  0, 0, NULL, 0, "Stripe-Version header sent on every request" },
+	{ "APEXOPS_STRIPE_API_BASE", CFG_STR, OFF(stripe_api_base),
+	  "https://api.stripe.com", 0, 0, NULL, 0,
+	  "Stripe API base URL (tests point it at loopback)" },
+	{ "STRIPE_WEBHOOK_SECRET", CFG_STR, OFF(stripe_webhook_secret), NULL, 0,
+	  0, NULL, CFG_SECRET | CFG_EMPTY_UNSET,
+	  "Stripe webhook signing secret" },
+	{ "SANDBOX_USER_PASSWORD", CFG_STR, OFF(sandbox_user_password),
+	  "SandboxPass!2025", 0, 0, NULL, CFG_SECRET,
+	  "password of the three sandbox logins" },
+	{ "CRON_TZ", CFG_STR, OFF(cron_tz), "UTC", 0, 0, NULL, 0,
+	  "IANA time zone of schedules and retention windows" },
+	{ "APP_ENV", CFG_STR, OFF(app_env), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	  "production makes sandbox commands refuse without --force" },
+	{ "NODE_ENV", CFG_STR, OFF(node_env), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	  "read like APP_ENV" },
+	{ "APEXOPS_HOME", CFG_STR, OFF(home), "./.apexops", 0, 0, NULL, 0,
+	  "state of the embedded cluster" },
+	{ "APEXOPS_LOG_LEVEL", CFG_ENUM, OFF(log_level), "info", 0, 0,
+	  "debug|info|warn|error", 0, "lowest level logged" },
+	{ "APEXOPS_LOG_FORMAT", CFG_ENUM, OFF(log_format), "text", 0, 0,
+	  "text|json", 0, "log line format on stderr" },
+	{ "APEXOPS_DB_CONNECT_TIMEOUT", CFG_INT, OFF(connect_timeout_s), "5", 1,
+	  300, NULL, 0, "seconds per connection attempt" },
+	{ "APEXOPS_DB_CONNECT_RETRIES", CFG_INT, OFF(connect_retries), "2", 0,
+	  20, NULL, 0, "extra connection attempts, with backoff" },
+	{ "DATABASE_STATEMENT_TIMEOUT_MS", CFG_INT, OFF(statement_timeout_ms),
+	  "30000", 0, 86400000, NULL, 0,
+	  "statement_timeout of every session (0: none)" },
+	{ "APEXOPS_LOCK_TIMEOUT_MS", CFG_INT, OFF(lock_timeout_ms), "5000", 0,
+	  3600000, NULL, 0, "lock_timeout of every session (0: none)" },
+	{ "APEXOPS_PG_BINDIR", CFG_STR, OFF(pg_bindir),
+	  "/usr/lib/postgresql/15/bin", 0, 0, NULL, 0,
+	  "PostgreSQL server binaries for the embedded cluster" },
+};
+const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
+
+static char *
+read_secret_file(const char *var, const char *path, struct ops_err *err)
+{
+	struct buf b = BUF_INIT;
+	char chunk[4096];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		ops_fail(err, OPS_E_CONFIG, false,
+			 "%s_FILE: cannot read '%s': %s", var, path,
+			 strerror(errno));
+		return NULL;
+	}
+	b.max = 64 * 1024;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (buf_append(&b, chunk, n) != 0) {
+			fclose(f);
+			buf_release(&b);
+			ops_fail(err, OPS_E_CONFIG, false,
+				 "%s_FILE: '%s' is larger than 64 KiB", var,
+				 path);
+			return NULL;
+		}
+	}
+	fclose(f);
+	explicit_bzero(chunk, sizeof(chunk));
+	while (b.len > 0 &&
+	       (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+		b.data[--b.len] = '\0';
+	return buf_detach(&b);
+}
+
+/* The password inside a URL or conninfo, or NULL. */
+static char *
+url_password(const char *url)
+{
+	const char *p = strstr(url, "://"), *at, *colon, *slash, *q;
+
+	if (p != NULL) {
+		p += 3;
+		slash = strchr(p, '/');
+		at = strrchr(p, '@');
+		if (at != NULL && (slash == NULL || at < slash)) {
+			colon = memchr(p, ':', (size_t)(at - p));
+			if (colon != NULL)
+				return xstrndup(colon + 1,
+						(size_t)(at - colon - 1));
+		}
+	}
+	q = strstr(url, "password=");
+	if (q != NULL) {
+		q += 9;
+		if (*q == '\'')
+			q++;
+		return xstrndup(q, strcspn(q, p ? "&" : " '"));
+	}
+	return NULL;
+}
+
+static bool
+valid_tz(const char *tz)
+{
+	char path[512];
+	struct stat st;
+
+	if (*tz == '\0' || tz[0] == '/' || strstr(tz, "..") != NULL)
+		return false;
+	for (const char *p = tz; *p; p++)
+		if (!(isalnum((unsigned char)*p) || *p == '/' || *p == '_' ||
+		      *p == '-' || *p == '+'))
+			return false;
+	if (strcmp(tz, "UTC") == 0)
+		return true;
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int
+config_check_months(const char *name, const char *value, long *out,
+		    struct ops_err *err)
+{
+	if (parse_long(value, 1, 1200, out) != 0)
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"%s: invalid value '%s': expected a whole "
+				"number of months from 1 to 1200",
+				name, value);
+	return 0;
+}
+
+static int
+check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
+	    struct ops_err *err)
+{
+	char *base = (char *)cfg;
+	const char *shown = (d->flags & CFG_SECRET) ? "(hidden)" : v;
+
+	switch (d->type) {
+	case CFG_INT: {
+		long n;
+
+		if (parse_long(v, d->min, d->max, &n) != 0)
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"%s: invalid value '%s': expected a "
+					"whole number from %ld to %ld",
+					d->name, shown, d->min, d->max);
+		*(long *)(base + d->offset) = n;
+		return 0;
+	}
+	case CFG_BOOL: {
+		bool b;
+
+		if (parse_bool(v, &b) != 0)
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"%s: invalid value '%s': expected "
+					"true or false",
+					d->name, shown);
+		*(bool *)(base + d->offset) = b;
+		return 0;
+	}
+	case CFG_CONFIRM:
+		/* The original's rule: exactly "1" or "true" executes. */
+		*(bool *)(base + d->offset) =
+			strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+		free(cfg->confirm_raw);
+		cfg->confirm_raw = xstrdup(v);
+		return 0;
+	case CFG_ENUM: {
+		size_t n = strlen(v);
+		const char *p = d->allowed;
+
+		while (p != NULL && n > 0) {
+			const char *bar = strchr(p, '|');
+			size_t l = bar ? (size_t)(bar - p) : strlen(p);
+
+			if (l == n && strncmp(p, v, n) == 0)
+				break;
+			p = bar ? bar + 1 : NULL;
+		}
+		if (p == NULL || n == 0)
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"%s: invalid value '%s': expected one "
+					"of %s",
+					d->name, shown, d->allowed);
+		break;
+	}
+	case CFG_STR:
+		break;
+	}
+	if (*v == '\0')
+		return ops_fail(err, OPS_E_CONFIG, false, "%s: empty value: %s",
+				d->name, d->help);
+	if (strcmp(d->name, "DATABASE_URL") == 0 &&
+	    strncmp(v, "postgres://", 11) != 0 &&
+	    strncmp(v, "postgresql://", 13) != 0 && strchr(v, '=') == NULL)
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"DATABASE_URL: invalid value: expected a "
+				"postgresql:// URL or a key=value conninfo");
+	if (strcmp(d->name, "STRIPE_SECRET_KEY") == 0 &&
+	    strncmp(v, "sk_", 3) != 0 && strncmp(v, "rk_", 3) != 0)
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"STRIPE_SECRET_KEY: invalid value: expected a "
+				"secret key starting with sk_ (or a restricted "
+				"key, rk_)");
+	if (strcmp(d->name, "STRIPE_API_VERSION") == 0) {
+		int y, m, dd;
+		char date[11];
+
+		snprintf(date, sizeof(date), "%s", v);
+		if (strlen(v) < 10 || parse_date(date, &y, &m, &dd) != 0 ||
+		    strspn(v + 10,
+			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO"
+			   "PQRSTUVWXYZ0123456789_.-") != strlen(v + 10))
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"STRIPE_API_VERSION: invalid value "
+					"'%s': expected YYYY-MM-DD with an "
+					"optional suffix such as .clover",
+					v);
+	}
+	if (strcmp(d->name, "APEXOPS_STRIPE_API_BASE") == 0 &&
+	    strncmp(v, "https://", 8) != 0 &&
+	    strncmp(v, "http://127.", 11) != 0 &&
+	    strncmp(v, "http://localhost", 16) != 0 &&
+	    strncmp(v, "http://[::1]", 12) != 0)
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"APEXOPS_STRIPE_API_BASE: invalid value '%s': "
+				"expected an https:// URL (http:// only for "
+				"loopback test peers)",
+				v);
+	if (strcmp(d->name, "CRON_TZ") == 0 && !valid_tz(v))
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"CRON_TZ: unknown time zone '%s': expected an "
+				"IANA name such as UTC or Europe/Tallinn",
+				v);
+	{
+		char **slot = (char **)(base + d->offset);
+
+		if (d->flags & CFG_SECRET)
+			freezero_str(*slot);
+		else
+			free(*slot);
+		*slot = xstrdup(v);
+	}
+	return 0;
+}
+
+int
+config_load(struct ops_config *cfg, const char *env_file,
+	    const char *(*getenv_fn)(const char *), struct ops_err *err)
+{
+	struct dotenv file = DOTENV_INIT;
+	const char *path = env_file ? env_file : ".env";
+	int r = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (getenv_fn == NULL)
+		getenv_fn = (const char *(*)(const char *))getenv;
+	r = dotenv_load(path, &file, err);
+	if (r == OPS_E_NOTFOUND && env_file == NULL) {
+		r = 0; /* ./.env is optional */
+	} else if (r != 0) {
+		if (r == OPS_E_NOTFOUND)
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "--env-file: '%s' does not exist", path);
+		goto out;
+	}
+	for (int i = 0; i < cfg_ndefs; i++) {
+		const struct cfg_def *d = &cfg_defs[i];
+		const char *v = getenv_fn(d->name), *src = "environment";
+		char *secret = NULL;
+		char fname[96];
+
+		if (v == NULL) {
+			v = dotenv_get(&file, d->name);
+			src = "env file";
+		}
+		if (d->flags & CFG_SECRET) {
+			const char *fv;
+
+			snprintf(fname, sizeof(fname), "%s_FILE", d->name);
+			fv = getenv_fn(fname);
+			if (fv == NULL)
+				fv = dotenv_get(&file, fname);
+			if (fv != NULL && v != NULL) {
+				r = ops_fail(err, OPS_E_CONFIG, false,
+					     "%s and %s are both set: use one",
+					     d->name, fname);
+				goto out;
+			}
+			if (fv != NULL) {
+				secret = read_secret_file(d->name, fv, err);
+				if (secret == NULL) {
+					r = OPS_E_CONFIG;
+					goto out;
+				}
+				v = secret;
+				src = "secret file";
+			}
+		}
+		if (v != NULL && *v == '\0' && (d->flags & CFG_EMPTY_UNSET))
+			v = NULL;
+		if (v == NULL) {
+			v = d->def;
+			src = "default";
+		}
+		cfg->source[i] = src;
+		if (v == NULL)
+			continue;
+		if (d->flags & CFG_SECRET) {
+			if (d->flags & CFG_URL_SECRET) {
+				char *pw = url_password(v);
+
+				log_add_secret(pw);
+				freezero_str(pw);
+			} else {
+				log_add_secret(v);
+			}
+		}
+		r = check_value(d, v, cfg, err);
+		freezero_str(secret);
+		if (r != 0)
+			goto out;
+	}
+out:
+	dotenv_release(&file);
+	if (r != 0)
+		config_release(cfg);
+	return r;
+}
+
+void
+config_release(struct ops_config *cfg)
+{
+	char *base = (char *)cfg;
+
+	for (int i = 0; i < cfg_ndefs; i++) {
+		const struct cfg_def *d = &cfg_defs[i];
+		char **slot;
+
+		if (d->type != CFG_STR && d->type != CFG_ENUM)
+			continue;
+		slot = (char **)(base + d->offset);
+		freezero_str(*slot);
+		*slot = NULL;
+	}
+	free(cfg->confirm_raw);
+	cfg->confirm_raw = NULL;
+}
+
+char *
+config_redact_url(const char *url)
+{
+	struct buf b = BUF_INIT;
+	const char *p, *at, *colon, *slash;
+
+	if (url == NULL)
+		return xstrdup("(unset)");
+	p = strstr(url, "://");
+	if (p != NULL) {
+		p += 3;
+		slash = strchr(p, '/');
+		at = strrchr(p, '@');
+		if (at != NULL && (slash == NULL || at < slash)) {
+			colon = memchr(p, ':', (size_t)(at - p));
+			if (colon != NULL) {
+				buf_append(&b, url, (size_t)(colon - url));
+				buf_puts(&b, ":***");
+				buf_puts(&b, at);
+			} else {
+				buf_puts(&b, url);
+			}
+		} else {
+			buf_puts(&b, url);
+		}
+		/* ?password=... in the query */
+		{
+			char *q = strstr(b.data, "password=");
+
+			if (q != NULL) {
+				char *e = q + 9;
+				size_t n = strcspn(e, "&");
+
+				memmove(e + 3, e + n, strlen(e + n) + 1);
+				memcpy(e, "***", 3);
+			}
+		}
+		return buf_detach(&b);
+	}
+	/* conninfo: replace the value of password= */
+	buf_puts(&b, url);
+	{
+		char *q = strstr(b.data, "password");
+
+		if (q != NULL) {
+			char *e = strchr(q, '=');
+
+			if (e != NULL) {
+				size_t n;
+
+				e++;
+				while (*e == ' ')
+					e++;
+				if (*e == '\'') {
+					const char *end = strchr(e + 1, '\'');
+
+					n = end ? (size_t)(end - e) + 1
+						: strlen(e);
+				} else {
+					n = strcspn(e, " ");
+				}
+				memmove(e + 3, e + n, strlen(e + n) + 1);
+				memcpy(e, "***", 3);
+			}
+		}
+	}
+	return buf_detach(&b);
+}
+
+void
+config_show(const struct ops_config *cfg)
+{
+	const char *base = (const char *)cfg;
+
+	for (int i = 0; i < cfg_ndefs; i++) {
+		const struct cfg_def *d = &cfg_defs[i];
+		char val[256];
+
+		switch (d->type) {
+		case CFG_INT:
+			snprintf(val, sizeof(val), "%ld",
+				 *(const long *)(base + d->offset));
+			break;
+		case CFG_BOOL:
+		case CFG_CONFIRM:
+			snprintf(val, sizeof(val), "%s",
+				 *(const bool *)(base + d->offset) ? "true"
+								   : "false");
+			break;
+		default: {
+			const char *s = *(char *const *)(base + d->offset);
+
+			if (s == NULL)
+				snprintf(val, sizeof(val), "(unset)");
+			else if (d->flags & CFG_URL_SECRET) {
+				char *r = config_redact_url(s);
+
+				snprintf(val, sizeof(val), "%s", r);
+				free(r);
+			} else if (d->flags & CFG_SECRET)
+				snprintf(val, sizeof(val), "(set, hidden)");
+			else
+				snprintf(val, sizeof(val), "%s", s);
+		}
+		}
+		printf("%-30s %-40s %s\n", d->name, val,
+		       cfg->source[i] ? cfg->source[i] : "default");
+	}
+}

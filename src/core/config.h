@@ -1,0 +1,85 @@
+/*
+ * Configuration: one typed table (redis standardConfig, pgbouncer CF_*)
+ * drives loading, validation and `apexops config`. Sources, lowest first:
+ * defaults < .env file < the process environment < command flags (applied
+ * by each command). Secrets may come from NAME_FILE (a mounted secret);
+ * they are registered with the logger so that no line can show them.
+ */
+#ifndef OPS_CORE_CONFIG_H
+#define OPS_CORE_CONFIG_H
+
+#include <stdbool.h>
+
+#include "core/dotenv.h"
+#include "core/err.h"
+
+struct ops_config {
+	char *database_url; /* NULL: use the embedded cluster */
+	bool database_ssl;
+	long retention_months;
+	long usage_retention_months;
+	bool confirm;
+	char *confirm_raw; /* as given, for the "means dry-run" warning */
+	char *privacy_export_provider;
+	char *privacy_export_bucket;
+	long privacy_expiry_days;
+	char *stripe_secret_key;
+	char *stripe_api_version;
+	char *stripe_api_base;
+	char *stripe_webhook_secret;
+	char *sandbox_user_password;
+	char *cron_tz;
+	char *app_env;
+	char *node_env;
+	char *home;
+	char *log_level;
+	char *log_format;
+	long connect_timeout_s;
+	long connect_retries;
+	long statement_timeout_ms;
+	long lock_timeout_ms;
+	char *pg_bindir;
+	/* where each value came from, for `apexops config` */
+	const char *source[64];
+};
+
+enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_CONFIRM };
+enum cfg_flags {
+	CFG_SECRET = 1 << 0,	  /* never printed; NAME_FILE accepted */
+	CFG_EMPTY_UNSET = 1 << 1, /* an empty value counts as unset */
+	CFG_URL_SECRET = 1 << 2	  /* printed with its password removed */
+};
+
+struct cfg_def {
+	const char *name;
+	enum cfg_type type;
+	size_t offset;
+	const char *def;     /* NULL: no default */
+	long min, max;	     /* CFG_INT */
+	const char *allowed; /* CFG_ENUM: "a|b|c" */
+	int flags;
+	const char *help;
+};
+
+extern const struct cfg_def cfg_defs[];
+extern const int cfg_ndefs;
+
+/*
+ * Load every variable. env_file: path of a .env file; NULL means "./.env
+ * when present"; a given path that does not exist is an error. getenv_fn
+ * may be NULL (uses getenv), tests pass their own. Every value is
+ * validated; the first bad one fails with OPS_E_CONFIG naming it.
+ */
+int config_load(struct ops_config *cfg, const char *env_file,
+		const char *(*getenv_fn)(const char *), struct ops_err *err);
+/* Free everything; secrets are wiped. */
+void config_release(struct ops_config *cfg);
+/* Print every variable, value (secrets masked) and source to stdout. */
+void config_show(const struct ops_config *cfg);
+/* A copy of a postgres URL or conninfo with its password replaced. */
+char *config_redact_url(const char *url);
+/* Validate n as a month count for name (1..1200); fills err. */
+int config_check_months(const char *name, const char *value, long *out,
+			struct ops_err *err);
+
+#endif

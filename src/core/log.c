@@ -1,0 +1,233 @@
+#include "core/log.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/xalloc.h"
+
+enum log_level log_min_level = LOG_INFO;
+static enum log_format log_fmt = LOG_FMT_TEXT;
+static char log_component[32] = "apexops";
+static char **secrets;
+static size_t nsecrets;
+
+void
+log_setup(enum log_level lvl, enum log_format fmt, const char *component)
+{
+	log_min_level = lvl;
+	log_fmt = fmt;
+	if (component != NULL)
+		snprintf(log_component, sizeof(log_component), "%s", component);
+}
+
+int
+log_level_parse(const char *s)
+{
+	static const char *const names[] = { "debug", "info", "warn", "error" };
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	if (strcmp(s, "warning") == 0)
+		return LOG_WARN;
+	return -1;
+}
+
+void
+log_add_secret(const char *s)
+{
+	if (s == NULL || strlen(s) < 4) /* too short to scrub safely */
+		return;
+	for (size_t i = 0; i < nsecrets; i++)
+		if (strcmp(secrets[i], s) == 0)
+			return;
+	secrets = xrealloc(secrets, (nsecrets + 1) * sizeof(*secrets));
+	secrets[nsecrets++] = xstrdup(s);
+}
+
+void
+log_forget_secrets(void)
+{
+	for (size_t i = 0; i < nsecrets; i++)
+		freezero_str(secrets[i]);
+	free(secrets);
+	secrets = NULL;
+	nsecrets = 0;
+}
+
+void
+log_scrub(char *s)
+{
+	for (size_t i = 0; i < nsecrets; i++) {
+		size_t n = strlen(secrets[i]);
+		char *p;
+
+		while ((p = strstr(s, secrets[i])) != NULL) {
+			memcpy(p, "***", 3);
+			memmove(p + 3, p + n, strlen(p + n) + 1);
+		}
+	}
+}
+
+const char *
+log_q(const char *s)
+{
+	static char ring[4][512];
+	static int next;
+	char *out = ring[next];
+	size_t o = 0;
+
+	next = (next + 1) % 4;
+	out[o++] = '"';
+	for (; s != NULL && *s != '\0' && o < sizeof(ring[0]) - 4; s++) {
+		if (*s == '"' || *s == '\\')
+			out[o++] = '\\';
+		out[o++] = (*s == '\n') ? ' ' : *s;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
+static const char *
+level_name(enum log_level lvl)
+{
+	static const char *const n[] = { "debug", "info", "warn", "error" };
+
+	return lvl <= LOG_ERROR ? n[lvl] : "off";
+}
+
+static void
+json_str(struct buf *b, const char *s, size_t n)
+{
+	buf_puts(b, "\"");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			buf_printf(b, "\\%c", c);
+		else if (c < 0x20)
+			buf_printf(b, "\\u%04x", c);
+		else
+			buf_append(b, &s[i], 1);
+	}
+	buf_puts(b, "\"");
+}
+
+/* Length of a key at s ("[A-Za-z_][A-Za-z0-9_.]*="), 0 if none. */
+static size_t
+key_len(const char *s)
+{
+	size_t i = 0;
+
+	if (!isalpha((unsigned char)s[0]) && s[0] != '_')
+		return 0;
+	while (isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '.')
+		i++;
+	return s[i] == '=' ? i : 0;
+}
+
+/* Split "message k=v k2="v 2"" into JSON fields. */
+static void
+render_json(struct buf *out, const char *ts, enum log_level lvl,
+	    const char *func, const char *text)
+{
+	const char *p = text, *msg_end = NULL;
+
+	buf_puts(out, "{\"ts\":");
+	json_str(out, ts, strlen(ts));
+	buf_printf(out, ",\"level\":\"%s\",\"component\":", level_name(lvl));
+	json_str(out, log_component, strlen(log_component));
+	buf_puts(out, ",\"func\":");
+	json_str(out, func, strlen(func));
+	for (const char *q = text; *q != '\0'; q++) {
+		if ((q == text || q[-1] == ' ') && key_len(q) > 0) {
+			msg_end = q;
+			break;
+		}
+	}
+	if (msg_end == NULL)
+		msg_end = text + strlen(text);
+	{
+		size_t n = (size_t)(msg_end - text);
+
+		while (n > 0 && text[n - 1] == ' ')
+			n--;
+		buf_puts(out, ",\"msg\":");
+		json_str(out, text, n);
+	}
+	p = msg_end;
+	while (*p != '\0') {
+		size_t kl = key_len(p);
+		const char *key = p, *v, *ve;
+		struct buf val = BUF_INIT;
+
+		if (kl == 0) { /* stray text: skip the token */
+			while (*p != '\0' && *p != ' ')
+				p++;
+			while (*p == ' ')
+				p++;
+			continue;
+		}
+		v = p + kl + 1;
+		if (*v == '"') {
+			v++;
+			for (ve = v; *ve != '\0' && *ve != '"'; ve++) {
+				if (*ve == '\\' && ve[1] != '\0')
+					ve++;
+				buf_append(&val, ve, 1);
+			}
+			p = *ve == '"' ? ve + 1 : ve;
+		} else {
+			for (ve = v; *ve != '\0' && *ve != ' '; ve++)
+				;
+			buf_append(&val, v, (size_t)(ve - v));
+			p = ve;
+		}
+		buf_puts(out, ",");
+		json_str(out, key, kl);
+		buf_puts(out, ":");
+		json_str(out, buf_str(&val), val.len);
+		buf_release(&val);
+		while (*p == ' ')
+			p++;
+	}
+	buf_puts(out, "}");
+}
+
+void
+log_emit(enum log_level lvl, const char *func, const char *fmt, ...)
+{
+	struct buf text = BUF_INIT, line = BUF_INIT;
+	struct timeval tv;
+	struct tm tm;
+	char ts[96];
+	va_list ap;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+	va_start(ap, fmt);
+	buf_vprintf(&text, fmt, ap);
+	va_end(ap);
+	if (text.data != NULL)
+		log_scrub(text.data);
+	if (log_fmt == LOG_FMT_JSON)
+		render_json(&line, ts, lvl, func, buf_str(&text));
+	else
+		buf_printf(&line, "ts=%s level=%s component=%s %s", ts,
+			   level_name(lvl), log_component, buf_str(&text));
+	buf_puts(&line, "\n");
+	fputs(buf_str(&line), stderr);
+	fflush(stderr);
+	buf_release(&text);
+	buf_release(&line);
+}

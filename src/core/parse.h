@@ -1,0 +1,22 @@
+/*
+ * Strict parsers for values from users: the whole text must match, no
+ * prefixes ("18abc"), no exponents ("1e3"), no blanks. Each returns 0 or
+ * OPS_E_INVALID and never prints.
+ */
+#ifndef OPS_CORE_PARSE_H
+#define OPS_CORE_PARSE_H
+
+#include <stdbool.h>
+
+/* A decimal integer in [min, max]: an optional '-' then digits only. */
+int parse_long(const char *s, long min, long max, long *out);
+/* "true|false|1|0|yes|no|on|off" (case-insensitive). */
+int parse_bool(const char *s, bool *out);
+/* A real calendar date YYYY-MM-DD (zero-padded, 1..9999, 2025-02-30 fails). */
+int parse_date(const char *s, int *y, int *m, int *d);
+/* A UUID in 8-4-4-4-12 hex form (either case). */
+bool is_uuid(const char *s);
+/* Days in month m (1..12) of year y. */
+int days_in_month(int y, int m);
+
+#endif

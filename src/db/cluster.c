@@ -1,0 +1,467 @@
+#include "db/cluster.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "db/db.h"
+
+#define CLUSTER_USER "apexops"
+#define CLUSTER_DB   "apexops"
+
+static uint64_t
+fnv(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static bool
+port_free(int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+	if (fd < 0)
+		return false;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+static int
+pick_port(const char *home)
+{
+	int start = 54320 + (int)(fnv(home) % 1000);
+
+	for (int i = 0; i < 200; i++)
+		if (port_free(start + i))
+			return start + i;
+	return -1;
+}
+
+static int
+read_state(struct cluster *cl)
+{
+	char path[PATH_MAX], line[PATH_MAX + 32];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cluster.conf", cl->home);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *eq = strchr(line, '='), *nl = strchr(line, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (eq == NULL)
+			continue;
+		*eq++ = '\0';
+		if (strcmp(line, "base") == 0) {
+			free(cl->base);
+			cl->base = xstrdup(eq);
+		} else if (strcmp(line, "port") == 0) {
+			cl->port = atoi(eq); /* our own file, written below */
+		}
+	}
+	fclose(f);
+	return cl->base != NULL && cl->port > 0 ? 0 : -1;
+}
+
+static int
+write_state(const struct cluster *cl, struct ops_err *err)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cluster.conf", cl->home);
+	snprintf(tmp, sizeof(tmp), "%s/cluster.conf.tmp", cl->home);
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s",
+				tmp, strerror(errno));
+	fprintf(f, "# written by apexops db; do not edit\nbase=%s\nport=%d\n",
+		cl->base, cl->port);
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		return ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s",
+				path, strerror(errno));
+	return 0;
+}
+
+static void
+set_paths(struct cluster *cl)
+{
+	free(cl->datadir);
+	free(cl->sockdir);
+	free(cl->logfile);
+	cl->datadir = xasprintf("%s/data", cl->base);
+	cl->sockdir = xasprintf("%s/run", cl->base);
+	cl->logfile = xasprintf("%s/server.log", cl->base);
+}
+
+int
+cluster_open(struct cluster *cl, const char *home, const char *bindir,
+	     struct ops_err *err)
+{
+	char real[PATH_MAX];
+
+	memset(cl, 0, sizeof(*cl));
+	if (mkdir_p(home, 0700) != 0 || realpath(home, real) == NULL)
+		return ops_fail(err, OPS_E_IO, false,
+				"APEXOPS_HOME: cannot create '%s': %s", home,
+				strerror(errno));
+	cl->home = xstrdup(real);
+	cl->bindir = xstrdup(bindir);
+	cl->as_postgres = geteuid() == 0;
+	if (read_state(cl) != 0) {
+		/*
+		 * Root: the postgres user must reach the data directory and
+		 * the socket path must stay short (108 bytes), so both live
+		 * in /var/tmp. Others: inside APEXOPS_HOME unless too long.
+		 */
+		free(cl->base);
+		if (cl->as_postgres || strlen(real) > 70)
+			cl->base = xasprintf("/var/tmp/apexops-%u-%016llx",
+					     (unsigned)geteuid(),
+					     (unsigned long long)fnv(real));
+		else
+			cl->base = xasprintf("%s/pg", real);
+		cl->port = 0;
+	}
+	set_paths(cl);
+	return 0;
+}
+
+char *
+cluster_url(const struct cluster *cl)
+{
+	return xasprintf("postgresql://%s@/%s?host=%s&port=%d", CLUSTER_USER,
+			 CLUSTER_DB, cl->sockdir, cl->port);
+}
+
+void
+cluster_release(struct cluster *cl)
+{
+	free(cl->home);
+	free(cl->base);
+	free(cl->datadir);
+	free(cl->sockdir);
+	free(cl->logfile);
+	free(cl->bindir);
+	memset(cl, 0, sizeof(*cl));
+}
+
+/*
+ * Run a server program (as postgres when we are root) with output to
+ * cl->logfile or /dev/null. Returns its exit status, or -1.
+ */
+static int
+run_pg(const struct cluster *cl, const char *prog, const char *const *args,
+       const char *out_path)
+{
+	const char *argv[32];
+	char exe[PATH_MAX];
+	int n = 0, status;
+	pid_t pid;
+
+	snprintf(exe, sizeof(exe), "%s/%s", cl->bindir, prog);
+	if (cl->as_postgres) {
+		argv[n++] = "runuser";
+		argv[n++] = "-u";
+		argv[n++] = "postgres";
+		argv[n++] = "--";
+	}
+	argv[n++] = exe;
+	for (int i = 0; args[i] != NULL && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(out_path ? out_path : "/dev/null",
+			      O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		/* the server must not inherit our stdin */
+		fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			dup2(fd, STDIN_FILENO);
+			close(fd);
+		}
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int
+chown_postgres(const struct cluster *cl, const char *path)
+{
+	struct passwd *pw;
+
+	if (!cl->as_postgres)
+		return 0;
+	pw = getpwnam("postgres");
+	if (pw == NULL)
+		return -1;
+	return chown(path, pw->pw_uid, pw->pw_gid);
+}
+
+static int
+cluster_init(struct cluster *cl, struct ops_err *err)
+{
+	char initlog[PATH_MAX], conf[PATH_MAX];
+	const char *args[] = { "-D",
+			       cl->datadir,
+			       "-U",
+			       CLUSTER_USER,
+			       "-E",
+			       "UTF8",
+			       "--locale=C.UTF-8",
+			       "--auth-local=trust",
+			       "--auth-host=reject",
+			       NULL };
+	FILE *f;
+	int rc;
+
+	if (cl->as_postgres && getpwnam("postgres") == NULL)
+		return ops_fail(err, OPS_E_IO, false,
+				"running as root needs the 'postgres' user to "
+				"own the cluster (apt-get install "
+				"postgresql-15 creates it)");
+	if (access(cl->bindir, X_OK) != 0)
+		return ops_fail(err, OPS_E_IO, false,
+				"PostgreSQL server binaries not found in '%s' "
+				"(APEXOPS_PG_BINDIR); install postgresql-15",
+				cl->bindir);
+	if (mkdir_p(cl->base, 0700) != 0 || chmod(cl->base, 0700) != 0 ||
+	    chown_postgres(cl, cl->base) != 0)
+		return ops_fail(err, OPS_E_IO, false, "cannot prepare '%s': %s",
+				cl->base, strerror(errno));
+	if (mkdir_p(cl->sockdir, 0700) != 0 ||
+	    chown_postgres(cl, cl->sockdir) != 0)
+		return ops_fail(err, OPS_E_IO, false, "cannot prepare '%s': %s",
+				cl->sockdir, strerror(errno));
+	snprintf(initlog, sizeof(initlog), "%s/initdb.log", cl->base);
+	log_info("initialising the embedded cluster datadir=%s",
+		 log_q(cl->datadir));
+	rc = run_pg(cl, "initdb", args, NULL);
+	if (rc != 0)
+		return ops_fail(err, OPS_E_IO, false,
+				"initdb failed (exit %d) for '%s'", rc,
+				cl->datadir);
+	cl->port = pick_port(cl->home);
+	if (cl->port < 0)
+		return ops_fail(err, OPS_E_IO, false,
+				"no free loopback port in 54320..55519");
+	snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf", cl->datadir);
+	f = fopen(conf, "a");
+	if (f == NULL)
+		return ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s",
+				conf, strerror(errno));
+	fprintf(f,
+		"# apexops embedded cluster\n"
+		"listen_addresses = '127.0.0.1'\n"
+		"port = %d\n"
+		"unix_socket_directories = '%s'\n"
+		"max_connections = 50\n"
+		"shared_buffers = '128MB'\n"
+		"logging_collector = off\n",
+		cl->port, cl->sockdir);
+	fclose(f);
+	chown_postgres(cl, conf);
+	(void)initlog;
+	return write_state(cl, err);
+}
+
+static bool
+is_initialised(const struct cluster *cl)
+{
+	char pv[PATH_MAX];
+
+	snprintf(pv, sizeof(pv), "%s/PG_VERSION", cl->datadir);
+	return access(pv, F_OK) == 0;
+}
+
+int
+cluster_status(struct cluster *cl, bool *initialised, bool *running,
+	       struct ops_err *err)
+{
+	const char *args[] = { "status", "-D", cl->datadir, NULL };
+
+	(void)err;
+	*initialised = is_initialised(cl);
+	*running = *initialised && run_pg(cl, "pg_ctl", args, NULL) == 0;
+	return 0;
+}
+
+static int
+create_database(const struct cluster *cl, struct ops_err *err)
+{
+	struct db_opts o = { 0 };
+	struct db *db;
+	char *url = xasprintf("postgresql://%s@/postgres?host=%s&port=%d",
+			      CLUSTER_USER, cl->sockdir, cl->port);
+	char *v = NULL;
+	int r;
+
+	o.url = url;
+	o.appname = "apexops/db";
+	o.connect_timeout_s = 5;
+	o.retries = 3;
+	r = db_connect(&o, &db, err);
+	free(url);
+	if (r != 0)
+		return r;
+	r = db_query_value(db, "SELECT 1 FROM pg_database WHERE datname = $1",
+			   1, (const char *const[]){ CLUSTER_DB }, &v, err);
+	if (r == 0 && v == NULL) {
+		/* a constant name: CREATE DATABASE takes no parameters */
+		r = db_exec(db, "CREATE DATABASE " CLUSTER_DB, 0, NULL, NULL,
+			    err);
+		if (r != 0 && strcmp(err->sqlstate, "42P04") == 0)
+			r = 0; /* created by a concurrent starter */
+	}
+	free(v);
+	db_close(db);
+	return r;
+}
+
+int
+cluster_ensure_started(struct cluster *cl, bool init, struct ops_err *err)
+{
+	char lockpath[PATH_MAX];
+	bool initialised, running;
+	int fd, r = 0;
+
+	snprintf(lockpath, sizeof(lockpath), "%s/cluster.lock", cl->home);
+	fd = open(lockpath, O_RDWR | O_CREAT, 0600);
+	if (fd < 0)
+		return ops_fail(err, OPS_E_IO, false, "cannot open '%s': %s",
+				lockpath, strerror(errno));
+	/* several apexops processes may start the cluster at once */
+	while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
+		;
+	if (read_state(cl) == 0)
+		set_paths(cl);
+	cluster_status(cl, &initialised, &running, err);
+	if (!initialised) {
+		if (!init) {
+			r = ops_fail(err, OPS_E_NOTFOUND, false,
+				     "no embedded cluster under '%s' (run "
+				     "'apexops db start')",
+				     cl->home);
+			goto out;
+		}
+		r = cluster_init(cl, err);
+		if (r != 0)
+			goto out;
+	}
+	if (!running) {
+		const char *args[] = { "start", "-D",	     cl->datadir,
+				       "-l",	cl->logfile, "-w",
+				       "-t",	"60",	     NULL };
+		int rc;
+
+		if (!port_free(cl->port)) {
+			char conf[PATH_MAX];
+			FILE *f;
+
+			cl->port = pick_port(cl->home);
+			snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf",
+				 cl->datadir);
+			f = fopen(conf, "a");
+			if (f != NULL) {
+				fprintf(f, "port = %d\n", cl->port);
+				fclose(f);
+			}
+			r = write_state(cl, err);
+			if (r != 0)
+				goto out;
+		}
+		mkdir_p(cl->sockdir, 0700);
+		chown_postgres(cl, cl->sockdir);
+		rc = run_pg(cl, "pg_ctl", args, NULL);
+		if (rc != 0) {
+			r = ops_fail(err, OPS_E_IO, false,
+				     "pg_ctl start failed (exit %d); see '%s'",
+				     rc, cl->logfile);
+			goto out;
+		}
+		log_info("embedded cluster started port=%d socket=%s", cl->port,
+			 log_q(cl->sockdir));
+	}
+	r = create_database(cl, err);
+out:
+	flock(fd, LOCK_UN);
+	close(fd);
+	return r;
+}
+
+int
+cluster_stop(struct cluster *cl, struct ops_err *err)
+{
+	const char *args[] = { "stop", "-D", cl->datadir, "-m",
+			       "fast", "-w", NULL };
+	bool initialised, running;
+
+	cluster_status(cl, &initialised, &running, err);
+	if (!running)
+		return 0;
+	if (run_pg(cl, "pg_ctl", args, NULL) != 0)
+		return ops_fail(err, OPS_E_IO, false,
+				"pg_ctl stop failed; see '%s'", cl->logfile);
+	return 0;
+}

@@ -1,0 +1,109 @@
+/*
+ * The PostgreSQL layer: the only module that includes libpq-fe.h. Every
+ * statement takes parameters ($1, $2 ...) as text; no caller builds SQL
+ * from data. Errors carry the SQLSTATE and whether a retry may help.
+ */
+#ifndef OPS_DB_DB_H
+#define OPS_DB_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+struct db;     /* one connection; not shared between threads */
+struct db_res; /* a query result */
+
+struct db_opts {
+	const char *url; /* URL or conninfo (required) */
+	bool ssl;	 /* DATABASE_SSL: sslmode=require unless url sets it */
+	const char *appname; /* application_name, e.g. "apexops/purge" */
+	long connect_timeout_s;
+	long retries; /* extra attempts after the first, with backoff */
+	long statement_timeout_ms; /* 0: none */
+	long lock_timeout_ms;	   /* 0: none */
+};
+
+/*
+ * Connect, retrying transient failures with exponential backoff and jitter.
+ * *out is a new connection the caller closes with db_close(). Failure to
+ * reach the server is OPS_E_CONNECT; the message never shows a password.
+ */
+int db_connect(const struct db_opts *o, struct db **out, struct ops_err *err);
+/* Close. NULL is a no-op. */
+void db_close(struct db *db);
+
+/* Run a statement that returns no rows; *affected (may be NULL) gets the
+ * row count of INSERT/UPDATE/DELETE. */
+int db_exec(struct db *db, const char *sql, int nparams,
+	    const char *const *params, long long *affected,
+	    struct ops_err *err);
+/* Run a query; *out is a new result freed with db_res_free(). */
+int db_query(struct db *db, const char *sql, int nparams,
+	     const char *const *params, struct db_res **out,
+	     struct ops_err *err);
+/*
+ * First column of the first row as a new string (caller frees), or NULL
+ * when there is no row or the value is SQL NULL.
+ */
+int db_query_value(struct db *db, const char *sql, int nparams,
+		   const char *const *params, char **out, struct ops_err *err);
+/* Several statements in one string, without parameters: migration files
+ * only, never data. */
+int db_exec_script(struct db *db, const char *sql, struct ops_err *err);
+
+int db_res_rows(const struct db_res *res);
+int db_res_cols(const struct db_res *res);
+/* Borrowed text of a cell, or NULL for SQL NULL. */
+const char *db_res_get(const struct db_res *res, int row, int col);
+/* A cell as an integer; 0 for NULL. */
+long long db_res_ll(const struct db_res *res, int row, int col);
+double db_res_double(const struct db_res *res, int row, int col);
+/* Column name, borrowed. */
+const char *db_res_colname(const struct db_res *res, int col);
+void db_res_free(struct db_res *res);
+
+int db_begin(struct db *db, struct ops_err *err);
+int db_commit(struct db *db, struct ops_err *err);
+/* Roll back if a transaction is open; safe to call on any path. */
+void db_rollback(struct db *db);
+bool db_in_tx(const struct db *db);
+
+/* Session-level advisory locks on one bigint key. */
+int db_advisory_lock(struct db *db, int64_t key, struct ops_err *err);
+int db_try_advisory_lock(struct db *db, int64_t key, bool *got,
+			 struct ops_err *err);
+int db_advisory_unlock(struct db *db, int64_t key, struct ops_err *err);
+/* A stable lock key for a name (FNV-1a 64). */
+int64_t db_lock_key(const char *name);
+
+/* COPY ... FROM STDIN: begin, put any number of chunks, end. */
+int db_copy_begin(struct db *db, const char *sql, struct ops_err *err);
+int db_copy_put(struct db *db, const char *data, size_t len,
+		struct ops_err *err);
+/* Finish; *rows (may be NULL) gets the row count. On a failure before
+ * the end, pass abort_msg to abandon the COPY. */
+int db_copy_end(struct db *db, const char *abort_msg, long long *rows,
+		struct ops_err *err);
+/* COPY ... TO STDOUT: cb gets each row; a non-zero return stops. */
+int db_copy_out(struct db *db, const char *sql,
+		int (*cb)(void *arg, const char *row, size_t len), void *arg,
+		struct ops_err *err);
+
+/* Ask the server to cancel the running statement; async-signal-safe. */
+void db_cancel(struct db *db);
+/* "15.20" etc., borrowed. */
+const char *db_server_version(struct db *db);
+int db_server_version_num(struct db *db);
+/* The connection's backend pid. */
+int db_backend_pid(struct db *db);
+
+/* Is sqlstate transient (serialization, deadlock, connection, shutdown,
+ * lock timeout)? */
+bool db_sqlstate_transient(const char *sqlstate);
+/* Validate a URL/conninfo without connecting; the message hides any
+ * password. */
+int db_check_url(const char *url, struct ops_err *err);
+
+#endif

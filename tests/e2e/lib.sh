@@ -1,0 +1,62 @@
+# Helpers for end-to-end tests: each test file sources this, runs the real
+# binary as an operator would, and prints TAP lines ("ok N - ..."). The
+# runner (tests/run.sh) provides APEXOPS_BIN, OPS_TEST_ADMIN_URL,
+# OPS_TEST_PGPORT and the migrated template database OPS_TEST_TEMPLATE.
+set -u
+: "${APEXOPS_BIN:?run through tests/run.sh}"
+: "${E2E_TMP:=$(mktemp -d /tmp/e2e.XXXXXX)}"
+TESTN=0
+OUT="" ERR="" RC=0
+cd "$E2E_TMP" || exit 1
+# a test must never read the developer's .env or state
+unset DATABASE_URL RETENTION_MONTHS USAGE_RETENTION_MONTHS CONFIRM STRIPE_SECRET_KEY APP_ENV NODE_ENV
+export APEXOPS_HOME="$E2E_TMP/home"
+
+ok() { TESTN=$((TESTN + 1)); echo "ok $TESTN - $*"; }
+not_ok() {
+	TESTN=$((TESTN + 1))
+	echo "not ok $TESTN - $1"
+	shift
+	for l in "$@"; do printf '#   %s\n' "$l"; done
+	printf '#   stdout: %s\n' "$(printf %s "$OUT" | tail -5 | tr '\n' '|')"
+	printf '#   stderr: %s\n' "$(printf %s "$ERR" | tail -5 | tr '\n' '|')"
+}
+
+# new_db NAME: a fresh database cloned from the migrated template; prints its URL
+new_db() {
+	local name="e2e_$1_$$"
+	psql -X -q "$OPS_TEST_ADMIN_URL" -c "DROP DATABASE IF EXISTS $name" >/dev/null 2>&1
+	psql -X -q "$OPS_TEST_ADMIN_URL" -c "CREATE DATABASE $name TEMPLATE ${OPS_TEST_TEMPLATE:-ops_tpl}" >/dev/null || return 1
+	echo "postgresql://postgres@127.0.0.1:$OPS_TEST_PGPORT/$name"
+}
+# empty_db NAME: a fresh database with nothing in it
+empty_db() {
+	local name="e2e_$1_$$"
+	psql -X -q "$OPS_TEST_ADMIN_URL" -c "DROP DATABASE IF EXISTS $name" >/dev/null 2>&1
+	psql -X -q "$OPS_TEST_ADMIN_URL" -c "CREATE DATABASE $name" >/dev/null || return 1
+	echo "postgresql://postgres@127.0.0.1:$OPS_TEST_PGPORT/$name"
+}
+
+# run_ops ARGS...: runs the binary; sets OUT, ERR, RC
+run_ops() {
+	OUT=$("$APEXOPS_BIN" "$@" 2>"$E2E_TMP/stderr")
+	RC=$?
+	ERR=$(cat "$E2E_TMP/stderr")
+}
+
+# sql URL QUERY [ARGS...]: one value (psql -At)
+sql() { psql -X -At -v ON_ERROR_STOP=1 "$1" -c "$2"; }
+
+expect_rc() { # expect_rc CODE DESC
+	if [ "$RC" -eq "$1" ]; then ok "$2"; else not_ok "$2" "expected exit $1, got $RC"; fi
+}
+assert_eq() { # assert_eq DESC EXPECTED ACTUAL
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected: $2" "actual:   $3"; fi
+}
+assert_contains() { # assert_contains DESC HAYSTACK NEEDLE
+	case "$2" in *"$3"*) ok "$1" ;; *) not_ok "$1" "missing: $3" ;; esac
+}
+assert_not_contains() {
+	case "$2" in *"$3"*) not_ok "$1" "unexpected: $3" ;; *) ok "$1" ;; esac
+}
+done_testing() { echo "1..$TESTN"; }
