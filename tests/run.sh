@@ -12,6 +12,8 @@ BUILD=${BUILD:-$ROOT/build-asan}
 FUZZ_BUILD=${FUZZ_BUILD:-$ROOT/build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 groups=${*:-unit integration e2e fuzz}
+# TESTS=glob runs only the matching test programs/files (e.g. TESTS='*purge*')
+TESTS=${TESTS:-*}
 export APEXOPS_BIN=$BUILD/apexops
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=99}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=98}
@@ -82,6 +84,8 @@ for g in $groups; do
 		for t in "$BUILD"/tests/$g/*; do
 			[ -x "$t" ] || continue
 			n=$(basename "$t")
+			# shellcheck disable=SC2053
+			[[ $n == $TESTS ]] || continue
 			echo "# $g/$n"
 			"$t" >"$LOGDIR/$n.out" 2>"$LOGDIR/$n.err"
 			rc=$?
@@ -94,6 +98,8 @@ for g in $groups; do
 		need_pg
 		for t in tests/e2e/test_*.sh; do
 			n=$(basename "$t" .sh)
+			# shellcheck disable=SC2053
+			[[ $n == $TESTS ]] || continue
 			echo "# e2e/$n"
 			E2E_TMP=$(mktemp -d "$LOGDIR/$n.XXXX") bash "$t" >"$LOGDIR/$n.out" 2>"$LOGDIR/$n.err"
 			rc=$?

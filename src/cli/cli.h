@@ -54,6 +54,8 @@ int cmd_status(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_config(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_purge(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv);
 
 extern const char cmd_db_usage[];
 extern const char cmd_migrate_usage[];
@@ -61,5 +63,7 @@ extern const char cmd_status_usage[];
 extern const char cmd_config_usage[];
 extern const char cmd_purge_usage[];
 extern const char cmd_sandbox_usage[];
+extern const char cmd_sandbox_bootstrap_usage[];
+extern const char cmd_sandbox_revenue_usage[];
 
 #endif
