@@ -70,6 +70,10 @@ const struct cfg_def cfg_defs[] = {
 	{ "APEXOPS_PG_BINDIR", CFG_STR, OFF(pg_bindir),
 	  "/usr/lib/postgresql/15/bin", 0, 0, NULL, 0,
 	  "PostgreSQL server binaries for the embedded cluster" },
+	{ "APEXOPS_MIGRATIONS_DIR", CFG_STR, OFF(migrations_dir), NULL, 0, 0,
+	  NULL, CFG_EMPTY_UNSET,
+	  "migration files; unset: ./migrations/postgres, then next to the "
+	  "binary, then PREFIX/share/apexops" },
 };
 const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
 

@@ -39,6 +39,7 @@ struct ops_config {
 	long statement_timeout_ms;
 	long lock_timeout_ms;
 	char *pg_bindir;
+	char *migrations_dir;
 	/* where each value came from, for `apexops config` */
 	const char *source[64];
 };
