@@ -171,7 +171,7 @@ db_connect(const struct db_opts *o, struct db **out, struct ops_err *err)
 			       (text[n - 1] == '\n' || text[n - 1] == ' '))
 				text[--n] = '\0';
 			for (char *p = text; *p; p++)
-				if (*p == '\n')
+				if (*p == '\n' || *p == '\t')
 					*p = ' ';
 			log_scrub(text);
 			PQfinish(conn);
