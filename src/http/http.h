@@ -1,0 +1,106 @@
+/*
+ * HTTP client over libcurl: the only module that includes curl/curl.h.
+ * Requests carry connect and total timeouts, never use signals
+ * (CURLOPT_NOSIGNAL), read at most a fixed number of body bytes, and are
+ * retried on network errors, 409, 429 and 5xx with exponential backoff and
+ * jitter that honours Retry-After and Stripe-Should-Retry. libcurl was the
+ * obvious choice (TLS, proxies, keep-alive); only the retry policy is ours,
+ * modelled on stripe-node's RequestSender._shouldRetry.
+ *
+ * curl_global_init() must have run before the first client is made (main.c
+ * does it).
+ */
+#ifndef OPS_HTTP_HTTP_H
+#define OPS_HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+struct http_client; /* one curl easy handle: keep-alive, one thread */
+
+struct http_policy {
+	int max_retries;	 /* extra attempts after the first */
+	long base_delay_ms;	 /* first backoff, doubled per retry */
+	long max_delay_ms;	 /* cap of the computed backoff */
+	long max_retry_after_ms; /* cap of a server's Retry-After */
+	long connect_timeout_ms; /* per attempt */
+	long timeout_ms;	 /* whole attempt, body included */
+	size_t max_body;	 /* bytes of response body kept; more fails */
+	const char *user_agent;	 /* borrowed; NULL: "apexops/<version>" */
+};
+
+/* Defaults: 3 retries, 500 ms doubling to 8 s, Retry-After up to 30 s,
+ * 10 s to connect, 60 s per attempt, 8 MiB of body. */
+void http_policy_default(struct http_policy *p);
+
+struct http_request {
+	const char *method; /* "GET", "POST", "DELETE" */
+	const char *url;
+	/* NULL-terminated "Name: value" lines, borrowed; may hold secrets,
+	 * which are never logged nor copied into errors. */
+	const char *const *headers;
+	const char *body; /* NULL: none */
+	size_t body_len;
+	/*
+	 * May the request be sent twice? GET/DELETE always are; a POST is
+	 * only when it carries an Idempotency-Key. A non-idempotent request
+	 * is never retried.
+	 */
+	bool idempotent;
+};
+
+struct http_response {
+	long status;	    /* 0 when no response arrived */
+	struct buf body;    /* the last attempt's body */
+	char *retry_after;  /* header values of the last attempt, or NULL */
+	char *should_retry; /* Stripe-Should-Retry */
+	char *request_id;   /* Request-Id */
+	bool replayed;	    /* Idempotent-Replayed: true */
+	int attempts;	    /* attempts made */
+};
+
+#define HTTP_RESPONSE_INIT                              \
+	{                                               \
+		0, BUF_INIT, NULL, NULL, NULL, false, 0 \
+	}
+
+/* *out is a new client the caller frees with http_client_free(). */
+int http_client_new(const struct http_policy *p, struct http_client **out,
+		    struct ops_err *err);
+/* NULL is a no-op. */
+void http_client_free(struct http_client *c);
+
+/*
+ * Send req, retrying as the policy says. Returns 0 when a response
+ * arrived, whatever its status (the caller judges resp->status); a
+ * network failure or timeout that outlives the retries, or a body over
+ * max_body, is OPS_E_HTTP (transient for network failures). resp must be
+ * HTTP_RESPONSE_INIT or released; the caller releases it on every path.
+ */
+int http_do(struct http_client *c, const struct http_request *req,
+	    struct http_response *resp, struct ops_err *err);
+
+/* Free what resp holds and reset it to HTTP_RESPONSE_INIT. */
+void http_response_release(struct http_response *resp);
+
+/*
+ * The retry decision, pure so that tests can drive it. attempt is the
+ * number of attempts made so far (1 after the first). status is 0 after a
+ * network error. retry_after and should_retry are header values or NULL;
+ * jitter01 is a random number in [0, 1). Returns the delay in ms before
+ * the next attempt, or -1 when the request must not be retried.
+ */
+long http_retry_delay_ms(const struct http_policy *p, bool idempotent,
+			 int attempt, long status, const char *retry_after,
+			 const char *should_retry, double jitter01);
+
+/* Percent-encode s for a URL query or form body: A-Z a-z 0-9 - _ . ~ stay,
+ * and so do [ and ] when keep_brackets (as stripe-node does); everything
+ * else is %XX. Appends to out. Returns 0, or -1 when out is full. */
+int http_url_encode(struct buf *out, const char *s, size_t len,
+		    bool keep_brackets);
+
+#endif
