@@ -297,6 +297,7 @@ config_load(struct ops_config *cfg, const char *env_file,
 	r = dotenv_load(path, &file, err);
 	if (r == OPS_E_NOTFOUND && env_file == NULL) {
 		r = 0; /* ./.env is optional */
+		ops_err_clear(err);
 	} else if (r != 0) {
 		if (r == OPS_E_NOTFOUND)
 			r = ops_fail(err, OPS_E_CONFIG, false,

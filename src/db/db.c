@@ -135,7 +135,7 @@ int
 db_connect(const struct db_opts *o, struct db **out, struct ops_err *err)
 {
 	const char *keys[6], *vals[6];
-	char timeout[16];
+	char timeout[24];
 	long backoff = 250;
 	int k = 0, r;
 	PGconn *conn = NULL;
