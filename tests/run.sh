@@ -14,7 +14,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 groups=${*:-unit integration e2e fuzz}
 # TESTS=glob runs only the matching test programs/files (e.g. TESTS='*purge*')
 TESTS=${TESTS:-*}
-export APEXOPS_BIN=$BUILD/apexops
+export APEXOPS_BIN=$BUILD/apexops OPS_ROOT=$ROOT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=99}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=98}
 export CMOCKA_MESSAGE_OUTPUT=TAP

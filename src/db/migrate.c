@@ -270,16 +270,26 @@ migrate_status(struct db *db, const struct migration_set *set,
 	struct db_res *res = NULL;
 	int r;
 
+	char *exists = NULL;
+
 	memset(st, 0, sizeof(*st));
-	r = db_exec_script(db, ledger_sql, err);
+	/* read-only: a database never migrated has no ledger yet */
+	r = db_query_value(db,
+			   "SELECT to_regclass('apexops.schema_migrations') "
+			   "IS NOT NULL",
+			   0, NULL, &exists, err);
 	if (r != 0)
-		return ops_err_prefix(err,
-				      "cannot create the migration ledger");
-	r = db_query(db,
-		     "SELECT version, checksum, to_char(applied_at AT TIME "
-		     "ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') FROM "
-		     "apexops.schema_migrations ORDER BY version",
-		     0, NULL, &res, err);
+		return r;
+	r = db_query(
+		db,
+		strcmp(exists, "t") == 0
+			? "SELECT version, checksum, to_char(applied_at AT "
+			  "TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
+			  "FROM apexops.schema_migrations ORDER BY version"
+			: "SELECT NULL::text, NULL::text, NULL::text WHERE "
+			  "false",
+		0, NULL, &res, err);
+	free(exists);
 	if (r != 0)
 		return r;
 	st->v = xcalloc(set->n + (size_t)db_res_rows(res) + 1, sizeof(*st->v));
@@ -467,12 +477,15 @@ migrate_up(struct db *db, const struct migration_set *set, const char *to,
 					"--to: no migration '%s' in '%s'", to,
 					set->dir);
 	}
-	r = db_exec_script(db, ledger_sql, err);
-	if (r != 0)
-		return r;
+	/* the lock first: CREATE SCHEMA IF NOT EXISTS races otherwise */
 	r = take_lock(db, err);
 	if (r != 0)
 		return r;
+	r = db_exec_script(db, ledger_sql, err);
+	if (r != 0) {
+		drop_lock(db);
+		return r;
+	}
 	/* read the ledger under the lock: another migrator may have run */
 	r = migrate_status(db, set, &st, err);
 	if (r == 0)
@@ -517,12 +530,15 @@ migrate_down(struct db *db, const struct migration_set *set, size_t n,
 	int r;
 
 	*reverted = 0;
-	r = db_exec_script(db, ledger_sql, err);
-	if (r != 0)
-		return r;
+	/* the lock first: CREATE SCHEMA IF NOT EXISTS races otherwise */
 	r = take_lock(db, err);
 	if (r != 0)
 		return r;
+	r = db_exec_script(db, ledger_sql, err);
+	if (r != 0) {
+		drop_lock(db);
+		return r;
+	}
 	r = migrate_status(db, set, &st, err);
 	if (r != 0)
 		goto out;

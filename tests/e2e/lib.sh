@@ -7,6 +7,8 @@ set -u
 : "${E2E_TMP:=$(mktemp -d /tmp/e2e.XXXXXX)}"
 TESTN=0
 OUT="" ERR="" RC=0
+# the repository root, before moving into the scratch directory
+OPS_ROOT=${OPS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 cd "$E2E_TMP" || exit 1
 # a test must never read the developer's .env or state
 unset DATABASE_URL RETENTION_MONTHS USAGE_RETENTION_MONTHS CONFIRM STRIPE_SECRET_KEY APP_ENV NODE_ENV
