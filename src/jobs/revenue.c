@@ -1,0 +1,491 @@
+/*
+ * Sandbox revenue: the original generator's arithmetic, step by step in
+ * the same order and in IEEE doubles, so that every row matches it to the
+ * cent (see the worked example in tests/unit/test_revenue.c), and the
+ * COPY writer.
+ *
+ * Floating point: the build is ISO C11 (-std=c11), where GCC does not
+ * contract a * b + c into an FMA, and x86-64 evaluates doubles in SSE2
+ * registers, so each operation rounds as JavaScript's does. sin() is
+ * glibc's, which the original's test vectors were checked against; V8's
+ * fdlibm sin could differ in the last bit for some seed, which moves a
+ * revenue value by about 1e-12 and so changes a cent only if the value
+ * sits within that distance of a half cent.
+ */
+#include "jobs/revenue.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/xalloc.h"
+#include "db/db.h"
+
+const struct revenue_adapter revenue_adapters[REVENUE_NADAPTERS] = {
+	{ "FakeNetworkA", "a7f66258-6c5c-462f-9ff4-126886c1d7d3", 12.5 },
+	{ "FakeNetworkB", "ca13eef0-bdbd-4475-823f-93c5b2932d6d", 8.1 },
+	{ "FakeNetworkC", "dc801f21-749c-46ae-ad33-ded15da2f5f0", 5.3 },
+};
+
+static const struct {
+	const char *name;
+	double monthly; /* USD over the whole window */
+	double base_ctr;
+} tiers[REVENUE_NTIERS] = {
+	{ "starter", 3000, 0.008 },
+	{ "growth", 50000, 0.011 },
+	{ "scale", 150000, 0.014 },
+};
+
+int
+revenue_tier_parse(const char *s, enum revenue_tier *out)
+{
+	for (int i = 0; i < REVENUE_NTIERS; i++) {
+		/* the original lower-cased the value first */
+		if (strcasecmp(s, tiers[i].name) == 0) {
+			*out = (enum revenue_tier)i;
+			return 0;
+		}
+	}
+	return OPS_E_INVALID;
+}
+
+const char *
+revenue_tier_name(enum revenue_tier t)
+{
+	return tiers[t].name;
+}
+
+double
+revenue_tier_monthly(enum revenue_tier t)
+{
+	return tiers[t].monthly;
+}
+
+/* Per placement type: share weight and CTR multiplier. */
+static void
+type_factors(const char *type, double *weight, double *ctr_mult)
+{
+	if (strcmp(type, "interstitial") == 0) {
+		*weight = 1;
+		*ctr_mult = 1;
+	} else if (strcmp(type, "rewarded") == 0) {
+		*weight = 1.15;
+		*ctr_mult = 0.85;
+	} else if (strcmp(type, "banner") == 0) {
+		*weight = 0.4;
+		*ctr_mult = 0.45;
+	} else {
+		*weight = 0.75;
+		*ctr_mult = 0.7;
+	}
+}
+
+/* Howard Hinnant's days_from_civil / civil_from_days. */
+long
+revenue_date_to_days(const struct revenue_date *dt)
+{
+	long y = dt->y - (dt->m <= 2);
+	long era = (y >= 0 ? y : y - 399) / 400;
+	long yoe = y - era * 400;
+	long mp = (dt->m + 9) % 12;
+	long doy = (153 * mp + 2) / 5 + dt->d - 1;
+	long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+	return era * 146097 + doe - 719468;
+}
+
+void
+revenue_date_from_days(long z, struct revenue_date *out)
+{
+	long era, doe, yoe, y, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	y = yoe + era * 400;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	out->d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	out->m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	out->y = (int)(y + (out->m <= 2));
+}
+
+void
+revenue_date_format(const struct revenue_date *dt, char *buf, size_t len)
+{
+	snprintf(buf, len, "%04d-%02d-%02d", dt->y, dt->m, dt->d);
+}
+
+static uint32_t
+hash_feed(uint32_t h, const char *s)
+{
+	/* uint32 arithmetic wraps mod 2^32, as the original's ">>> 0" */
+	for (; *s != '\0'; s++)
+		h = h * 31u + (unsigned char)*s;
+	return h;
+}
+
+uint32_t
+revenue_hash(const char *s)
+{
+	uint32_t h = hash_feed(0, s);
+
+	return h == 0 ? 1 : h;
+}
+
+/* H(tier, day, tail) without building the joined string. */
+static uint32_t
+hash3(const char *tier, int day, const char *tail)
+{
+	char num[16];
+	uint32_t h;
+
+	snprintf(num, sizeof(num), "%d", day);
+	h = hash_feed(0, tier);
+	h = hash_feed(h, "|");
+	h = hash_feed(h, num);
+	h = hash_feed(h, "|");
+	h = hash_feed(h, tail);
+	return h == 0 ? 1 : h;
+}
+
+double
+revenue_noise(uint32_t seed)
+{
+	double v = sin((double)seed) * 10000;
+
+	return v - floor(v);
+}
+
+/*
+ * toFixed(2) picks the integer n minimising |n / 100 - x| on the exact
+ * value of x and, on a tie, the larger n (of |x|: the sign is split off
+ * first). glibc's printf rounds the exact binary value correctly too, but
+ * breaks exact ties to even. An exact tie means x * 100 = m + 1/2, which
+ * for a binary double happens only when x = k / 8 with k odd; those are
+ * handled here, the rest by printf.
+ */
+long long
+revenue_js_cents(double x)
+{
+	double a = fabs(x), e = a * 8; /* exact: a power of two */
+	long long c;
+	char s[64], *dot;
+
+	if (a < 1e15 && e == floor(e) && fmod(e, 2) == 1) {
+		c = (long long)(a * 100) + 1; /* a * 100 = m + 0.5, exact */
+	} else {
+		snprintf(s, sizeof(s), "%.2f", a);
+		dot = strchr(s, '.');
+		if (dot ==
+		    NULL) /* inf or nan: not reachable from the formulas */
+			return 0;
+		*dot = '\0';
+		c = strtoll(s, NULL, 10) * 100 + strtoll(dot + 1, NULL, 10);
+	}
+	return x < 0 ? -c : c;
+}
+
+double
+revenue_js_round(double x)
+{
+	double f = floor(x);
+
+	/* x - floor(x) is exact; floor(x + 0.5) would misround 0.49999... */
+	return x - f >= 0.5 ? f + 1 : f;
+}
+
+int
+revenue_generate(enum revenue_tier tier, const struct revenue_date *start,
+		 int days, const struct revenue_placement *pl, size_t n,
+		 struct revenue_plan *out, struct ops_err *err)
+{
+	const char *tname = tiers[tier].name;
+	double base_ctr = tiers[tier].base_ctr;
+	double daily_target, w_sum = 0;
+	double *weight = NULL, *ctr_mult = NULL;
+	long day0;
+	size_t cap;
+
+	memset(out, 0, sizeof(*out));
+	if (n == 0)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"no sandbox placements");
+	if (days < 1 || days > REVENUE_MAX_DAYS)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"days %d out of range 1..%d", days,
+				REVENUE_MAX_DAYS);
+	day0 = revenue_date_to_days(start);
+	out->tier = tier;
+	out->days = days;
+	out->start = *start;
+	revenue_date_from_days(day0 + days - 1, &out->end);
+	if (out->end.y > 9999 || start->y < 1970)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"window %04d-%02d-%02d + %d days is outside "
+				"1970-01-01..9999-12-31",
+				start->y, start->m, start->d, days);
+
+	weight = xcalloc(n, sizeof(*weight));
+	ctr_mult = xcalloc(n, sizeof(*ctr_mult));
+	for (size_t i = 0; i < n; i++) {
+		type_factors(pl[i].type, &weight[i], &ctr_mult[i]);
+		w_sum += weight[i]; /* left fold in placement order */
+	}
+	cap = n * (size_t)days;
+	out->rows = xcalloc(cap, sizeof(*out->rows));
+	out->day_cents = xcalloc((size_t)days * REVENUE_NADAPTERS,
+				 sizeof(*out->day_cents));
+	daily_target = tiers[tier].monthly / (double)days;
+
+	for (int d = 0; d < days; d++) {
+		struct revenue_date dt;
+		char iso[32];
+		double day_revenue;
+
+		revenue_date_from_days(day0 + d, &dt);
+		snprintf(iso, sizeof(iso), "%04d-%02d-%02dT00:00:00.000Z", dt.y,
+			 dt.m, dt.d);
+		day_revenue = daily_target *
+			      (0.9 + revenue_noise(hash3(tname, d, iso)) * 0.2);
+		for (size_t i = 0; i < n; i++) {
+			struct revenue_row *row;
+			double base_share, share_var, revenue, impr;
+			long long cents;
+			int a = (int)((i + (size_t)d) % REVENUE_NADAPTERS);
+
+			base_share = (weight[i] / w_sum) * day_revenue;
+			share_var =
+				0.85 +
+				revenue_noise(hash3(tname, d, pl[i].id)) * 0.3;
+			cents = revenue_js_cents(base_share * share_var);
+			if (cents <= 0)
+				continue;
+			/* Number(toFixed(2)): the double nearest the decimal */
+			revenue = (double)cents / 100;
+			impr = revenue_js_round(
+				revenue * 1000 /
+				fmax(revenue_adapters[a].ecpm, 0.5));
+			row = &out->rows[out->nrows++];
+			row->day = d;
+			row->placement = (int)i;
+			row->adapter = a;
+			row->cents = cents;
+			row->impressions = (long long)fmax(80, impr);
+			row->clicks = (long long)fmax(
+				0, revenue_js_round((double)row->impressions *
+						    base_ctr * ctr_mult[i]));
+			out->total_cents += cents;
+			out->day_cents[(size_t)d * REVENUE_NADAPTERS +
+				       (size_t)a] += cents;
+		}
+	}
+	free(weight);
+	free(ctr_mult);
+	return 0;
+}
+
+void
+revenue_plan_release(struct revenue_plan *plan)
+{
+	if (plan == NULL)
+		return;
+	free(plan->rows);
+	free(plan->day_cents);
+	memset(plan, 0, sizeof(*plan));
+}
+
+/* ---- database ---- */
+
+int
+revenue_load_placements(struct db *db, struct revenue_placements *out,
+			struct ops_err *err)
+{
+	/*
+	 * The original ordered by placements.name in the database collation;
+	 * COLLATE "C" (byte order) gives the same order for the sandbox's
+	 * ASCII names under C/C.UTF-8 and one order everywhere, and the id
+	 * breaks ties between equal names.
+	 */
+	static const char sql[] =
+		"SELECT p.id, p.name, p.type FROM placements p"
+		" JOIN apps a ON a.id = p.app_id"
+		" WHERE a.publisher_id = $1"
+		" ORDER BY p.name COLLATE \"C\", p.id";
+	const char *params[1] = { REVENUE_SANDBOX_PUBLISHER };
+	struct db_res *res = NULL;
+	int r, rows;
+
+	memset(out, 0, sizeof(*out));
+	r = db_query(db, sql, 1, params, &res, err);
+	if (r != 0)
+		return ops_err_prefix(err, "loading sandbox placements");
+	rows = db_res_rows(res);
+	out->v = xcalloc(rows > 0 ? (size_t)rows : 1, sizeof(*out->v));
+	for (int i = 0; i < rows; i++) {
+		out->v[i].id = xstrdup(db_res_get(res, i, 0));
+		out->v[i].name = xstrdup(db_res_get(res, i, 1));
+		out->v[i].type = xstrdup(db_res_get(res, i, 2));
+	}
+	out->n = (size_t)rows;
+	db_res_free(res);
+	return 0;
+}
+
+void
+revenue_placements_release(struct revenue_placements *pl)
+{
+	if (pl == NULL || pl->v == NULL)
+		return;
+	for (size_t i = 0; i < pl->n; i++) {
+		free((char *)pl->v[i].id);
+		free((char *)pl->v[i].name);
+		free((char *)pl->v[i].type);
+	}
+	free(pl->v);
+	memset(pl, 0, sizeof(*pl));
+}
+
+int
+revenue_check_prereqs(struct db *db, struct ops_err *err)
+{
+	static const char sql_pub[] =
+		"SELECT count(*) FROM publishers WHERE id = $1";
+	static const char sql_ad[] =
+		"SELECT count(*) FROM adapters WHERE id IN ($1, $2, $3)";
+	const char *p1[1] = { REVENUE_SANDBOX_PUBLISHER };
+	const char *p3[3] = { revenue_adapters[0].id, revenue_adapters[1].id,
+			      revenue_adapters[2].id };
+	char *v = NULL;
+	int r;
+
+	r = db_query_value(db, sql_pub, 1, p1, &v, err);
+	if (r != 0)
+		goto out;
+	if (v == NULL || strcmp(v, "1") != 0) {
+		r = ops_fail(err, OPS_E_NOTFOUND, false,
+			     "sandbox publisher %s does not exist",
+			     REVENUE_SANDBOX_PUBLISHER);
+		goto out;
+	}
+	free(v);
+	v = NULL;
+	r = db_query_value(db, sql_ad, 3, p3, &v, err);
+	if (r != 0)
+		goto out;
+	if (v == NULL || strcmp(v, "3") != 0) {
+		r = ops_fail(err, OPS_E_NOTFOUND, false,
+			     "the FakeNetworkA/B/C adapters do not exist "
+			     "(found %s of 3)",
+			     v ? v : "0");
+		goto out;
+	}
+	r = 0;
+out:
+	free(v);
+	return r;
+}
+
+#define COPY_CHUNK (64 * 1024)
+
+int
+revenue_write(struct db *db, const struct revenue_plan *plan,
+	      const struct revenue_placement *pl, bool keep_history,
+	      struct progress *prog, struct revenue_write_stats *st,
+	      struct ops_err *err)
+{
+	static const char sql_del[] =
+		"DELETE FROM revenue_events WHERE publisher_id = $1"
+		" AND event_date BETWEEN $2 AND $3";
+	static const char sql_copy[] =
+		"COPY revenue_events (publisher_id, placement_id, adapter_id,"
+		" impressions, clicks, revenue, event_date) FROM STDIN";
+	char from[16], to[16];
+	const char *params[3] = { REVENUE_SANDBOX_PUBLISHER, from, to };
+	struct buf b = BUF_INIT;
+	char(*dates)[11] = NULL;
+	bool copying = false;
+	long long rows = 0;
+	size_t sent = 0;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	revenue_date_format(&plan->start, from, sizeof(from));
+	revenue_date_format(&plan->end, to, sizeof(to));
+	dates = xcalloc((size_t)plan->days, sizeof(*dates));
+	for (int d = 0; d < plan->days; d++) {
+		struct revenue_date dt;
+
+		revenue_date_from_days(revenue_date_to_days(&plan->start) + d,
+				       &dt);
+		revenue_date_format(&dt, dates[d], sizeof(dates[d]));
+	}
+
+	r = db_begin(db, err);
+	if (r != 0)
+		goto out;
+	if (!keep_history) {
+		r = db_exec(db, sql_del, 3, params, &st->deleted, err);
+		if (r != 0) {
+			ops_err_prefix(err, "deleting earlier sandbox revenue");
+			goto out;
+		}
+	}
+	r = db_copy_begin(db, sql_copy, err);
+	if (r != 0)
+		goto out;
+	copying = true;
+	for (size_t i = 0; i < plan->nrows; i++) {
+		const struct revenue_row *row = &plan->rows[i];
+
+		/* every field is a uuid, a number or a date: nothing to
+		 * escape in COPY text format */
+		buf_printf(&b, "%s\t%s\t%s\t%lld\t%lld\t%lld.%02lld\t%s\n",
+			   REVENUE_SANDBOX_PUBLISHER, pl[row->placement].id,
+			   revenue_adapters[row->adapter].id, row->impressions,
+			   row->clicks, row->cents / 100, row->cents % 100,
+			   dates[row->day]);
+		if (b.len >= COPY_CHUNK || i + 1 == plan->nrows) {
+			r = db_copy_put(db, b.data, b.len, err);
+			if (r != 0)
+				goto out;
+			if (prog != NULL)
+				progress_add(prog, (long long)(i + 1 - sent));
+			sent = i + 1;
+			buf_reset(&b);
+		}
+	}
+	copying = false;
+	r = db_copy_end(db, NULL, &rows, err);
+	if (r != 0) {
+		ops_err_prefix(err, "writing sandbox revenue");
+		goto out;
+	}
+	st->inserted = rows;
+	r = db_commit(db, err);
+	if (r != 0)
+		goto out;
+	log_info("sandbox revenue written tier=%s from=%s to=%s deleted=%lld "
+		 "rows=%lld total_cents=%lld",
+		 revenue_tier_name(plan->tier), from, to, st->deleted, rows,
+		 plan->total_cents);
+out:
+	if (copying) {
+		struct ops_err ignored = OPS_ERR_INIT;
+
+		db_copy_end(db, "apexops: sandbox revenue aborted", NULL,
+			    &ignored);
+	}
+	if (r != 0)
+		db_rollback(db);
+	buf_release(&b);
+	free(dates);
+	return r;
+}

@@ -1,0 +1,160 @@
+/*
+ * Sandbox revenue scenarios: the original generator's formulas
+ * (ORIGINAL-SYSTEM.md §2.10, generateSandboxRevenue.js) reproduced to the
+ * cent, and a writer that replaces the sandbox publisher's revenue_events
+ * rows of the window with COPY in one transaction.
+ *
+ * The algorithm (revenue_generate) is pure: placements in, rows out, no
+ * database, so the original's test vectors are unit tests.
+ */
+#ifndef OPS_JOBS_REVENUE_H
+#define OPS_JOBS_REVENUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+struct db;
+struct progress;
+
+#define REVENUE_SANDBOX_PUBLISHER "138f62be-5cee-4c73-aba4-ba78ea77ab44"
+#define REVENUE_MAX_DAYS	  3660
+#define REVENUE_NADAPTERS	  3
+
+enum revenue_tier { REVENUE_STARTER = 0, REVENUE_GROWTH, REVENUE_SCALE };
+#define REVENUE_NTIERS 3
+
+/* FakeNetworkA/B/C, in rotation order (ORIGINAL-SYSTEM.md §4.1). */
+struct revenue_adapter {
+	const char *name;
+	const char *id;
+	double ecpm;
+};
+extern const struct revenue_adapter revenue_adapters[REVENUE_NADAPTERS];
+
+/* A placement of the sandbox publisher; strings are borrowed. */
+struct revenue_placement {
+	const char *id;
+	const char *name;
+	const char *type;
+};
+
+/* A UTC calendar date. */
+struct revenue_date {
+	int y, m, d;
+};
+
+/* One revenue_events row; indexes point into the inputs. */
+struct revenue_row {
+	int day;       /* 0 .. days-1 */
+	int placement; /* index into the placement array */
+	int adapter;   /* index into revenue_adapters */
+	long long impressions;
+	long long clicks;
+	long long cents; /* revenue in cents (NUMERIC(12,2)) */
+};
+
+struct revenue_plan {
+	enum revenue_tier tier;
+	struct revenue_date start, end;
+	int days;
+	struct revenue_row *rows; /* owned */
+	size_t nrows;
+	long long total_cents;
+	/* per day and adapter: day_cents[day * REVENUE_NADAPTERS + a] (owned)
+	 */
+	long long *day_cents;
+};
+
+/* "starter|growth|scale", case-insensitive; OPS_E_INVALID otherwise. */
+int revenue_tier_parse(const char *s, enum revenue_tier *out);
+const char *revenue_tier_name(enum revenue_tier t);
+/* Monthly revenue target of a tier in USD (3000, 50000, 150000). */
+double revenue_tier_monthly(enum revenue_tier t);
+
+/* Days since 1970-01-01 and back; valid for years 1..9999. */
+long revenue_date_to_days(const struct revenue_date *dt);
+void revenue_date_from_days(long days, struct revenue_date *out);
+/* "YYYY-MM-DD" into buf (at least 11 bytes). */
+void revenue_date_format(const struct revenue_date *dt, char *buf, size_t len);
+
+/*
+ * The original's H: h = (h * 31 + c) mod 2^32 over the UTF-16 code units
+ * of s (our inputs are ASCII, so over its bytes); 0 becomes 1.
+ */
+uint32_t revenue_hash(const char *s);
+/* N(seed) = frac(sin(seed) * 10000), in [0, 1). */
+double revenue_noise(uint32_t seed);
+/*
+ * JavaScript Number(x.toFixed(2)) as integer cents: the nearest cent to
+ * the exact binary value of x, an exact tie going away from zero.
+ */
+long long revenue_js_cents(double x);
+/* JavaScript Math.round: nearest integer, halves toward +infinity. */
+double revenue_js_round(double x);
+
+/*
+ * Build the scenario of tier over days (1..REVENUE_MAX_DAYS) from start for
+ * the placements pl[0..n-1], already in name order (the order decides the
+ * adapter rotation). *out is filled and owned by the caller
+ * (revenue_plan_release). n == 0 or a bad window is OPS_E_INVALID.
+ */
+int revenue_generate(enum revenue_tier tier, const struct revenue_date *start,
+		     int days, const struct revenue_placement *pl, size_t n,
+		     struct revenue_plan *out, struct ops_err *err);
+void revenue_plan_release(struct revenue_plan *plan);
+
+/*
+ * Daily totals as a sparkline of ▁▂▃▄▅▆▇█ (UTF-8) appended to out, at
+ * most width characters: with more days than width, each character is the
+ * sum of ceil(days / width) days, and *per_char (may be NULL) says how
+ * many.
+ */
+void revenue_sparkline(const struct revenue_plan *plan, int width,
+		       struct buf *out, int *per_char);
+/*
+ * An SVG chart of daily revenue stacked by adapter (legend, axes, date
+ * labels, title with tier and total) appended to out. Deterministic.
+ */
+void revenue_svg(const struct revenue_plan *plan, struct buf *out);
+
+/* Placements loaded from the database; strings owned by the list. */
+struct revenue_placements {
+	struct revenue_placement *v;
+	size_t n;
+};
+
+/*
+ * Load the sandbox publisher's placements (through apps) in name order:
+ * ORDER BY name COLLATE "C", id, so the order (and with it the adapter
+ * rotation) does not depend on the database's collation. An empty list is
+ * not an error here.
+ */
+int revenue_load_placements(struct db *db, struct revenue_placements *out,
+			    struct ops_err *err);
+void revenue_placements_release(struct revenue_placements *pl);
+/* OPS_E_NOTFOUND naming what is missing when the sandbox publisher or the
+ * FakeNetwork adapters do not exist (bootstrap not run). */
+int revenue_check_prereqs(struct db *db, struct ops_err *err);
+
+struct revenue_write_stats {
+	long long deleted;  /* earlier rows removed from the window */
+	long long inserted; /* rows written by COPY */
+};
+
+/*
+ * In one transaction: unless keep_history, delete the sandbox publisher's
+ * revenue_events rows with event_date in [plan->start, plan->end]; then
+ * COPY the plan's rows. Nothing of another publisher is touched. prog (may
+ * be NULL) gets the rows as they are sent. On failure the transaction is
+ * rolled back.
+ */
+int revenue_write(struct db *db, const struct revenue_plan *plan,
+		  const struct revenue_placement *pl, bool keep_history,
+		  struct progress *prog, struct revenue_write_stats *st,
+		  struct ops_err *err);
+
+#endif
