@@ -424,6 +424,14 @@ run_file(struct db *db, const struct migration *m, const char *path, bool up,
 	r = db_begin(db, err);
 	if (r != 0)
 		goto out;
+	/*
+	 * Unqualified names in migrations mean public: with the default
+	 * search_path ("$user", public) a role named like the apexops schema
+	 * would otherwise create the platform tables inside it.
+	 */
+	r = db_exec(db, "SET LOCAL search_path TO public", 0, NULL, NULL, err);
+	if (r != 0)
+		goto out;
 	r = db_exec_script(db, buf_str(&sql), err);
 	if (r != 0) {
 		ops_err_prefix(err, "migration %s (%s) failed", m->id,

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end: the embedded cluster (DATABASE_URL unset), as the invoking
+# user and, when the tests run as root, as an unprivileged user too.
+. "$(dirname "$0")/lib.sh"
+
+stop_home() { APEXOPS_HOME=$1 "$APEXOPS_BIN" db stop >/dev/null 2>&1; }
+
+H="$E2E_TMP/home-self"
+trap 'stop_home "$H"; [ -n "${H2:-}" ] && runuser -u nobody -- env APEXOPS_HOME="$H2" "$APEXOPS_BIN" db stop >/dev/null 2>&1' EXIT
+APEXOPS_HOME=$H run_ops db status
+expect_rc 3 "db status before start exits 3 (not running)"
+APEXOPS_HOME=$H run_ops db start
+expect_rc 0 "db start exits 0"
+assert_contains "db start prints the url" "$OUT" "postgresql://apexops@/apexops?host="
+APEXOPS_HOME=$H run_ops db start
+expect_rc 0 "db start again is a no-op"
+APEXOPS_HOME=$H run_ops db status
+expect_rc 0 "db status exits 0 when running"
+assert_contains "db status says running" "$OUT" "running:     yes"
+APEXOPS_HOME=$H run_ops db url
+url=$OUT
+assert_eq "db url answers SELECT 1" 1 "$(psql -X -At "$url" -c 'SELECT 1' 2>/dev/null)"
+APEXOPS_HOME=$H run_ops migrate up
+expect_rc 0 "migrate up without DATABASE_URL uses the embedded cluster"
+n=$(printf '%s\n' "$ERR" | grep -c 'DATABASE_URL is unset: using the embedded cluster')
+assert_eq "and says so in one line" 1 "$n"
+APEXOPS_HOME=$H run_ops status
+expect_rc 0 "status on the embedded cluster exits 0"
+assert_contains "status names the embedded cluster" "$OUT" "(embedded cluster)"
+APEXOPS_HOME=$H run_ops db stop
+expect_rc 0 "db stop exits 0"
+APEXOPS_HOME=$H run_ops db status
+expect_rc 3 "db status after stop exits 3"
+APEXOPS_HOME=$H run_ops migrate status
+expect_rc 0 "a command restarts a stopped embedded cluster"
+APEXOPS_HOME=$H run_ops db bogus
+expect_rc 64 "db with an unknown subcommand exits 64"
+
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 &&
+	runuser -u nobody -- test -x "$APEXOPS_BIN"; then
+	H2=$(mktemp -d /tmp/apexops-nobody.XXXXXX)
+	chown nobody "$H2"
+	OUT=$(cd /tmp && runuser -u nobody -- env APEXOPS_HOME="$H2/home" ASAN_OPTIONS="$ASAN_OPTIONS" \
+		"$APEXOPS_BIN" migrate up 2>&1)
+	rc=$?
+	assert_eq "as a normal user (nobody): migrate up on the embedded cluster" 0 "$rc"
+	owner=$(stat -c %U "$H2/home/pg/data" 2>/dev/null)
+	assert_eq "the normal user's cluster lives in its APEXOPS_HOME, owned by it" nobody "$owner"
+else
+	ok "# SKIP normal-user run needs root, runuser and a reachable binary"
+fi
+done_testing
