@@ -9,7 +9,7 @@
 #   (c) down to zero then up again gives an identical pg_dump --schema-only.
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 export APEXOPS_MIGRATIONS_DIR="$ROOT/migrations/postgres"
 FIXTURE="$ROOT/tests/fixtures/legacy_schema.sql"
