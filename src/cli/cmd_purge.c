@@ -1,16 +1,440 @@
-/* placeholder until the purge command lands */
+/*
+ * apexops purge (alias purge-old-usage): the retention purge by hand.
+ * Dry-run unless CONFIRM is exactly 1 or true, or --execute is given.
+ * The engine is jobs/purge.c; this file parses flags, installs the stop
+ * signals and prints the plan or the outcome.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "db/db.h"
+#include "jobs/purge.h"
 
-const char cmd_purge_usage[] = "usage: apexops purge (not built yet)\n";
+const char cmd_purge_usage[] =
+	"usage: apexops purge [--execute | --dry-run] [--months N] "
+	"[--as-of YYYY-MM-DD]\n"
+	"                     [--batch-ms MS] [--max-rate ROWS_PER_S] "
+	"[--sleep MS]\n"
+	"                     [--lock-timeout MS] [--vacuum] [--json]\n"
+	"       apexops purge history [--limit N] [--json]\n"
+	"\n"
+	"Delete usage_events and billing_audit rows whose created_at is older "
+	"than\nthe start of today in CRON_TZ minus N calendar months (clamped "
+	"at month end:\nAug 31 minus 6 months is Feb 28/29). Without "
+	"--execute (or CONFIRM=1/true)\nthis is a dry-run: it prints the plan "
+	"and deletes nothing.\n"
+	"\n"
+	"  --execute           delete (same as CONFIRM=1)\n"
+	"  --dry-run           plan only, even when CONFIRM=1\n"
+	"  --months N          months to keep, 1..1200 (default "
+	"RETENTION_MONTHS, 18)\n"
+	"  --as-of DATE        take DATE as today (YYYY-MM-DD)\n"
+	"  --batch-ms MS       target duration of one delete transaction "
+	"(200)\n"
+	"  --max-rate N        delete at most N rows per second\n"
+	"  --sleep MS          pause after each batch\n"
+	"  --lock-timeout MS   give up a batch that waits this long for a "
+	"lock and\n"
+	"                      retry it shortly after (100)\n"
+	"  --vacuum            VACUUM (ANALYZE) each table afterwards\n"
+	"  --json              machine-readable output\n"
+	"\n"
+	"Whole monthly partitions older than the cutoff are detached and "
+	"dropped;\nthe rest is deleted in short batches. SIGINT/SIGTERM stops "
+	"after the current\nbatch (a second signal cancels it) and exits 75; "
+	"running again finishes\nthe job. Every run is recorded in "
+	"apexops.purge_runs ('apexops purge history').\n"
+	"\n"
+	"Exit: 0 done (or planned), 1 failed, 64 bad flag, 69 database "
+	"unreachable,\n"
+	"      75 stopped by a signal or another purge is running, 78 bad "
+	"months.\n";
+
+static volatile sig_atomic_t stop_flag;
+static struct db *volatile running_db;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	if (stop_flag && running_db != NULL)
+		db_cancel(running_db); /* second signal: cancel the batch */
+	stop_flag = 1;
+}
+
+static void
+install_handlers(struct sigaction *old_int, struct sigaction *old_term)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: sleeps wake up */
+	sigaction(SIGINT, &sa, old_int);
+	sigaction(SIGTERM, &sa, old_term);
+}
+
+static void
+human_bytes(long long n, char *out, size_t size)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	int u = 0;
+
+	while (v >= 1024.0 && u < 4) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, size, "%lld B", n);
+	else
+		snprintf(out, size, "%.1f %s", v, unit[u]);
+}
+
+static void
+print_text(const struct purge_result *res, bool execute)
+{
+	printf("%s: keep %ld months, time zone %s, today %s\n",
+	       execute ? "EXECUTE" : "DRY-RUN (nothing is deleted)",
+	       res->months, res->tz, res->today);
+	printf("cutoff: %s (%s local): rows created before it expire\n",
+	       res->cutoff, res->cutoff_local);
+	for (int i = 0; i < res->ntables; i++) {
+		const struct purge_table_result *t = &res->tables[i];
+		char size[32];
+
+		printf("\n%s\n", t->name);
+		if (t->missing) {
+			printf("  table does not exist: skipped\n");
+			continue;
+		}
+		human_bytes(t->est_bytes, size, sizeof(size));
+		printf("  rows to delete     %lld\n", t->planned_rows);
+		printf("  oldest affected    %s\n",
+		       t->oldest[0] ? t->oldest : "-");
+		printf("  newest affected    %s\n",
+		       t->newest[0] ? t->newest : "-");
+		printf("  estimated size     %s\n", size);
+		printf("  NULL created_at    %lld (never deleted)\n",
+		       t->null_rows);
+		if (t->partitioned)
+			printf("  whole partitions   %d (%lld rows)%s%s\n",
+			       t->partitions_planned, t->partition_rows,
+			       t->partitions_planned ? ": " : "",
+			       t->partitions);
+		else
+			printf("  whole partitions   0 (not partitioned)\n");
+		if (res->executed) {
+			printf("  deleted            %lld in %.1f s (%lld "
+			       "batches, %d partitions dropped, %lld lock "
+			       "retries)\n",
+			       t->deleted_rows, t->seconds, t->batches,
+			       t->partitions_dropped, t->lock_retries);
+			if (t->deleted_rows != t->planned_rows)
+				printf("  note               %+lld rows "
+				       "against "
+				       "the plan: rows older than the cutoff "
+				       "were written or deleted meanwhile\n",
+				       t->deleted_rows - t->planned_rows);
+		}
+	}
+	printf("\n");
+	if (res->executed)
+		printf("total: %lld rows deleted of %lld planned in %.1f s%s; "
+		       "run %lld\n",
+		       res->deleted_total, res->planned_total, res->seconds,
+		       res->stopped ? " (STOPPED: run again to finish)" : "",
+		       res->run_id);
+	else
+		printf("total: %lld rows would be deleted; run %lld. To "
+		       "delete, run again with --execute (or CONFIRM=1).\n",
+		       res->planned_total, res->run_id);
+	if (res->abandoned > 0)
+		printf("note: %d earlier run(s) that never finished are now "
+		       "marked abandoned\n",
+		       res->abandoned);
+}
+
+static int
+parse_opt_long(const char *flag, const char *v, long min, long max, long *out)
+{
+	if (parse_long(v, min, max, out) != 0)
+		return cli_usage("purge",
+				 "%s: invalid value '%s': expected a whole "
+				 "number from %ld to %ld",
+				 flag, v, min, max);
+	return 0;
+}
+
+static int
+print_history(const char *json, bool as_json)
+{
+	json_error_t jerr;
+	json_t *arr;
+	size_t i;
+	json_t *row;
+
+	if (as_json) {
+		printf("%s\n", json);
+		return OPS_EXIT_OK;
+	}
+	arr = json_loads(json, 0, &jerr);
+	if (arr == NULL || !json_is_array(arr)) {
+		json_decref(arr);
+		fprintf(stderr, "apexops purge: error: unreadable history\n");
+		return OPS_EXIT_FAIL;
+	}
+	printf("%-6s %-19s %-9s %-8s %-10s %-6s %-12s %-25s %10s %10s %s\n",
+	       "run", "started", "trigger", "mode", "status", "months", "user",
+	       "cutoff", "planned", "deleted", "error");
+	json_array_foreach(arr, i, row)
+	{
+		const char *err =
+			json_string_value(json_object_get(row, "error"));
+		json_t *del = json_object_get(row, "rows_deleted");
+		char deleted[24];
+
+		if (json_is_integer(del))
+			snprintf(deleted, sizeof(deleted), "%lld",
+				 (long long)json_integer_value(del));
+		else
+			snprintf(deleted, sizeof(deleted), "-");
+		printf("%-6lld %-19.19s %-9s %-8s %-10s %-6lld %-12.12s "
+		       "%-25.25s %10lld %10s %s\n",
+		       (long long)json_integer_value(
+			       json_object_get(row, "id")),
+		       json_string_value(json_object_get(row, "started_at")),
+		       json_string_value(json_object_get(row, "trigger")),
+		       json_string_value(json_object_get(row, "mode")),
+		       json_string_value(json_object_get(row, "status")),
+		       (long long)json_integer_value(
+			       json_object_get(row, "months")),
+		       json_string_value(json_object_get(row, "os_user"))
+			       ? json_string_value(
+					 json_object_get(row, "os_user"))
+			       : "-",
+		       json_string_value(json_object_get(row, "cutoff"))
+			       ? json_string_value(
+					 json_object_get(row, "cutoff"))
+			       : "-",
+		       (long long)json_integer_value(
+			       json_object_get(row, "rows_planned")),
+		       deleted, err ? err : "");
+	}
+	json_decref(arr);
+	return OPS_EXIT_OK;
+}
+
+static int
+cmd_purge_history(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "limit", required_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = NULL;
+	bool as_json = false;
+	long limit = 20;
+	char *json = NULL;
+	int c, rc;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			if (parse_opt_long("--limit", optarg, 1, 100000,
+					   &limit) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		default:
+			return cli_usage("purge",
+					 "history: unknown option '%s'",
+					 argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage("purge", "history: unexpected argument '%s'",
+				 argv[optind]);
+	if (cli_db_connect(ctx, &db, &err) != 0)
+		return cli_report(ctx, &err);
+	if (purge_history_json(db, limit, &json, &err) != 0)
+		rc = cli_report(ctx, &err);
+	else
+		rc = print_history(json ? json : "[]", as_json);
+	free(json);
+	db_close(db);
+	return rc;
+}
 
 int
 cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 {
-	(void)ctx;
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "apexops purge: not built yet\n");
-	return 70;
+	enum {
+		O_EXEC = 1,
+		O_DRY,
+		O_MONTHS,
+		O_ASOF,
+		O_BMS,
+		O_RATE,
+		O_SLEEP,
+		O_LT,
+		O_VAC,
+		O_JSON,
+		O_BMIN,
+		O_BMAX
+	};
+	static const struct option longopts[] = {
+		{ "execute", no_argument, NULL, O_EXEC },
+		{ "dry-run", no_argument, NULL, O_DRY },
+		{ "months", required_argument, NULL, O_MONTHS },
+		{ "as-of", required_argument, NULL, O_ASOF },
+		{ "batch-ms", required_argument, NULL, O_BMS },
+		{ "batch-min", required_argument, NULL, O_BMIN },
+		{ "batch-max", required_argument, NULL, O_BMAX },
+		{ "max-rate", required_argument, NULL, O_RATE },
+		{ "sleep", required_argument, NULL, O_SLEEP },
+		{ "lock-timeout", required_argument, NULL, O_LT },
+		{ "vacuum", no_argument, NULL, O_VAC },
+		{ "json", no_argument, NULL, O_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct purge_opts o;
+	struct purge_result res;
+	struct ops_err err = OPS_ERR_INIT;
+	struct sigaction old_int, old_term;
+	struct db *db = NULL;
+	bool execute = false, dry = false, as_json = false;
+	const char *months_arg = NULL;
+	int c, r, rc;
+
+	if (argc > 1 && strcmp(argv[1], "history") == 0)
+		return cmd_purge_history(ctx, argc - 1, argv + 1);
+	memset(&o, 0, sizeof(o));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_EXEC:
+			execute = true;
+			break;
+		case O_DRY:
+			dry = true;
+			break;
+		case O_MONTHS:
+			months_arg = optarg;
+			break;
+		case O_ASOF: {
+			int y, m, d;
+
+			if (parse_date(optarg, &y, &m, &d) != 0)
+				return cli_usage("purge",
+						 "--as-of: invalid date '%s': "
+						 "expected a real date "
+						 "YYYY-MM-DD",
+						 optarg);
+			o.as_of = optarg;
+			break;
+		}
+		case O_BMS:
+			if (parse_opt_long("--batch-ms", optarg, 10, 60000,
+					   &o.batch_ms) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case O_BMIN:
+			if (parse_opt_long("--batch-min", optarg, 1, 1000000,
+					   &o.batch_min) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case O_BMAX:
+			if (parse_opt_long("--batch-max", optarg, 1, 1000000,
+					   &o.batch_max) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case O_RATE:
+			if (parse_opt_long("--max-rate", optarg, 1, 1000000000L,
+					   &o.max_rate) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case O_SLEEP:
+			if (parse_opt_long("--sleep", optarg, 0, 600000,
+					   &o.sleep_ms) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case O_LT:
+			if (parse_opt_long("--lock-timeout", optarg, 1, 600000,
+					   &o.lock_timeout_ms) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case O_VAC:
+			o.vacuum = true;
+			break;
+		case O_JSON:
+			as_json = true;
+			break;
+		default:
+			return cli_usage("purge", "unknown option '%s'",
+					 argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage("purge", "unexpected argument '%s'",
+				 argv[optind]);
+	if (execute && dry)
+		return cli_usage("purge",
+				 "--execute and --dry-run contradict each "
+				 "other");
+	o.months = ctx->cfg.retention_months;
+	if (months_arg != NULL &&
+	    config_check_months("--months", months_arg, &o.months, &err) != 0)
+		return cli_report(ctx, &err); /* 78, like RETENTION_MONTHS */
+	if (!execute && !dry && ctx->cfg.confirm)
+		execute = true;
+	if (!execute && ctx->cfg.confirm_raw != NULL &&
+	    ctx->cfg.confirm_raw[0] != '\0' && !ctx->cfg.confirm)
+		fprintf(stderr,
+			"apexops purge: warning: CONFIRM='%s' is not exactly "
+			"'1' or 'true': this is a dry-run\n",
+			ctx->cfg.confirm_raw);
+	o.execute = execute;
+	o.tz = ctx->cfg.cron_tz;
+	o.trigger = "manual";
+	o.progress_tty = !as_json && cli_isatty_err();
+	o.stop = &stop_flag;
+
+	if (cli_db_connect(ctx, &db, &err) != 0)
+		return cli_report(ctx, &err);
+	running_db = db;
+	install_handlers(&old_int, &old_term);
+	r = purge_run(db, &o, &res, &err);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	running_db = NULL;
+
+	if (r == 0 || res.ntables > 0) {
+		if (as_json) {
+			char *s = purge_result_json(&res);
+
+			printf("%s\n", s);
+			free(s);
+		} else {
+			print_text(&res, execute);
+		}
+	}
+	rc = r == 0 ? OPS_EXIT_OK : cli_report(ctx, &err);
+	db_close(db);
+	return rc;
 }

@@ -1,0 +1,132 @@
+/*
+ * The retention purge engine, shared by `apexops purge` and the scheduler's
+ * 02:30 job. One policy list names the tables and their timestamp column.
+ * The cutoff is the start of "today" in a time zone minus N calendar months,
+ * clamped at month end, computed by PostgreSQL. A dry-run counts; an
+ * execution removes exactly the rows older than the cutoff: whole expired
+ * range partitions are detached and dropped, the rest goes in short batched
+ * transactions sized to a target duration. Every run is a row in
+ * apexops.purge_runs. Nothing here prints: results come back in structs,
+ * progress goes through core/progress.h and the log.
+ */
+#ifndef OPS_JOBS_PURGE_H
+#define OPS_JOBS_PURGE_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+struct db;
+
+/* One retention policy: rows of schema.table whose column is older than
+ * the cutoff expire. Constants, never data, so they may appear in SQL. */
+struct purge_policy {
+	const char *schema;
+	const char *table;
+	const char *column;
+};
+
+extern const struct purge_policy purge_policies[];
+extern const int purge_npolicies;
+
+#define PURGE_MAX_TABLES 8
+
+/* The advisory lock name that keeps two purges from running at once. */
+#define PURGE_LOCK_NAME "apexops.purge"
+
+struct purge_opts {
+	long months;	      /* 1..1200 (callers validate) */
+	const char *tz;	      /* IANA zone of "today"; NULL: UTC */
+	const char *as_of;    /* YYYY-MM-DD pinning "today", or NULL */
+	bool execute;	      /* false: dry-run (plan only) */
+	const char *trigger;  /* "manual" or "scheduled" (recorded) */
+	const char *os_user;  /* recorded; NULL: looked up from the uid */
+	long batch_ms;	      /* target batch duration; 0: 200 */
+	long batch_min;	      /* first/least batch size; 0: 500 */
+	long batch_max;	      /* largest batch; 0: 50000 */
+	long lock_timeout_ms; /* per batch; 0: 100 */
+	long max_rate;	      /* rows/s ceiling; 0: none */
+	long sleep_ms;	      /* pause after each batch */
+	bool vacuum;	      /* VACUUM (ANALYZE) each purged table */
+	bool progress_tty;    /* progress drawn on a terminal */
+	/* polled between batches: non-zero stops after the current one */
+	volatile sig_atomic_t *stop;
+};
+
+struct purge_table_result {
+	char name[128];		  /* schema.table */
+	bool missing;		  /* the table does not exist: skipped */
+	bool partitioned;	  /* range-partitioned by the policy column */
+	long long planned_rows;	  /* rows older than the cutoff (plan) */
+	long long null_rows;	  /* rows whose column is NULL: kept */
+	long long est_bytes;	  /* estimated bytes the planned rows use */
+	char oldest[40];	  /* oldest affected value (UTC), "" if none */
+	char newest[40];	  /* newest affected value (UTC), "" if none */
+	int partitions_planned;	  /* whole partitions older than the cutoff */
+	long long partition_rows; /* rows in those partitions (plan) */
+	char partitions[512];	  /* their names, comma-separated */
+	/* execution */
+	long long deleted_rows; /* total removed (batches + partitions) */
+	int partitions_dropped;
+	long long batches;
+	long long lock_retries;
+	double seconds;
+};
+
+struct purge_result {
+	long long run_id;      /* apexops.purge_runs.id; 0 if not recorded */
+	char cutoff[40];       /* UTC, ISO-8601 with microseconds and Z */
+	char cutoff_local[40]; /* the same instant in tz, no offset */
+	char today[11];	       /* the "today" used (as-of or the tz's date) */
+	char tz[64];
+	long months;
+	bool executed;
+	bool stopped;  /* a stop flag ended the run early */
+	int abandoned; /* stale running rows marked abandoned */
+	int ntables;
+	struct purge_table_result tables[PURGE_MAX_TABLES];
+	long long planned_total;
+	long long deleted_total;
+	long long null_total;
+	double seconds;
+};
+
+/*
+ * Run one purge (dry-run or execute, per o->execute) on db. Takes the
+ * session advisory lock PURGE_LOCK_NAME (OPS_E_CONFLICT when another purge
+ * holds it), marks stale running rows abandoned, records the run, plans
+ * every policy table and, when executing, removes what the plan counted.
+ * res is filled as far as the run got, also on failure. A stop request
+ * returns OPS_E_STOPPED (transient) after the current batch.
+ */
+int purge_run(struct db *db, const struct purge_opts *o,
+	      struct purge_result *res, struct ops_err *err);
+
+/* The result as indented JSON text (caller frees). */
+char *purge_result_json(const struct purge_result *res);
+
+/*
+ * The cutoff for months and tz with "today" = as_of (or the current date
+ * in tz): cutoff_utc gets ISO-8601 UTC (size >= 40), cutoff_local the local
+ * time, today the date used. Computed by PostgreSQL.
+ */
+int purge_cutoff(struct db *db, long months, const char *tz, const char *as_of,
+		 char *cutoff_utc, char *cutoff_local, char *today,
+		 struct ops_err *err);
+
+/*
+ * The last `limit` runs, newest first, as a JSON array text (caller frees
+ * *json).
+ */
+int purge_history_json(struct db *db, long limit, char **json,
+		       struct ops_err *err);
+
+/*
+ * For the status screen: per policy table, the oldest retained created_at
+ * and its age, then the last purge run; appended to out as text lines.
+ */
+int purge_status_report(struct db *db, struct buf *out, struct ops_err *err);
+
+#endif
