@@ -214,9 +214,20 @@ main(int argc, char **argv)
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			break;
-		if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0)
-			return cli_help(name);
+		if (strcmp(argv[i], "--help") != 0 &&
+		    strcmp(argv[i], "-h") != 0)
+			continue;
+		if (strcmp(c->name, "sandbox") == 0 && argc > 2 &&
+		    strcmp(argv[2], "bootstrap") == 0) {
+			fputs(cmd_sandbox_bootstrap_usage, stdout);
+			return OPS_EXIT_OK;
+		}
+		if (strcmp(c->name, "sandbox") == 0 && argc > 2 &&
+		    strcmp(argv[2], "revenue") == 0) {
+			fputs(cmd_sandbox_revenue_usage, stdout);
+			return OPS_EXIT_OK;
+		}
+		return cli_help(name);
 	}
 	ctx.cmd = c->name;
 	if (strcmp(c->name, "purge-old-usage") == 0)
