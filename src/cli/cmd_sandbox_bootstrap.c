@@ -1,17 +1,215 @@
-/* placeholder until the command lands */
+/* apexops sandbox bootstrap: the sandbox publisher to a known state. */
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "cli/cli.h"
+#include "core/log.h"
+#include "db/db.h"
+#include "jobs/sandbox.h"
+#include "stripe/stripe.h"
 
 const char cmd_sandbox_bootstrap_usage[] =
-	"usage: apexops sandbox bootstrap (not built yet)\n";
+	"usage: apexops sandbox bootstrap [--dry-run] [--force]\n"
+	"\n"
+	"Bring the sandbox publisher Apex Sandbox Studio\n"
+	"(" SANDBOX_PUBLISHER_ID ") to a known state, on an empty\n"
+	"database too: its 5 apps and 25 placements (created where missing),\n"
+	"the owner, developer and finance logins (bcrypt of\n"
+	"SANDBOX_USER_PASSWORD), FakeNetworkA/B/C adapters and configs, and\n"
+	"one static waterfall per placement. Rows that already match are not\n"
+	"written, so a second run reports no changes. All database work is\n"
+	"one transaction under an advisory lock.\n"
+	"\n"
+	"With STRIPE_SECRET_KEY set, after the commit: find or create the\n"
+	"owner's Stripe customer and attach a card (tok_visa), an ACH account\n"
+	"(btok_us_verified) and a SEPA debit (btok_sepa_debit), the card as\n"
+	"default source. A source Stripe refuses is reported with Stripe's\n"
+	"reason; any other Stripe failure exits 1, the database work kept.\n"
+	"\n"
+	"  --dry-run  do the database work in a transaction, report what it\n"
+	"             would change, roll back; Stripe is only read\n"
+	"  --force    run even when APP_ENV or NODE_ENV is production\n"
+	"\n"
+	"Exit: 0 done, 1 a step failed, 64 usage, 69 database unreachable,\n"
+	"75 another bootstrap holds the lock, 78 refused (production) or bad\n"
+	"configuration.\n";
+
+static bool
+is_production(const char *v)
+{
+	return v != NULL && strcasecmp(v, "production") == 0;
+}
+
+static void
+print_report(const struct sandbox_report *rep, bool dry_run)
+{
+	int changes = sandbox_report_changes(rep);
+
+	for (int k = 0; k < SBX_NKINDS; k++) {
+		const struct sandbox_counts *c = &rep->kind[k];
+
+		printf("  %-16s created %d, updated %d, unchanged %d",
+		       sandbox_kind_names[k], c->created, c->updated,
+		       c->unchanged);
+		if (c->removed > 0)
+			printf(", removed %d", c->removed);
+		putchar('\n');
+	}
+	if (rep->passwords_rehashed > 0)
+		printf("  password hashes replaced for %d existing user%s "
+		       "(SANDBOX_USER_PASSWORD differs from the stored "
+		       "hash)\n",
+		       rep->passwords_rehashed,
+		       rep->passwords_rehashed == 1 ? "" : "s");
+	if (changes == 0)
+		printf("database: no changes\n");
+	else if (dry_run)
+		printf("database: %d change%s would be made (dry run, rolled "
+		       "back)\n",
+		       changes, changes == 1 ? "" : "s");
+	else
+		printf("database: %d change%s committed\n", changes,
+		       changes == 1 ? "" : "s");
+}
+
+static const char *
+outcome_word(enum sandbox_stripe_outcome o, enum sandbox_stripe_step s)
+{
+	switch (o) {
+	case SBX_OUT_NONE:
+		return "not reached";
+	case SBX_OUT_FOUND:
+		return s == SBX_ST_DEFAULT ? "already set" : "found";
+	case SBX_OUT_CREATED:
+		return s == SBX_ST_CUSTOMER  ? "created or updated"
+		       : s == SBX_ST_DEFAULT ? "set"
+					     : "attached";
+	case SBX_OUT_WOULD:
+		return s == SBX_ST_CUSTOMER  ? "would create or update"
+		       : s == SBX_ST_DEFAULT ? "would set"
+					     : "would attach";
+	case SBX_OUT_REFUSED:
+		return "refused by Stripe";
+	case SBX_OUT_FAILED:
+		return "failed";
+	}
+	return "?";
+}
+
+static void
+print_stripe(const struct sandbox_stripe_report *rep)
+{
+	int changes = 0;
+
+	for (int s = 0; s < SBX_ST_NSTEPS; s++) {
+		const struct sandbox_stripe_item *it = &rep->step[s];
+		char detail[sizeof(it->detail)];
+
+		snprintf(detail, sizeof(detail), "%s", it->detail);
+		log_scrub(detail);
+		printf("  stripe %-24s %s%s%s%s%s\n",
+		       sandbox_stripe_step_names[s],
+		       outcome_word(it->outcome, (enum sandbox_stripe_step)s),
+		       it->id[0] ? " " : "", it->id, detail[0] ? ": " : "",
+		       detail);
+		if (it->outcome == SBX_OUT_CREATED ||
+		    it->outcome == SBX_OUT_WOULD)
+			changes++;
+	}
+	if (changes == 0)
+		printf("stripe: no changes\n");
+}
 
 int
 cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 {
-	(void)ctx;
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "apexops sandbox bootstrap: not built yet\n");
-	return 70;
+	struct ops_err err = OPS_ERR_INIT;
+	struct sandbox_report rep;
+	struct sandbox_stripe_report srep;
+	struct stripe *st = NULL;
+	struct db *db = NULL;
+	bool dry_run = false, force = false, locked = false;
+	int rc = OPS_EXIT_OK, r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--dry-run") == 0)
+			dry_run = true;
+		else if (strcmp(argv[i], "--force") == 0)
+			force = true;
+		else if (strcmp(argv[i], "-h") == 0 ||
+			 strcmp(argv[i], "--help") == 0) {
+			fputs(cmd_sandbox_bootstrap_usage, stdout);
+			return OPS_EXIT_OK;
+		} else
+			return cli_usage("sandbox bootstrap",
+					 "unknown option '%s' (allowed: "
+					 "--dry-run, --force)",
+					 argv[i]);
+	}
+	if (!force && (is_production(ctx->cfg.app_env) ||
+		       is_production(ctx->cfg.node_env))) {
+		fprintf(stderr,
+			"apexops sandbox bootstrap: refusing to run: %s is "
+			"'production'; the sandbox bootstrap writes demo "
+			"logins and data. Pass --force to run anyway\n",
+			is_production(ctx->cfg.app_env) ? "APP_ENV"
+							: "NODE_ENV");
+		return OPS_EXIT_CONFIG;
+	}
+	if (ctx->cfg.stripe_secret_key != NULL) {
+		struct stripe_opts so = { 0 };
+
+		so.api_base = ctx->cfg.stripe_api_base;
+		so.secret_key = ctx->cfg.stripe_secret_key;
+		so.api_version = ctx->cfg.stripe_api_version;
+		r = stripe_new(&so, &st, &err);
+		if (r != 0)
+			return cli_report(ctx, &err);
+	}
+
+	r = cli_db_connect(ctx, &db, &err);
+	if (r != 0) {
+		rc = cli_report(ctx, &err);
+		goto out;
+	}
+	r = sandbox_lock(db, &err);
+	if (r != 0) {
+		rc = cli_report(ctx, &err);
+		goto out;
+	}
+	locked = true;
+	r = sandbox_bootstrap_db(db, ctx->cfg.sandbox_user_password, dry_run,
+				 &rep, &err);
+	if (r != 0) {
+		ops_err_prefix(&err, "sandbox bootstrap rolled back");
+		rc = cli_report(ctx, &err);
+		goto out;
+	}
+	printf("sandbox bootstrap%s: %s (%s)\n", dry_run ? " (dry run)" : "",
+	       SANDBOX_PUBLISHER_NAME, SANDBOX_PUBLISHER_ID);
+	print_report(&rep, dry_run);
+
+	if (st == NULL) {
+		printf("stripe: skipped (STRIPE_SECRET_KEY is not set)\n");
+		goto out;
+	}
+	r = sandbox_bootstrap_stripe(db, st, dry_run, &srep, &err);
+	print_stripe(&srep);
+	if (r != 0) {
+		cli_report(ctx, &err);
+		fprintf(stderr,
+			"apexops sandbox bootstrap: stripe provisioning "
+			"failed; the database changes above %s\n",
+			dry_run ? "were rolled back (dry run)"
+				: "are committed and kept");
+		rc = OPS_EXIT_FAIL;
+	}
+out:
+	if (locked)
+		sandbox_unlock(db);
+	db_close(db);
+	stripe_free(st);
+	fflush(stdout);
+	return rc;
 }

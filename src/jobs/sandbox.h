@@ -1,0 +1,161 @@
+/*
+ * Sandbox bootstrap: brings the sandbox publisher Apex Sandbox Studio to a
+ * known state (ORIGINAL-SYSTEM.md §2.9, §4.1, §4.2). Apps and placements
+ * are created where missing; the three logins, FakeNetworkA/B/C adapters,
+ * their configs and one waterfall per placement are converged: a row that
+ * already matches is not written, so a rerun changes nothing and keeps
+ * updated_at. Waterfall ids are derived from the placement id (UUIDv5), so
+ * a rerun never swaps a row a running demo is reading.
+ *
+ * Choices where the sources are silent: apps.platform is android, ios,
+ * unity, android_tv, tvos; placement names are "<Platform> <Type> <NN>"
+ * with the platform words Android, iOS, Unity, Android TV, tvOS (e.g.
+ * "Android TV Rewarded 02"); placements.type is interstitial, rewarded or
+ * banner. Roles are owner, developer, finance, as the original wrote them.
+ */
+#ifndef OPS_JOBS_SANDBOX_H
+#define OPS_JOBS_SANDBOX_H
+
+#include <stdbool.h>
+
+#include "core/err.h"
+
+struct db;
+struct stripe;
+
+#define SANDBOX_PUBLISHER_ID   "138f62be-5cee-4c73-aba4-ba78ea77ab44"
+#define SANDBOX_PUBLISHER_NAME "Apex Sandbox Studio"
+#define SANDBOX_OWNER_ID       "821cd756-d945-4efd-8f7c-3e7d3520a899"
+#define SANDBOX_NAPPS	       5
+#define SANDBOX_NPLACEMENTS    5 /* per app */
+#define SANDBOX_NUSERS	       3
+#define SANDBOX_NADAPTERS      3
+
+struct sandbox_app {
+	const char *id;
+	const char *name;
+	const char *bundle_id;
+	const char *platform;	   /* apps.platform */
+	const char *platform_word; /* in placement names */
+	const char *placement_ids[SANDBOX_NPLACEMENTS];
+};
+
+struct sandbox_user {
+	const char *id;
+	const char *email;
+	const char *role;
+};
+
+struct sandbox_adapter {
+	const char *name;
+	const char *id;
+	const char *config_id;
+	const char *behavior;
+	int timeout_ms;
+	const char *ecpm;      /* JSON number text */
+	const char *fill_rate; /* JSON number text */
+};
+
+extern const struct sandbox_app sandbox_apps[SANDBOX_NAPPS];
+extern const struct sandbox_user sandbox_users[SANDBOX_NUSERS];
+extern const struct sandbox_adapter sandbox_adapters[SANDBOX_NADAPTERS];
+/* Placement kinds in id order: Interstitial 01, 02, Rewarded 01, 02,
+ * Banner 01. */
+extern const char *const sandbox_placement_types[SANDBOX_NPLACEMENTS];
+extern const char *const sandbox_placement_labels[SANDBOX_NPLACEMENTS];
+
+enum sandbox_kind {
+	SBX_PUBLISHER,
+	SBX_APPS,
+	SBX_PLACEMENTS,
+	SBX_USERS,
+	SBX_ADAPTERS,
+	SBX_ADAPTER_CONFIGS,
+	SBX_WATERFALLS,
+	SBX_NKINDS
+};
+extern const char *const sandbox_kind_names[SBX_NKINDS];
+
+struct sandbox_counts {
+	int created, updated, unchanged, removed;
+};
+
+struct sandbox_report {
+	struct sandbox_counts kind[SBX_NKINDS];
+	int passwords_rehashed; /* users whose hash was replaced */
+};
+
+/* Total of created + updated + removed over every kind. */
+int sandbox_report_changes(const struct sandbox_report *rep);
+
+/*
+ * Take the bootstrap's session advisory lock, waiting for another
+ * bootstrap to finish; release it with sandbox_unlock().
+ */
+int sandbox_lock(struct db *db, struct ops_err *err);
+void sandbox_unlock(struct db *db);
+
+/*
+ * The database part, in one transaction: committed, or rolled back when
+ * dry_run (the report then says what a real run would change). password
+ * is the sandbox login password (1..72 bytes, bcrypt's limit; longer or
+ * empty is OPS_E_CONFIG naming SANDBOX_USER_PASSWORD).
+ */
+int sandbox_bootstrap_db(struct db *db, const char *password, bool dry_run,
+			 struct sandbox_report *rep, struct ops_err *err);
+
+/* Stripe provisioning steps, in order. */
+enum sandbox_stripe_step {
+	SBX_ST_CUSTOMER,
+	SBX_ST_CARD,
+	SBX_ST_ACH,
+	SBX_ST_SEPA,
+	SBX_ST_DEFAULT,
+	SBX_ST_NSTEPS
+};
+enum sandbox_stripe_outcome {
+	SBX_OUT_NONE = 0, /* not reached */
+	SBX_OUT_FOUND,	  /* already there, unchanged */
+	SBX_OUT_CREATED,  /* created or attached (or set) now */
+	SBX_OUT_WOULD,	  /* dry run: would create/attach/set */
+	SBX_OUT_REFUSED,  /* Stripe refused it; detail says why */
+	SBX_OUT_FAILED	  /* a failure that makes the run fail */
+};
+struct sandbox_stripe_item {
+	enum sandbox_stripe_outcome outcome;
+	char id[128];	  /* Stripe object id, when known */
+	char detail[800]; /* Stripe's error, for REFUSED/FAILED */
+};
+struct sandbox_stripe_report {
+	struct sandbox_stripe_item step[SBX_ST_NSTEPS];
+};
+extern const char *const sandbox_stripe_step_names[SBX_ST_NSTEPS];
+
+/*
+ * Find or create the owner's Stripe customer (stored in
+ * users.stripe_customer_id), attach a card (tok_visa), an ACH bank account
+ * (btok_us_verified) and a SEPA debit (btok_sepa_debit), and make the card
+ * the default source. Each POST carries an idempotency key derived from
+ * the customer and the step, so a crashed rerun replays. A source Stripe
+ * refuses is recorded as SBX_OUT_REFUSED with Stripe's message and the
+ * other steps go on. Returns an error when a step failed otherwise
+ * (network, auth, 5xx) or the owner row is missing. dry_run sends no POST.
+ */
+int sandbox_bootstrap_stripe(struct db *db, struct stripe *st, bool dry_run,
+			     struct sandbox_stripe_report *rep,
+			     struct ops_err *err);
+
+/* RFC 4122 version-5 UUID of name in namespace ns (a UUID string); out
+ * gets 36 characters and a NUL. Returns OPS_E_INVALID for a bad ns. */
+int sandbox_uuid5(const char *ns, const char *name, char out[37]);
+
+/*
+ * Keep or make a bcrypt hash of password: when stored (may be NULL) is a
+ * bcrypt hash of cost 10 or more that matches password, *out is a copy of
+ * it and *changed false; otherwise *out is a new $2b$10$ hash and
+ * *changed true. The caller frees *out.
+ */
+int sandbox_password_hash(const char *password, const char *stored, char **out,
+			  bool *changed, struct ops_err *err);
+
+#endif
