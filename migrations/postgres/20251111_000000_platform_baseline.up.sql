@@ -18,6 +18,10 @@
 -- extension, and columns or indexes it adds to tables that already existed).
 -- The down migration removes exactly those objects and nothing else, so an
 -- adopted production database loses no table, column or row.
+--
+-- Every name is schema-qualified: with the default search_path
+-- ("$user", public), a role named apexops (the embedded cluster's) would
+-- otherwise create these tables in schema apexops.
 
 CREATE SCHEMA IF NOT EXISTS apexops;
 
@@ -64,74 +68,74 @@ SELECT 'index:' || i.indexname
 FROM pg_indexes i
 WHERE i.schemaname = 'public';
 
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;
 
 -- 3.1 core inventory (001_initial_schema)
 
-CREATE TABLE IF NOT EXISTS publishers (
+CREATE TABLE IF NOT EXISTS public.publishers (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
 	company_name TEXT NOT NULL,
 	created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS users (
+CREATE TABLE IF NOT EXISTS public.users (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	publisher_id UUID NOT NULL REFERENCES publishers (id),
+	publisher_id UUID NOT NULL REFERENCES public.publishers (id),
 	email TEXT NOT NULL UNIQUE,
 	password_hash TEXT NOT NULL,
 	created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 -- 007: role without CHECK (017's CHECKed variant was skipped in production)
-ALTER TABLE users ADD COLUMN IF NOT EXISTS role VARCHAR(50) NOT NULL DEFAULT 'customer';
-CREATE INDEX IF NOT EXISTS idx_users_role ON users (role);
+ALTER TABLE public.users ADD COLUMN IF NOT EXISTS role VARCHAR(50) NOT NULL DEFAULT 'customer';
+CREATE INDEX IF NOT EXISTS idx_users_role ON public.users (role);
 -- 017
-ALTER TABLE users ADD COLUMN IF NOT EXISTS stripe_customer_id VARCHAR(255) UNIQUE;
-CREATE INDEX IF NOT EXISTS idx_users_stripe_customer ON users (stripe_customer_id)
+ALTER TABLE public.users ADD COLUMN IF NOT EXISTS stripe_customer_id VARCHAR(255) UNIQUE;
+CREATE INDEX IF NOT EXISTS idx_users_stripe_customer ON public.users (stripe_customer_id)
 	WHERE stripe_customer_id IS NOT NULL;
-ALTER TABLE users ADD COLUMN IF NOT EXISTS api_key VARCHAR(255) UNIQUE;
-CREATE INDEX IF NOT EXISTS idx_users_api_key ON users (api_key)
+ALTER TABLE public.users ADD COLUMN IF NOT EXISTS api_key VARCHAR(255) UNIQUE;
+CREATE INDEX IF NOT EXISTS idx_users_api_key ON public.users (api_key)
 	WHERE api_key IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS apps (
+CREATE TABLE IF NOT EXISTS public.apps (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	publisher_id UUID NOT NULL REFERENCES publishers (id),
+	publisher_id UUID NOT NULL REFERENCES public.publishers (id),
 	name TEXT NOT NULL,
 	bundle_id TEXT NOT NULL,
 	platform TEXT NOT NULL,
 	created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS placements (
+CREATE TABLE IF NOT EXISTS public.placements (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	app_id UUID NOT NULL REFERENCES apps (id),
+	app_id UUID NOT NULL REFERENCES public.apps (id),
 	name TEXT NOT NULL,
 	type TEXT NOT NULL,
 	status TEXT NOT NULL DEFAULT 'active',
 	created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 -- 022_placement_config
-ALTER TABLE placements ADD COLUMN IF NOT EXISTS config JSONB DEFAULT '{}'::jsonb;
+ALTER TABLE public.placements ADD COLUMN IF NOT EXISTS config JSONB DEFAULT '{}'::jsonb;
 
-CREATE TABLE IF NOT EXISTS adapters (
+CREATE TABLE IF NOT EXISTS public.adapters (
 	id UUID PRIMARY KEY, -- no default: ids are fixed by the caller
 	name TEXT NOT NULL,
 	enabled BOOLEAN NOT NULL DEFAULT true,
 	created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS adapter_configs (
+CREATE TABLE IF NOT EXISTS public.adapter_configs (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	publisher_id UUID NOT NULL REFERENCES publishers (id),
-	adapter_id UUID NOT NULL REFERENCES adapters (id),
+	publisher_id UUID NOT NULL REFERENCES public.publishers (id),
+	adapter_id UUID NOT NULL REFERENCES public.adapters (id),
 	config JSONB NOT NULL,
 	updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS revenue_events (
+CREATE TABLE IF NOT EXISTS public.revenue_events (
 	id BIGSERIAL PRIMARY KEY,
-	publisher_id UUID NOT NULL REFERENCES publishers (id),
-	placement_id UUID NOT NULL REFERENCES placements (id),
-	adapter_id UUID NOT NULL REFERENCES adapters (id),
+	publisher_id UUID NOT NULL REFERENCES public.publishers (id),
+	placement_id UUID NOT NULL REFERENCES public.placements (id),
+	adapter_id UUID NOT NULL REFERENCES public.adapters (id),
 	impressions BIGINT NOT NULL,
 	clicks BIGINT NOT NULL,
 	revenue NUMERIC(12, 2) NOT NULL,
@@ -140,23 +144,23 @@ CREATE TABLE IF NOT EXISTS revenue_events (
 
 -- 3.3 and 3.5: tables of 009_customer_lifecycle (effective shapes)
 
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS public.events (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
 	event_type VARCHAR(100) NOT NULL,
 	data JSONB DEFAULT '{}',
-	customer_id UUID REFERENCES users (id) ON DELETE CASCADE,
+	customer_id UUID REFERENCES public.users (id) ON DELETE CASCADE,
 	created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
 	processed BOOLEAN DEFAULT false,
 	processed_at TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS idx_events_type ON events (event_type);
-CREATE INDEX IF NOT EXISTS idx_events_customer ON events (customer_id);
-CREATE INDEX IF NOT EXISTS idx_events_created ON events (created_at);
-CREATE INDEX IF NOT EXISTS idx_events_processed ON events (processed);
+CREATE INDEX IF NOT EXISTS idx_events_type ON public.events (event_type);
+CREATE INDEX IF NOT EXISTS idx_events_customer ON public.events (customer_id);
+CREATE INDEX IF NOT EXISTS idx_events_created ON public.events (created_at);
+CREATE INDEX IF NOT EXISTS idx_events_processed ON public.events (processed);
 
-CREATE TABLE IF NOT EXISTS usage_events (
+CREATE TABLE IF NOT EXISTS public.usage_events (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	customer_id UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	customer_id UUID NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
 	event_name VARCHAR(100) NOT NULL,
 	event_value BIGINT NOT NULL,
 	event_metadata JSONB DEFAULT '{}',
@@ -164,17 +168,17 @@ CREATE TABLE IF NOT EXISTS usage_events (
 	stripe_synced BOOLEAN DEFAULT false,
 	stripe_synced_at TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS idx_usage_events_customer ON usage_events (customer_id);
-CREATE INDEX IF NOT EXISTS idx_usage_events_name ON usage_events (event_name);
-CREATE INDEX IF NOT EXISTS idx_usage_events_created ON usage_events (created_at);
-CREATE INDEX IF NOT EXISTS idx_usage_events_synced ON usage_events (stripe_synced);
+CREATE INDEX IF NOT EXISTS idx_usage_events_customer ON public.usage_events (customer_id);
+CREATE INDEX IF NOT EXISTS idx_usage_events_name ON public.usage_events (event_name);
+CREATE INDEX IF NOT EXISTS idx_usage_events_created ON public.usage_events (created_at);
+CREATE INDEX IF NOT EXISTS idx_usage_events_synced ON public.usage_events (stripe_synced);
 
 -- subscriptions: created by 009, upgraded by 017 (trial_end renamed to
 -- trial_end_date, columns appended, defaults dropped), re-constrained by 028.
 -- Column order is the production one (009's columns, then 017's).
-CREATE TABLE IF NOT EXISTS subscriptions (
+CREATE TABLE IF NOT EXISTS public.subscriptions (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	customer_id UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	customer_id UUID NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
 	plan_type VARCHAR(50) NOT NULL
 		CONSTRAINT subscriptions_plan_type_check
 		CHECK (plan_type IN ('starter', 'growth', 'scale', 'enterprise')),
@@ -209,20 +213,20 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 	metadata JSONB DEFAULT '{}'::jsonb,
 	UNIQUE (customer_id)
 );
-CREATE INDEX IF NOT EXISTS idx_subscriptions_customer ON subscriptions (customer_id);
-CREATE INDEX IF NOT EXISTS idx_subscriptions_status ON subscriptions (status);
-CREATE INDEX IF NOT EXISTS idx_subscriptions_stripe ON subscriptions (stripe_subscription_id);
-CREATE INDEX IF NOT EXISTS idx_subscriptions_customer_id ON subscriptions (customer_id);
-CREATE INDEX IF NOT EXISTS idx_subscriptions_next_billing_date ON subscriptions (next_billing_date);
-CREATE INDEX IF NOT EXISTS idx_subscriptions_stripe_id ON subscriptions (stripe_subscription_id)
+CREATE INDEX IF NOT EXISTS idx_subscriptions_customer ON public.subscriptions (customer_id);
+CREATE INDEX IF NOT EXISTS idx_subscriptions_status ON public.subscriptions (status);
+CREATE INDEX IF NOT EXISTS idx_subscriptions_stripe ON public.subscriptions (stripe_subscription_id);
+CREATE INDEX IF NOT EXISTS idx_subscriptions_customer_id ON public.subscriptions (customer_id);
+CREATE INDEX IF NOT EXISTS idx_subscriptions_next_billing_date ON public.subscriptions (next_billing_date);
+CREATE INDEX IF NOT EXISTS idx_subscriptions_stripe_id ON public.subscriptions (stripe_subscription_id)
 	WHERE stripe_subscription_id IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS idx_subscriptions_paddle_id ON subscriptions (paddle_subscription_id)
+CREATE UNIQUE INDEX IF NOT EXISTS idx_subscriptions_paddle_id ON public.subscriptions (paddle_subscription_id)
 	WHERE paddle_subscription_id IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS payment_failures (
+CREATE TABLE IF NOT EXISTS public.payment_failures (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	customer_id UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-	subscription_id UUID REFERENCES subscriptions (id) ON DELETE CASCADE,
+	customer_id UUID NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
+	subscription_id UUID REFERENCES public.subscriptions (id) ON DELETE CASCADE,
 	amount_cents INTEGER NOT NULL,
 	currency VARCHAR(3) DEFAULT 'USD',
 	failure_reason TEXT NOT NULL,
@@ -233,16 +237,16 @@ CREATE TABLE IF NOT EXISTS payment_failures (
 	resolved_at TIMESTAMPTZ,
 	created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
 );
-CREATE INDEX IF NOT EXISTS idx_payment_failures_customer ON payment_failures (customer_id);
-CREATE INDEX IF NOT EXISTS idx_payment_failures_resolved ON payment_failures (resolved);
-CREATE INDEX IF NOT EXISTS idx_payment_failures_created ON payment_failures (created_at);
+CREATE INDEX IF NOT EXISTS idx_payment_failures_customer ON public.payment_failures (customer_id);
+CREATE INDEX IF NOT EXISTS idx_payment_failures_resolved ON public.payment_failures (resolved);
+CREATE INDEX IF NOT EXISTS idx_payment_failures_created ON public.payment_failures (created_at);
 
 -- 3.2 waterfall_configs (010_growth_optimization)
 
-CREATE TABLE IF NOT EXISTS waterfall_configs (
+CREATE TABLE IF NOT EXISTS public.waterfall_configs (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	customer_id UUID REFERENCES users (id) ON DELETE CASCADE,
-	placement_id UUID REFERENCES placements (id) ON DELETE CASCADE,
+	customer_id UUID REFERENCES public.users (id) ON DELETE CASCADE,
+	placement_id UUID REFERENCES public.placements (id) ON DELETE CASCADE,
 	adapter_priorities JSONB NOT NULL,
 	floor_price_cents INTEGER NOT NULL DEFAULT 0,
 	optimization_strategy VARCHAR(50) DEFAULT 'ml'
@@ -253,17 +257,17 @@ CREATE TABLE IF NOT EXISTS waterfall_configs (
 	last_optimized_at TIMESTAMPTZ,
 	optimization_score DECIMAL(5, 2)
 );
-CREATE INDEX IF NOT EXISTS idx_waterfall_customer ON waterfall_configs (customer_id);
-CREATE INDEX IF NOT EXISTS idx_waterfall_placement ON waterfall_configs (placement_id);
-CREATE INDEX IF NOT EXISTS idx_waterfall_active ON waterfall_configs (active);
+CREATE INDEX IF NOT EXISTS idx_waterfall_customer ON public.waterfall_configs (customer_id);
+CREATE INDEX IF NOT EXISTS idx_waterfall_placement ON public.waterfall_configs (placement_id);
+CREATE INDEX IF NOT EXISTS idx_waterfall_active ON public.waterfall_configs (active);
 
 -- invoices (011_billing_compliance)
 
-CREATE TABLE IF NOT EXISTS invoices (
+CREATE TABLE IF NOT EXISTS public.invoices (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
 	invoice_number VARCHAR(50) UNIQUE NOT NULL,
-	customer_id UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-	subscription_id UUID REFERENCES subscriptions (id) ON DELETE SET NULL,
+	customer_id UUID NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
+	subscription_id UUID REFERENCES public.subscriptions (id) ON DELETE SET NULL,
 	invoice_date DATE NOT NULL DEFAULT CURRENT_DATE,
 	due_date DATE NOT NULL,
 	amount_cents INTEGER NOT NULL,
@@ -280,58 +284,58 @@ CREATE TABLE IF NOT EXISTS invoices (
 	created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
 	updated_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
 );
-CREATE INDEX IF NOT EXISTS idx_invoices_customer ON invoices (customer_id);
-CREATE INDEX IF NOT EXISTS idx_invoices_number ON invoices (invoice_number);
-CREATE INDEX IF NOT EXISTS idx_invoices_status ON invoices (status);
-CREATE INDEX IF NOT EXISTS idx_invoices_date ON invoices (invoice_date);
-CREATE INDEX IF NOT EXISTS idx_invoices_stripe ON invoices (stripe_invoice_id);
+CREATE INDEX IF NOT EXISTS idx_invoices_customer ON public.invoices (customer_id);
+CREATE INDEX IF NOT EXISTS idx_invoices_number ON public.invoices (invoice_number);
+CREATE INDEX IF NOT EXISTS idx_invoices_status ON public.invoices (status);
+CREATE INDEX IF NOT EXISTS idx_invoices_date ON public.invoices (invoice_date);
+CREATE INDEX IF NOT EXISTS idx_invoices_stripe ON public.invoices (stripe_invoice_id);
 
 -- 3.4 and 3.5: tables of 017_billing_audit_and_idempotency
 
-CREATE TABLE IF NOT EXISTS billing_audit (
+CREATE TABLE IF NOT EXISTS public.billing_audit (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
 	event_type VARCHAR(100) NOT NULL,
 	actor VARCHAR(255),
-	customer_id UUID REFERENCES users (id) ON DELETE SET NULL,
+	customer_id UUID REFERENCES public.users (id) ON DELETE SET NULL,
 	data JSONB NOT NULL DEFAULT '{}'::jsonb,
 	ip_address INET,
 	user_agent TEXT,
 	created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
 );
-CREATE INDEX IF NOT EXISTS idx_billing_audit_event_type ON billing_audit (event_type);
-CREATE INDEX IF NOT EXISTS idx_billing_audit_customer ON billing_audit (customer_id);
-CREATE INDEX IF NOT EXISTS idx_billing_audit_created ON billing_audit (created_at DESC);
-CREATE INDEX IF NOT EXISTS idx_billing_audit_actor ON billing_audit (actor);
+CREATE INDEX IF NOT EXISTS idx_billing_audit_event_type ON public.billing_audit (event_type);
+CREATE INDEX IF NOT EXISTS idx_billing_audit_customer ON public.billing_audit (customer_id);
+CREATE INDEX IF NOT EXISTS idx_billing_audit_created ON public.billing_audit (created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_billing_audit_actor ON public.billing_audit (actor);
 
-CREATE TABLE IF NOT EXISTS usage_alerts (
+CREATE TABLE IF NOT EXISTS public.usage_alerts (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	customer_id UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	customer_id UUID NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
 	alert_type VARCHAR(50) NOT NULL,
 	usage_amount BIGINT NOT NULL,
 	limit_amount BIGINT NOT NULL,
 	email_sent BOOLEAN DEFAULT false,
 	created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
 );
-CREATE INDEX IF NOT EXISTS idx_usage_alerts_customer ON usage_alerts (customer_id);
-CREATE INDEX IF NOT EXISTS idx_usage_alerts_type ON usage_alerts (alert_type);
-CREATE INDEX IF NOT EXISTS idx_usage_alerts_created ON usage_alerts (created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_usage_alerts_customer ON public.usage_alerts (customer_id);
+CREATE INDEX IF NOT EXISTS idx_usage_alerts_type ON public.usage_alerts (alert_type);
+CREATE INDEX IF NOT EXISTS idx_usage_alerts_created ON public.usage_alerts (created_at DESC);
 
 -- 017 replaced 009's daily aggregate table with event-style records
-CREATE TABLE IF NOT EXISTS usage_records (
+CREATE TABLE IF NOT EXISTS public.usage_records (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-	customer_id UUID NOT NULL REFERENCES users (id) ON DELETE RESTRICT,
+	customer_id UUID NOT NULL REFERENCES public.users (id) ON DELETE RESTRICT,
 	metric_type TEXT NOT NULL,
 	quantity INTEGER NOT NULL CHECK (quantity >= 0),
 	metadata JSONB DEFAULT '{}'::jsonb,
 	recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS idx_usage_records_customer ON usage_records (customer_id);
-CREATE INDEX IF NOT EXISTS idx_usage_records_metric ON usage_records (metric_type);
-CREATE INDEX IF NOT EXISTS idx_usage_records_recorded ON usage_records (recorded_at DESC);
+CREATE INDEX IF NOT EXISTS idx_usage_records_customer ON public.usage_records (customer_id);
+CREATE INDEX IF NOT EXISTS idx_usage_records_metric ON public.usage_records (metric_type);
+CREATE INDEX IF NOT EXISTS idx_usage_records_recorded ON public.usage_records (recorded_at DESC);
 
 -- 018_stripe_webhook_events
 
-CREATE TABLE IF NOT EXISTS stripe_webhook_events (
+CREATE TABLE IF NOT EXISTS public.stripe_webhook_events (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
 	stripe_event_id VARCHAR(255) UNIQUE NOT NULL,
 	event_type VARCHAR(100) NOT NULL,
@@ -339,23 +343,23 @@ CREATE TABLE IF NOT EXISTS stripe_webhook_events (
 	created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
 	processed_at TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS idx_stripe_webhook_events_stripe_id ON stripe_webhook_events (stripe_event_id);
-CREATE INDEX IF NOT EXISTS idx_stripe_webhook_events_type ON stripe_webhook_events (event_type);
-CREATE INDEX IF NOT EXISTS idx_stripe_webhook_events_processed ON stripe_webhook_events (processed)
+CREATE INDEX IF NOT EXISTS idx_stripe_webhook_events_stripe_id ON public.stripe_webhook_events (stripe_event_id);
+CREATE INDEX IF NOT EXISTS idx_stripe_webhook_events_type ON public.stripe_webhook_events (event_type);
+CREATE INDEX IF NOT EXISTS idx_stripe_webhook_events_processed ON public.stripe_webhook_events (processed)
 	WHERE NOT processed;
 
 -- 3.6 api_keys: referenced by the original code (TypeORM entity) but created
 -- by no migration there; this is the shape the code uses (key, user_id,
 -- status, suspended_at).
-CREATE TABLE IF NOT EXISTS api_keys (
+CREATE TABLE IF NOT EXISTS public.api_keys (
 	id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
 	key VARCHAR(255) NOT NULL UNIQUE,
-	user_id UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	user_id UUID NOT NULL REFERENCES public.users (id) ON DELETE CASCADE,
 	status VARCHAR(20) NOT NULL DEFAULT 'active',
 	suspended_at TIMESTAMPTZ,
 	created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS idx_api_keys_user ON api_keys (user_id);
+CREATE INDEX IF NOT EXISTS idx_api_keys_user ON public.api_keys (user_id);
 
 -- Table comments, only on tables this migration created (an adopted
 -- database keeps its own).
