@@ -84,6 +84,14 @@ OUT=$(DATABASE_URL="host=127.0.0.1 port=1 nosuchoption=1" "$APEXOPS_BIN" migrate
 rc=$?
 assert_eq "an invalid connection option is a config error" 78 "$rc"
 
+# DATABASE_SSL=true means sslmode=require unless the URL says otherwise; the
+# test server has no TLS, so require fails and an explicit disable wins
+OUT=$(DATABASE_SSL=true DATABASE_URL="$URL" APEXOPS_DB_CONNECT_RETRIES=0 "$APEXOPS_BIN" migrate status 2>&1); rc=$?
+assert_eq "DATABASE_SSL=true requires TLS (the test server has none: 69)" 69 "$rc"
+assert_contains "and says the server lacks SSL" "$OUT" "SSL"
+OUT=$(DATABASE_SSL=true DATABASE_URL="$URL?sslmode=disable" "$APEXOPS_BIN" migrate status 2>&1); rc=$?
+assert_eq "an sslmode in the URL wins over DATABASE_SSL" 0 "$rc"
+
 # --- logging ----------------------------------------------------------------
 OUT=$(APEXOPS_LOG_FORMAT=json DATABASE_URL="postgresql://u:hunter2pw@127.0.0.1:1/db" \
 	APEXOPS_DB_CONNECT_RETRIES=1 "$APEXOPS_BIN" migrate status 2>&1 >/dev/null | grep '^{')

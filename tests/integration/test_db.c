@@ -1,0 +1,223 @@
+/* Integration tests of the libpq layer against a real PostgreSQL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* after the headers it needs (clang-format keeps blocks apart) */
+#include <cmocka.h>
+
+#include "core/buf.h"
+#include "itest.h"
+
+static char *url;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	url = itest_new_db("db", 1);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	free(url);
+	return 0;
+}
+
+static void
+test_params_and_results(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+	struct db_res *res = NULL;
+	/* a value that would break string-built SQL must round-trip */
+	const char *params[2] = { "x'); DROP TABLE t; --", "42" };
+
+	(void)state;
+	assert_int_equal(db_query(db, "SELECT $1::text, $2::int + 1, NULL", 2,
+				  params, &res, &err),
+			 0);
+	assert_int_equal(db_res_rows(res), 1);
+	assert_int_equal(db_res_cols(res), 3);
+	assert_string_equal(db_res_get(res, 0, 0), params[0]);
+	assert_int_equal(db_res_ll(res, 0, 1), 43);
+	assert_null(db_res_get(res, 0, 2));
+	db_res_free(res);
+	db_close(db);
+}
+
+static void
+test_errors_carry_sqlstate(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+
+	(void)state;
+	assert_int_equal(
+		db_exec(db, "SELECT * FROM no_such_table", 0, NULL, NULL, &err),
+		OPS_E_DB);
+	assert_string_equal(err.sqlstate, "42P01");
+	assert_false(err.transient);
+	assert_non_null(strstr(err.msg, "no_such_table"));
+	assert_int_equal(db_exec(db, "SELECT 1/0", 0, NULL, NULL, &err),
+			 OPS_E_DB);
+	assert_string_equal(err.sqlstate, "22012");
+	/* statement_timeout: cancelled, SQLSTATE 57014 */
+	assert_int_equal(
+		db_exec(db, "SET statement_timeout = 50", 0, NULL, NULL, &err),
+		0);
+	assert_int_equal(db_exec(db, "SELECT pg_sleep(2)", 0, NULL, NULL, &err),
+			 OPS_E_DB);
+	assert_string_equal(err.sqlstate, "57014");
+	assert_true(db_sqlstate_transient("40001"));
+	assert_true(db_sqlstate_transient("40P01"));
+	assert_true(db_sqlstate_transient("08006"));
+	assert_true(db_sqlstate_transient("55P03"));
+	assert_false(db_sqlstate_transient("23505"));
+	db_close(db);
+}
+
+static void
+test_transactions(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+	char *v = NULL;
+	long long n = -1;
+
+	(void)state;
+	assert_int_equal(
+		db_exec(db, "CREATE TABLE tx_t (v int)", 0, NULL, NULL, &err),
+		0);
+	assert_int_equal(db_begin(db, &err), 0);
+	assert_true(db_in_tx(db));
+	assert_int_equal(
+		db_exec(db, "INSERT INTO tx_t SELECT generate_series(1, 5)", 0,
+			NULL, &n, &err),
+		0);
+	assert_int_equal(n, 5);
+	db_rollback(db);
+	assert_false(db_in_tx(db));
+	assert_int_equal(db_query_value(db, "SELECT count(*) FROM tx_t", 0,
+					NULL, &v, &err),
+			 0);
+	assert_string_equal(v, "0");
+	free(v);
+	assert_int_equal(db_begin(db, &err), 0);
+	assert_int_equal(
+		db_exec(db, "INSERT INTO tx_t VALUES (1)", 0, NULL, NULL, &err),
+		0);
+	assert_int_equal(db_commit(db, &err), 0);
+	assert_int_equal(db_query_value(db, "SELECT count(*) FROM tx_t", 0,
+					NULL, &v, &err),
+			 0);
+	assert_string_equal(v, "1");
+	free(v);
+	db_close(db);
+}
+
+static void
+test_advisory_locks(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *a = itest_connect(url), *b = itest_connect(url);
+	int64_t key = db_lock_key("apexops.test");
+	bool got = false;
+
+	(void)state;
+	assert_int_not_equal(db_lock_key("a"), db_lock_key("b"));
+	assert_int_equal(db_try_advisory_lock(a, key, &got, &err), 0);
+	assert_true(got);
+	assert_int_equal(db_try_advisory_lock(b, key, &got, &err), 0);
+	assert_false(got); /* held by a */
+	assert_int_equal(db_advisory_unlock(a, key, &err), 0);
+	assert_int_equal(db_try_advisory_lock(b, key, &got, &err), 0);
+	assert_true(got);
+	db_close(b); /* session locks end with the session */
+	assert_int_equal(db_try_advisory_lock(a, key, &got, &err), 0);
+	assert_true(got);
+	db_close(a);
+}
+
+static int
+collect(void *arg, const char *row, size_t len)
+{
+	struct buf *b = arg;
+
+	buf_append(b, row, len);
+	return 0;
+}
+
+static void
+test_copy_in_and_out(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+	struct buf out = BUF_INIT;
+	long long rows = 0;
+	const char data[] = "1\tone\n2\ttwo\n3\t\\N\n";
+
+	(void)state;
+	assert_int_equal(db_exec(db, "CREATE TABLE copy_t (id int, s text)", 0,
+				 NULL, NULL, &err),
+			 0);
+	assert_int_equal(db_copy_begin(db, "COPY copy_t FROM STDIN", &err), 0);
+	assert_int_equal(db_copy_put(db, data, strlen(data), &err), 0);
+	assert_int_equal(db_copy_end(db, NULL, &rows, &err), 0);
+	assert_int_equal(rows, 3);
+	assert_int_equal(db_copy_out(db,
+				     "COPY (SELECT * FROM copy_t ORDER BY id) "
+				     "TO STDOUT",
+				     collect, &out, &err),
+			 0);
+	assert_string_equal(buf_str(&out), data);
+	buf_release(&out);
+	/* a bad row fails the whole COPY with the server's SQLSTATE */
+	assert_int_equal(db_copy_begin(db, "COPY copy_t FROM STDIN", &err), 0);
+	assert_int_equal(db_copy_put(db, "x\ty\n", 4, &err), 0);
+	assert_int_equal(db_copy_end(db, NULL, &rows, &err), OPS_E_DB);
+	assert_string_equal(err.sqlstate, "22P02");
+	db_close(db);
+}
+
+static void
+test_connect_failure_is_bounded_and_secret_free(void **state)
+{
+	struct db_opts o = { 0 };
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = NULL;
+
+	(void)state;
+	o.url = "postgresql://u:topsecretpw@127.0.0.1:1/x";
+	o.connect_timeout_s = 2;
+	o.retries = 1;
+	assert_int_equal(db_connect(&o, &db, &err), OPS_E_CONNECT);
+	assert_null(db);
+	assert_int_equal(ops_err_exit_code(&err), 69);
+	assert_null(strstr(err.msg, "topsecretpw"));
+	o.url = "host=127.0.0.1 bogus_option=1";
+	assert_int_equal(db_connect(&o, &db, &err), OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "bogus_option"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_params_and_results),
+		cmocka_unit_test(test_errors_carry_sqlstate),
+		cmocka_unit_test(test_transactions),
+		cmocka_unit_test(test_advisory_locks),
+		cmocka_unit_test(test_copy_in_and_out),
+		cmocka_unit_test(
+			test_connect_failure_is_bounded_and_secret_free),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
