@@ -377,11 +377,16 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 				progress_finish(&prog);
 			if (r != 0)
 				goto fail;
-			printf("  deleted %lld earlier rows of the sandbox "
-			       "publisher in the window%s; wrote %lld rows\n",
-			       st.deleted,
-			       o.keep_history ? " (--keep-history)" : "",
-			       st.inserted);
+			if (o.keep_history)
+				printf("  kept earlier rows (--keep-history); "
+				       "wrote %lld rows\n",
+				       st.inserted);
+			else
+				printf("  deleted %lld earlier rows of the "
+				       "sandbox "
+				       "publisher in the window; wrote %lld "
+				       "rows\n",
+				       st.deleted, st.inserted);
 		}
 		fflush(stdout);
 		revenue_plan_release(&plan);
