@@ -2,6 +2,9 @@
 
 #include <stddef.h>
 
+#include "jobs/purge.h"
+
 const struct status_section status_sections[] = {
+	{ "retention", purge_status_report },
 	{ NULL, NULL },
 };
