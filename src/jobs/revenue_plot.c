@@ -76,17 +76,19 @@ money(long long cents, char *s, size_t len)
 	snprintf(s, len, "%s.%02lld", grouped, cents % 100);
 }
 
-/* The smallest of 1, 2, 2.5, 5 x 10^k (in cents) at or above v. */
+/* The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k (in cents,
+ * k >= 1 dollar) at or above v: five gridlines at round amounts. */
 static long long
 nice_ceiling(long long v)
 {
-	static const long long m[] = { 10, 20, 25, 50 };
+	static const long long m[] = { 100, 120, 150, 200, 250,
+				       300, 400, 500, 600, 800 };
 	long long p = 1;
 
 	if (v <= 0)
 		return 100;
 	for (;;) {
-		for (size_t i = 0; i < 4; i++)
+		for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
 			if (m[i] * p >= v)
 				return m[i] * p;
 		p *= 10;
@@ -99,7 +101,7 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 	static const char *const colors[REVENUE_NADAPTERS] = { "#4e79a7",
 							       "#f28e2b",
 							       "#59a14f" };
-	const int W = 900, H = 440, left = 80, right = 170, top = 50,
+	const int W = 900, H = 440, left = 100, right = 170, top = 50,
 		  bottom = 80;
 	const double pw = W - left - right, ph = H - top - bottom;
 	char total[48], from[16], to[16], lab[48];
@@ -138,6 +140,8 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 		double y = top + ph - ph * i / 5;
 
 		money(ymax * i / 5, lab, sizeof(lab));
+		if (ymax % 500 == 0) /* every tick in whole dollars */
+			lab[strlen(lab) - 3] = '\0';
 		buf_printf(out,
 			   "<line x1=\"%d\" y1=\"%.2f\" x2=\"%.2f\" "
 			   "y2=\"%.2f\" stroke=\"#dddddd\"/>\n"
@@ -146,8 +150,8 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 			   left, y, left + pw, y, left - 6, y + 4, lab);
 	}
 	buf_printf(out,
-		   "<text x=\"18\" y=\"%.2f\" text-anchor=\"middle\" "
-		   "transform=\"rotate(-90 18 %.2f)\">USD per day</text>\n",
+		   "<text x=\"30\" y=\"%.2f\" text-anchor=\"middle\" "
+		   "transform=\"rotate(-90 30 %.2f)\">USD per day</text>\n",
 		   top + ph / 2, top + ph / 2);
 
 	/* stacked bars, FakeNetworkA at the bottom */
