@@ -12,6 +12,10 @@ OTHER=00000000-0000-4000-8000-0000000000aa
 URL=$(new_db revenue) || { echo "Bail out! cannot create database"; exit 1; }
 export DATABASE_URL=$URL
 
+assert_eq "migration: index on revenue_events(publisher_id, event_date)" \
+	"{publisher_id,event_date}" \
+	"$(sql "$URL" "SELECT array_agg(a.attname ORDER BY k.n)::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(att, n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att WHERE i.indexrelid = 'idx_revenue_events_publisher_date'::regclass")"
+
 # --- before the sandbox exists -------------------------------------------
 run_ops sandbox revenue starter --start 2025-01-01
 expect_rc 1 "no placements: exit 1"
