@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# apexops purge, as an operator runs it: cutoffs (month-end clamping, time
+# zones), exact boundaries, dry-run = execution, NULL created_at kept, bad
+# month values refused with nothing changed, plain and range-partitioned
+# usage_events, a missing billing_audit, a concurrent second purge, a stop by
+# SIGTERM and a SIGKILL in the middle followed by a rerun, and the history.
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+export APEXOPS_MIGRATIONS_DIR="$ROOT/migrations/postgres"
+unset CRON_TZ
+
+# jget JSON PATH: a value from JSON text, read by PostgreSQL (no jq needed)
+jget() {
+	psql -X -At -v ON_ERROR_STOP=1 -v j="$1" -v p="$2" "$OPS_TEST_ADMIN_URL" \
+		<<<"SELECT (:'j'::jsonb) #>> (:'p')::text[]"
+}
+
+# a database from the template, without the foreign keys to users so that
+# test rows need no customers
+prep_db() {
+	local url
+	url=$(new_db "$1") || return 1
+	sql "$url" "ALTER TABLE usage_events DROP CONSTRAINT IF EXISTS usage_events_customer_id_fkey;
+		ALTER TABLE billing_audit DROP CONSTRAINT IF EXISTS billing_audit_customer_id_fkey" >/dev/null
+	echo "$url"
+}
+
+# seed URL TABLE CUTOFF N: N rows spread over the 400 days before CUTOFF,
+# one row 1 us before it, one exactly at it, N/2 after it, two NULLs
+seed() {
+	local url=$1 t=$2 c=$3 n=$4 cols vals
+	if [ "$t" = usage_events ]; then
+		cols="customer_id, event_name, event_value, created_at"
+		vals="gen_random_uuid(), 'api_calls', 1"
+	else
+		cols="event_type, data, created_at"
+		vals="'invoice_created', '{}'"
+	fi
+	sql "$url" "INSERT INTO $t ($cols)
+		SELECT $vals, timestamptz '$c' - g * (interval '400 days' / $n) FROM generate_series(1, $n) g;
+		INSERT INTO $t ($cols) SELECT $vals, timestamptz '$c' - interval '1 microsecond';
+		INSERT INTO $t ($cols) SELECT $vals, timestamptz '$c';
+		INSERT INTO $t ($cols)
+		SELECT $vals, timestamptz '$c' + g * (interval '100 days' / $n) FROM generate_series(1, $n / 2) g;
+		INSERT INTO $t ($cols) SELECT $vals, NULL FROM generate_series(1, 2)" >/dev/null
+}
+
+# a fingerprint of every row that must survive: at/after CUTOFF or NULL
+keepers() {
+	sql "$1" "SELECT count(*) || ':' || md5(COALESCE(string_agg(id::text, ',' ORDER BY id), ''))
+		FROM $2 WHERE created_at >= timestamptz '$3' OR created_at IS NULL"
+}
+older() { sql "$1" "SELECT count(*) FROM $2 WHERE created_at < timestamptz '$3'"; }
+total() { sql "$1" "SELECT count(*) FROM $2"; }
+
+purge() { # purge URL ARGS...
+	local url=$1
+	shift
+	OUT=$(DATABASE_URL=$url "$APEXOPS_BIN" purge "$@" 2>"$E2E_TMP/stderr")
+	RC=$?
+	ERR=$(cat "$E2E_TMP/stderr")
+}
+
+# ---------------------------------------------------------------- cutoffs
+U=$(prep_db purge_cut) || exit 1
+check_cutoff() { # check_cutoff AS_OF MONTHS TZ EXPECTED
+	OUT=$(DATABASE_URL=$U CRON_TZ=$3 "$APEXOPS_BIN" purge --json --as-of "$1" \
+		--months "$2" 2>"$E2E_TMP/stderr")
+	RC=$?
+	ERR=$(cat "$E2E_TMP/stderr")
+	assert_eq "cutoff: $1 minus $2 months in $3 is $4" "0 $4" "$RC $(jget "$OUT" '{cutoff}')"
+}
+check_cutoff 2025-08-31 18 UTC 2024-02-29T00:00:00.000000Z
+check_cutoff 2025-08-31 6 UTC 2025-02-28T00:00:00.000000Z
+check_cutoff 2024-02-29 12 UTC 2023-02-28T00:00:00.000000Z
+check_cutoff 2024-02-29 1 UTC 2024-01-29T00:00:00.000000Z
+check_cutoff 2024-02-29 18 UTC 2022-08-29T00:00:00.000000Z
+check_cutoff 2025-03-31 1 UTC 2025-02-28T00:00:00.000000Z
+check_cutoff 2025-03-31 13 UTC 2024-02-29T00:00:00.000000Z
+check_cutoff 2025-01-31 2 UTC 2024-11-30T00:00:00.000000Z
+check_cutoff 2025-01-31 11 UTC 2024-02-29T00:00:00.000000Z
+check_cutoff 2025-01-31 1200 UTC 1925-01-31T00:00:00.000000Z
+# local midnight: UTC+2 in winter, UTC+3 in summer
+check_cutoff 2024-03-15 1 Europe/Tallinn 2024-02-14T22:00:00.000000Z
+check_cutoff 2024-08-31 18 Europe/Tallinn 2023-02-27T22:00:00.000000Z
+check_cutoff 2025-08-15 1 Europe/Tallinn 2025-07-14T21:00:00.000000Z
+check_cutoff 2025-08-15 1 America/New_York 2025-07-15T04:00:00.000000Z
+OUT=$(DATABASE_URL=$U "$APEXOPS_BIN" purge --json 2>/dev/null)
+today=$(sql "$U" "SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD')")
+assert_eq "without --as-of, today is the current date in CRON_TZ" "$today" "$(jget "$OUT" '{today}')"
+
+# ------------------------------------------- plain table: exact boundaries
+U=$(prep_db purge_plain) || exit 1
+C=2024-02-29T00:00:00Z # 2025-08-31 minus 18 months
+seed "$U" usage_events "$C" 20000
+seed "$U" billing_audit "$C" 4000
+ue_keep=$(keepers "$U" usage_events "$C")
+ba_keep=$(keepers "$U" billing_audit "$C")
+ue_old=$(older "$U" usage_events "$C")
+ba_old=$(older "$U" billing_audit "$C")
+ue_total=$(total "$U" usage_events)
+
+purge "$U" --as-of 2025-08-31 --json
+expect_rc 0 "dry-run exits 0"
+assert_eq "dry-run plans every usage_events row older than the cutoff" "$ue_old" "$(jget "$OUT" '{tables,0,planned_rows}')"
+assert_eq "dry-run plans every billing_audit row older than the cutoff" "$ba_old" "$(jget "$OUT" '{tables,1,planned_rows}')"
+assert_eq "dry-run counts the NULL created_at rows" "2 2" "$(jget "$OUT" '{tables,0,null_rows}') $(jget "$OUT" '{tables,1,null_rows}')"
+assert_eq "dry-run names the newest affected row: 1 us before the cutoff" \
+	"2024-02-28T23:59:59.999999Z" "$(jget "$OUT" '{tables,0,newest}')"
+est=$(jget "$OUT" '{tables,0,est_bytes}')
+if [ "${est:-0}" -gt 0 ]; then ok "dry-run estimates the bytes ($est)"; else not_ok "dry-run estimates the bytes" "est_bytes=$est"; fi
+assert_eq "dry-run deletes nothing" "$ue_total" "$(total "$U" usage_events)"
+planned_ue=$(jget "$OUT" '{tables,0,planned_rows}')
+planned_ba=$(jget "$OUT" '{tables,1,planned_rows}')
+
+purge "$U" --as-of 2025-08-31
+expect_rc 0 "text dry-run exits 0"
+assert_contains "text dry-run says it is a dry-run" "$OUT" "DRY-RUN"
+assert_contains "text dry-run shows the cutoff" "$OUT" "2024-02-29T00:00:00.000000Z"
+
+OUT=$(DATABASE_URL=$U CONFIRM=yes "$APEXOPS_BIN" purge --as-of 2025-08-31 2>"$E2E_TMP/stderr")
+RC=$?
+ERR=$(cat "$E2E_TMP/stderr")
+expect_rc 0 "CONFIRM=yes exits 0"
+assert_contains "CONFIRM=yes warns that it means dry-run" "$ERR" "CONFIRM='yes' is not exactly"
+assert_eq "CONFIRM=yes deletes nothing" "$ue_total" "$(total "$U" usage_events)"
+
+OUT=$(DATABASE_URL=$U CONFIRM=1 "$APEXOPS_BIN" purge --as-of 2025-08-31 --json --batch-min 700 2>"$E2E_TMP/stderr")
+RC=$?
+ERR=$(cat "$E2E_TMP/stderr")
+expect_rc 0 "CONFIRM=1 executes and exits 0"
+assert_eq "execution deleted exactly what the dry-run planned (usage_events)" "$planned_ue" "$(jget "$OUT" '{tables,0,deleted_rows}')"
+assert_eq "execution deleted exactly what the dry-run planned (billing_audit)" "$planned_ba" "$(jget "$OUT" '{tables,1,deleted_rows}')"
+batches=$(jget "$OUT" '{tables,0,batches}')
+if [ "${batches:-0}" -gt 1 ]; then ok "execution ran in batches ($batches)"; else not_ok "execution ran in batches" "batches=$batches"; fi
+assert_eq "no usage_events row older than the cutoff is left" 0 "$(older "$U" usage_events "$C")"
+assert_eq "no billing_audit row older than the cutoff is left" 0 "$(older "$U" billing_audit "$C")"
+assert_eq "every usage_events row at/after the cutoff or NULL is kept" "$ue_keep" "$(keepers "$U" usage_events "$C")"
+assert_eq "every billing_audit row at/after the cutoff or NULL is kept" "$ba_keep" "$(keepers "$U" billing_audit "$C")"
+assert_eq "the row exactly at the cutoff stays, the one 1 us before went" "1 0" \
+	"$(sql "$U" "SELECT count(*) FILTER (WHERE created_at = '$C') || ' ' || count(*) FILTER (WHERE created_at = timestamptz '$C' - interval '1 microsecond') FROM usage_events")"
+purge "$U" --as-of 2025-08-31 --execute --json
+assert_eq "a second execution finds nothing to delete" "0 0" "$(jget "$OUT" '{planned_rows}') $(jget "$OUT" '{deleted_rows}')"
+
+# --------------------------------------------------------- bad month values
+U=$(prep_db purge_bad) || exit 1
+seed "$U" usage_events "$C" 2000
+before=$(total "$U" usage_events)
+for v in 0 -1 abc 18abc "" 1201 " 18" 1e2; do
+	for var in RETENTION_MONTHS USAGE_RETENTION_MONTHS; do
+		OUT=$(env DATABASE_URL="$U" CONFIRM=1 "$var=$v" "$APEXOPS_BIN" purge --as-of 2025-08-31 2>"$E2E_TMP/stderr")
+		RC=$?
+		ERR=$(cat "$E2E_TMP/stderr")
+		expect_rc 78 "$var='$v' exits 78"
+	done
+	purge "$U" --execute --as-of 2025-08-31 --months "$v"
+	expect_rc 78 "--months '$v' exits 78"
+	assert_contains "--months '$v' names the flag and the range" "$ERR" "1 to 1200"
+done
+assert_eq "bad month values changed no row" "$before" "$(total "$U" usage_events)"
+assert_eq "bad month values recorded no run" 0 "$(sql "$U" "SELECT count(*) FROM apexops.purge_runs")"
+for v in 2025-02-30 2025-8-31 yesterday ""; do
+	purge "$U" --execute --as-of "$v"
+	expect_rc 64 "--as-of '$v' is a usage error"
+done
+purge "$U" --execute --bogus
+expect_rc 64 "an unknown flag is a usage error"
+purge "$U" --execute --dry-run
+expect_rc 64 "--execute with --dry-run is a usage error"
+assert_eq "bad flags changed no row" "$before" "$(total "$U" usage_events)"
+
+# ------------------------------------- partitioned usage_events, no billing_audit
+U=$(prep_db purge_part) || exit 1
+sql "$U" "DROP TABLE usage_events; DROP TABLE billing_audit;
+CREATE TABLE usage_events (
+	id uuid NOT NULL DEFAULT gen_random_uuid(),
+	customer_id uuid NOT NULL,
+	event_name varchar(100) NOT NULL,
+	event_value bigint NOT NULL,
+	event_metadata jsonb DEFAULT '{}',
+	created_at timestamptz DEFAULT CURRENT_TIMESTAMP,
+	stripe_synced boolean DEFAULT false,
+	stripe_synced_at timestamptz
+) PARTITION BY RANGE (created_at);
+CREATE INDEX idx_usage_events_created ON usage_events (created_at);
+DO \$\$
+DECLARE m date;
+BEGIN
+	FOR m IN SELECT generate_series(date '2022-09-01', date '2025-12-01', interval '1 month')::date LOOP
+		EXECUTE format('CREATE TABLE %I PARTITION OF usage_events FOR VALUES FROM (%L) TO (%L)',
+			'usage_events_p' || to_char(m, 'YYYY_MM'), m::timestamptz, (m + interval '1 month')::timestamptz);
+	END LOOP;
+END \$\$;
+CREATE TABLE usage_events_default PARTITION OF usage_events DEFAULT;" >/dev/null
+seed "$U" usage_events "$C" 20000
+p_keep=$(keepers "$U" usage_events "$C")
+p_old=$(older "$U" usage_events "$C")
+# partitions wholly before 2024-02-29: 2022-09 .. 2024-01 = 17
+purge "$U" --as-of 2025-08-31 --json
+expect_rc 0 "partitioned dry-run with billing_audit missing exits 0"
+assert_eq "partitioned dry-run plans every older row" "$p_old" "$(jget "$OUT" '{tables,0,planned_rows}')"
+assert_eq "partitioned dry-run plans 17 whole partitions" "true 17" \
+	"$(jget "$OUT" '{tables,0,partitioned}') $(jget "$OUT" '{tables,0,partitions_planned}')"
+assert_eq "a missing billing_audit is reported" "public.billing_audit true" \
+	"$(jget "$OUT" '{tables,1,table}') $(jget "$OUT" '{tables,1,missing}')"
+planned=$(jget "$OUT" '{tables,0,planned_rows}')
+prows=$(jget "$OUT" '{tables,0,partition_rows}')
+purge "$U" --as-of 2025-08-31
+assert_contains "text plan says billing_audit does not exist" "$OUT" "does not exist: skipped"
+purge "$U" --as-of 2025-08-31 --execute --json
+expect_rc 0 "partitioned execution with billing_audit missing exits 0"
+assert_eq "partitioned execution deleted what the plan counted" "$planned" "$(jget "$OUT" '{tables,0,deleted_rows}')"
+assert_eq "17 expired partitions were dropped" 17 "$(jget "$OUT" '{tables,0,partitions_dropped}')"
+assert_eq "the expired partitions are gone from the catalog" 0 \
+	"$(sql "$U" "SELECT count(*) FROM pg_class WHERE relname < 'usage_events_p2024_02' AND relname LIKE 'usage_events_p20%'")"
+assert_eq "the boundary partition is kept" 1 "$(sql "$U" "SELECT count(*) FROM pg_class WHERE relname = 'usage_events_p2024_02'")"
+if [ "$prows" -gt 0 ] && [ "$prows" -lt "$planned" ]; then
+	ok "part of the rows went with whole partitions ($prows of $planned), the rest row-wise"
+else
+	not_ok "part of the rows went with whole partitions" "partition_rows=$prows planned=$planned"
+fi
+assert_eq "partitioned: no row older than the cutoff is left" 0 "$(older "$U" usage_events "$C")"
+assert_eq "partitioned: every row at/after the cutoff or NULL is kept" "$p_keep" "$(keepers "$U" usage_events "$C")"
+
+# --------------------------------------- concurrency, SIGTERM, SIGKILL, rerun
+U=$(prep_db purge_kill) || exit 1
+seed "$U" usage_events "$C" 200000
+k_keep=$(keepers "$U" usage_events "$C")
+k_old=$(older "$U" usage_events "$C")
+wait_running() { # until a run row is running and has deleted some rows
+	for _ in $(seq 1 100); do
+		[ "$(older "$U" usage_events "$C")" -lt "$k_old" ] &&
+			[ "$(sql "$U" "SELECT count(*) FROM apexops.purge_runs WHERE status = 'running'")" -ge 1 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+wait_gone() { # until no apexops/purge backend is left
+	for _ in $(seq 1 100); do
+		[ "$(sql "$U" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'apexops/purge'")" = 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+slow=(--as-of 2025-08-31 --execute --batch-min 500 --batch-max 500 --sleep 40)
+
+DATABASE_URL=$U "$APEXOPS_BIN" purge "${slow[@]}" >"$E2E_TMP/first.out" 2>"$E2E_TMP/first.err" &
+first=$!
+if wait_running; then ok "the first purge is running"; else not_ok "the first purge is running"; fi
+purge "$U" --as-of 2025-08-31 --execute
+expect_rc 75 "a second purge while one runs exits 75"
+assert_contains "the second purge says another one is running" "$ERR" "another purge is running"
+kill -TERM "$first"
+wait "$first"
+RC=$?
+OUT=$(cat "$E2E_TMP/first.out")
+ERR=$(cat "$E2E_TMP/first.err")
+expect_rc 75 "SIGTERM stops the purge after its batch with exit 75"
+assert_contains "the stopped purge prints a summary" "$OUT" "STOPPED"
+assert_eq "the stopped run is recorded as stopped" stopped \
+	"$(sql "$U" "SELECT status FROM apexops.purge_runs ORDER BY id DESC LIMIT 1")"
+left=$(older "$U" usage_events "$C")
+if [ "$left" -gt 0 ] && [ "$left" -lt "$k_old" ]; then ok "the stop left part of the work ($left rows)"; else not_ok "the stop left part of the work" "left=$left of $k_old"; fi
+
+DATABASE_URL=$U "$APEXOPS_BIN" purge "${slow[@]}" >/dev/null 2>&1 &
+victim=$!
+before_kill=$(older "$U" usage_events "$C")
+for _ in $(seq 1 100); do
+	[ "$(older "$U" usage_events "$C")" -lt "$before_kill" ] && break
+	sleep 0.1
+done
+sleep 0.3
+kill -KILL "$victim"
+wait "$victim" 2>/dev/null
+killed_id=$(sql "$U" "SELECT max(id) FROM apexops.purge_runs")
+assert_eq "the killed run is left as running" running "$(sql "$U" "SELECT status FROM apexops.purge_runs WHERE id = $killed_id")"
+left=$(older "$U" usage_events "$C")
+if [ "$left" -gt 0 ] && [ "$left" -lt "$before_kill" ]; then ok "SIGKILL hit in the middle ($left rows left)"; else not_ok "SIGKILL hit in the middle" "left=$left"; fi
+assert_eq "after SIGKILL no row at/after the cutoff is lost" "$k_keep" "$(keepers "$U" usage_events "$C")"
+wait_gone || not_ok "the killed purge's backend went away"
+purge "$U" --as-of 2025-08-31 --execute --json
+expect_rc 0 "the rerun finishes the job"
+assert_eq "the rerun deleted what it planned" "$(jget "$OUT" '{planned_rows}')" "$(jget "$OUT" '{deleted_rows}')"
+assert_eq "the rerun marked the killed run abandoned" 1 "$(jget "$OUT" '{abandoned_runs_marked}')"
+assert_eq "final state: no row older than the cutoff is left" 0 "$(older "$U" usage_events "$C")"
+assert_eq "final state: every row at/after the cutoff or NULL is kept" "$k_keep" "$(keepers "$U" usage_events "$C")"
+assert_eq "history shows the killed run as abandoned" abandoned \
+	"$(sql "$U" "SELECT status FROM apexops.purge_runs WHERE id = $killed_id")"
+
+purge "$U" history --json --limit 10
+expect_rc 0 "history --json exits 0"
+assert_eq "history lists the runs newest first" "succeeded abandoned stopped" \
+	"$(jget "$OUT" '{0,status}') $(jget "$OUT" '{1,status}') $(jget "$OUT" '{2,status}')"
+assert_eq "history records who ran it" "apexops/purge" "$(jget "$OUT" '{0,application_name}')"
+purge "$U" history --limit 2
+expect_rc 0 "history exits 0"
+assert_eq "history --limit 2 shows a header and two runs" 3 "$(printf '%s\n' "$OUT" | wc -l)"
+assert_contains "history text shows the abandoned run" "$OUT" "abandoned"
+purge "$U" history --limit 0
+expect_rc 64 "history --limit 0 is a usage error"
+
+done_testing
