@@ -263,6 +263,8 @@ table_json(const struct purge_result *res, const struct purge_table_result *t)
 		json_object_set_new(o, "batches", json_integer(t->batches));
 		json_object_set_new(o, "lock_retries",
 				    json_integer(t->lock_retries));
+		json_object_set_new(o, "partition_seconds",
+				    json_real(t->partition_seconds));
 		json_object_set_new(o, "seconds", json_real(t->seconds));
 	}
 	return o;
@@ -728,6 +730,8 @@ execute_table(struct db *db, struct batcher *b, const struct purge_policy *p,
 	policy_ident(p, qname, sizeof(qname));
 	progress_start(&b->prog, t->name, t->planned_rows, o->progress_tty);
 	if (ti->range_by_col) {
+		double p0 = clock_now();
+
 		r = expired_partitions(db, qname, cutoff, &res, err);
 		for (int i = 0; r == 0 && i < db_res_rows(res); i++) {
 			const char *child = db_res_get(res, i, 0);
@@ -761,6 +765,7 @@ execute_table(struct db *db, struct batcher *b, const struct purge_policy *p,
 		}
 		db_res_free(res);
 		res = NULL;
+		t->partition_seconds = clock_now() - p0;
 		if (r != 0 && stopping(o)) {
 			/* a second signal cancelled the statement */
 			ops_err_clear(err);

@@ -72,7 +72,8 @@ struct purge_table_result {
 	int partitions_dropped;
 	long long batches;
 	long long lock_retries;
-	double seconds;
+	double partition_seconds; /* detaching and dropping partitions */
+	double seconds;		  /* everything for this table */
 };
 
 struct purge_result {
