@@ -100,7 +100,7 @@ outcome_word(enum sandbox_stripe_outcome o, enum sandbox_stripe_step s)
 static void
 print_stripe(const struct sandbox_stripe_report *rep)
 {
-	int changes = 0;
+	int changes = 0, failures = 0;
 
 	for (int s = 0; s < SBX_ST_NSTEPS; s++) {
 		const struct sandbox_stripe_item *it = &rep->step[s];
@@ -116,8 +116,10 @@ print_stripe(const struct sandbox_stripe_report *rep)
 		if (it->outcome == SBX_OUT_CREATED ||
 		    it->outcome == SBX_OUT_WOULD)
 			changes++;
+		if (it->outcome == SBX_OUT_FAILED)
+			failures++;
 	}
-	if (changes == 0)
+	if (changes == 0 && failures == 0)
 		printf("stripe: no changes\n");
 }
 

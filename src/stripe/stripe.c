@@ -314,7 +314,9 @@ stripe_call(struct stripe *st, const char *method, const char *path,
 
 		if (stripe_error_parse(resp.body.data, resp.body.len, &se) != 0)
 			snprintf(se.message, sizeof(se.message),
-				 "no Stripe error object in the answer");
+				 "no Stripe error object in the answer "
+				 "(body: %.120s)",
+				 buf_str(&resp.body));
 		r = ops_fail(
 			err, resp.status == 404 ? OPS_E_NOTFOUND : OPS_E_HTTP,
 			transient, "stripe: %s %s: HTTP %ld %s%s%s: %s%s%s%s",
