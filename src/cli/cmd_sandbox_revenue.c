@@ -208,7 +208,7 @@ default_start(struct db *db, long days, struct revenue_date *out,
 	static const char sql[] =
 		"SELECT to_char((now() AT TIME ZONE 'UTC')::date - $1::int,"
 		" 'YYYY-MM-DD')";
-	char back[16];
+	char back[24];
 	const char *params[1] = { back };
 	char *v = NULL;
 	int r;

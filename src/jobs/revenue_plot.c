@@ -62,7 +62,7 @@ revenue_sparkline(const struct revenue_plan *plan, int width, struct buf *out,
 static void
 money(long long cents, char *s, size_t len)
 {
-	char digits[32], grouped[48];
+	char digits[32], grouped[32];
 	size_t n, j = 0;
 
 	snprintf(digits, sizeof(digits), "%lld", cents / 100);
@@ -104,7 +104,7 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 	const int W = 900, H = 440, left = 100, right = 170, top = 50,
 		  bottom = 80;
 	const double pw = W - left - right, ph = H - top - bottom;
-	char total[48], from[16], to[16], lab[48];
+	char total[64], from[16], to[16], lab[64];
 	long long ymax = 0;
 	double slot, bar;
 	int label_step;
