@@ -799,8 +799,21 @@ customer_step(struct db *db, struct stripe *st, bool dry_run, const char *email,
 	if (cust == NULL) {
 		params = json_pack("{s:s, s:s, s:s}", "email", email, "name",
 				   OWNER_NAME, "description", OWNER_DESC);
-		snprintf(key, sizeof(key), "apexops-sandbox-%s-customer-v1",
-			 SANDBOX_OWNER_ID);
+		/*
+		 * Deterministic, so that a crash before the id is stored
+		 * replays the same customer; when a stored customer was
+		 * deleted in Stripe, its replacement is another operation
+		 * and gets another key (the old one would replay the
+		 * deleted customer for 24 hours).
+		 */
+		if (stored != NULL && stripe_id_valid(stored))
+			snprintf(key, sizeof(key),
+				 "apexops-sandbox-%s-customer-after-%s-v1",
+				 SANDBOX_OWNER_ID, stored);
+		else
+			snprintf(key, sizeof(key),
+				 "apexops-sandbox-%s-customer-v1",
+				 SANDBOX_OWNER_ID);
 		r = stripe_call(st, "POST", "/v1/customers", params, key, &doc,
 				NULL, &se, err);
 		json_decref(params);
@@ -813,12 +826,14 @@ customer_step(struct db *db, struct stripe *st, bool dry_run, const char *email,
 		}
 		it->outcome = SBX_OUT_CREATED;
 		r = get_customer(st, jstr(doc, "id"), &cust, err);
-		json_decref(doc);
-		doc = NULL;
 		if (r == 0 && cust == NULL)
 			r = ops_fail(err, OPS_E_HTTP, false,
-				     "stripe: the customer just created "
-				     "cannot be read back");
+				     "stripe: customer %s, just created or "
+				     "replayed by its idempotency key, cannot "
+				     "be read back (deleted?)",
+				     jstr(doc, "id"));
+		json_decref(doc);
+		doc = NULL;
 		if (r != 0)
 			goto fail;
 	} else {
