@@ -120,6 +120,19 @@ DATABASE_URL=$URL2 run_ops sandbox bootstrap
 expect_rc 0 "the run after a kill succeeds"
 assert_eq "and converges to the same content" "$CONTENT1" "$(URL=$URL2 sums_content)"
 
+# --- two bootstraps at once: the advisory lock serialises them
+URL4=$(new_db sbxpar)
+DATABASE_URL=$URL4 "$APEXOPS_BIN" sandbox bootstrap >"$E2E_TMP/par1.out" 2>&1 &
+P1=$!
+DATABASE_URL=$URL4 "$APEXOPS_BIN" sandbox bootstrap >"$E2E_TMP/par2.out" 2>&1 &
+P2=$!
+wait "$P1"; RC1=$?
+wait "$P2"; RC2=$?
+assert_eq "two concurrent bootstraps both succeed" "0 0" "$RC1 $RC2"
+assert_eq "exactly one of them made the changes" "1" \
+	"$(cat "$E2E_TMP/par1.out" "$E2E_TMP/par2.out" | grep -c 'database: no changes')"
+assert_eq "and the result is the converged state" "$CONTENT1" "$(URL=$URL4 sums_content)"
+
 # --- passwords
 run_ops sandbox bootstrap
 SANDBOX_USER_PASSWORD='N3w pass!' run_ops sandbox bootstrap
