@@ -1,0 +1,217 @@
+/*
+ * The Stripe client against our Stripe double (OPS_TEST_STRIPE_DOUBLE_URL,
+ * started by tests/peers/up.sh): idempotent replay, idempotency_error,
+ * Stripe's error fields, 404 as OPS_E_NOTFOUND, retries of injected 503s,
+ * no retry of a 401, the body size limit, and a refused connection.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "stripe/stripe.h"
+
+static const char *base;
+
+static void
+double_post(const char *path, const char *body)
+{
+	char url[512];
+	struct http_policy p;
+	struct http_client *c = NULL;
+	struct http_response resp = HTTP_RESPONSE_INIT;
+	struct http_request req = {
+		"POST", url, NULL, body, strlen(body), true
+	};
+	struct ops_err err = OPS_ERR_INIT;
+
+	snprintf(url, sizeof(url), "%s%s", base, path);
+	http_policy_default(&p);
+	assert_int_equal(http_client_new(&p, &c, &err), 0);
+	assert_int_equal(http_do(c, &req, &resp, &err), 0);
+	assert_int_equal(resp.status, 200);
+	http_response_release(&resp);
+	http_client_free(c);
+}
+
+static struct stripe *
+client(const char *key, const struct http_policy *p)
+{
+	struct stripe_opts o = { base, key, "2023-10-16", p };
+	struct ops_err err = OPS_ERR_INIT;
+	struct stripe *st = NULL;
+
+	assert_int_equal(stripe_new(&o, &st, &err), 0);
+	return st;
+}
+
+static void
+test_idempotency(void **state)
+{
+	struct stripe *st = client("sk_test_it1", NULL);
+	struct ops_err err = OPS_ERR_INIT;
+	struct stripe_error se;
+	json_t *p1 = json_pack("{s:s, s:{s:s}}", "email", "it@x.test",
+			       "metadata", "run", "1");
+	json_t *p2 = json_pack("{s:s}", "email", "other@x.test");
+	json_t *a = NULL, *b = NULL, *c = NULL;
+	bool replayed = true;
+
+	(void)state;
+	double_post("/__double/reset", "");
+	assert_int_equal(stripe_call(st, "POST", "/v1/customers", p1, "it-k1",
+				     &a, &replayed, &se, &err),
+			 0);
+	assert_false(replayed);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(a, "metadata"), "run")),
+			    "1");
+	assert_int_equal(stripe_call(st, "POST", "/v1/customers", p1, "it-k1",
+				     &b, &replayed, &se, &err),
+			 0);
+	assert_true(replayed);
+	assert_string_equal(json_string_value(json_object_get(a, "id")),
+			    json_string_value(json_object_get(b, "id")));
+	/* same key, other parameters */
+	assert_int_equal(stripe_call(st, "POST", "/v1/customers", p2, "it-k1",
+				     &c, NULL, &se, &err),
+			 OPS_E_HTTP);
+	assert_null(c);
+	assert_int_equal(se.http_status, 400);
+	assert_string_equal(se.type, "idempotency_error");
+	assert_false(err.transient);
+	json_decref(a);
+	json_decref(b);
+	json_decref(p1);
+	json_decref(p2);
+	stripe_free(st);
+}
+
+static void
+test_errors(void **state)
+{
+	struct stripe *st = client("sk_test_it2", NULL);
+	struct stripe *bad = client("sk_live_itSecret42", NULL);
+	struct ops_err err = OPS_ERR_INIT;
+	struct stripe_error se;
+	json_t *out = NULL;
+
+	(void)state;
+	assert_int_equal(stripe_call(st, "GET", "/v1/customers/cus_nope", NULL,
+				     NULL, &out, NULL, &se, &err),
+			 OPS_E_NOTFOUND);
+	assert_string_equal(se.code, "resource_missing");
+	assert_string_equal(se.param, "id");
+	assert_int_equal(se.http_status, 404);
+	assert_non_null(strstr(err.msg, "No such customer"));
+	/* 401 is not retried and the key is not in the message */
+	assert_int_equal(stripe_call(bad, "GET", "/v1/customers", NULL, NULL,
+				     &out, NULL, &se, &err),
+			 OPS_E_HTTP);
+	assert_int_equal(se.http_status, 401);
+	assert_null(strstr(err.msg, "itSecret42"));
+	stripe_free(st);
+	stripe_free(bad);
+}
+
+static void
+test_retries_and_limits(void **state)
+{
+	struct http_policy p;
+	struct stripe *st;
+	struct ops_err err = OPS_ERR_INIT;
+	struct stripe_error se;
+	json_t *out = NULL;
+
+	(void)state;
+	http_policy_default(&p);
+	p.base_delay_ms = 10;
+	p.max_delay_ms = 40;
+	st = client("sk_test_it3", &p);
+	double_post("/__double/faults", "{\"count\":2,\"status\":503}");
+	assert_int_equal(stripe_call(st, "GET", "/v1/customers", NULL, NULL,
+				     &out, NULL, &se, &err),
+			 0);
+	json_decref(out);
+	out = NULL;
+	/* more faults than retries: a transient failure */
+	double_post("/__double/faults", "{\"count\":4,\"status\":500}");
+	assert_int_equal(stripe_call(st, "GET", "/v1/customers", NULL, NULL,
+				     &out, NULL, &se, &err),
+			 OPS_E_HTTP);
+	assert_true(err.transient);
+	assert_int_equal(se.http_status, 500);
+	/* Stripe-Should-Retry: false stops at once */
+	double_post("/__double/faults",
+		    "{\"count\":1,\"status\":500,\"shouldRetry\":\"false\"}");
+	assert_int_equal(stripe_call(st, "GET", "/v1/customers", NULL, NULL,
+				     &out, NULL, &se, &err),
+			 OPS_E_HTTP);
+	assert_int_equal(stripe_call(st, "GET", "/v1/customers", NULL, NULL,
+				     &out, NULL, &se, &err),
+			 0);
+	json_decref(out);
+	stripe_free(st);
+
+	/* a body over the limit fails instead of being cut */
+	p.max_body = 16;
+	st = client("sk_test_it3", &p);
+	assert_int_equal(stripe_call(st, "GET", "/v1/customers", NULL, NULL,
+				     &out, NULL, &se, &err),
+			 OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "larger than 16 bytes"));
+	stripe_free(st);
+}
+
+static void
+test_connection_refused(void **state)
+{
+	struct stripe_opts o = { "http://127.0.0.1:1", "sk_test_x",
+				 "2023-10-16", NULL };
+	struct http_policy p;
+	struct ops_err err = OPS_ERR_INIT;
+	struct stripe *st = NULL;
+	json_t *out = NULL;
+
+	(void)state;
+	http_policy_default(&p);
+	p.max_retries = 1;
+	p.base_delay_ms = 10;
+	o.policy = &p;
+	assert_int_equal(stripe_new(&o, &st, &err), 0);
+	assert_int_equal(stripe_call(st, "GET", "/v1/customers", NULL, NULL,
+				     &out, NULL, NULL, &err),
+			 OPS_E_HTTP);
+	assert_true(err.transient);
+	assert_non_null(strstr(err.msg, "after 2 attempts"));
+	stripe_free(st);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_idempotency),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_retries_and_limits),
+		cmocka_unit_test(test_connection_refused),
+	};
+	int r;
+
+	base = getenv("OPS_TEST_STRIPE_DOUBLE_URL");
+	if (base == NULL) {
+		printf("1..1\nok 1 # SKIP OPS_TEST_STRIPE_DOUBLE_URL unset "
+		       "(run through tests/run.sh)\n");
+		return 0;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	r = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return r;
+}
