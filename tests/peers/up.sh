@@ -9,15 +9,18 @@ set -eu
 cd "$(dirname "$0")"
 PEERS_DIR=${PEERS_DIR:-$(mktemp -d /tmp/peers.XXXXXX)}
 mkdir -p "$PEERS_DIR"
+# on any failure, stop what was started
+trap 'for f in "$PEERS_DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done' EXIT
 
 # start NAME SCRIPT: run it with PORT=0, wait for "... on 127.0.0.1:PORT"
 # on its first line, print the port
 start() {
-	PORT=0 node "$2" >"$PEERS_DIR/$1.log" 2>&1 &
+	: >"$PEERS_DIR/$1.log" # exists before sed reads it
+	PORT=0 node "$2" >>"$PEERS_DIR/$1.log" 2>&1 &
 	echo $! >"$PEERS_DIR/$1.pid"
 	i=0
 	while :; do
-		port=$(sed -n '1s/.* on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$PEERS_DIR/$1.log")
+		port=$(sed -n '1s/.* on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$PEERS_DIR/$1.log" || true)
 		[ -n "$port" ] && break
 		i=$((i + 1))
 		if [ $i -gt 100 ] || ! kill -0 "$(cat "$PEERS_DIR/$1.pid")" 2>/dev/null; then
@@ -35,4 +38,5 @@ cat >"$PEERS_DIR/env" <<ENV
 export OPS_TEST_STRIPE_MOCK_URL=http://127.0.0.1:$MOCK_PORT
 export OPS_TEST_STRIPE_DOUBLE_URL=http://127.0.0.1:$DOUBLE_PORT
 ENV
+trap - EXIT
 echo "$PEERS_DIR"
