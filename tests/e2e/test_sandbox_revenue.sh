@@ -253,4 +253,17 @@ if command -v script >/dev/null; then
 	assert_not_contains "pipe: no sparkline" "$OUT" "daily"
 fi
 
+# --- with the real bootstrap, when it works -----------------------------
+# (the fixture above stands in for it; this checks the two fit together)
+BURL=$(new_db revenue_boot) || { echo "Bail out! cannot create database"; exit 1; }
+if DATABASE_URL=$BURL "$APEXOPS_BIN" sandbox bootstrap >"$E2E_TMP/boot.out" 2>&1; then
+	DATABASE_URL=$BURL run_ops sandbox revenue starter --start 2025-01-01
+	expect_rc 0 "after sandbox bootstrap: exit 0"
+	assert_contains "after sandbox bootstrap: 750 rows" "$OUT" "wrote 750 rows"
+	assert_eq "after sandbox bootstrap: same rows as the fixture's starter run" "$MD5_1" \
+		"$(psql -X -q -v ON_ERROR_STOP=1 "$BURL" -c "COPY (SELECT placement_id, adapter_id, impressions, clicks, revenue, event_date FROM revenue_events WHERE publisher_id = '$SANDBOX' ORDER BY event_date, placement_id, adapter_id, id) TO STDOUT" | md5sum | cut -d' ' -f1)"
+else
+	ok "# SKIP sandbox bootstrap did not run here: $(tail -1 "$E2E_TMP/boot.out")"
+fi
+
 done_testing
