@@ -16,6 +16,11 @@ assert_eq "migration: index on revenue_events(publisher_id, event_date)" \
 	"{publisher_id,event_date}" \
 	"$(sql "$URL" "SELECT array_agg(a.attname ORDER BY k.n)::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(att, n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att WHERE i.indexrelid = 'idx_revenue_events_publisher_date'::regclass")"
 
+run_ops sandbox revenue --help
+expect_rc 0 "--help: exit 0"
+assert_contains "--help: documents --keep-history" "$OUT" "--keep-history"
+assert_contains "--help: says a tier is required unless --dry-run" "$OUT" "Required,"
+
 # --- before the sandbox exists -------------------------------------------
 run_ops sandbox revenue starter --start 2025-01-01
 expect_rc 1 "no placements: exit 1"
