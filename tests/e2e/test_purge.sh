@@ -144,6 +144,28 @@ assert_eq "the row exactly at the cutoff stays, the one 1 us before went" "1 0" 
 purge "$U" --as-of 2025-08-31 --execute --json
 assert_eq "a second execution finds nothing to delete" "0 0" "$(jget "$OUT" '{planned_rows}') $(jget "$OUT" '{deleted_rows}')"
 
+# ------------------------- a batch that meets a locked row retries, then goes on
+U=$(prep_db purge_lock) || exit 1
+seed "$U" usage_events "$C" 5000
+l_keep=$(keepers "$U" usage_events "$C")
+# a live transaction holds the oldest expired row for 1.5 s
+psql -X -q "$U" -c "BEGIN" -c "SELECT 1 FROM usage_events WHERE created_at < '$C' ORDER BY created_at LIMIT 1 FOR UPDATE" \
+	-c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null 2>&1 &
+locker=$!
+for _ in $(seq 1 50); do
+	[ "$(sql "$U" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'")" = 1 ] && break
+	sleep 0.1
+done
+purge "$U" --as-of 2025-08-31 --execute --json --lock-timeout 50 --vacuum
+wait "$locker"
+expect_rc 0 "a purge that meets a locked row finishes"
+retries=$(jget "$OUT" '{tables,0,lock_retries}')
+if [ "${retries:-0}" -gt 0 ]; then ok "it gave up the blocked batch and retried ($retries retries)"; else not_ok "it retried the blocked batch" "lock_retries=$retries"; fi
+assert_eq "after the retries no expired row is left" 0 "$(older "$U" usage_events "$C")"
+assert_eq "after the retries every kept row is there" "$l_keep" "$(keepers "$U" usage_events "$C")"
+assert_eq "--vacuum vacuumed the purged tables" 2 \
+	"$(sql "$U" "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('usage_events', 'billing_audit') AND last_vacuum IS NOT NULL")"
+
 # --------------------------------------------------------- bad month values
 U=$(prep_db purge_bad) || exit 1
 seed "$U" usage_events "$C" 2000
