@@ -28,6 +28,20 @@ step "4. sandbox revenue: the three tiers previewed, Growth written"
 ops sandbox revenue --tier all --dry-run --start 2026-10-01 --days 30
 ops sandbox revenue growth --start 2026-10-01 --days 30 --plot "$OUT/revenue-growth.svg"
 step "5. retention purge preview (dry-run: nothing is deleted)"
+# demo data only: three years of daily usage events for the sandbox logins,
+# so that the plan has something to show (idempotent: tagged demo rows are
+# replaced, nothing else is touched)
+psql -X -q -v ON_ERROR_STOP=1 "$("$BIN" db url 2>/dev/null)" <<'SQL'
+DELETE FROM public.usage_events WHERE event_metadata->>'source' = 'apexops-demo';
+INSERT INTO public.usage_events (customer_id, event_name, event_value, event_metadata, created_at)
+SELECT u.id, 'impressions', 1000 + (extract(doy FROM d)::int * 37) % 5000,
+       '{"source": "apexops-demo"}', d + interval '13 hours'
+FROM public.users u
+CROSS JOIN generate_series(date_trunc('day', now()) - interval '36 months',
+                           date_trunc('day', now()) - interval '1 day', interval '1 day') AS d
+WHERE u.publisher_id = '138f62be-5cee-4c73-aba4-ba78ea77ab44';
+SQL
+echo "seeded $(psql -X -At "$("$BIN" db url 2>/dev/null)" -c "SELECT count(*) FROM public.usage_events WHERE event_metadata->>'source' = 'apexops-demo'") demo usage events over 36 months"
 ops purge
 step "6. status"
 ops status || true

@@ -466,6 +466,28 @@ out:
 	return r;
 }
 
+/* Apply (up) or revert one migration, reporting before and after. */
+static int
+step(struct db *db, const struct migration *m, bool up, bool dry_run,
+     mig_report_fn report, void *arg, struct ops_err *err)
+{
+	double t0 = clock_now();
+	int r;
+
+	if (report)
+		report(arg, m, false, 0);
+	if (dry_run)
+		return 0;
+	r = run_file(db, m, up ? m->up_path : m->down_path, up, err);
+	if (r != 0)
+		return r;
+	log_info("migration %s version=%s seconds=%.3f",
+		 up ? "applied" : "reverted", m->id, clock_now() - t0);
+	if (report)
+		report(arg, m, true, clock_now() - t0);
+	return 0;
+}
+
 int
 migrate_up(struct db *db, const struct migration_set *set, const char *to,
 	   bool dry_run, mig_report_fn report, void *arg, size_t *applied,
@@ -500,28 +522,15 @@ migrate_up(struct db *db, const struct migration_set *set, const char *to,
 		r = refuse_changed(&st, err);
 	for (size_t i = 0; r == 0 && i < st.n; i++) {
 		const struct migration *m = st.v[i].m;
-		double t0;
 
 		if (st.v[i].state != MIG_PENDING)
 			continue;
 		if (to != NULL && strcmp(m->id, to) > 0 &&
 		    strcmp(m->version, to) > 0)
 			break;
-		if (report)
-			report(arg, m, false, 0);
-		if (dry_run) {
+		r = step(db, m, true, dry_run, report, arg, err);
+		if (r == 0)
 			(*applied)++;
-			continue;
-		}
-		t0 = clock_now();
-		r = run_file(db, m, m->up_path, true, err);
-		if (r != 0)
-			break;
-		(*applied)++;
-		log_info("migration applied version=%s seconds=%.3f", m->id,
-			 clock_now() - t0);
-		if (report)
-			report(arg, m, true, clock_now() - t0);
 	}
 	mig_status_release(&st);
 	drop_lock(db);
@@ -581,26 +590,14 @@ migrate_down(struct db *db, const struct migration_set *set, size_t n,
 	k = 0;
 	for (size_t i = st.n; i-- > 0 && k < todo;) {
 		const struct migration *m = st.v[i].m;
-		double t0;
 
 		if (st.v[i].state == MIG_PENDING)
 			continue;
 		k++;
-		if (report)
-			report(arg, m, false, 0);
-		if (dry_run) {
-			(*reverted)++;
-			continue;
-		}
-		t0 = clock_now();
-		r = run_file(db, m, m->down_path, false, err);
+		r = step(db, m, false, dry_run, report, arg, err);
 		if (r != 0)
 			break;
 		(*reverted)++;
-		log_info("migration reverted version=%s seconds=%.3f", m->id,
-			 clock_now() - t0);
-		if (report)
-			report(arg, m, true, clock_now() - t0);
 	}
 out:
 	mig_status_release(&st);
