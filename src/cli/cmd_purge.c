@@ -39,7 +39,7 @@ const char cmd_purge_usage[] =
 	"  --batch-ms MS       target duration of one delete transaction "
 	"(200)\n"
 	"  --batch-min N       first and smallest batch, in rows (500)\n"
-	"  --batch-max N       largest batch, in rows (50000)\n"
+	"  --batch-max N       largest batch, in rows (2000)\n"
 	"  --max-rate N        delete at most N rows per second\n"
 	"  --sleep MS          pause after each batch\n"
 	"  --lock-timeout MS   give up a batch that waits this long for a "

@@ -608,7 +608,13 @@ purge_rowwise(struct db *db, struct batcher *b, const char *rel,
 	const struct purge_opts *o = b->o;
 	long target = o->batch_ms > 0 ? o->batch_ms : 200;
 	long bmin = o->batch_min > 0 ? o->batch_min : 500;
-	long bmax = o->batch_max > 0 ? o->batch_max : 50000;
+	/*
+	 * Measured (docs/benchmarks.md): what hurts a concurrent writer is
+	 * the WAL each batch commits at once, not the lock time, so batches
+	 * stay small (2000 rows, about 300 kB of WAL); the time target only
+	 * shrinks them further when they get slow (cold cache, busy disk).
+	 */
+	long bmax = o->batch_max > 0 ? o->batch_max : 2000;
 	char sql[1024], lower[64] = "-infinity", limit[24];
 	const char *params[3] = { cutoff, lower, limit };
 	int pass = 0, retries = 0, r = 0;

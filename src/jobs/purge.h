@@ -45,7 +45,7 @@ struct purge_opts {
 	const char *os_user;  /* recorded; NULL: looked up from the uid */
 	long batch_ms;	      /* target batch duration; 0: 200 */
 	long batch_min;	      /* first/least batch size; 0: 500 */
-	long batch_max;	      /* largest batch; 0: 50000 */
+	long batch_max;	      /* largest batch; 0: 2000 (WAL per commit) */
 	long lock_timeout_ms; /* per batch; 0: 100 */
 	long max_rate;	      /* rows/s ceiling; 0: none */
 	long sleep_ms;	      /* pause after each batch */
