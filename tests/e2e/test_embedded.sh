@@ -3,7 +3,13 @@
 # user and, when the tests run as root, as an unprivileged user too.
 . "$(dirname "$0")/lib.sh"
 
-stop_home() { APEXOPS_HOME=$1 "$APEXOPS_BIN" db stop >/dev/null 2>&1; }
+# stop the cluster and remove its data (root keeps it under /var/tmp)
+stop_home() {
+	local base
+	APEXOPS_HOME=$1 "$APEXOPS_BIN" db stop >/dev/null 2>&1
+	base=$(sed -n 's/^base=//p' "$1/cluster.conf" 2>/dev/null)
+	case "$base" in /var/tmp/apexops-* | "$1"/*) rm -rf "$base" ;; esac
+}
 
 H="$E2E_TMP/home-self"
 trap 'stop_home "$H"; [ -n "${H2:-}" ] && runuser -u nobody -- env APEXOPS_HOME="$H2" "$APEXOPS_BIN" db stop >/dev/null 2>&1' EXIT
