@@ -10,7 +10,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-$ROOT/build-asan}
 FUZZ_BUILD=${FUZZ_BUILD:-$ROOT/build-fuzz}
-FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 groups=${*:-unit integration e2e fuzz}
 # TESTS=glob runs only the matching test programs/files (e.g. TESTS='*purge*')
 TESTS=${TESTS:-*}
@@ -117,7 +117,7 @@ for g in $groups; do
 			mkdir -p "$work"
 			[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
 			echo "# fuzz/$n (${FUZZ_SECONDS}s)"
-			if "$t" -max_total_time="$FUZZ_SECONDS" -timeout=5 -rss_limit_mb=2048 \
+			if "$t" -max_total_time="$FUZZ_SECONDS" -timeout=5 -rss_limit_mb=2048 -artifact_prefix="$LOGDIR/$n-" \
 				"$work" >"$LOGDIR/$n.log" 2>&1; then
 				echo "ok - $n ran ${FUZZ_SECONDS}s without a finding" | tee -a "$LOGDIR/$n.tap" | sed 's/^/  /'
 			else

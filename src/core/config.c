@@ -387,72 +387,94 @@ config_release(struct ops_config *cfg)
 	cfg->confirm_raw = NULL;
 }
 
+/* Copy a URL query (from '?' on), replacing the value of password=. */
+static void
+redact_query(struct buf *b, const char *q)
+{
+	while (*q != '\0') {
+		size_t n = strcspn(q + 1, "&") + 1; /* one "?k=v" or "&k=v" */
+
+		if (strncmp(q + 1, "password=", 9) == 0) {
+			buf_append(b, q, 10);
+			buf_puts(b, "***");
+		} else {
+			buf_append(b, q, n);
+		}
+		q += n;
+	}
+}
+
+/* Copy a key=value conninfo, replacing the value of password. */
+static void
+redact_conninfo(struct buf *b, const char *s)
+{
+	while (*s != '\0') {
+		const char *k = s, *v;
+		size_t kl;
+
+		if (*s == ' ' || *s == '\t' || *s == '\n') {
+			buf_append(b, s++, 1);
+			continue;
+		}
+		kl = strcspn(s, "= \t\n");
+		v = s + kl;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v != '=') { /* not a pair: copy the word */
+			buf_append(b, s, kl);
+			s += kl;
+			continue;
+		}
+		v++;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		s = v;
+		if (*s == '\'') { /* quoted, with \' and \\ escapes */
+			for (s++; *s != '\0' && *s != '\''; s++)
+				if (*s == '\\' && s[1] != '\0')
+					s++;
+			if (*s == '\'')
+				s++;
+		} else {
+			s += strcspn(s, " \t\n");
+		}
+		if (kl == 8 && strncmp(k, "password", 8) == 0) {
+			buf_puts(b, "password=***");
+		} else {
+			buf_append(b, k, kl);
+			buf_puts(b, "=");
+			buf_append(b, v, (size_t)(s - v));
+		}
+	}
+}
+
 char *
 config_redact_url(const char *url)
 {
 	struct buf b = BUF_INIT;
-	const char *p, *at, *colon, *slash;
+	const char *p, *end, *at, *colon;
 
 	if (url == NULL)
 		return xstrdup("(unset)");
 	p = strstr(url, "://");
-	if (p != NULL) {
-		p += 3;
-		slash = strchr(p, '/');
-		at = strrchr(p, '@');
-		if (at != NULL && (slash == NULL || at < slash)) {
-			colon = memchr(p, ':', (size_t)(at - p));
-			if (colon != NULL) {
-				buf_append(&b, url, (size_t)(colon - url));
-				buf_puts(&b, ":***");
-				buf_puts(&b, at);
-			} else {
-				buf_puts(&b, url);
-			}
-		} else {
-			buf_puts(&b, url);
-		}
-		/* ?password=... in the query */
-		{
-			char *q = strstr(b.data, "password=");
-
-			if (q != NULL) {
-				char *e = q + 9;
-				size_t n = strcspn(e, "&");
-
-				memmove(e + 3, e + n, strlen(e + n) + 1);
-				memcpy(e, "***", 3);
-			}
-		}
+	if (p == NULL) {
+		redact_conninfo(&b, url);
 		return buf_detach(&b);
 	}
-	/* conninfo: replace the value of password= */
-	buf_puts(&b, url);
-	{
-		char *q = strstr(b.data, "password");
-
-		if (q != NULL) {
-			char *e = strchr(q, '=');
-
-			if (e != NULL) {
-				size_t n;
-
-				e++;
-				while (*e == ' ')
-					e++;
-				if (*e == '\'') {
-					const char *end = strchr(e + 1, '\'');
-
-					n = end ? (size_t)(end - e) + 1
-						: strlen(e);
-				} else {
-					n = strcspn(e, " ");
-				}
-				memmove(e + 3, e + n, strlen(e + n) + 1);
-				memcpy(e, "***", 3);
-			}
-		}
+	p += 3;
+	end = p + strcspn(p, "/?");
+	at = memrchr(p, '@', (size_t)(end - p));
+	colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+	if (colon != NULL) { /* user:password@host */
+		buf_append(&b, url, (size_t)(colon - url) + 1);
+		buf_puts(&b, "***");
+		buf_append(&b, at, (size_t)(end - at));
+	} else {
+		buf_append(&b, url, (size_t)(end - url));
 	}
+	p = end + strcspn(end, "?");
+	buf_append(&b, end, (size_t)(p - end)); /* the path */
+	redact_query(&b, p);
 	return buf_detach(&b);
 }
 

@@ -342,6 +342,33 @@ test_secret_never_in_messages(void **state)
 	unlink(path);
 }
 
+static void
+test_redact_url(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "postgresql://u:pw@h:5/db?sslmode=require&password=abc&x=1",
+		  "postgresql://u:***@h:5/"
+		  "db?sslmode=require&password=***&x=1" },
+		{ "postgresql://h/db", "postgresql://h/db" },
+		{ "postgres://u@h", "postgres://u@h" },
+		{ "postgresql://u:@h/", "postgresql://u:***@h/" },
+		{ "postgresql://a:b@c@d/e", "postgresql://a:***@d/e" },
+		{ "host=h password='a b\\' c' user=u",
+		  "host=h password=*** user=u" },
+		{ "host=x password = secret port=5",
+		  "host=x password=*** port=5" },
+		{ "password=", "password=***" },
+		{ "", "" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *r = config_redact_url(cases[i][0]);
+
+		assert_string_equal(r, cases[i][1]);
+		free(r);
+	}
+}
+
 int
 main(void)
 {
@@ -357,6 +384,7 @@ main(void)
 		cmocka_unit_test(test_config_sources_and_confirm),
 		cmocka_unit_test(test_config_enums_and_keys),
 		cmocka_unit_test(test_secret_never_in_messages),
+		cmocka_unit_test(test_redact_url),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
