@@ -997,17 +997,20 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 
 	for (int i = 0; i < purge_npolicies; i++) {
 		const struct purge_policy *p = &purge_policies[i];
-		char qname[160], sql[512];
+		char qname[160], disp[160], sql[512];
 		const char *params[1] = { qname };
 
 		policy_ident(p, qname, sizeof(qname));
+		snprintf(disp, sizeof(disp), "%s.%s", p->schema, p->table);
 		r = db_query_value(db, "SELECT to_regclass($1)::text", 1,
 				   params, &reg, err);
 		if (r != 0)
 			goto out;
 		if (reg == NULL) {
-			buf_printf(out, "retention %s.%s: table missing\n",
-				   p->schema, p->table);
+			buf_printf(
+				out,
+				"  %-26s table missing (skipped by purges)\n",
+				disp);
 			continue;
 		}
 		free(reg);
@@ -1022,14 +1025,10 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 		if (r != 0)
 			goto out;
 		if (db_res_get(res, 0, 0) == NULL)
-			buf_printf(out, "retention %s.%s: no dated rows\n",
-				   p->schema, p->table);
+			buf_printf(out, "  %-26s no dated rows\n", disp);
 		else
-			buf_printf(out,
-				   "retention %s.%s: oldest %s %s (%s days "
-				   "old)\n",
-				   p->schema, p->table, p->column,
-				   db_res_get(res, 0, 0),
+			buf_printf(out, "  %-26s oldest %s %s (%s days old)\n",
+				   disp, p->column, db_res_get(res, 0, 0),
 				   db_res_get(res, 0, 1));
 		db_res_free(res);
 		res = NULL;
@@ -1039,8 +1038,8 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 	if (r != 0)
 		goto out;
 	if (reg == NULL) {
-		buf_puts(out,
-			 "last purge: none (apexops.purge_runs missing)\n");
+		buf_puts(out, "  last purge                 none "
+			      "(apexops.purge_runs missing)\n");
 		goto out;
 	}
 	r = db_query(db,
@@ -1054,19 +1053,22 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 	if (r != 0)
 		goto out;
 	if (db_res_rows(res) == 0)
-		buf_puts(out, "last purge: never\n");
+		buf_puts(out, "  last purge                 never\n");
 	else
-		buf_printf(out,
-			   "last purge: run %s %s %s %s at %s, months %s, "
-			   "cutoff %s, %s rows %s\n",
-			   db_res_get(res, 0, 0), db_res_get(res, 0, 7),
-			   db_res_get(res, 0, 1), db_res_get(res, 0, 2),
-			   db_res_get(res, 0, 3), db_res_get(res, 0, 4),
-			   db_res_get(res, 0, 5) ? db_res_get(res, 0, 5) : "-",
-			   db_res_get(res, 0, 6),
-			   strcmp(db_res_get(res, 0, 1), "execute") == 0
-				   ? "deleted"
-				   : "planned");
+		buf_printf(
+			out,
+			"  last purge                 run %s %s %s %s at %s,\n"
+			"                             months %s, cutoff %s, %s "
+			"rows "
+			"%s\n",
+			db_res_get(res, 0, 0), db_res_get(res, 0, 7),
+			db_res_get(res, 0, 1), db_res_get(res, 0, 2),
+			db_res_get(res, 0, 3), db_res_get(res, 0, 4),
+			db_res_get(res, 0, 5) ? db_res_get(res, 0, 5) : "-",
+			db_res_get(res, 0, 6),
+			strcmp(db_res_get(res, 0, 1), "execute") == 0
+				? "deleted"
+				: "planned");
 out:
 	free(reg);
 	db_res_free(res);

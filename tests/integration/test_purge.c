@@ -167,8 +167,9 @@ test_scheduled_run_and_status(void **state)
 
 	(void)state;
 	assert_int_equal(purge_status_report(db, &out, &err), 0);
-	assert_non_null(strstr(buf_str(&out), "retention public.usage_events:"
-					      " oldest created_at 2024-02-16"));
+	assert_non_null(strstr(buf_str(&out),
+			       "public.usage_events        oldest "
+			       "created_at 2024-02-16"));
 	buf_reset(&out);
 
 	base_opts(&o);
