@@ -202,6 +202,16 @@ main(int argc, char **argv)
 			usage_main(stdout);
 			return OPS_EXIT_OK;
 		}
+		if (argc > 3 && strcmp(argv[2], "sandbox") == 0 &&
+		    strcmp(argv[3], "bootstrap") == 0) {
+			fputs(cmd_sandbox_bootstrap_usage, stdout);
+			return OPS_EXIT_OK;
+		}
+		if (argc > 3 && strcmp(argv[2], "sandbox") == 0 &&
+		    strcmp(argv[3], "revenue") == 0) {
+			fputs(cmd_sandbox_revenue_usage, stdout);
+			return OPS_EXIT_OK;
+		}
 		return cli_help(argv[2]);
 	}
 	c = find_command(name);
