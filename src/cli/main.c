@@ -38,6 +38,19 @@ find_command(const char *name)
 	return NULL;
 }
 
+/* The help text of a subcommand with options of its own, or NULL. */
+static const char *
+sub_usage(const char *cmd, const char *sub)
+{
+	if (strcmp(cmd, "sandbox") != 0)
+		return NULL;
+	if (strcmp(sub, "bootstrap") == 0)
+		return cmd_sandbox_bootstrap_usage;
+	if (strcmp(sub, "revenue") == 0)
+		return cmd_sandbox_revenue_usage;
+	return NULL;
+}
+
 static void
 usage_main(FILE *f)
 {
@@ -202,14 +215,8 @@ main(int argc, char **argv)
 			usage_main(stdout);
 			return OPS_EXIT_OK;
 		}
-		if (argc > 3 && strcmp(argv[2], "sandbox") == 0 &&
-		    strcmp(argv[3], "bootstrap") == 0) {
-			fputs(cmd_sandbox_bootstrap_usage, stdout);
-			return OPS_EXIT_OK;
-		}
-		if (argc > 3 && strcmp(argv[2], "sandbox") == 0 &&
-		    strcmp(argv[3], "revenue") == 0) {
-			fputs(cmd_sandbox_revenue_usage, stdout);
+		if (argc > 3 && sub_usage(argv[2], argv[3]) != NULL) {
+			fputs(sub_usage(argv[2], argv[3]), stdout);
 			return OPS_EXIT_OK;
 		}
 		return cli_help(argv[2]);
@@ -227,14 +234,8 @@ main(int argc, char **argv)
 		if (strcmp(argv[i], "--help") != 0 &&
 		    strcmp(argv[i], "-h") != 0)
 			continue;
-		if (strcmp(c->name, "sandbox") == 0 && argc > 2 &&
-		    strcmp(argv[2], "bootstrap") == 0) {
-			fputs(cmd_sandbox_bootstrap_usage, stdout);
-			return OPS_EXIT_OK;
-		}
-		if (strcmp(c->name, "sandbox") == 0 && argc > 2 &&
-		    strcmp(argv[2], "revenue") == 0) {
-			fputs(cmd_sandbox_revenue_usage, stdout);
+		if (argc > 2 && sub_usage(c->name, argv[2]) != NULL) {
+			fputs(sub_usage(c->name, argv[2]), stdout);
 			return OPS_EXIT_OK;
 		}
 		return cli_help(name);
