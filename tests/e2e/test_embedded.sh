@@ -12,7 +12,15 @@ stop_home() {
 }
 
 H="$E2E_TMP/home-self"
-trap 'stop_home "$H"; [ -n "${H2:-}" ] && runuser -u nobody -- env APEXOPS_HOME="$H2" "$APEXOPS_BIN" db stop >/dev/null 2>&1' EXIT
+cleanup() {
+	stop_home "$H"
+	if [ -n "${H2:-}" ]; then
+		(cd /tmp && runuser -u nobody -- env APEXOPS_HOME="$H2/home" \
+			"$APEXOPS_BIN" db stop >/dev/null 2>&1)
+		rm -rf "$H2"
+	fi
+}
+trap cleanup EXIT
 APEXOPS_HOME=$H run_ops db status
 expect_rc 3 "db status before start exits 3 (not running)"
 APEXOPS_HOME=$H run_ops db start
