@@ -47,8 +47,8 @@ cmd_db(struct cli_ctx *ctx, int argc, char **argv)
 			char *url = cluster_url(&cl);
 
 			printf("embedded cluster running\n  data: %s\n  url:  "
-			       "%s\n  tcp:  127.0.0.1:%d (password auth "
-			       "off: socket only)\n",
+			       "%s\n  tcp:  127.0.0.1:%d (logins over TCP are "
+			       "refused: use the url)\n",
 			       cl.datadir, url, cl.port);
 			free(url);
 		}
