@@ -64,11 +64,11 @@ assert_contains "./.env is read by default" "$(cat "$E2E_TMP/out")" "RETENTION_M
 rm -f "$E2E_TMP/.env"
 
 printf 's3cr3t-from-file\n' >"$E2E_TMP/pw"
-OUT=$(SANDBOX_USER_PASSWORD_FILE="$E2E_TMP/pw" STRIPE_SECRET_KEY=sk_test_1234567890abcdefXYZ \
+OUT=$(SANDBOX_USER_PASSWORD_FILE="$E2E_TMP/pw" STRIPE_SECRET_KEY=sk_test_FAKE_not_a_key_1234 \
 	DATABASE_URL="postgresql://u:hunter2pw@127.0.0.1:1/db" "$APEXOPS_BIN" config 2>&1)
 assert_contains "a *_FILE secret is read" "$OUT" "secret file"
 assert_not_contains "config never prints a secret file's content" "$OUT" "s3cr3t-from-file"
-assert_not_contains "config never prints the Stripe key" "$OUT" "sk_test_1234567890abcdef"
+assert_not_contains "config never prints the Stripe key" "$OUT" "sk_test_FAKE_not_a_key"
 assert_not_contains "config never prints the database password" "$OUT" "hunter2pw"
 OUT=$(SANDBOX_USER_PASSWORD=a SANDBOX_USER_PASSWORD_FILE="$E2E_TMP/pw" "$APEXOPS_BIN" config 2>&1)
 assert_contains "NAME and NAME_FILE together are refused" "$OUT" "both set"

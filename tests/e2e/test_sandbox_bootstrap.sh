@@ -166,7 +166,7 @@ expect_rc 64 "unknown option is a usage error"
 # --- Stripe against our double
 if [ -n "${OPS_TEST_STRIPE_DOUBLE_URL:-}" ]; then
 	D=$OPS_TEST_STRIPE_DOUBLE_URL
-	KEY=sk_test_e2eSecretKey123456
+	KEY=sk_test_FAKE_e2e_secret_123
 	curl -s -X POST "$D/__double/reset" >/dev/null
 	STRIPE_SECRET_KEY=$KEY APEXOPS_STRIPE_API_BASE=$D run_ops sandbox bootstrap
 	remember
@@ -214,13 +214,13 @@ print(("same %d" % len(c)) if len(c)==len(s) and all(k(a)==k(b) for a,b in zip(c
 	assert_contains "retries are logged" "$ERR" "status=429"
 	# a failure (bad key: 401, not retried) exits 1 and keeps the DB work
 	sql "$URL" "DELETE FROM waterfall_configs WHERE placement_id = 'edcbe420-5e96-4c0f-b7ee-e5a10eb11db3'" >/dev/null
-	STRIPE_SECRET_KEY=sk_live_notATestKey987654 APEXOPS_STRIPE_API_BASE=$D run_ops sandbox bootstrap
+	STRIPE_SECRET_KEY=sk_live_FAKE_not_a_test_key APEXOPS_STRIPE_API_BASE=$D run_ops sandbox bootstrap
 	remember
 	expect_rc 1 "a Stripe failure exits 1"
 	assert_contains "and says the database work is kept" "$ERR" "are committed and kept"
 	assert_eq "the database work was committed" "1" \
 		"$(sql "$URL" "SELECT count(*) FROM waterfall_configs WHERE placement_id = 'edcbe420-5e96-4c0f-b7ee-e5a10eb11db3'")"
-	assert_not_contains "the secret key is never printed" "$ALL_OUT" "notATestKey987654"
+	assert_not_contains "the secret key is never printed" "$ALL_OUT" "FAKE_not_a_test_key"
 	assert_not_contains "the test key is never printed" "$ALL_OUT" "$KEY"
 	# dry run sends no POST
 	curl -s -X POST "$D/__double/reset" >/dev/null

@@ -314,7 +314,7 @@ test_secret_never_in_messages(void **state)
 	static const char *const env[] = { "DATABASE_URL",
 					   "postgresql://u:hunter2secret@h/db",
 					   "STRIPE_SECRET_KEY",
-					   "sk_test_abcdefghijklmnop", NULL };
+					   "sk_test_FAKE_abcdefghijkl", NULL };
 	struct ops_config cfg;
 	struct ops_err err = OPS_ERR_INIT;
 	char line[256];
@@ -333,10 +333,10 @@ test_secret_never_in_messages(void **state)
 	free(red);
 	snprintf(line, sizeof(line),
 		 "connect postgresql://u:hunter2secret@h key "
-		 "sk_test_abcdefghijklmnop");
+		 "sk_test_FAKE_abcdefghijkl");
 	log_scrub(line);
 	assert_null(strstr(line, "hunter2secret"));
-	assert_null(strstr(line, "sk_test_abcdefghijklmnop"));
+	assert_null(strstr(line, "sk_test_FAKE_abcdefghijkl"));
 	config_release(&cfg);
 	log_forget_secrets();
 	unlink(path);
