@@ -16,6 +16,7 @@ struct db {
 	PGconn *conn;
 	PGcancel *cancel;
 	bool in_tx;
+	bool took_locks; /* a session advisory lock was taken */
 	char version[32];
 };
 
@@ -206,6 +207,31 @@ db_connect(const struct db_opts *o, struct db **out, struct ops_err *err)
 	return r;
 }
 
+/*
+ * The server frees a session's advisory locks only when its backend notices
+ * the disconnect, some time after PQfinish() has returned. A command run
+ * right after this one (a purge after its preview, a second bootstrap) could
+ * then find the lock still held and report a conflict that is not there.
+ * Releasing the locks with a round trip makes "closed" mean "unlocked".
+ * Best effort: an open transaction is rolled back first (PQfinish would abort
+ * it anyway); a busy or broken connection is left to the server.
+ */
+static void
+release_session_locks(PGconn *conn)
+{
+	PGTransactionStatusType ts;
+
+	if (PQstatus(conn) != CONNECTION_OK)
+		return;
+	ts = PQtransactionStatus(conn);
+	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+		PQclear(PQexec(conn, "ROLLBACK"));
+		ts = PQtransactionStatus(conn);
+	}
+	if (ts == PQTRANS_IDLE)
+		PQclear(PQexec(conn, "SELECT pg_advisory_unlock_all()"));
+}
+
 void
 db_close(struct db *db)
 {
@@ -213,6 +239,8 @@ db_close(struct db *db)
 		return;
 	if (db->cancel != NULL)
 		PQfreeCancel(db->cancel);
+	if (db->took_locks)
+		release_session_locks(db->conn);
 	PQfinish(db->conn);
 	free(db);
 }
@@ -409,6 +437,8 @@ lock_call(struct db *db, const char *sql, int64_t key, bool *got,
 	r = db_query_value(db, sql, 1, params, &v, err);
 	if (r == 0 && got != NULL)
 		*got = v != NULL && strcmp(v, "t") == 0;
+	if (r == 0 && strstr(sql, "unlock") == NULL)
+		db->took_locks = true;
 	free(v);
 	return r;
 }

@@ -140,10 +140,21 @@ test_advisory_locks(void **state)
 	assert_int_equal(db_advisory_unlock(a, key, &err), 0);
 	assert_int_equal(db_try_advisory_lock(b, key, &got, &err), 0);
 	assert_true(got);
-	db_close(b); /* session locks end with the session */
+	/* db_close releases the session's locks before it returns, so the
+	 * lock is free at once, not when the backend sees the disconnect */
+	db_close(b);
+	got = false;
 	assert_int_equal(db_try_advisory_lock(a, key, &got, &err), 0);
 	assert_true(got);
+	/* also from inside a failed transaction */
+	assert_int_equal(db_begin(a, &err), 0);
+	assert_int_equal(db_exec(a, "SELECT 1/0", 0, NULL, NULL, &err),
+			 OPS_E_DB);
 	db_close(a);
+	b = itest_connect(url);
+	assert_int_equal(db_try_advisory_lock(b, key, &got, &err), 0);
+	assert_true(got);
+	db_close(b);
 }
 
 static int
