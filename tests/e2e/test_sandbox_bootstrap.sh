@@ -104,16 +104,30 @@ assert_contains "and the run after that changes nothing" "$OUT" "database: no ch
 
 # --- kill -9 in the middle of the transaction: nothing half-done remains
 URL2=$(new_db sbxkill)
-psql -X -q "$URL2" -c "BEGIN; LOCK TABLE waterfall_configs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;" >/dev/null 2>&1 &
+# wait on conditions, not on time: a loaded machine stretches every step
+wait_for() { # wait_for URL SQL: until SQL returns 1, at most 30 s
+	for _ in $(seq 1 300); do
+		[ "$(sql "$1" "$2")" = 1 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+psql -X -q "$URL2" -c "BEGIN; LOCK TABLE waterfall_configs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
 LOCKER=$!
-sleep 0.5
+wait_for "$URL2" "SELECT count(*) FROM pg_locks WHERE relation = 'waterfall_configs'::regclass AND mode = 'AccessExclusiveLock' AND granted" ||
+	not_ok "the locker holds waterfall_configs"
 DATABASE_URL=$URL2 APEXOPS_LOCK_TIMEOUT_MS=0 "$APEXOPS_BIN" sandbox bootstrap >"$E2E_TMP/kill.out" 2>&1 &
 VICTIM=$!
-sleep 1.5
+# the victim has written users and placements and now waits on the lock
+wait_for "$URL2" "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'apexops/%' AND wait_event_type = 'Lock'" ||
+	not_ok "the bootstrap reached the locked table"
 kill -9 "$VICTIM" 2>/dev/null
 wait "$VICTIM" 2>/dev/null
-wait "$LOCKER"
-sleep 0.5
+# the server ends the victim's backend once it sees the socket close
+wait_for "$URL2" "SELECT (count(*) = 0)::int FROM pg_stat_activity WHERE application_name LIKE 'apexops/%'" ||
+	not_ok "the killed bootstrap's backend went away"
+sql "$URL2" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$LOCKER" 2>/dev/null
 assert_eq "a killed run left no rows" "0 0" \
 	"$(sql "$URL2" "SELECT (SELECT count(*) FROM placements) || ' ' || (SELECT count(*) FROM users)")"
 DATABASE_URL=$URL2 run_ops sandbox bootstrap
