@@ -44,6 +44,10 @@ const char cmd_sandbox_revenue_usage[] =
 	"                      (a rerun then adds a second copy)\n"
 	"  --plot FILE.svg     also write an SVG chart of daily revenue\n"
 	"                      stacked by adapter (one tier only)\n"
+	"  --row-checks        let revenue_events' foreign-key triggers check\n"
+	"                      every row, even where apexops could lock and\n"
+	"                      check the referenced rows once for the load\n"
+	"                      (see 'Reference checks' in apexops(1))\n"
 	"\n"
 	"Both '--days 7' and '--days=7' work. Output per tier: rows, total\n"
 	"(USD, 2 decimals) and dates; on a terminal also a sparkline of the\n"
@@ -60,6 +64,7 @@ struct revenue_opts {
 	struct revenue_date start;
 	bool dry_run;
 	bool keep_history;
+	bool row_checks;
 	const char *plot;
 };
 
@@ -92,7 +97,7 @@ set_tier(struct revenue_opts *o, const char *v, const char *what)
 static int
 parse_args(int argc, char **argv, struct revenue_opts *o)
 {
-	enum { O_TIER = 1, O_DAYS, O_START, O_DRY, O_KEEP, O_PLOT };
+	enum { O_TIER = 1, O_DAYS, O_START, O_DRY, O_KEEP, O_PLOT, O_ROWCHK };
 	static const struct option longopts[] = {
 		{ "tier", required_argument, NULL, O_TIER },
 		{ "days", required_argument, NULL, O_DAYS },
@@ -100,6 +105,7 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 		{ "dry-run", no_argument, NULL, O_DRY },
 		{ "keep-history", no_argument, NULL, O_KEEP },
 		{ "plot", required_argument, NULL, O_PLOT },
+		{ "row-checks", no_argument, NULL, O_ROWCHK },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, r;
@@ -145,6 +151,9 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 		case O_KEEP:
 			o->keep_history = true;
 			break;
+		case O_ROWCHK:
+			o->row_checks = true;
+			break;
 		case O_PLOT:
 			if (optarg[0] == '\0')
 				return cli_usage(
@@ -155,11 +164,13 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 			return cli_usage(CMD, "%s needs a value",
 					 argv[optind - 1]);
 		default:
-			return cli_usage(CMD,
-					 "unknown option '%s'; allowed: "
-					 "--tier, --days, --start, --dry-run, "
-					 "--keep-history, --plot, --help",
-					 argv[optind - 1]);
+			return cli_usage(
+				CMD,
+				"unknown option '%s'; allowed: "
+				"--tier, --days, --start, --dry-run, "
+				"--keep-history, --plot, --row-checks, "
+				"--help",
+				argv[optind - 1]);
 		}
 	}
 	for (int i = optind; i < argc; i++) {
@@ -341,6 +352,7 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 
 	for (int t = 0; t < REVENUE_NTIERS; t++) {
 		struct revenue_write_stats st;
+		struct revenue_write_opts wo = { 0 };
 		struct progress prog;
 		bool show = false;
 
@@ -371,7 +383,9 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 				progress_start(&prog, "sandbox revenue COPY",
 					       (long long)plan.nrows,
 					       cli_isatty_err());
-			r = revenue_write(db, &plan, pl.v, o.keep_history,
+			wo.keep_history = o.keep_history;
+			wo.row_checks = o.row_checks;
+			r = revenue_write(db, &plan, pl.v, &wo,
 					  show ? &prog : NULL, &st, &err);
 			if (show)
 				progress_finish(&prog);
@@ -387,6 +401,14 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 				       "publisher in the window; wrote %lld "
 				       "rows\n",
 				       st.deleted, st.inserted);
+			if (st.bulk_checked)
+				printf("  references: publisher, adapters and "
+				       "placements locked and checked once for "
+				       "the load\n");
+			else
+				printf("  references: checked per row by the "
+				       "foreign-key triggers (%s)\n",
+				       st.why_per_row);
 		}
 		fflush(stdout);
 		revenue_plan_release(&plan);

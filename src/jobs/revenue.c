@@ -395,11 +395,200 @@ out:
 
 #define COPY_CHUNK (64 * 1024)
 
+/*
+ * Bulk reference checks.
+ *
+ * revenue_events has three foreign keys (publisher_id, placement_id,
+ * adapter_id). Checked by their row triggers they cost about 10 us a row,
+ * three quarters of the COPY's time (docs/benchmarks.md). Every row of a
+ * load references the same publisher, the same three adapters and the
+ * sandbox placements, so the writer can do what the triggers do once for
+ * the whole load instead:
+ *   1. lock every referenced row FOR KEY SHARE, the lock the triggers
+ *      take, so that no other transaction can delete one or change its key
+ *      before this one commits;
+ *   2. count them and fail, naming the table, if one is missing;
+ *   3. COPY with session_replication_role = replica (SET LOCAL: it ends
+ *      with the transaction), under which the row triggers do not fire.
+ * This is what pg_restore --disable-triggers relies on, with the checks
+ * kept. It is used only when it is exactly equivalent: the table is a
+ * plain table whose only INSERT triggers are those three keys' checks (a
+ * user trigger, enabled or replica-only, would be skipped or fired
+ * differently), the role may set session_replication_role (superuser, or
+ * GRANT SET ON PARAMETER in PostgreSQL 15) and may lock the referenced rows
+ * (UPDATE on their tables). The DELETE runs before the
+ * setting, so keys that reference revenue_events act as usual.
+ * Anything else, or o->row_checks, leaves the checks to the triggers.
+ */
+/* FOR KEY SHARE needs UPDATE on the table; the triggers run as its owner */
+#define NO_LOCK_REASON                                                     \
+	"the role may not lock the referenced rows: that needs UPDATE on " \
+	"publishers, placements and adapters"
+
+static int
+bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
+{
+	static const char sql_shape[] =
+		"WITH fk AS ("
+		" SELECT c.oid, c.confrelid, c.conkey, c.confkey"
+		" FROM pg_constraint c"
+		" WHERE c.conrelid = 'revenue_events'::regclass"
+		" AND c.contype = 'f'),"
+		" known AS ("
+		" SELECT fk.oid FROM fk"
+		" JOIN pg_attribute a"
+		"  ON a.attrelid = 'revenue_events'::regclass"
+		"  AND a.attnum = fk.conkey[1]"
+		" JOIN pg_attribute r ON r.attrelid = fk.confrelid"
+		"  AND r.attnum = fk.confkey[1]"
+		" WHERE cardinality(fk.conkey) = 1 AND r.attname = 'id'"
+		" AND (fk.confrelid, a.attname) IN"
+		"  (('publishers'::regclass, 'publisher_id'),"
+		"   ('placements'::regclass, 'placement_id'),"
+		"   ('adapters'::regclass, 'adapter_id')))"
+		" SELECT CASE"
+		" WHEN (SELECT relkind FROM pg_class"
+		"  WHERE oid = 'revenue_events'::regclass) <> 'r'"
+		"  THEN 'revenue_events is not a plain table'"
+		" WHEN (SELECT count(*) FROM known) <> 3"
+		"  OR (SELECT count(*) FROM fk) <> 3"
+		"  THEN 'revenue_events has other foreign keys than the three"
+		" known ones'"
+		" WHEN EXISTS (SELECT 1 FROM pg_trigger t"
+		"  WHERE t.tgrelid = 'revenue_events'::regclass"
+		"  AND t.tgenabled <> 'D' AND (t.tgtype & 4) <> 0"
+		"  AND t.tgconstraint NOT IN (SELECT oid FROM known))"
+		"  THEN 'revenue_events has an INSERT trigger of its own'"
+		" WHEN current_setting('is_superuser') <> 'on'"
+		"  AND current_setting('server_version_num')::int < 150000"
+		"  THEN 'the role may not set session_replication_role'"
+		" ELSE '' END";
+	static const char sql_lock_priv[] =
+		"SELECT has_any_column_privilege('publishers', 'UPDATE')"
+		" AND has_any_column_privilege('placements', 'UPDATE')"
+		" AND has_any_column_privilege('adapters', 'UPDATE')";
+	static const char sql_priv15[] =
+		"SELECT current_setting('is_superuser') = 'on'"
+		" OR has_parameter_privilege('session_replication_role',"
+		"  'SET')";
+	char *v = NULL;
+	int r;
+
+	*why = NULL;
+	r = db_query_value(db, sql_shape, 0, NULL, &v, err);
+	if (r != 0)
+		return r;
+	if (v != NULL && v[0] != '\0') {
+		/* map the server's answer onto our static strings */
+		static const char *const known[] = {
+			"revenue_events is not a plain table",
+			"revenue_events has other foreign keys than the three "
+			"known ones",
+			"revenue_events has an INSERT trigger of its own",
+			"the role may not set session_replication_role",
+		};
+		*why = "revenue_events has an unexpected shape";
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			if (strcmp(v, known[i]) == 0)
+				*why = known[i];
+		free(v);
+		return 0;
+	}
+	free(v);
+	v = NULL;
+	if (db_server_version_num(db) >= 150000) {
+		r = db_query_value(db, sql_priv15, 0, NULL, &v, err);
+		if (r != 0)
+			return r;
+		if (v == NULL || strcmp(v, "t") != 0)
+			*why = "the role may not set session_replication_role";
+		free(v);
+		v = NULL;
+		if (*why != NULL)
+			return 0;
+	}
+	r = db_query_value(db, sql_lock_priv, 0, NULL, &v, err);
+	if (r != 0)
+		return r;
+	if (v == NULL || strcmp(v, "t") != 0)
+		*why = NO_LOCK_REASON;
+	free(v);
+	return 0;
+}
+
+/* Steps 1 and 2 above: lock and count every referenced row. */
+static int
+lock_references(struct db *db, const struct revenue_plan *plan,
+		const struct revenue_placement *pl, struct ops_err *err)
+{
+	static const char sql[] =
+		"SELECT (SELECT count(*) FROM (SELECT 1 FROM publishers"
+		"  WHERE id = $1::uuid FOR KEY SHARE) p)"
+		" || ' ' || (SELECT count(*) FROM (SELECT 1 FROM adapters"
+		"  WHERE id = ANY ($2::uuid[]) FOR KEY SHARE) a)"
+		" || ' ' || (SELECT count(*) FROM (SELECT 1 FROM placements"
+		"  WHERE id = ANY ($3::uuid[]) FOR KEY SHARE) l)";
+	struct buf adapters = BUF_INIT, places = BUF_INIT;
+	const char *params[3];
+	unsigned char *used = NULL;
+	long long n[3] = { 0, 0, 0 }, want_pl = 0;
+	size_t npl = 0;
+	char *v = NULL;
+	int r;
+
+	/* the placements the rows reference (all of them, usually) */
+	for (size_t i = 0; i < plan->nrows; i++)
+		if ((size_t)plan->rows[i].placement + 1 > npl)
+			npl = (size_t)plan->rows[i].placement + 1;
+	used = xcalloc(npl + 1, 1);
+	for (size_t i = 0; i < plan->nrows; i++)
+		used[plan->rows[i].placement] = 1;
+	buf_puts(&places, "{");
+	for (size_t i = 0; i < npl; i++) {
+		if (!used[i])
+			continue;
+		buf_printf(&places, "%s%s", want_pl > 0 ? "," : "", pl[i].id);
+		want_pl++;
+	}
+	buf_puts(&places, "}");
+	buf_puts(&adapters, "{");
+	for (int i = 0; i < REVENUE_NADAPTERS; i++)
+		buf_printf(&adapters, "%s%s", i > 0 ? "," : "",
+			   revenue_adapters[i].id);
+	buf_puts(&adapters, "}");
+	params[0] = REVENUE_SANDBOX_PUBLISHER;
+	params[1] = buf_str(&adapters);
+	params[2] = buf_str(&places);
+	r = db_query_value(db, sql, 3, params, &v, err);
+	if (r == 0 && (v == NULL ||
+		       sscanf(v, "%lld %lld %lld", &n[0], &n[1], &n[2]) != 3))
+		r = ops_fail(err, OPS_E_DB, false,
+			     "checking references: unexpected answer");
+	if (r == 0 && n[0] != 1)
+		r = ops_fail(err, OPS_E_NOTFOUND, false,
+			     "the sandbox publisher %s does not exist",
+			     REVENUE_SANDBOX_PUBLISHER);
+	else if (r == 0 && n[1] != REVENUE_NADAPTERS)
+		r = ops_fail(err, OPS_E_NOTFOUND, false,
+			     "%lld of the %d FakeNetwork adapters exist", n[1],
+			     REVENUE_NADAPTERS);
+	else if (r == 0 && n[2] != want_pl)
+		r = ops_fail(err, OPS_E_NOTFOUND, false,
+			     "%lld of the %lld sandbox placements exist "
+			     "(deleted meanwhile?)",
+			     n[2], want_pl);
+	free(v);
+	free(used);
+	buf_release(&adapters);
+	buf_release(&places);
+	return r;
+}
+
 int
 revenue_write(struct db *db, const struct revenue_plan *plan,
-	      const struct revenue_placement *pl, bool keep_history,
-	      struct progress *prog, struct revenue_write_stats *st,
-	      struct ops_err *err)
+	      const struct revenue_placement *pl,
+	      const struct revenue_write_opts *o, struct progress *prog,
+	      struct revenue_write_stats *st, struct ops_err *err)
 {
 	static const char sql_del[] =
 		"DELETE FROM revenue_events WHERE publisher_id = $1"
@@ -431,12 +620,31 @@ revenue_write(struct db *db, const struct revenue_plan *plan,
 	r = db_begin(db, err);
 	if (r != 0)
 		goto out;
-	if (!keep_history) {
+	if (!o->keep_history) {
 		r = db_exec(db, sql_del, 3, params, &st->deleted, err);
 		if (r != 0) {
 			ops_err_prefix(err, "deleting earlier sandbox revenue");
 			goto out;
 		}
+	}
+	if (o->row_checks) {
+		st->why_per_row = "asked for (--row-checks)";
+	} else {
+		r = bulk_checks_allowed(db, &st->why_per_row, err);
+		if (r != 0)
+			goto out;
+	}
+	if (st->why_per_row == NULL) {
+		r = lock_references(db, plan, pl, err);
+		if (r != 0) {
+			ops_err_prefix(err, "checking references");
+			goto out;
+		}
+		r = db_exec(db, "SET LOCAL session_replication_role = replica",
+			    0, NULL, NULL, err);
+		if (r != 0)
+			goto out;
+		st->bulk_checked = true;
 	}
 	r = db_copy_begin(db, sql_copy, err);
 	if (r != 0)
@@ -473,9 +681,9 @@ revenue_write(struct db *db, const struct revenue_plan *plan,
 	if (r != 0)
 		goto out;
 	log_info("sandbox revenue written tier=%s from=%s to=%s deleted=%lld "
-		 "rows=%lld total_cents=%lld",
+		 "rows=%lld total_cents=%lld reference_checks=%s",
 		 revenue_tier_name(plan->tier), from, to, st->deleted, rows,
-		 plan->total_cents);
+		 plan->total_cents, st->bulk_checked ? "bulk" : "per-row");
 out:
 	if (copying) {
 		struct ops_err ignored = OPS_ERR_INIT;

@@ -140,21 +140,33 @@ void revenue_placements_release(struct revenue_placements *pl);
  * FakeNetwork adapters do not exist (bootstrap not run). */
 int revenue_check_prereqs(struct db *db, struct ops_err *err);
 
+struct revenue_write_opts {
+	bool keep_history; /* do not delete the window's earlier rows */
+	bool row_checks;   /* always let the FK triggers check each row */
+};
+
 struct revenue_write_stats {
-	long long deleted;  /* earlier rows removed from the window */
-	long long inserted; /* rows written by COPY */
+	long long deleted;	 /* earlier rows removed from the window */
+	long long inserted;	 /* rows written by COPY */
+	bool bulk_checked;	 /* references checked in bulk, not per row */
+	const char *why_per_row; /* static; why not in bulk, or NULL */
 };
 
 /*
- * In one transaction: unless keep_history, delete the sandbox publisher's
- * revenue_events rows with event_date in [plan->start, plan->end]; then
- * COPY the plan's rows. Nothing of another publisher is touched. prog (may
- * be NULL) gets the rows as they are sent. On failure the transaction is
- * rolled back.
+ * In one transaction: unless o->keep_history, delete the sandbox
+ * publisher's revenue_events rows with event_date in [plan->start,
+ * plan->end]; then COPY the plan's rows. Nothing of another publisher is
+ * touched. prog (may be NULL) gets the rows as they are sent. On failure
+ * the transaction is rolled back.
+ *
+ * References: revenue_events' three foreign keys are checked either by
+ * their row triggers (one lookup per key per row) or, when that is exactly
+ * equivalent and allowed, once for the whole load (revenue.c,
+ * "bulk reference checks"). st says which, and why not in bulk.
  */
 int revenue_write(struct db *db, const struct revenue_plan *plan,
-		  const struct revenue_placement *pl, bool keep_history,
-		  struct progress *prog, struct revenue_write_stats *st,
-		  struct ops_err *err);
+		  const struct revenue_placement *pl,
+		  const struct revenue_write_opts *o, struct progress *prog,
+		  struct revenue_write_stats *st, struct ops_err *err);
 
 #endif

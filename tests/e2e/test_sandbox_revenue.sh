@@ -248,6 +248,75 @@ assert_eq "window replace: 625 scale rows outside, 125 starter inside" "625 125"
 assert_eq "other publisher untouched" "$OTHER_MD5" "$(dump $OTHER)"
 assert_eq "other publisher: 60 rows" 60 "$(count $OTHER)"
 
+# --- reference checks: once for the load when equivalent, else per row ---
+run_ops sandbox revenue starter --start 2025-01-01 --days 30
+expect_rc 0 "bulk checks: exit 0"
+assert_contains "a superuser's load checks the references once" "$OUT" "locked and checked once for the load"
+BULK_MD5=$(dump $SANDBOX)
+run_ops sandbox revenue starter --start 2025-01-01 --days 30 --row-checks
+expect_rc 0 "--row-checks: exit 0"
+assert_contains "--row-checks leaves the checks to the triggers" "$OUT" "checked per row by the foreign-key triggers (asked for (--row-checks))"
+assert_eq "bulk and per-row checks write the same rows" "$BULK_MD5" "$(dump $SANDBOX)"
+assert_eq "and the same rows as the first starter run" "$MD5_1" "$(dump $SANDBOX)"
+
+# a role that may not set session_replication_role: per row, same rows
+ROLE=ops_rev_$$
+sql "$URL" "DROP ROLE IF EXISTS $ROLE" >/dev/null 2>&1
+sql "$URL" "CREATE ROLE $ROLE LOGIN; GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA public TO $ROLE; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO $ROLE; GRANT USAGE ON SCHEMA apexops TO $ROLE; GRANT SELECT ON ALL TABLES IN SCHEMA apexops TO $ROLE" >/dev/null
+RURL=${URL/postgres@/$ROLE@}
+DATABASE_URL=$RURL run_ops sandbox revenue starter --start 2025-01-01 --days 30
+expect_rc 0 "non-superuser: exit 0"
+assert_contains "non-superuser: checked per row, and says why" "$OUT" "(the role may not set session_replication_role)"
+assert_eq "non-superuser: same rows" "$MD5_1" "$(dump $SANDBOX)"
+if [ "$(sql "$URL" "SHOW server_version_num")" -ge 150000 ]; then
+	sql "$URL" "GRANT SET ON PARAMETER session_replication_role TO $ROLE" >/dev/null
+	# locking the referenced rows as the triggers do needs UPDATE on them
+	DATABASE_URL=$RURL run_ops sandbox revenue starter --start 2025-01-01 --days 30
+	expect_rc 0 "without UPDATE on the referenced tables: exit 0"
+	assert_contains "without UPDATE on the referenced tables: per row, and says why" "$OUT" "(the role may not lock the referenced rows"
+	sql "$URL" "GRANT UPDATE ON publishers, placements, adapters TO $ROLE" >/dev/null
+	DATABASE_URL=$RURL run_ops sandbox revenue starter --start 2025-01-01 --days 30
+	expect_rc 0 "GRANT SET ON PARAMETER: exit 0"
+	assert_contains "GRANT SET ON PARAMETER allows the bulk checks" "$OUT" "locked and checked once for the load"
+	assert_eq "GRANT SET ON PARAMETER: same rows" "$MD5_1" "$(dump $SANDBOX)"
+	sql "$URL" "REVOKE SET ON PARAMETER session_replication_role FROM $ROLE" >/dev/null
+fi
+sql "$URL" "DROP OWNED BY $ROLE; DROP ROLE $ROLE" >/dev/null
+
+# an INSERT trigger of the operator's own must fire for every row
+psql -X -q -v ON_ERROR_STOP=1 "$URL" >/dev/null <<'SQL'
+CREATE TABLE rev_audit (n int);
+CREATE FUNCTION rev_audit_fn() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO rev_audit VALUES (1); RETURN NEW; END $$;
+CREATE TRIGGER rev_audit_t AFTER INSERT ON revenue_events FOR EACH ROW EXECUTE FUNCTION rev_audit_fn();
+SQL
+run_ops sandbox revenue starter --start 2025-01-01 --days 30
+expect_rc 0 "own trigger: exit 0"
+assert_contains "own trigger: checked per row, and says why" "$OUT" "(revenue_events has an INSERT trigger of its own)"
+assert_eq "own trigger: it fired for each of the 750 rows" 750 "$(sql "$URL" "SELECT count(*) FROM rev_audit")"
+# a replica-only trigger would fire under the bulk path's setting: per row too
+sql "$URL" "TRUNCATE rev_audit; ALTER TABLE revenue_events ENABLE REPLICA TRIGGER rev_audit_t" >/dev/null
+run_ops sandbox revenue starter --start 2025-01-01 --days 30
+assert_contains "replica-only trigger: checked per row" "$OUT" "(revenue_events has an INSERT trigger of its own)"
+assert_eq "replica-only trigger: it did not fire, as without apexops" 0 "$(sql "$URL" "SELECT count(*) FROM rev_audit")"
+# a disabled trigger fires in neither mode: bulk is still equivalent
+sql "$URL" "ALTER TABLE revenue_events DISABLE TRIGGER rev_audit_t" >/dev/null
+run_ops sandbox revenue starter --start 2025-01-01 --days 30
+assert_contains "disabled trigger: checked once for the load" "$OUT" "locked and checked once for the load"
+sql "$URL" "DROP TRIGGER rev_audit_t ON revenue_events; DROP FUNCTION rev_audit_fn(); DROP TABLE rev_audit" >/dev/null
+# a foreign key apexops does not know: the triggers check it
+sql "$URL" "CREATE TABLE rev_days (d date PRIMARY KEY); INSERT INTO rev_days SELECT generate_series(date '2024-01-01', date '2026-12-31', interval '1 day')::date; ALTER TABLE revenue_events ADD CONSTRAINT rev_day_fk FOREIGN KEY (event_date) REFERENCES rev_days (d)" >/dev/null
+run_ops sandbox revenue starter --start 2025-01-01 --days 30
+assert_contains "extra foreign key: checked per row" "$OUT" "(revenue_events has other foreign keys than the three known ones)"
+run_ops sandbox revenue starter --start 2027-01-01 --days 3
+expect_rc 1 "extra foreign key: a row it rejects fails the run"
+assert_contains "and the error is PostgreSQL's" "$ERR" "rev_day_fk"
+assert_eq "the failed run changed nothing" "$MD5_1" "$(dump $SANDBOX)"
+sql "$URL" "ALTER TABLE revenue_events DROP CONSTRAINT rev_day_fk; DROP TABLE rev_days" >/dev/null
+run_ops sandbox revenue starter --start 2025-01-01 --days 30
+assert_contains "without it: once for the load again" "$OUT" "locked and checked once for the load"
+assert_eq "the log names the way references were checked" 1 "$(printf '%s\n' "$ERR" | grep -c 'reference_checks=bulk')"
+
 # --- terminal output: sparkline ------------------------------------------
 if command -v script >/dev/null; then
 	TTY_OUT=$(script -qec "$APEXOPS_BIN sandbox revenue starter --start 2025-01-01 --days 10 --dry-run" /dev/null 2>&1)

@@ -1,0 +1,186 @@
+/*
+ * Integration tests of the revenue writer's reference checks: the bulk
+ * path (references locked and counted once, row triggers off) must refuse
+ * exactly what the foreign-key triggers refuse, write nothing then, and
+ * leave session_replication_role as it found it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* after the headers it needs (clang-format keeps blocks apart) */
+#include <cmocka.h>
+
+#include "itest.h"
+#include "jobs/revenue.h"
+
+#define P1   "11111111-1111-4111-8111-111111111111"
+#define P2   "22222222-2222-4222-8222-222222222222"
+#define GONE "33333333-3333-4333-8333-333333333333"
+
+static char *url;
+
+static void
+must_exec(struct db *db, const char *sql)
+{
+	struct ops_err err = OPS_ERR_INIT;
+
+	if (db_exec(db, sql, 0, NULL, NULL, &err) != 0)
+		fail_msg("%s: %s", sql, err.msg);
+}
+
+static char *
+value(struct db *db, const char *sql)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	char *v = NULL;
+
+	if (db_query_value(db, sql, 0, NULL, &v, &err) != 0)
+		fail_msg("%s: %s", sql, err.msg);
+	return v;
+}
+
+static long long
+count_rows(struct db *db)
+{
+	char *v = value(db, "SELECT count(*) FROM revenue_events");
+	long long n = strtoll(v, NULL, 10);
+
+	free(v);
+	return n;
+}
+
+static int
+setup(void **state)
+{
+	struct db *db;
+
+	(void)state;
+	url = itest_new_db("revenue_write", 1);
+	db = itest_connect(url);
+	must_exec(db, "INSERT INTO publishers (id, company_name) VALUES"
+		      " ('" REVENUE_SANDBOX_PUBLISHER "', 'Apex Sandbox "
+		      "Studio')");
+	must_exec(db, "INSERT INTO adapters (id, name) VALUES"
+		      " ('a7f66258-6c5c-462f-9ff4-126886c1d7d3', "
+		      "'FakeNetworkA'),"
+		      " ('ca13eef0-bdbd-4475-823f-93c5b2932d6d', "
+		      "'FakeNetworkB'),"
+		      " ('dc801f21-749c-46ae-ad33-ded15da2f5f0', "
+		      "'FakeNetworkC')");
+	must_exec(db, "INSERT INTO apps (id, publisher_id, name, bundle_id,"
+		      " platform) VALUES ('7bcfc807-1834-4d69-a1ca-"
+		      "27e258f4ce75', '" REVENUE_SANDBOX_PUBLISHER "',"
+		      " 'Apex Sandbox Android', 'com.apex.sandbox.android',"
+		      " 'android')");
+	must_exec(db, "INSERT INTO placements (id, app_id, name, type) VALUES"
+		      " ('" P1 "', '7bcfc807-1834-4d69-a1ca-27e258f4ce75',"
+		      " 'Android Interstitial 01', 'interstitial'),"
+		      " ('" P2 "', '7bcfc807-1834-4d69-a1ca-27e258f4ce75',"
+		      " 'Android Banner 01', 'banner')");
+	db_close(db);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	free(url);
+	return 0;
+}
+
+/* A plan over pl (n placements), 3 days from 2025-01-01. */
+static void
+plan_for(const struct revenue_placement *pl, size_t n,
+	 struct revenue_plan *plan)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct revenue_date start = { 2025, 1, 1 };
+
+	if (revenue_generate(REVENUE_STARTER, &start, 3, pl, n, plan, &err) !=
+	    0)
+		fail_msg("revenue_generate: %s", err.msg);
+}
+
+static void
+test_bulk_path_writes_and_resets_the_setting(void **state)
+{
+	static const struct revenue_placement pl[] = {
+		{ P1, "Android Interstitial 01", "interstitial" },
+		{ P2, "Android Banner 01", "banner" },
+	};
+	struct revenue_write_opts o = { 0 };
+	struct revenue_write_stats st;
+	struct revenue_plan plan;
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+	char *v;
+
+	(void)state;
+	plan_for(pl, 2, &plan);
+	assert_int_equal(revenue_write(db, &plan, pl, &o, NULL, &st, &err), 0);
+	assert_true(st.bulk_checked); /* the harness connects as superuser */
+	assert_null(st.why_per_row);
+	assert_int_equal(st.inserted, (long long)plan.nrows);
+	assert_int_equal(count_rows(db), (long long)plan.nrows);
+	v = value(db, "SHOW session_replication_role");
+	assert_string_equal(v, "origin"); /* SET LOCAL ended with the tx */
+	free(v);
+	revenue_plan_release(&plan);
+	db_close(db);
+}
+
+/* a placement that does not exist: both paths refuse, nothing is written */
+static void
+test_missing_reference_is_refused_by_both_paths(void **state)
+{
+	static const struct revenue_placement pl[] = {
+		{ P1, "Android Interstitial 01", "interstitial" },
+		{ GONE, "Deleted Placement", "banner" },
+	};
+	struct revenue_write_opts o = { 0 };
+	struct revenue_write_stats st;
+	struct revenue_plan plan;
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+	long long before = count_rows(db);
+	char *v;
+
+	(void)state;
+	plan_for(pl, 2, &plan);
+	/* bulk: counted before the COPY, named in the error */
+	assert_int_equal(revenue_write(db, &plan, pl, &o, NULL, &st, &err),
+			 OPS_E_NOTFOUND);
+	assert_non_null(strstr(err.msg, "1 of the 2 sandbox placements"));
+	assert_int_equal(count_rows(db), before);
+	v = value(db, "SHOW session_replication_role");
+	assert_string_equal(v, "origin");
+	free(v);
+	/* per row: the trigger refuses it with 23503 */
+	o.row_checks = true;
+	ops_err_clear(&err);
+	assert_int_equal(revenue_write(db, &plan, pl, &o, NULL, &st, &err),
+			 OPS_E_DB);
+	assert_string_equal(err.sqlstate, "23503");
+	assert_false(st.bulk_checked);
+	assert_int_equal(count_rows(db), before);
+	revenue_plan_release(&plan);
+	db_close(db);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bulk_path_writes_and_resets_the_setting),
+		cmocka_unit_test(
+			test_missing_reference_is_refused_by_both_paths),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
