@@ -2,6 +2,8 @@
  * Integration-test helpers: each test gets a fresh database cloned from the
  * migrated template that tests/run.sh prepares (OPS_TEST_ADMIN_URL,
  * OPS_TEST_TEMPLATE). Header-only so each test program stays one file.
+ * Include it after <cmocka.h>: the query helpers fail the test with
+ * fail_msg.
  */
 #ifndef OPS_TESTS_ITEST_H
 #define OPS_TESTS_ITEST_H
@@ -74,6 +76,40 @@ itest_new_db(const char *name, int from_template)
 		url = res;
 	}
 	return url;
+}
+
+/* Run sql (no parameters: test fixtures only); fail the test on error. */
+static inline void
+itest_exec(struct db *db, const char *sql)
+{
+	struct ops_err err = OPS_ERR_INIT;
+
+	if (db_exec(db, sql, 0, NULL, NULL, &err) != 0)
+		fail_msg("%s: %s", sql, err.msg);
+}
+
+/* The first column of the first row (the caller frees it; NULL for SQL
+ * NULL); fail the test on error. */
+static inline char *
+itest_value(struct db *db, const char *sql)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	char *v = NULL;
+
+	if (db_query_value(db, sql, 0, NULL, &v, &err) != 0)
+		fail_msg("%s: %s", sql, err.msg);
+	return v;
+}
+
+/* itest_value as a number; -1 for SQL NULL. */
+static inline long long
+itest_value_ll(struct db *db, const char *sql)
+{
+	char *v = itest_value(db, sql);
+	long long n = v ? strtoll(v, NULL, 10) : -1;
+
+	free(v);
+	return n;
 }
 
 #endif

@@ -16,29 +16,6 @@
 
 static char *url;
 
-static void
-must_exec(struct db *db, const char *sql)
-{
-	struct ops_err err = OPS_ERR_INIT;
-
-	if (db_exec(db, sql, 0, NULL, NULL, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-}
-
-static long long
-value_ll(struct db *db, const char *sql)
-{
-	struct ops_err err = OPS_ERR_INIT;
-	char *v = NULL;
-	long long n;
-
-	if (db_query_value(db, sql, 0, NULL, &v, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-	n = v ? strtoll(v, NULL, 10) : -1;
-	free(v);
-	return n;
-}
-
 static int
 setup(void **state)
 {
@@ -47,20 +24,20 @@ setup(void **state)
 	(void)state;
 	url = itest_new_db("purge", 1);
 	db = itest_connect(url);
-	must_exec(db, "ALTER TABLE usage_events DROP CONSTRAINT IF EXISTS "
-		      "usage_events_customer_id_fkey");
+	itest_exec(db, "ALTER TABLE usage_events DROP CONSTRAINT IF EXISTS "
+		       "usage_events_customer_id_fkey");
 	/* 300 rows before 2024-02-29 (the 2025-08-31 - 18 months cutoff),
 	 * 100 at or after it, one NULL */
-	must_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
-		      " event_value, created_at)"
-		      " SELECT gen_random_uuid(), 'api_calls', 1,"
-		      " timestamptz '2024-02-29 00:00:00+00' - g * interval "
-		      "'1 hour' FROM generate_series(1, 300) g"
-		      " UNION ALL SELECT gen_random_uuid(), 'api_calls', 1,"
-		      " timestamptz '2024-02-29 00:00:00+00' + g * interval "
-		      "'1 hour' FROM generate_series(0, 99) g"
-		      " UNION ALL SELECT gen_random_uuid(), 'api_calls', 1, "
-		      "NULL");
+	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
+		       " event_value, created_at)"
+		       " SELECT gen_random_uuid(), 'api_calls', 1,"
+		       " timestamptz '2024-02-29 00:00:00+00' - g * interval "
+		       "'1 hour' FROM generate_series(1, 300) g"
+		       " UNION ALL SELECT gen_random_uuid(), 'api_calls', 1,"
+		       " timestamptz '2024-02-29 00:00:00+00' + g * interval "
+		       "'1 hour' FROM generate_series(0, 99) g"
+		       " UNION ALL SELECT gen_random_uuid(), 'api_calls', 1, "
+		       "NULL");
 	db_close(db);
 	return 0;
 }
@@ -101,8 +78,8 @@ test_months_out_of_range(void **state)
 		assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_CONFIG);
 		assert_non_null(strstr(err.msg, "1 to 1200"));
 	}
-	assert_int_equal(value_ll(db, "SELECT count(*) FROM usage_events"),
-			 401);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 401);
 	db_close(db);
 }
 
@@ -145,13 +122,14 @@ test_stop_flag_stops_before_deleting(void **state)
 	assert_true(res.stopped);
 	assert_int_equal(res.planned_total, 300);
 	assert_int_equal(res.deleted_total, 0);
-	assert_int_equal(value_ll(db, "SELECT count(*) FROM usage_events"),
-			 401);
-	assert_int_equal(value_ll(db, "SELECT count(*) FROM apexops.purge_runs"
-				      " WHERE status = 'stopped'"
-				      " AND trigger = 'scheduled'"
-				      " AND os_user = 'cron'"),
-			 1);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 401);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM apexops.purge_runs"
+				   " WHERE status = 'stopped'"
+				   " AND trigger = 'scheduled'"
+				   " AND os_user = 'cron'"),
+		1);
 	db_close(db);
 }
 
@@ -182,11 +160,12 @@ test_scheduled_run_and_status(void **state)
 	assert_int_equal(res.tables[0].deleted_rows, 300);
 	assert_true(res.tables[0].batches >= 6);
 	assert_int_equal(res.tables[0].null_rows, 1);
-	assert_int_equal(value_ll(db, "SELECT count(*) FROM usage_events"
-				      " WHERE created_at < '2024-02-29Z'"),
+	assert_int_equal(itest_value_ll(db,
+					"SELECT count(*) FROM usage_events"
+					" WHERE created_at < '2024-02-29Z'"),
 			 0);
-	assert_int_equal(value_ll(db, "SELECT count(*) FROM usage_events"),
-			 101);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 101);
 
 	assert_int_equal(purge_status_report(db, &out, &err), 0);
 	assert_non_null(strstr(buf_str(&out), "oldest created_at 2024-02-29 "

@@ -24,34 +24,10 @@
 
 static char *url;
 
-static void
-must_exec(struct db *db, const char *sql)
-{
-	struct ops_err err = OPS_ERR_INIT;
-
-	if (db_exec(db, sql, 0, NULL, NULL, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-}
-
-static char *
-value(struct db *db, const char *sql)
-{
-	struct ops_err err = OPS_ERR_INIT;
-	char *v = NULL;
-
-	if (db_query_value(db, sql, 0, NULL, &v, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-	return v;
-}
-
 static long long
 count_rows(struct db *db)
 {
-	char *v = value(db, "SELECT count(*) FROM revenue_events");
-	long long n = strtoll(v, NULL, 10);
-
-	free(v);
-	return n;
+	return itest_value_ll(db, "SELECT count(*) FROM revenue_events");
 }
 
 static int
@@ -62,26 +38,26 @@ setup(void **state)
 	(void)state;
 	url = itest_new_db("revenue_write", 1);
 	db = itest_connect(url);
-	must_exec(db, "INSERT INTO publishers (id, company_name) VALUES"
-		      " ('" REVENUE_SANDBOX_PUBLISHER "', 'Apex Sandbox "
-		      "Studio')");
-	must_exec(db, "INSERT INTO adapters (id, name) VALUES"
-		      " ('a7f66258-6c5c-462f-9ff4-126886c1d7d3', "
-		      "'FakeNetworkA'),"
-		      " ('ca13eef0-bdbd-4475-823f-93c5b2932d6d', "
-		      "'FakeNetworkB'),"
-		      " ('dc801f21-749c-46ae-ad33-ded15da2f5f0', "
-		      "'FakeNetworkC')");
-	must_exec(db, "INSERT INTO apps (id, publisher_id, name, bundle_id,"
-		      " platform) VALUES ('7bcfc807-1834-4d69-a1ca-"
-		      "27e258f4ce75', '" REVENUE_SANDBOX_PUBLISHER "',"
-		      " 'Apex Sandbox Android', 'com.apex.sandbox.android',"
-		      " 'android')");
-	must_exec(db, "INSERT INTO placements (id, app_id, name, type) VALUES"
-		      " ('" P1 "', '7bcfc807-1834-4d69-a1ca-27e258f4ce75',"
-		      " 'Android Interstitial 01', 'interstitial'),"
-		      " ('" P2 "', '7bcfc807-1834-4d69-a1ca-27e258f4ce75',"
-		      " 'Android Banner 01', 'banner')");
+	itest_exec(db, "INSERT INTO publishers (id, company_name) VALUES"
+		       " ('" REVENUE_SANDBOX_PUBLISHER "', 'Apex Sandbox "
+		       "Studio')");
+	itest_exec(db, "INSERT INTO adapters (id, name) VALUES"
+		       " ('a7f66258-6c5c-462f-9ff4-126886c1d7d3', "
+		       "'FakeNetworkA'),"
+		       " ('ca13eef0-bdbd-4475-823f-93c5b2932d6d', "
+		       "'FakeNetworkB'),"
+		       " ('dc801f21-749c-46ae-ad33-ded15da2f5f0', "
+		       "'FakeNetworkC')");
+	itest_exec(db, "INSERT INTO apps (id, publisher_id, name, bundle_id,"
+		       " platform) VALUES ('7bcfc807-1834-4d69-a1ca-"
+		       "27e258f4ce75', '" REVENUE_SANDBOX_PUBLISHER "',"
+		       " 'Apex Sandbox Android', 'com.apex.sandbox.android',"
+		       " 'android')");
+	itest_exec(db, "INSERT INTO placements (id, app_id, name, type) VALUES"
+		       " ('" P1 "', '7bcfc807-1834-4d69-a1ca-27e258f4ce75',"
+		       " 'Android Interstitial 01', 'interstitial'),"
+		       " ('" P2 "', '7bcfc807-1834-4d69-a1ca-27e258f4ce75',"
+		       " 'Android Banner 01', 'banner')");
 	db_close(db);
 	return 0;
 }
@@ -128,7 +104,7 @@ test_bulk_path_writes_and_resets_the_setting(void **state)
 	assert_null(st.why_per_row);
 	assert_int_equal(st.inserted, (long long)plan.nrows);
 	assert_int_equal(count_rows(db), (long long)plan.nrows);
-	v = value(db, "SHOW session_replication_role");
+	v = itest_value(db, "SHOW session_replication_role");
 	assert_string_equal(v, "origin"); /* SET LOCAL ended with the tx */
 	free(v);
 	revenue_plan_release(&plan);
@@ -158,7 +134,7 @@ test_missing_reference_is_refused_by_both_paths(void **state)
 			 OPS_E_NOTFOUND);
 	assert_non_null(strstr(err.msg, "1 of the 2 sandbox placements"));
 	assert_int_equal(count_rows(db), before);
-	v = value(db, "SHOW session_replication_role");
+	v = itest_value(db, "SHOW session_replication_role");
 	assert_string_equal(v, "origin");
 	free(v);
 	/* per row: the trigger refuses it with 23503 */
