@@ -425,6 +425,8 @@ out:
 	"the role may not lock the referenced rows: that needs UPDATE on " \
 	"publishers, placements and adapters"
 
+#define REASON_PRIV "the role may not set session_replication_role"
+
 static int
 bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
 {
@@ -449,20 +451,19 @@ bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
 		" SELECT CASE"
 		" WHEN (SELECT relkind FROM pg_class"
 		"  WHERE oid = 'revenue_events'::regclass) <> 'r'"
-		"  THEN 'revenue_events is not a plain table'"
+		"  THEN 1"
 		" WHEN (SELECT count(*) FROM known) <> 3"
 		"  OR (SELECT count(*) FROM fk) <> 3"
-		"  THEN 'revenue_events has other foreign keys than the three"
-		" known ones'"
+		"  THEN 2"
 		" WHEN EXISTS (SELECT 1 FROM pg_trigger t"
 		"  WHERE t.tgrelid = 'revenue_events'::regclass"
 		"  AND t.tgenabled <> 'D' AND (t.tgtype & 4) <> 0"
 		"  AND t.tgconstraint NOT IN (SELECT oid FROM known))"
-		"  THEN 'revenue_events has an INSERT trigger of its own'"
+		"  THEN 3"
 		" WHEN current_setting('is_superuser') <> 'on'"
 		"  AND current_setting('server_version_num')::int < 150000"
-		"  THEN 'the role may not set session_replication_role'"
-		" ELSE '' END";
+		"  THEN 4"
+		" ELSE 0 END";
 	static const char sql_lock_priv[] =
 		"SELECT has_any_column_privilege('publishers', 'UPDATE')"
 		" AND has_any_column_privilege('placements', 'UPDATE')"
@@ -471,26 +472,25 @@ bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
 		"SELECT current_setting('is_superuser') = 'on'"
 		" OR has_parameter_privilege('session_replication_role',"
 		"  'SET')";
+	/* what sql_shape's codes 1..4 mean */
+	static const char *const reasons[] = {
+		"revenue_events is not a plain table",
+		"revenue_events has a foreign key apexops does not know",
+		"revenue_events has an INSERT trigger of its own",
+		REASON_PRIV,
+	};
 	char *v = NULL;
-	int r;
+	int code, r;
 
 	*why = NULL;
 	r = db_query_value(db, sql_shape, 0, NULL, &v, err);
 	if (r != 0)
 		return r;
-	if (v != NULL && v[0] != '\0') {
-		/* map the server's answer onto our static strings */
-		static const char *const known[] = {
-			"revenue_events is not a plain table",
-			"revenue_events has other foreign keys than the three "
-			"known ones",
-			"revenue_events has an INSERT trigger of its own",
-			"the role may not set session_replication_role",
-		};
-		*why = "revenue_events has an unexpected shape";
-		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-			if (strcmp(v, known[i]) == 0)
-				*why = known[i];
+	code = v != NULL ? atoi(v) : 0;
+	if (code != 0) {
+		*why = code >= 1 && code <= 4 ? reasons[code - 1]
+					      : "revenue_events has an "
+						"unexpected shape";
 		free(v);
 		return 0;
 	}
@@ -501,7 +501,7 @@ bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
 		if (r != 0)
 			return r;
 		if (v == NULL || strcmp(v, "t") != 0)
-			*why = "the role may not set session_replication_role";
+			*why = REASON_PRIV;
 		free(v);
 		v = NULL;
 		if (*why != NULL)
