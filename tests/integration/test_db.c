@@ -146,6 +146,21 @@ test_advisory_locks(void **state)
 	got = false;
 	assert_int_equal(db_try_advisory_lock(a, key, &got, &err), 0);
 	assert_true(got);
+	assert_int_equal(db_advisory_unlock(a, key, &err), 0);
+	/* the race a fixed pause would hide shows up over many rounds */
+	for (int i = 0; i < 200; i++) {
+		struct db *c = itest_connect(url);
+
+		assert_int_equal(db_try_advisory_lock(c, key, &got, &err), 0);
+		assert_true(got);
+		db_close(c);
+		assert_int_equal(db_try_advisory_lock(a, key, &got, &err), 0);
+		if (!got)
+			fail_msg("round %d: the lock outlived db_close", i);
+		assert_int_equal(db_advisory_unlock(a, key, &err), 0);
+	}
+	assert_int_equal(db_try_advisory_lock(a, key, &got, &err), 0);
+	assert_true(got);
 	/* also from inside a failed transaction */
 	assert_int_equal(db_begin(a, &err), 0);
 	assert_int_equal(db_exec(a, "SELECT 1/0", 0, NULL, NULL, &err),
