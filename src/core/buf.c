@@ -70,11 +70,19 @@ buf_printf(struct buf *b, const char *fmt, ...)
 }
 
 void
+buf_truncate(struct buf *b, size_t len)
+{
+	if (len > b->len)
+		return;
+	b->len = len;
+	if (b->data != NULL)
+		b->data[len] = '\0';
+}
+
+void
 buf_reset(struct buf *b)
 {
-	b->len = 0;
-	if (b->data != NULL)
-		b->data[0] = '\0';
+	buf_truncate(b, 0);
 }
 
 void

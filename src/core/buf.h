@@ -24,6 +24,9 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 void buf_reset(struct buf *b);
+/* Cut the contents back to len bytes (len <= b->len), keeping the
+ * storage: for building on a common prefix (git's strbuf_setlen). */
+void buf_truncate(struct buf *b, size_t len);
 /* Free the storage; the buffer may be reused. */
 void buf_release(struct buf *b);
 /* Hand the string to the caller (never NULL); b is left empty. */

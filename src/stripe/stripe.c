@@ -140,8 +140,7 @@ encode_value(struct buf *out, struct buf *key, const json_t *v, bool *first)
 			if (buf_printf(key, "[%s]", k) != 0)
 				return -1;
 			r = encode_value(out, key, item, first);
-			key->len = keylen;
-			key->data[keylen] = '\0';
+			buf_truncate(key, keylen);
 			if (r != 0)
 				return r;
 		}
@@ -152,8 +151,7 @@ encode_value(struct buf *out, struct buf *key, const json_t *v, bool *first)
 			if (buf_printf(key, "[%zu]", i) != 0)
 				return -1;
 			r = encode_value(out, key, item, first);
-			key->len = keylen;
-			key->data[keylen] = '\0';
+			buf_truncate(key, keylen);
 			if (r != 0)
 				return r;
 		}

@@ -11,10 +11,32 @@
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/dotenv.h"
 #include "core/log.h"
 #include "core/parse.h"
+
+static void
+test_buf_truncate(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_truncate(&b, 0); /* empty, no storage: nothing to do */
+	assert_string_equal(buf_str(&b), "");
+	buf_puts(&b, "key[a]");
+	buf_truncate(&b, 3);
+	assert_int_equal(b.len, 3);
+	assert_string_equal(buf_str(&b), "key");
+	buf_truncate(&b, 10); /* longer than the contents: unchanged */
+	assert_string_equal(buf_str(&b), "key");
+	buf_puts(&b, "[b]");
+	assert_string_equal(buf_str(&b), "key[b]");
+	buf_reset(&b);
+	assert_string_equal(buf_str(&b), "");
+	buf_release(&b);
+}
 
 static void
 test_parse_long(void **state)
@@ -373,6 +395,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_truncate),
 		cmocka_unit_test(test_parse_long),
 		cmocka_unit_test(test_parse_date),
 		cmocka_unit_test(test_uuid),
