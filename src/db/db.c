@@ -437,8 +437,6 @@ lock_call(struct db *db, const char *sql, int64_t key, bool *got,
 	r = db_query_value(db, sql, 1, params, &v, err);
 	if (r == 0 && got != NULL)
 		*got = v != NULL && strcmp(v, "t") == 0;
-	if (r == 0 && strstr(sql, "unlock") == NULL)
-		db->took_locks = true;
 	free(v);
 	return r;
 }
@@ -446,6 +444,7 @@ lock_call(struct db *db, const char *sql, int64_t key, bool *got,
 int
 db_advisory_lock(struct db *db, int64_t key, struct ops_err *err)
 {
+	db->took_locks = true; /* db_close releases it */
 	return lock_call(db, "SELECT pg_advisory_lock($1::bigint)", key, NULL,
 			 err);
 }
@@ -453,6 +452,7 @@ db_advisory_lock(struct db *db, int64_t key, struct ops_err *err)
 int
 db_try_advisory_lock(struct db *db, int64_t key, bool *got, struct ops_err *err)
 {
+	db->took_locks = true; /* db_close releases it */
 	return lock_call(db, "SELECT pg_try_advisory_lock($1::bigint)", key,
 			 got, err);
 }

@@ -425,7 +425,17 @@ out:
 	"the role may not lock the referenced rows: that needs UPDATE on " \
 	"publishers, placements and adapters"
 
-#define REASON_PRIV "the role may not set session_replication_role"
+/* *yes: did sql (no parameters) answer true? */
+static int
+query_true(struct db *db, const char *sql, bool *yes, struct ops_err *err)
+{
+	char *v = NULL;
+	int r = db_query_value(db, sql, 0, NULL, &v, err);
+
+	*yes = r == 0 && v != NULL && strcmp(v, "t") == 0;
+	free(v);
+	return r;
+}
 
 static int
 bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
@@ -460,25 +470,25 @@ bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
 		"  AND t.tgenabled <> 'D' AND (t.tgtype & 4) <> 0"
 		"  AND t.tgconstraint NOT IN (SELECT oid FROM known))"
 		"  THEN 3"
-		" WHEN current_setting('is_superuser') <> 'on'"
-		"  AND current_setting('server_version_num')::int < 150000"
-		"  THEN 4"
 		" ELSE 0 END";
 	static const char sql_lock_priv[] =
 		"SELECT has_any_column_privilege('publishers', 'UPDATE')"
 		" AND has_any_column_privilege('placements', 'UPDATE')"
 		" AND has_any_column_privilege('adapters', 'UPDATE')";
+	/* has_parameter_privilege and GRANT SET ON PARAMETER came in 15 */
+	static const char sql_priv[] =
+		"SELECT current_setting('is_superuser') = 'on'";
 	static const char sql_priv15[] =
 		"SELECT current_setting('is_superuser') = 'on'"
 		" OR has_parameter_privilege('session_replication_role',"
 		"  'SET')";
-	/* what sql_shape's codes 1..4 mean */
+	/* what sql_shape's codes 1..3 mean */
 	static const char *const reasons[] = {
 		"revenue_events is not a plain table",
 		"revenue_events has a foreign key apexops does not know",
 		"revenue_events has an INSERT trigger of its own",
-		REASON_PRIV,
 	};
+	bool yes = false;
 	char *v = NULL;
 	int code, r;
 
@@ -487,33 +497,24 @@ bulk_checks_allowed(struct db *db, const char **why, struct ops_err *err)
 	if (r != 0)
 		return r;
 	code = v != NULL ? atoi(v) : 0;
+	free(v);
 	if (code != 0) {
-		*why = code >= 1 && code <= 4 ? reasons[code - 1]
-					      : "revenue_events has an "
-						"unexpected shape";
-		free(v);
+		*why = code >= 1 && code <= 3
+			       ? reasons[code - 1]
+			       : "revenue_events has an unexpected shape";
 		return 0;
 	}
-	free(v);
-	v = NULL;
-	if (db_server_version_num(db) >= 150000) {
-		r = db_query_value(db, sql_priv15, 0, NULL, &v, err);
-		if (r != 0)
-			return r;
-		if (v == NULL || strcmp(v, "t") != 0)
-			*why = REASON_PRIV;
-		free(v);
-		v = NULL;
-		if (*why != NULL)
-			return 0;
+	r = query_true(
+		db, db_server_version_num(db) >= 150000 ? sql_priv15 : sql_priv,
+		&yes, err);
+	if (r == 0 && !yes)
+		*why = "the role may not set session_replication_role";
+	if (r == 0 && yes) {
+		r = query_true(db, sql_lock_priv, &yes, err);
+		if (r == 0 && !yes)
+			*why = NO_LOCK_REASON;
 	}
-	r = db_query_value(db, sql_lock_priv, 0, NULL, &v, err);
-	if (r != 0)
-		return r;
-	if (v == NULL || strcmp(v, "t") != 0)
-		*why = NO_LOCK_REASON;
-	free(v);
-	return 0;
+	return r;
 }
 
 /* Steps 1 and 2 above: lock and count every referenced row. */
