@@ -49,6 +49,16 @@ run_ops() {
 # sql URL QUERY [ARGS...]: one value (psql -At)
 sql() { psql -X -At -v ON_ERROR_STOP=1 "$1" -c "$2"; }
 
+# wait_for URL SQL: until SQL answers 1, at most 30 s. Wait on conditions,
+# not on time: a loaded machine stretches every step.
+wait_for() {
+	for _ in $(seq 1 300); do
+		[ "$(sql "$1" "$2")" = 1 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 expect_rc() { # expect_rc CODE DESC
 	if [ "$RC" -eq "$1" ]; then ok "$2"; else not_ok "$2" "expected exit $1, got $RC"; fi
 }

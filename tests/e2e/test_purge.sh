@@ -267,11 +267,7 @@ wait_running() { # until a run row is running and has deleted some rows
 	return 1
 }
 wait_gone() { # until no apexops/purge backend is left
-	for _ in $(seq 1 100); do
-		[ "$(sql "$U" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'apexops/purge'")" = 0 ] && return 0
-		sleep 0.1
-	done
-	return 1
+	wait_for "$U" "SELECT (count(*) = 0)::int FROM pg_stat_activity WHERE application_name = 'apexops/purge'"
 }
 slow=(--as-of 2025-08-31 --execute --batch-min 500 --batch-max 500 --sleep 40)
 

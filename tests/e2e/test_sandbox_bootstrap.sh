@@ -104,14 +104,6 @@ assert_contains "and the run after that changes nothing" "$OUT" "database: no ch
 
 # --- kill -9 in the middle of the transaction: nothing half-done remains
 URL2=$(new_db sbxkill)
-# wait on conditions, not on time: a loaded machine stretches every step
-wait_for() { # wait_for URL SQL: until SQL returns 1, at most 30 s
-	for _ in $(seq 1 300); do
-		[ "$(sql "$1" "$2")" = 1 ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 psql -X -q "$URL2" -c "BEGIN; LOCK TABLE waterfall_configs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
 LOCKER=$!
 wait_for "$URL2" "SELECT count(*) FROM pg_locks WHERE relation = 'waterfall_configs'::regclass AND mode = 'AccessExclusiveLock' AND granted" ||
