@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/buf.h"
@@ -517,4 +518,35 @@ config_show(const struct ops_config *cfg)
 		printf("%-30s %-40s %s\n", d->name, val,
 		       cfg->source[i] ? cfg->source[i] : "default");
 	}
+}
+
+static bool
+is_production_value(const char *v)
+{
+	size_t len;
+
+	if (v == NULL)
+		return false;
+	while (isspace((unsigned char)*v))
+		v++;
+	len = strlen(v);
+	while (len > 0 && isspace((unsigned char)v[len - 1]))
+		len--;
+	return len == 10 && strncasecmp(v, "production", 10) == 0;
+}
+
+const char *
+config_production_var(const struct ops_config *cfg)
+{
+	if (is_production_value(cfg->app_env))
+		return "APP_ENV";
+	if (is_production_value(cfg->node_env))
+		return "NODE_ENV";
+	return NULL;
+}
+
+bool
+config_is_production(const struct ops_config *cfg)
+{
+	return config_production_var(cfg) != NULL;
 }

@@ -83,4 +83,15 @@ char *config_redact_url(const char *url);
 int config_check_months(const char *name, const char *value, long *out,
 			struct ops_err *err);
 
+/*
+ * Is this a production environment? APP_ENV or NODE_ENV equal to
+ * "production", case-insensitive, ignoring surrounding white space (so
+ * "production " counts). Commands that write demo data or run on a
+ * virtual clock refuse in production without an explicit override.
+ */
+bool config_is_production(const struct ops_config *cfg);
+/* Which variable made config_is_production() true ("APP_ENV"/"NODE_ENV"),
+ * or NULL. */
+const char *config_production_var(const struct ops_config *cfg);
+
 #endif
