@@ -10,9 +10,11 @@
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "itest.h"
 #include "jobs/job.h"
+#include "jobs/job_status.h"
 #include "jobs/ledger.h"
 
 static char *url;
@@ -92,15 +94,15 @@ test_ledger_roundtrip(void **state)
 	assert_int_equal(
 		ledger_finish(db, id, LEDGER_FAILED, NULL, "late", &err),
 		OPS_E_CONFLICT);
-	v = itest_value(db, "SELECT status || ' ' || (counts->>'rows') || ' ' ||"
-			    " (error IS NULL) FROM apexops.job_runs");
+	v = itest_value(db,
+			"SELECT status || ' ' || (counts->>'rows') || ' ' ||"
+			" (error IS NULL) FROM apexops.job_runs");
 	assert_string_equal(v, "succeeded 7 true");
 	free(v);
 	assert_int_equal(
 		ledger_history_json(db, "usage-purge", false, 10, &json, &err),
 		0);
-	assert_non_null(
-		strstr(json, "\"slot\":\"2026-12-01T02:30:00.000Z\""));
+	assert_non_null(strstr(json, "\"slot\":\"2026-12-01T02:30:00.000Z\""));
 	assert_non_null(strstr(json, "\"trigger\":\"scheduled\""));
 	assert_non_null(strstr(json, "\"status\":\"succeeded\""));
 	free(json);
@@ -261,6 +263,40 @@ test_job_scheduled_purge(void **state)
 	db_close(db);
 }
 
+/* status shows each job's last run, from the ledger */
+static void
+test_job_status(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf out = BUF_INIT;
+	const char *s;
+
+	(void)state;
+	itest_exec(db, "DELETE FROM apexops.job_runs");
+	itest_exec(db, "INSERT INTO apexops.job_runs (job, trigger, status,"
+		       " started_at, finished_at, error) VALUES"
+		       " ('usage-purge', 'scheduled', 'succeeded',"
+		       "  '2026-11-30 02:30:00+00', '2026-11-30 02:30:02+00',"
+		       "  NULL),"
+		       " ('usage-purge', 'manual', 'failed',"
+		       "  '2026-11-30 09:00:00+00', '2026-11-30 09:00:01+00',"
+		       "  'disk full')");
+	assert_int_equal(job_status_report(db, &out, &err), 0);
+	s = buf_str(&out);
+	assert_non_null(strstr(s, "usage-purge        30 2 * * *\n"
+				  "    last run   failed (manual) at "
+				  "2026-11-30 09:00:00Z, 1.0 s\n"
+				  "    last ok    2026-11-30 02:30:02Z\n"
+				  "    error      disk full\n"));
+	assert_non_null(strstr(s, "dunning-retries    0 3 * * *  (not "
+				  "available in this version)\n"
+				  "    last run   never\n"));
+	buf_release(&out);
+	itest_exec(db, "DELETE FROM apexops.job_runs");
+	db_close(db);
+}
+
 int
 main(void)
 {
@@ -271,6 +307,7 @@ main(void)
 		cmocka_unit_test(test_job_unavailable),
 		cmocka_unit_test(test_job_lock_conflict),
 		cmocka_unit_test(test_job_scheduled_purge),
+		cmocka_unit_test(test_job_status),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
