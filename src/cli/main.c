@@ -21,6 +21,8 @@ static const struct cli_cmd commands[] = {
 	  cmd_status_usage },
 	{ "config", cmd_config, "show the effective configuration",
 	  cmd_config_usage },
+	{ "cron", cmd_cron, "the scheduled jobs: list, run now, history",
+	  cmd_cron_usage },
 	{ "purge", cmd_purge, "retention purge (dry-run unless confirmed)",
 	  cmd_purge_usage },
 	{ "purge-old-usage", cmd_purge, "alias of purge", cmd_purge_usage },

@@ -20,13 +20,15 @@
 const struct job_def job_table[] = {
 	{ "stripe-usage-sync", "0 2 * * *", "apexops.stripe-usage-sync",
 	  JOB_UNAVAILABLE, NULL,
-	  "report yesterday's usage to Stripe as meter events" },
+	  "report yesterday's usage to Stripe as meter events", "usage sync" },
 	{ "usage-purge", "30 2 * * *", "apexops.purge", 0, purge_job_run,
-	  "retention purge of usage_events and billing_audit" },
+	  "retention purge of usage_events and billing_audit", "purge" },
 	{ "dunning-retries", "0 3 * * *", "apexops.dunning-retries",
-	  JOB_UNAVAILABLE, NULL, "retry failed payments on schedule" },
+	  JOB_UNAVAILABLE, NULL, "retry failed payments on schedule",
+	  "dunning run" },
 	{ "privacy-expiry", "0 4 * * *", "apexops.privacy-expiry",
-	  JOB_UNAVAILABLE, NULL, "delete expired privacy exports" },
+	  JOB_UNAVAILABLE, NULL, "delete expired privacy exports",
+	  "privacy expiry" },
 };
 const int job_count = (int)(sizeof(job_table) / sizeof(job_table[0]));
 
@@ -76,16 +78,17 @@ take_lock(struct db *db, const struct job_def *j, struct ops_err *err)
 		     1, params, &res, err);
 	if (r == 0 && db_res_rows(res) > 0)
 		r = ops_fail(err, OPS_E_CONFLICT, true,
-			     "%s is already running (backend pid %s, %s, "
-			     "connected since %s): wait for it to finish or "
-			     "stop it, then run again",
-			     j->name, db_res_get(res, 0, 0),
-			     db_res_get(res, 0, 1), db_res_get(res, 0, 2));
+			     "another %s is running (job %s, backend pid %s, "
+			     "%s, connected since %s): wait for it to finish "
+			     "or stop it, then run again",
+			     j->noun ? j->noun : "run of the job", j->name,
+			     db_res_get(res, 0, 0), db_res_get(res, 0, 1),
+			     db_res_get(res, 0, 2));
 	else
 		r = ops_fail(err, OPS_E_CONFLICT, true,
-			     "%s is already running: wait for it to finish, "
-			     "then run again",
-			     j->name);
+			     "another %s is running (job %s): wait for it to "
+			     "finish, then run again",
+			     j->noun ? j->noun : "run of the job", j->name);
 	db_res_free(res);
 	return r;
 }

@@ -60,6 +60,7 @@ struct job_def {
 	/* NULL only with JOB_UNAVAILABLE */
 	int (*run)(struct job_ctx *ctx, struct ops_err *err);
 	const char *summary;
+	const char *noun; /* "purge": "another purge is running"; NULL: name */
 };
 
 extern const struct job_def job_table[];
