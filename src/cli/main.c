@@ -12,6 +12,7 @@
 #include "core/xalloc.h"
 #include "db/cluster.h"
 #include "db/db.h"
+#include "http/url.h"
 
 static const struct cli_cmd commands[] = {
 	{ "db", cmd_db, "run the embedded PostgreSQL cluster", cmd_db_usage },
@@ -243,8 +244,11 @@ main(int argc, char **argv)
 	ctx.cmd = c->name;
 	if (strcmp(c->name, "purge-old-usage") == 0)
 		ctx.cmd = "purge";
-	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0) {
+	/* every base URL through the one http rule before anything runs */
+	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0 ||
+	    http_base_urls_check(&ctx.cfg, &err) != 0) {
 		rc = cli_report(&ctx, &err);
+		config_release(&ctx.cfg);
 		log_forget_secrets();
 		return rc;
 	}
