@@ -1,5 +1,4 @@
 /* apexops: the operations toolkit of the Apex Mediation platform. */
-#include <curl/curl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include "core/xalloc.h"
 #include "db/cluster.h"
 #include "db/db.h"
+#include "http/http.h"
 #include "http/url.h"
 
 static const struct cli_cmd commands[] = {
@@ -256,11 +256,15 @@ main(int argc, char **argv)
 		  strcmp(ctx.cfg.log_format, "json") == 0 ? LOG_FMT_JSON
 							  : LOG_FMT_TEXT,
 		  ctx.cmd);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (http_global_init(&err) != 0) {
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
 	/* getopt in each command starts after the command name */
 	optind = 1;
 	rc = c->fn(&ctx, argc - 1, argv + 1);
-	curl_global_cleanup();
+	http_global_cleanup();
+out:
 	free(ctx.db_url);
 	config_release(&ctx.cfg);
 	log_forget_secrets();
