@@ -1,4 +1,5 @@
 /* apexops: the operations toolkit of the Apex Mediation platform. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/xalloc.h"
 #include "db/cluster.h"
 #include "db/db.h"
@@ -256,6 +258,17 @@ main(int argc, char **argv)
 		  strcmp(ctx.cfg.log_format, "json") == 0 ? LOG_FMT_JSON
 							  : LOG_FMT_TEXT,
 		  ctx.cmd);
+	/* Every command: SIGINT/SIGTERM only set ops_stop_flag, which
+	 * commands, sleeps and HTTP retries poll; SIGPIPE is ignored so a
+	 * closed pipe is an EPIPE error, not a silent death. A command may
+	 * install handlers of its own over these (purge does, for now). */
+	if (ops_signals_install() != 0) {
+		ops_fail(&err, OPS_E_IO, false,
+			 "cannot install the signal handlers: %s",
+			 strerror(errno));
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
 	if (http_global_init(&err) != 0) {
 		rc = cli_report(&ctx, &err);
 		goto out;
@@ -265,6 +278,7 @@ main(int argc, char **argv)
 	rc = c->fn(&ctx, argc - 1, argv + 1);
 	http_global_cleanup();
 out:
+	/* the handlers stay: stdout is flushed by exit(), after this */
 	free(ctx.db_url);
 	config_release(&ctx.cfg);
 	log_forget_secrets();
