@@ -1,5 +1,5 @@
 /* apexops: the operations toolkit of the Apex Mediation platform. */
-#include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,9 +9,12 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/xalloc.h"
 #include "db/cluster.h"
 #include "db/db.h"
+#include "http/http.h"
+#include "http/url.h"
 
 static const struct cli_cmd commands[] = {
 	{ "db", cmd_db, "run the embedded PostgreSQL cluster", cmd_db_usage },
@@ -245,8 +248,11 @@ main(int argc, char **argv)
 	ctx.cmd = c->name;
 	if (strcmp(c->name, "purge-old-usage") == 0)
 		ctx.cmd = "purge";
-	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0) {
+	/* every base URL through the one http rule before anything runs */
+	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0 ||
+	    http_base_urls_check(&ctx.cfg, &err) != 0) {
 		rc = cli_report(&ctx, &err);
+		config_release(&ctx.cfg);
 		log_forget_secrets();
 		return rc;
 	}
@@ -254,11 +260,27 @@ main(int argc, char **argv)
 		  strcmp(ctx.cfg.log_format, "json") == 0 ? LOG_FMT_JSON
 							  : LOG_FMT_TEXT,
 		  ctx.cmd);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* Every command: SIGINT/SIGTERM only set ops_stop_flag, which
+	 * commands, sleeps and HTTP retries poll; SIGPIPE is ignored so a
+	 * closed pipe is an EPIPE error, not a silent death. A command may
+	 * install handlers of its own over these (purge does, for now). */
+	if (ops_signals_install() != 0) {
+		ops_fail(&err, OPS_E_IO, false,
+			 "cannot install the signal handlers: %s",
+			 strerror(errno));
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
+	if (http_global_init(&err) != 0) {
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
 	/* getopt in each command starts after the command name */
 	optind = 1;
 	rc = c->fn(&ctx, argc - 1, argv + 1);
-	curl_global_cleanup();
+	http_global_cleanup();
+out:
+	/* the handlers stay: stdout is flushed by exit(), after this */
 	free(ctx.db_url);
 	config_release(&ctx.cfg);
 	log_forget_secrets();
