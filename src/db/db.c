@@ -112,12 +112,122 @@ notice_to_log(void *arg, const char *message)
 	log_debug("server notice text=%s", log_q(m));
 }
 
+static bool
+is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+	       (c >= 'A' && c <= 'F');
+}
+
+/* Is every '%' in s[0..n) followed by two hex digits, and not %00? */
+static bool
+percent_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '%')
+			continue;
+		if (i + 2 >= n || !is_hex(s[i + 1]) || !is_hex(s[i + 2]))
+			return false;
+		if (s[i + 1] == '0' && s[i + 2] == '0')
+			return false;
+		i += 2;
+	}
+	return true;
+}
+
+/*
+ * The checks libpq leaves to connect time, or whose messages would echo a
+ * password: a URL's user:password part must be percent-encoded (libpq
+ * splits at the first '@' and then reports the rest of the password as a
+ * host name), and percent-encoding must be valid (libpq's message quotes
+ * the token).
+ */
+static int
+check_uri_text(const char *url, struct ops_err *err)
+{
+	const char *hier, *end, *at, *slash;
+	size_t n;
+
+	if (strncmp(url, "postgresql://", 13) == 0)
+		hier = url + 13;
+	else if (strncmp(url, "postgres://", 11) == 0)
+		hier = url + 11;
+	else
+		return 0;
+	end = hier + strcspn(hier, "?");
+	n = (size_t)(end - hier);
+	at = memchr(hier, '@', n);
+	slash = memchr(hier, '/', n);
+	if (at != NULL) {
+		/* the first '/' before the first '@' or a second '@' */
+		if ((slash != NULL && slash < at) ||
+		    memchr(at + 1, '@', (size_t)(end - at - 1)) != NULL)
+			return ops_fail(
+				err, OPS_E_CONFIG, false,
+				"DATABASE_URL: the user:password part of the "
+				"URL is malformed: it holds '@' or '/' that "
+				"must be percent-encoded (write '@' as %%40, "
+				"'/' as %%2F, ':' in the user name as %%3A)");
+		if (!percent_ok(hier, (size_t)(at - hier)))
+			return ops_fail(
+				err, OPS_E_CONFIG, false,
+				"DATABASE_URL: invalid percent-encoding "
+				"in the user:password part of the URL "
+				"(a literal '%%' is written %%25)");
+		if (!percent_ok(at + 1, strlen(at + 1)))
+			return ops_fail(
+				err, OPS_E_CONFIG, false,
+				"DATABASE_URL: invalid percent-encoding "
+				"after the host part of the URL (a "
+				"literal '%%' is written %%25)");
+		return 0;
+	}
+	if (!percent_ok(hier, strlen(hier)))
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"DATABASE_URL: invalid percent-encoding in the "
+				"URL (a literal '%%' is written %%25)");
+	return 0;
+}
+
+/* Each of a comma-separated port list is empty or 1..65535. */
+static bool
+ports_ok(const char *ports)
+{
+	const char *p = ports;
+
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		long v = 0;
+
+		if (len > 5)
+			return false;
+		for (size_t i = 0; i < len; i++) {
+			if (p[i] < '0' || p[i] > '9')
+				return false;
+			v = v * 10 + (p[i] - '0');
+		}
+		if (len > 0 && (v < 1 || v > 65535))
+			return false;
+		if (p[len] == '\0')
+			return true;
+		p += len + 1;
+	}
+}
+
 int
 db_check_url(const char *url, struct ops_err *err)
 {
 	char *msg = NULL;
-	PQconninfoOption *opts = PQconninfoParse(url, &msg);
+	PQconninfoOption *opts;
+	int r;
 
+	if (url == NULL || url[0] == '\0')
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"DATABASE_URL: empty connection string");
+	r = check_uri_text(url, err);
+	if (r != 0)
+		return r;
+	opts = PQconninfoParse(url, &msg);
 	if (opts == NULL) {
 		char text[300];
 		size_t n;
@@ -127,13 +237,41 @@ db_check_url(const char *url, struct ops_err *err)
 		while (n > 0 && text[n - 1] == '\n')
 			text[--n] = '\0';
 		PQfreemem(msg);
-		/* libpq's parse messages name keywords, never values */
+		/*
+		 * Pass on only the messages that name a keyword; others
+		 * (missing "=" after "...") may quote part of a value.
+		 */
+		if (strncmp(text, "invalid connection option", 25) == 0 ||
+		    strncmp(text, "invalid URI query parameter", 27) == 0 ||
+		    strncmp(text, "unterminated quoted string", 26) == 0)
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"DATABASE_URL: invalid connection "
+					"string: %s",
+					text);
+		if (strncmp(text, "missing \"=\"", 11) == 0)
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"DATABASE_URL: invalid connection "
+					"string: a word without '=' (write "
+					"key=value pairs; quote a value with "
+					"spaces, as password='a b')");
 		return ops_fail(err, OPS_E_CONFIG, false,
-				"DATABASE_URL: invalid connection string: %s",
-				text);
+				"DATABASE_URL: invalid connection string "
+				"(expected postgresql://user:password@host:"
+				"port/dbname or key=value pairs)");
+	}
+	r = 0;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "port") != 0 || o->val == NULL)
+			continue;
+		/* the value is not shown: in a URL with a misplaced ':' it
+		 * may be a password */
+		if (!ports_ok(o->val))
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "DATABASE_URL: the port is not a number "
+				     "from 1 to 65535");
 	}
 	PQconninfoFree(opts);
-	return 0;
+	return r;
 }
 
 /*
@@ -252,6 +390,64 @@ db_param(struct db *db, int *k, const char *key, const char *val)
 }
 
 /*
+ * Take the SQLSTATE out of a verbose startup error ("... failed: FATAL:
+ * 28P01: password authentication failed ..."): state gets it ("" when
+ * there is none, as for a refused TCP connection) and text loses it.
+ */
+static void
+take_sqlstate(char *text, char state[6])
+{
+	static const char *const sev[] = { "FATAL:  ", "ERROR:  ", "PANIC:  " };
+
+	state[0] = '\0';
+	for (size_t i = 0; i < sizeof(sev) / sizeof(sev[0]); i++) {
+		char *p = strstr(text, sev[i]), *code;
+		bool ok = p != NULL;
+
+		if (!ok)
+			continue;
+		code = p + strlen(sev[i]);
+		for (int j = 0; j < 5 && ok; j++)
+			ok = (code[j] >= '0' && code[j] <= '9') ||
+			     (code[j] >= 'A' && code[j] <= 'Z');
+		if (!ok || code[5] != ':' || code[6] != ' ')
+			continue;
+		memcpy(state, code, 5);
+		state[5] = '\0';
+		memmove(code, code + 7, strlen(code + 7) + 1);
+		return;
+	}
+}
+
+/*
+ * The server refused the connection for a reason a retry cannot change:
+ * no retry, and say why. A bad login or a missing database is the
+ * configuration's fault (78).
+ */
+static int
+refused(const char *state, const char *text, struct ops_err *err)
+{
+	const char *hint = "";
+	int code = OPS_E_CONNECT;
+	int r;
+
+	if (strncmp(state, "28", 2) == 0) {
+		code = OPS_E_CONFIG;
+		hint = ": check the user and password in DATABASE_URL (and "
+		       "pg_hba.conf)";
+	} else if (strcmp(state, "3D000") == 0) {
+		code = OPS_E_CONFIG;
+		hint = ": create the database or fix its name in DATABASE_URL";
+	}
+	r = ops_fail(err, code, false,
+		     "cannot connect to the database: %s (SQLSTATE %s)%s", text,
+		     state, hint);
+	if (err != NULL)
+		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+	return r;
+}
+
+/*
  * Connect db->conn from db->keys/vals, retrying with backoff. Fills the
  * server version and session settings. On failure db->conn is NULL.
  */
@@ -262,7 +458,7 @@ db_open(struct db *db, struct ops_err *err)
 	int r;
 
 	for (int attempt = 0;; attempt++) {
-		char text[400];
+		char text[400], state[6];
 		long wait_ms;
 
 		r = connect_once((const char *const *)db->keys,
@@ -282,6 +478,9 @@ db_open(struct db *db, struct ops_err *err)
 				 : (conn != NULL ? "timeout expired" : NULL));
 		PQfinish(conn);
 		conn = NULL;
+		take_sqlstate(text, state);
+		if (state[0] != '\0' && !db_sqlstate_transient(state))
+			return refused(state, text, err);
 		if (attempt >= db->retries)
 			return ops_fail(err, OPS_E_CONNECT, true,
 					"cannot connect to the database after "
