@@ -11,7 +11,6 @@
 #include "core/log.h"
 #include "core/signals.h"
 #include "core/xalloc.h"
-#include "db/cluster.h"
 #include "db/db.h"
 #include "http/http.h"
 #include "http/url.h"
@@ -124,41 +123,8 @@ cli_isatty_out(void)
 int
 cli_db_connect(struct cli_ctx *ctx, struct db **out, struct ops_err *err)
 {
-	struct db_opts o;
-	char app[64];
-
-	*out = NULL;
-	if (ctx->db_url == NULL) {
-		if (ctx->cfg.database_url != NULL) {
-			ctx->db_url = xstrdup(ctx->cfg.database_url);
-		} else {
-			struct cluster cl;
-			int r = cluster_open(&cl, ctx->cfg.home,
-					     ctx->cfg.pg_bindir, err);
-
-			if (r == 0)
-				r = cluster_ensure_started(&cl, true, err);
-			if (r != 0) {
-				cluster_release(&cl);
-				return ops_err_prefix(err, "embedded cluster");
-			}
-			ctx->db_url = cluster_url(&cl);
-			ctx->embedded = true;
-			log_info("DATABASE_URL is unset: using the embedded "
-				 "cluster home=%s url=%s",
-				 log_q(cl.home), log_q(ctx->db_url));
-			cluster_release(&cl);
-		}
-	}
-	snprintf(app, sizeof(app), "apexops/%s", ctx->cmd);
-	o.url = ctx->db_url;
-	o.ssl = ctx->cfg.database_ssl;
-	o.appname = app;
-	o.connect_timeout_s = ctx->cfg.connect_timeout_s;
-	o.retries = ctx->cfg.connect_retries;
-	o.statement_timeout_ms = ctx->cfg.statement_timeout_ms;
-	o.lock_timeout_ms = ctx->cfg.lock_timeout_ms;
-	return db_connect(&o, out, err);
+	return db_connect_config(&ctx->cfg, ctx->cmd, &ctx->db_url,
+				 &ctx->embedded, out, err);
 }
 
 /* Take --env-file PATH / --env-file=PATH out of argv, wherever it is. */
