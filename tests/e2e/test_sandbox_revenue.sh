@@ -207,6 +207,23 @@ if command -v node >/dev/null; then
 	fi
 fi
 
+# --- production: refused without --force, nothing written ---------------
+GROWTH_MD5=$(dump $SANDBOX)
+for env in "APP_ENV=production" "APP_ENV=production " "NODE_ENV=PRODUCTION" "APP_ENV= production"; do
+	env "$env" "$APEXOPS_BIN" sandbox revenue growth --start=2025-01-01 >"$E2E_TMP/prod.out" 2>"$E2E_TMP/prod.err"
+	RC=$? ERR=$(cat "$E2E_TMP/prod.err")
+	expect_rc 78 "production ('$env'): refused with exit 78"
+	assert_contains "production ('$env'): the message names the variable" "$ERR" "apexops sandbox revenue: error: refusing to run: ${env%%=*} is '${env#*=}'"
+	assert_contains "production ('$env'): and --force" "$ERR" "--force"
+done
+APP_ENV=production run_ops sandbox revenue --dry-run
+expect_rc 78 "production: a dry run is refused too"
+assert_eq "production: nothing was deleted or rewritten" "$GROWTH_MD5" "$(dump $SANDBOX)"
+APP_ENV=production run_ops sandbox revenue growth --start=2025-01-01 --force
+expect_rc 0 "production with --force: runs"
+assert_contains "production with --force: rewrote the window" "$OUT" "deleted 750 earlier rows"
+assert_eq "production with --force: the same rows" "$GROWTH_MD5" "$(dump $SANDBOX)"
+
 # --- scale, with a chart --------------------------------------------------
 run_ops sandbox revenue --tier scale --start 2025-01-01 --plot "$E2E_TMP/scale.svg"
 expect_rc 0 "scale (default 30 days, --plot): exit 0"
