@@ -255,7 +255,8 @@ print(("same %d" % len(c)) if len(c)==len(s) and all(k(a)==k(b) for a,b in zip(c
 	assert_eq "stripe dry run sends no POST" "0" \
 		"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["method"]!="GET"))')"
 else
-	echo "# OPS_TEST_STRIPE_DOUBLE_URL unset: stripe double tests skipped"
+	# tests/run.sh always starts the npm peers: a missing one is a failure
+	not_ok "the Stripe double is running (OPS_TEST_STRIPE_DOUBLE_URL set by tests/run.sh)"
 fi
 
 # --- Stripe against stripe-stateful-mock (customer and card only)
@@ -276,7 +277,7 @@ if [ -n "${OPS_TEST_STRIPE_MOCK_URL:-}" ]; then
 	assert_contains "mock: second run finds the customer" "$OUT" "stripe customer                 found $CUS"
 	assert_contains "mock: second run finds the card" "$OUT" "stripe card (tok_visa)          found card_"
 else
-	echo "# OPS_TEST_STRIPE_MOCK_URL unset: stripe-stateful-mock tests skipped"
+	not_ok "stripe-stateful-mock is running (OPS_TEST_STRIPE_MOCK_URL set by tests/run.sh)"
 fi
 
 assert_not_contains "the password is never printed" "$ALL_OUT" "$PW"
