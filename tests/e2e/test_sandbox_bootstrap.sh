@@ -235,7 +235,7 @@ print(("same %d" % len(c)) if len(c)==len(s) and all(k(a)==k(b) for a,b in zip(c
 	assert_eq "stripe dry run sends no POST" "0" \
 		"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["method"]!="GET"))')"
 else
-	echo "# OPS_TEST_STRIPE_DOUBLE_URL unset: stripe double tests skipped"
+	not_ok "OPS_TEST_STRIPE_DOUBLE_URL unset: run through tests/run.sh, which starts the Stripe double"
 fi
 
 # --- Stripe against stripe-stateful-mock (customer and card only)
@@ -256,7 +256,7 @@ if [ -n "${OPS_TEST_STRIPE_MOCK_URL:-}" ]; then
 	assert_contains "mock: second run finds the customer" "$OUT" "stripe customer                 found $CUS"
 	assert_contains "mock: second run finds the card" "$OUT" "stripe card (tok_visa)          found card_"
 else
-	echo "# OPS_TEST_STRIPE_MOCK_URL unset: stripe-stateful-mock tests skipped"
+	not_ok "OPS_TEST_STRIPE_MOCK_URL unset: run through tests/run.sh, which starts stripe-stateful-mock"
 fi
 
 assert_not_contains "the password is never printed" "$ALL_OUT" "$PW"
