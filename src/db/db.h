@@ -129,6 +129,14 @@ int db_copy_out(struct db *db, const char *sql,
 
 /* Ask the server to cancel the running statement; async-signal-safe. */
 void db_cancel(struct db *db);
+/*
+ * Cancel the running statement of every open connection of the process.
+ * Async-signal-safe (PQcancel into a stack buffer): db_connect() sets it
+ * as the hook of a second SIGINT/SIGTERM (ops_signals_on_second_stop), so
+ * a second stop signal ends a long statement at once. The statement fails
+ * with SQLSTATE 57014 and its transaction rolls back.
+ */
+void db_cancel_all(void);
 /* "15.20" etc., borrowed. */
 const char *db_server_version(struct db *db);
 int db_server_version_num(struct db *db);

@@ -15,6 +15,8 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/signals.h"
+#include "core/stop.h"
 #include "core/xalloc.h"
 #include "db/db.h"
 
@@ -433,6 +435,14 @@ run_file(struct db *db, const struct migration *m, const char *path, bool up,
 	if (r != 0)
 		goto out;
 	r = db_exec_script(db, buf_str(&sql), err);
+	if (r != 0 && ops_stop_twice && err != NULL &&
+	    strcmp(err->sqlstate, "57014") == 0) {
+		r = ops_fail(err, OPS_E_STOPPED, false,
+			     "migration %s (%s) cancelled by a second stop "
+			     "signal: rolled back, the ledger is unchanged",
+			     m->id, up ? "up" : "down");
+		goto out;
+	}
 	if (r != 0) {
 		ops_err_prefix(err, "migration %s (%s) failed", m->id,
 			       up ? "up" : "down");
@@ -474,6 +484,12 @@ step(struct db *db, const struct migration *m, bool up, bool dry_run,
 	double t0 = clock_now();
 	int r;
 
+	/* a first stop signal lets the running migration finish, then
+	 * stops here; a second one cancels the running statement */
+	if (!dry_run && ops_stopped(&ops_stop_flag))
+		return ops_fail(err, OPS_E_STOPPED, false,
+				"stopped by a signal before migration %s",
+				m->id);
 	if (report)
 		report(arg, m, false, 0);
 	if (dry_run)
