@@ -19,6 +19,7 @@
 #include "core/stop.h"
 #include "core/xalloc.h"
 #include "db/db.h"
+#include "db/lock.h"
 
 #define MIG_MAX_FILE (16 * 1024 * 1024)
 
@@ -348,31 +349,17 @@ mig_status_release(struct mig_status *st)
 
 #define MIGRATE_LOCK "apexops.migrate"
 
-/* Wait for the migration lock, saying so while another migrator runs. */
+/* Wait for the migration lock (30 minutes at most), saying who holds it;
+ * a stop signal ends the wait. */
 static int
 take_lock(struct db *db, struct ops_err *err)
 {
-	double start = clock_now(), last = start;
-	bool got = false;
-	int r;
+	int r = db_lock_wait(db, MIGRATE_LOCK, 30L * 60 * 1000, &ops_stop_flag,
+			     err);
 
-	for (;;) {
-		r = db_try_advisory_lock(db, db_lock_key(MIGRATE_LOCK), &got,
-					 err);
-		if (r != 0 || got)
-			return r;
-		if (clock_now() - last >= 5.0) {
-			last = clock_now();
-			log_info("waiting for another migrator to finish "
-				 "waited_s=%.0f",
-				 last - start);
-		}
-		if (clock_now() - start > 1800)
-			return ops_fail(err, OPS_E_CONFLICT, true,
-					"another migrator has held the "
-					"migration lock for 30 minutes");
-		usleep(100 * 1000);
-	}
+	if (r == OPS_E_CONFLICT)
+		ops_err_prefix(err, "another migrator has run for 30 minutes");
+	return r;
 }
 
 static void
@@ -380,7 +367,7 @@ drop_lock(struct db *db)
 {
 	struct ops_err e2 = OPS_ERR_INIT;
 
-	db_advisory_unlock(db, db_lock_key(MIGRATE_LOCK), &e2);
+	(void)db_lock_release(db, MIGRATE_LOCK, &e2);
 }
 
 static int
