@@ -458,6 +458,11 @@ cluster_stop(struct cluster *cl, struct ops_err *err)
 	bool initialised, running;
 
 	cluster_status(cl, &initialised, &running, err);
+	if (!initialised)
+		return ops_fail(err, OPS_E_NOTFOUND, false,
+				"no embedded cluster under '%s': nothing to "
+				"stop",
+				cl->home);
 	if (!running)
 		return 0;
 	if (run_pg(cl, "pg_ctl", args, NULL) != 0)

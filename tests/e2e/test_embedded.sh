@@ -49,6 +49,13 @@ APEXOPS_HOME=$H run_ops migrate status
 expect_rc 0 "a command restarts a stopped embedded cluster"
 APEXOPS_HOME=$H run_ops db bogus
 expect_rc 64 "db with an unknown subcommand exits 64"
+APEXOPS_HOME=$H run_ops db start --bogus
+expect_rc 64 "db with an unknown option exits 64"
+assert_contains "naming it" "$ERR" "unknown option '--bogus'"
+APEXOPS_HOME="$E2E_TMP/never-started" run_ops db stop
+expect_rc 1 "db stop on a home without a cluster exits 1"
+assert_contains "saying there is no cluster there" "$ERR" "no embedded cluster under"
+assert_not_contains "not that it stopped one" "$OUT" "stopped"
 
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 &&
 	runuser -u nobody -- test -x "$APEXOPS_BIN"; then
