@@ -387,6 +387,40 @@ refuse_changed(const struct mig_status *st, struct ops_err *err)
 	return 0;
 }
 
+/*
+ * The database has migrations this binary does not know (a newer apexops
+ * applied them, or their files were removed). Applying older pending
+ * migrations around them could undo or clash with what the newer ones
+ * did: refuse, naming the first. With nothing pending, up is a no-op and
+ * the caller warns (mig_status.missing).
+ */
+static int
+refuse_unknown(const struct mig_status *st, const struct migration_set *set,
+	       const char *to, struct ops_err *err)
+{
+	const char *unknown = NULL;
+	bool pending = false;
+
+	for (size_t i = 0; i < st->n; i++) {
+		const struct mig_status_row *row = &st->v[i];
+
+		if (row->state == MIG_FILE_MISSING && unknown == NULL)
+			unknown = row->id;
+		if (row->state == MIG_PENDING &&
+		    (to == NULL || strcmp(row->m->id, to) <= 0 ||
+		     strcmp(row->m->version, to) <= 0))
+			pending = true;
+	}
+	if (unknown == NULL || !pending)
+		return 0;
+	return ops_fail(err, OPS_E_REFUSED, false,
+			"the database has migration %s, which this binary "
+			"does not know (no file in '%s'): it is ahead of this "
+			"binary; refusing to apply older migrations around it "
+			"(use the apexops that applied %s)",
+			unknown, set->dir, unknown);
+}
+
 static int
 run_file(struct db *db, const struct migration *m, const char *path, bool up,
 	 struct ops_err *err)
@@ -419,6 +453,14 @@ run_file(struct db *db, const struct migration *m, const char *path, bool up,
 	 * would otherwise create the platform tables inside it.
 	 */
 	r = db_exec(db, "SET LOCAL search_path TO public", 0, NULL, NULL, err);
+	if (r != 0)
+		goto out;
+	/*
+	 * No statement timeout: a CREATE INDEX on a large adopted table
+	 * takes as long as it takes, and the 30 s default would cancel it.
+	 * lock_timeout stays, so DDL never queues long behind live traffic.
+	 */
+	r = db_exec(db, "SET LOCAL statement_timeout TO 0", 0, NULL, NULL, err);
 	if (r != 0)
 		goto out;
 	r = db_exec_script(db, buf_str(&sql), err);
@@ -514,7 +556,8 @@ migrate_up(struct db *db, const struct migration_set *set, const char *to,
 	r = take_lock(db, err);
 	if (r != 0)
 		return r;
-	r = db_exec_script(db, ledger_sql, err);
+	/* a preview changes nothing: it reads a missing ledger as empty */
+	r = dry_run ? 0 : db_exec_script(db, ledger_sql, err);
 	if (r != 0) {
 		drop_lock(db);
 		return r;
@@ -523,6 +566,8 @@ migrate_up(struct db *db, const struct migration_set *set, const char *to,
 	r = migrate_status(db, set, &st, err);
 	if (r == 0)
 		r = refuse_changed(&st, err);
+	if (r == 0)
+		r = refuse_unknown(&st, set, to, err);
 	for (size_t i = 0; r == 0 && i < st.n; i++) {
 		const struct migration *m = st.v[i].m;
 
@@ -554,7 +599,7 @@ migrate_down(struct db *db, const struct migration_set *set, size_t n,
 	r = take_lock(db, err);
 	if (r != 0)
 		return r;
-	r = db_exec_script(db, ledger_sql, err);
+	r = dry_run ? 0 : db_exec_script(db, ledger_sql, err);
 	if (r != 0) {
 		drop_lock(db);
 		return r;
@@ -570,8 +615,10 @@ migrate_down(struct db *db, const struct migration_set *set, size_t n,
 			continue;
 		if (row->state == MIG_FILE_MISSING) {
 			r = ops_fail(err, OPS_E_REFUSED, false,
-				     "cannot revert %s: its files are not in "
-				     "'%s'",
+				     "cannot revert %s: this binary does not "
+				     "know it (no file in '%s'); the database "
+				     "is ahead of this binary: revert it with "
+				     "the apexops that applied it",
 				     row->id, set->dir);
 			goto out;
 		}
