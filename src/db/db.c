@@ -474,7 +474,18 @@ take_sqlstate(char *text, char state[6])
 {
 	static const char *const sev[] = { "FATAL:  ", "ERROR:  ", "PANIC:  " };
 
+	char *loc;
+
 	state[0] = '\0';
+	/* verbose messages also name the server's source line: drop it */
+	while ((loc = strstr(text, " LOCATION:  ")) != NULL) {
+		char *next = strstr(loc, " connection to server");
+
+		if (next == NULL)
+			*loc = '\0';
+		else
+			memmove(loc, next, strlen(next) + 1);
+	}
 	for (size_t i = 0; i < sizeof(sev) / sizeof(sev[0]); i++) {
 		char *p = strstr(text, sev[i]), *code;
 		bool ok = p != NULL;
