@@ -2,6 +2,12 @@
  * The PostgreSQL layer: the only module that includes libpq-fe.h. Every
  * statement takes parameters ($1, $2 ...) as text; no caller builds SQL
  * from data. Errors carry the SQLSTATE and whether a retry may help.
+ *
+ * Threads: a struct db belongs to one thread at a time. db_connect(),
+ * db_reconnect() and db_close() may run in several threads at once (the
+ * process-wide registry of cancel objects behind db_cancel_all() is
+ * locked); db_connect_config() may start the embedded cluster and logs
+ * through log_q(): call it from the main thread.
  */
 #ifndef OPS_DB_DB_H
 #define OPS_DB_DB_H
