@@ -56,4 +56,46 @@ assert_eq "the migration is not recorded as applied" 0 \
 	"$(sql "$url" "SELECT count(*) FROM apexops.schema_migrations")"
 assert_eq "and its work is rolled back" f \
 	"$(sql "$url" "SELECT to_regclass('public.signals_marker') IS NOT NULL")"
+
+# ---- one signal: the running migration finishes, the next does not start --
+url=$(empty_db signals_once) || exit 1
+mdir="$E2E_TMP/migrations-once"
+mkdir -p "$mdir"
+cat >"$mdir/20260101_000000_first.up.sql" <<'SQL'
+CREATE TABLE signals_first (id int);
+SELECT pg_advisory_lock(4242);
+SQL
+echo "CREATE TABLE signals_second (id int);" >"$mdir/20260101_000001_second.up.sql"
+# the test holds lock 4242, so the first migration waits on it
+psql -X -q "$url" -c "SELECT pg_advisory_lock(4242), pg_sleep(600)" >/dev/null 2>&1 &
+holder=$!
+wait_for "$url" "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted"
+DATABASE_URL=$url APEXOPS_MIGRATIONS_DIR=$mdir APEXOPS_LOCK_TIMEOUT_MS=0 "$APEXOPS_BIN" migrate up \
+	>"$E2E_TMP/out" 2>"$E2E_TMP/err" &
+pid=$!
+waiting="SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted"
+if wait_for "$url" "$waiting" && wait_until term_bit "$pid" SigCgt; then
+	ok "the first migration waits on the test's lock"
+else
+	not_ok "the first migration waits on the test's lock"
+fi
+kill -TERM "$pid"
+wait_until not_pending "$pid"
+# let the first migration go on: end the session that holds the lock
+sql "$url" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$holder" 2>/dev/null
+if wait_until gone "$pid"; then
+	wait "$pid"
+	RC=$?
+else
+	kill -KILL "$pid"
+	RC=0
+fi
+OUT=$(cat "$E2E_TMP/out") ERR=$(cat "$E2E_TMP/err")
+if [ "$RC" -ne 0 ] && [ "$RC" -lt 128 ]; then ok "after one SIGTERM migrate exits non-zero by itself (rc $RC)"; else not_ok "after one SIGTERM migrate exits non-zero by itself" "rc $RC"; fi
+assert_contains "saying it stopped before the next migration" "$ERR" "stopped by a signal before migration 20260101_000001_second"
+assert_eq "the running migration was finished and recorded" 20260101_000000_first \
+	"$(sql "$url" "SELECT string_agg(version, ',') FROM apexops.schema_migrations")"
+assert_eq "the next one did not start" f \
+	"$(sql "$url" "SELECT to_regclass('public.signals_second') IS NOT NULL")"
 done_testing
