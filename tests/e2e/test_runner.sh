@@ -34,6 +34,14 @@ runner() {
 		bash "$OPS_ROOT/tests/run.sh" "$@" 2>&1)
 	RC=$?
 	LAST=$(printf '%s\n' "$OUT" | tail -1)
+	forget_logs
+}
+# the runner keeps its logs for people; these are of no use
+forget_logs() {
+	local d
+	d=$(printf '%s\n' "$OUT" | sed -n 's|^logs: \(/tmp/apexops-tests\.[A-Za-z0-9]*\)$|\1|p')
+	[ -n "$d" ] && rm -rf "$d"
+	return 0
 }
 # check GLOB EXPECTED_LAST_LINE EXPECTED_RC
 check() {
@@ -82,12 +90,14 @@ mkdir -p "$E2E_TMP/nm/stripe"
 echo '{}' >"$E2E_TMP/nm/stripe/package.json"
 OUT=$(BUILD=$FAKE TESTS=t_pass OPS_TEST_NODE_MODULES=$E2E_TMP/nm bash "$OPS_ROOT/tests/run.sh" integration 2>&1)
 RC=$?
+forget_logs
 expect_rc 1 "peers partly installed: exit 1"
 assert_contains "peers partly installed: names the missing ones and the fix" "$OUT" \
 	"npm test peers missing from $E2E_TMP/nm: @aws-sdk/client-s3"
 assert_contains "peers partly installed: says how to install them" "$OUT" "install them with: scripts/install-deps.sh --test"
 OUT=$(BUILD=$FAKE TESTS=t_pass OPS_TEST_NODE_MODULES=$E2E_TMP/none bash "$OPS_ROOT/tests/run.sh" e2e 2>&1)
 RC=$?
+forget_logs
 expect_rc 1 "peers not installed: exit 1"
 assert_contains "peers not installed: says so and how to install them" "$OUT" \
 	"the npm test peers are not installed (no $E2E_TMP/none); install them with: scripts/install-deps.sh --test"
