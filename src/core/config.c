@@ -542,7 +542,7 @@ config_show(const struct ops_config *cfg)
 				snprintf(val, sizeof(val), "%s", s);
 		}
 		}
-		printf("%-34s %-40s %s\n", d->name, val,
+		printf("%-30s %-40s %s\n", d->name, val,
 		       cfg->source[i] ? cfg->source[i] : "default");
 	}
 }

@@ -23,7 +23,10 @@ purge_job_run(struct job_ctx *ctx, struct ops_err *err)
 		o.tz = ctx->cfg->cron_tz;
 		o.execute = true;
 	}
-	o.trigger = ctx->trigger;
+	/* apexops.purge_runs (still written by the engine) knows only manual
+	 * and scheduled; the ledger row keeps the real trigger */
+	o.trigger = strcmp(ctx->trigger, "catch-up") == 0 ? "scheduled"
+							  : ctx->trigger;
 	if (o.stop == NULL)
 		o.stop = ctx->stop;
 	res = ctx->out != NULL ? ctx->out : &local;
