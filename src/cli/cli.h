@@ -36,10 +36,12 @@ struct cli_cmd {
  */
 int cli_db_connect(struct cli_ctx *ctx, struct db **out, struct ops_err *err);
 
-/* Print "apexops CMD: MESSAGE" and the help hint to stderr; returns 64. */
+/* Print "apexops CMD: MESSAGE" and the help hint to stderr; returns 64.
+ * cmd NULL or "": "apexops: MESSAGE" and a hint to 'apexops --help'. */
 int cli_usage(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Print err as "apexops CMD: error: ..." and return its exit code. */
+/* Print err as "apexops CMD: error: ..." and return its exit code. ctx
+ * may be NULL (then "apexops: error: ..."). */
 int cli_report(const struct cli_ctx *ctx, const struct ops_err *err);
 /* Print the --help text of a command to stdout; returns 0. */
 int cli_help(const char *cmd);

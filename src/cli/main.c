@@ -68,30 +68,44 @@ usage_main(FILE *f)
 		   "'apexops config' shows every variable. See apexops(1).\n");
 }
 
+/* "apexops CMD" or, with no command (NULL or ""), "apexops" */
+static const char *
+prog(const char *cmd, char *buf, size_t n)
+{
+	if (cmd == NULL || *cmd == '\0')
+		return "apexops";
+	snprintf(buf, n, "apexops %s", cmd);
+	return buf;
+}
+
 int
 cli_usage(const char *cmd, const char *fmt, ...)
 {
+	char p[96];
 	va_list ap;
 
-	fprintf(stderr, "apexops %s: ", cmd);
+	fprintf(stderr, "%s: ", prog(cmd, p, sizeof(p)));
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'apexops help %s'.\n", cmd);
+	if (cmd == NULL || *cmd == '\0')
+		fprintf(stderr, "\nTry 'apexops --help'.\n");
+	else
+		fprintf(stderr, "\nTry 'apexops help %s'.\n", cmd);
 	return OPS_EXIT_USAGE;
 }
 
 int
 cli_report(const struct cli_ctx *ctx, const struct ops_err *err)
 {
-	char msg[sizeof(err->msg)];
+	char msg[sizeof(err->msg)], p[96];
+	const char *name = prog(ctx ? ctx->cmd : NULL, p, sizeof(p));
 
 	snprintf(msg, sizeof(msg), "%s", err->msg);
 	log_scrub(msg);
-	fprintf(stderr, "apexops %s: error: %s\n", ctx ? ctx->cmd : "", msg);
+	fprintf(stderr, "%s: error: %s\n", name, msg);
 	if (err->sqlstate[0] != '\0')
-		fprintf(stderr, "apexops %s: sqlstate %s%s\n",
-			ctx ? ctx->cmd : "", err->sqlstate,
+		fprintf(stderr, "%s: sqlstate %s%s\n", name, err->sqlstate,
 			err->transient ? " (a retry may succeed)" : "");
 	return ops_err_exit_code(err);
 }
@@ -199,7 +213,7 @@ main(int argc, char **argv)
 
 	memset(&ctx, 0, sizeof(ctx));
 	if (take_env_file(&argc, argv, &ctx.env_file) != 0)
-		return cli_usage("", "--env-file needs a path");
+		return cli_usage(NULL, "--env-file needs a path");
 	if (argc < 2) {
 		usage_main(stderr);
 		return OPS_EXIT_USAGE;
