@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/xalloc.h"
@@ -82,29 +83,12 @@ static char *
 read_secret_file(const char *var, const char *path, struct ops_err *err)
 {
 	struct buf b = BUF_INIT;
-	char chunk[4096];
-	size_t n;
-	FILE *f = fopen(path, "r");
 
-	if (f == NULL) {
-		ops_fail(err, OPS_E_CONFIG, false,
-			 "%s_FILE: cannot read '%s': %s", var, path,
-			 strerror(errno));
+	if (ops_read_file(path, 64 * 1024, &b, err) != 0) {
+		ops_err_recode(err, OPS_E_CONFIG, "%s_FILE", var);
+		buf_release(&b);
 		return NULL;
 	}
-	b.max = 64 * 1024;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (buf_append(&b, chunk, n) != 0) {
-			fclose(f);
-			buf_release(&b);
-			ops_fail(err, OPS_E_CONFIG, false,
-				 "%s_FILE: '%s' is larger than 64 KiB", var,
-				 path);
-			return NULL;
-		}
-	}
-	fclose(f);
-	explicit_bzero(chunk, sizeof(chunk));
 	while (b.len > 0 &&
 	       (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
 		b.data[--b.len] = '\0';
@@ -289,10 +273,13 @@ config_load(struct ops_config *cfg, const char *env_file,
 	if (r == OPS_E_NOTFOUND && env_file == NULL) {
 		r = 0; /* ./.env is optional */
 		ops_err_clear(err);
+	} else if (r == OPS_E_NOTFOUND) {
+		r = ops_fail(err, OPS_E_CONFIG, false,
+			     "--env-file: '%s' does not exist", path);
+		goto out;
 	} else if (r != 0) {
-		if (r == OPS_E_NOTFOUND)
-			r = ops_fail(err, OPS_E_CONFIG, false,
-				     "--env-file: '%s' does not exist", path);
+		if (env_file != NULL)
+			ops_err_prefix(err, "--env-file");
 		goto out;
 	}
 	for (int i = 0; i < cfg_ndefs; i++) {

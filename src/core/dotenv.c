@@ -1,12 +1,12 @@
 #include "core/dotenv.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/xalloc.h"
 
 #define DOTENV_MAX_BYTES (1024 * 1024)
@@ -194,31 +194,17 @@ int
 dotenv_load(const char *path, struct dotenv *env, struct ops_err *err)
 {
 	struct buf b = BUF_INIT;
-	char chunk[8192];
-	size_t n;
-	FILE *f;
 	int r;
 
-	f = fopen(path, "r");
-	if (f == NULL) {
-		int e = errno;
-
-		return ops_fail(
-			err, e == ENOENT ? OPS_E_NOTFOUND : OPS_E_CONFIG, false,
-			"cannot read env file '%s': %s", path, strerror(e));
+	r = ops_read_file(path, DOTENV_MAX_BYTES, &b, err);
+	if (r == 0)
+		r = dotenv_parse(buf_str(&b), b.len, path, env, err);
+	else if (r != OPS_E_NOTFOUND) {
+		/* the message names the file; the caller adds context */
+		if (err != NULL)
+			err->code = OPS_E_CONFIG;
+		r = OPS_E_CONFIG;
 	}
-	b.max = DOTENV_MAX_BYTES;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (buf_append(&b, chunk, n) != 0) {
-			fclose(f);
-			buf_release(&b);
-			return ops_fail(err, OPS_E_CONFIG, false,
-					"env file '%s' is larger than %d bytes",
-					path, DOTENV_MAX_BYTES);
-		}
-	}
-	fclose(f);
-	r = dotenv_parse(buf_str(&b), b.len, path, env, err);
 	if (b.data != NULL)
 		explicit_bzero(b.data, b.cap);
 	buf_release(&b);

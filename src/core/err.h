@@ -52,6 +52,14 @@ int ops_fail(struct ops_err *err, int code, bool transient, const char *fmt,
 int ops_err_prefix(struct ops_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * Give err a new code and prefix its message with "what: " (as
+ * ops_err_prefix), e.g. to turn a file error into OPS_E_CONFIG. NULL err
+ * is fine. Returns code.
+ */
+int ops_err_recode(struct ops_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Reset err to "no error". NULL is a no-op. */
 void ops_err_clear(struct ops_err *err);
 
