@@ -36,23 +36,22 @@ const struct cfg_def cfg_defs[] = {
 	{ "PRIVACY_EXPIRY_DAYS", CFG_INT, OFF(privacy_expiry_days), "30", 1,
 	  3650, NULL, 0, "days before a privacy export expires" },
 	{ "STRIPE_SECRET_KEY", CFG_STR, OFF(stripe_secret_key), NULL, 0, 0,
-	  NULL, CFG_SECRET | CFG_EMPTY_UNSET, "Stripe secret key (sk_...)" },
+	  NULL, CFG_SECRET, "Stripe secret key (sk_...)" },
 	{ "STRIPE_API_VERSION", CFG_STR, OFF(stripe_api_version), "2023-10-16",
 	  0, 0, NULL, 0, "Stripe-Version header sent on every request" },
 	{ "APEXOPS_STRIPE_API_BASE", CFG_STR, OFF(stripe_api_base),
 	  "https://api.stripe.com", 0, 0, NULL, CFG_BASE_URL,
 	  "Stripe API base URL: https://, or http:// to a loopback host" },
 	{ "STRIPE_WEBHOOK_SECRET", CFG_STR, OFF(stripe_webhook_secret), NULL, 0,
-	  0, NULL, CFG_SECRET | CFG_EMPTY_UNSET,
-	  "Stripe webhook signing secret" },
+	  0, NULL, CFG_SECRET, "Stripe webhook signing secret" },
 	{ "SANDBOX_USER_PASSWORD", CFG_STR, OFF(sandbox_user_password),
 	  "SandboxPass!2025", 0, 0, NULL, CFG_SECRET,
 	  "password of the three sandbox logins" },
 	{ "CRON_TZ", CFG_STR, OFF(cron_tz), "UTC", 0, 0, NULL, 0,
 	  "IANA time zone of schedules and retention windows" },
-	{ "APP_ENV", CFG_STR, OFF(app_env), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	{ "APP_ENV", CFG_STR, OFF(app_env), NULL, 0, 0, NULL, 0,
 	  "production makes sandbox commands refuse without --force" },
-	{ "NODE_ENV", CFG_STR, OFF(node_env), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	{ "NODE_ENV", CFG_STR, OFF(node_env), NULL, 0, 0, NULL, 0,
 	  "read like APP_ENV" },
 	{ "APEXOPS_HOME", CFG_STR, OFF(home), "./.apexops", 0, 0, NULL, 0,
 	  "state of the embedded cluster" },
@@ -73,12 +72,16 @@ const struct cfg_def cfg_defs[] = {
 	  "/usr/lib/postgresql/15/bin", 0, 0, NULL, 0,
 	  "PostgreSQL server binaries for the embedded cluster" },
 	{ "APEXOPS_MIGRATIONS_DIR", CFG_STR, OFF(migrations_dir), NULL, 0, 0,
-	  NULL, CFG_EMPTY_UNSET,
+	  NULL, 0,
 	  "migration files; unset: ./migrations/postgres, then next to the "
 	  "binary, then PREFIX/share/apexops" },
 };
 const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
 
+/*
+ * The contents of a NAME_FILE secret, less exactly one trailing newline (as
+ * Docker and Kubernetes secret files end); nothing else is trimmed.
+ */
 static char *
 read_secret_file(const char *var, const char *path, struct ops_err *err)
 {
@@ -89,10 +92,64 @@ read_secret_file(const char *var, const char *path, struct ops_err *err)
 		buf_release(&b);
 		return NULL;
 	}
-	while (b.len > 0 &&
-	       (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
-		b.data[--b.len] = '\0';
+	if (b.len > 0 && b.data[b.len - 1] == '\n')
+		buf_truncate(&b, b.len - 1);
+	if (memchr(buf_str(&b), '\0', b.len) != NULL) {
+		explicit_bzero(b.data, b.len);
+		buf_release(&b);
+		ops_fail(err, OPS_E_CONFIG, false,
+			 "%s_FILE: '%s' holds a NUL byte: expected the secret "
+			 "as text",
+			 var, path);
+		return NULL;
+	}
 	return buf_detach(&b);
+}
+
+static bool
+all_space(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if (!isspace((unsigned char)*v))
+			return false;
+	return true;
+}
+
+/*
+ * The one rule for blank values, for every variable: empty or only white
+ * space is an error, never "unset" nor a directory named " "; leading or
+ * trailing white space is an error too, except in a secret key or
+ * password (CFG_SECRET without CFG_URL_SECRET), which is used as given.
+ */
+static int
+check_blank(const struct cfg_def *d, const char *v, const char *src,
+	    struct ops_err *err)
+{
+	size_t n = strlen(v);
+	bool raw_secret =
+		(d->flags & CFG_SECRET) && !(d->flags & CFG_URL_SECRET);
+
+	if (all_space(v))
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"%s: %s value (from the %s): set a value or "
+				"unset it",
+				d->name, n == 0 ? "empty" : "white-space-only",
+				src);
+	if (!raw_secret && (isspace((unsigned char)v[0]) ||
+			    isspace((unsigned char)v[n - 1]))) {
+		if (d->flags & CFG_SECRET)
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"%s: the value (from the %s) has "
+					"leading or trailing white space: "
+					"remove it",
+					d->name, src);
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"%s: invalid value '%s' (from the %s): "
+				"leading or trailing white space is not "
+				"allowed: remove it",
+				d->name, v, src);
+	}
+	return 0;
 }
 
 /* The password inside a URL or conninfo, or NULL. */
@@ -293,12 +350,14 @@ config_load(struct ops_config *cfg, const char *env_file,
 			src = "env file";
 		}
 		if (d->flags & CFG_SECRET) {
-			const char *fv;
+			const char *fv, *fsrc = "environment";
 
 			snprintf(fname, sizeof(fname), "%s_FILE", d->name);
 			fv = getenv_fn(fname);
-			if (fv == NULL)
+			if (fv == NULL) {
 				fv = dotenv_get(&file, fname);
+				fsrc = "env file";
+			}
 			if (fv != NULL && v != NULL) {
 				r = ops_fail(err, OPS_E_CONFIG, false,
 					     "%s and %s are both set: use one",
@@ -306,6 +365,12 @@ config_load(struct ops_config *cfg, const char *env_file,
 				goto out;
 			}
 			if (fv != NULL) {
+				/* the path follows the rule of names */
+				struct cfg_def fd = { .name = fname };
+
+				r = check_blank(&fd, fv, fsrc, err);
+				if (r != 0)
+					goto out;
 				secret = read_secret_file(d->name, fv, err);
 				if (secret == NULL) {
 					r = OPS_E_CONFIG;
@@ -315,8 +380,13 @@ config_load(struct ops_config *cfg, const char *env_file,
 				src = "secret file";
 			}
 		}
-		if (v != NULL && *v == '\0' && (d->flags & CFG_EMPTY_UNSET))
-			v = NULL;
+		if (v != NULL) {
+			r = check_blank(d, v, src, err);
+			if (r != 0) {
+				freezero_str(secret);
+				goto out;
+			}
+		}
 		if (v == NULL) {
 			v = d->def;
 			src = "default";
