@@ -1,12 +1,15 @@
 #include "core/log.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/xalloc.h"
@@ -14,6 +17,8 @@
 enum log_level log_min_level = LOG_INFO;
 static enum log_format log_fmt = LOG_FMT_TEXT;
 static char log_component[32] = "apexops";
+/* the secret list: written rarely (start-up), read by every line */
+static pthread_rwlock_t secrets_lock = PTHREAD_RWLOCK_INITIALIZER;
 static char **secrets;
 static size_t nsecrets;
 
@@ -44,26 +49,34 @@ log_add_secret(const char *s)
 {
 	if (s == NULL || strlen(s) < 4) /* too short to scrub safely */
 		return;
-	for (size_t i = 0; i < nsecrets; i++)
-		if (strcmp(secrets[i], s) == 0)
+	pthread_rwlock_wrlock(&secrets_lock);
+	for (size_t i = 0; i < nsecrets; i++) {
+		if (strcmp(secrets[i], s) == 0) {
+			pthread_rwlock_unlock(&secrets_lock);
 			return;
+		}
+	}
 	secrets = xrealloc(secrets, (nsecrets + 1) * sizeof(*secrets));
 	secrets[nsecrets++] = xstrdup(s);
+	pthread_rwlock_unlock(&secrets_lock);
 }
 
 void
 log_forget_secrets(void)
 {
+	pthread_rwlock_wrlock(&secrets_lock);
 	for (size_t i = 0; i < nsecrets; i++)
 		freezero_str(secrets[i]);
 	free(secrets);
 	secrets = NULL;
 	nsecrets = 0;
+	pthread_rwlock_unlock(&secrets_lock);
 }
 
 void
 log_scrub(char *s)
 {
+	pthread_rwlock_rdlock(&secrets_lock);
 	for (size_t i = 0; i < nsecrets; i++) {
 		size_t n = strlen(secrets[i]);
 		char *p;
@@ -73,13 +86,15 @@ log_scrub(char *s)
 			memmove(p + 3, p + n, strlen(p + n) + 1);
 		}
 	}
+	pthread_rwlock_unlock(&secrets_lock);
 }
 
 const char *
 log_q(const char *s)
 {
-	static char ring[4][512];
-	static int next;
+	/* per thread: a daemon's threads quote at the same time */
+	static _Thread_local char ring[4][512];
+	static _Thread_local int next;
 	char *out = ring[next];
 	size_t o = 0;
 
@@ -201,22 +216,49 @@ render_json(struct buf *out, const char *ts, enum log_level lvl,
 	buf_puts(out, "}");
 }
 
+/* Write all of b to stderr with as few write(2) calls as the kernel
+ * allows: one, for any line up to PIPE_BUF and in practice far more. */
+static void
+write_line(const struct buf *b)
+{
+	const char *p = buf_str(b);
+	size_t left = b->len;
+
+	while (left > 0) {
+		ssize_t n = write(STDERR_FILENO, p, left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* nowhere to report a failed log write */
+		p += n;
+		left -= (size_t)n;
+	}
+}
+
+static void
+timestamp(char *ts, size_t n)
+{
+	struct timeval tv;
+	struct tm tm;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	snprintf(ts, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+}
+
 void
 log_emit(enum log_level lvl, const char *func, const char *fmt, ...)
 {
 	struct buf text = BUF_INIT, line = BUF_INIT;
-	struct timeval tv;
-	struct tm tm;
 	char ts[96];
 	va_list ap;
 
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+	timestamp(ts, sizeof(ts));
 	va_start(ap, fmt);
-	buf_vprintf(&text, fmt, ap);
+	(void)buf_vprintf(&text, fmt, ap); /* no maximum: cannot fail */
 	va_end(ap);
 	if (text.data != NULL)
 		log_scrub(text.data);
@@ -226,8 +268,7 @@ log_emit(enum log_level lvl, const char *func, const char *fmt, ...)
 		buf_printf(&line, "ts=%s level=%s component=%s %s", ts,
 			   level_name(lvl), log_component, buf_str(&text));
 	buf_puts(&line, "\n");
-	fputs(buf_str(&line), stderr);
-	fflush(stderr);
+	write_line(&line);
 	buf_release(&text);
 	buf_release(&line);
 }
