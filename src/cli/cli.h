@@ -43,6 +43,14 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 /* Print err as "apexops CMD: error: ..." and return its exit code. ctx
  * may be NULL (then "apexops: error: ..."). */
 int cli_report(const struct cli_ctx *ctx, const struct ops_err *err);
+/*
+ * Print a warning, "apexops CMD: warning: MESSAGE" (cmd NULL or "":
+ * "apexops: warning: ..."). With APEXOPS_LOG_FORMAT=json, cli_usage(),
+ * cli_report() and cli_warn() each write one JSON line instead, so that
+ * every stderr line is JSON. Main thread.
+ */
+void cli_warn(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Print the --help text of a command to stdout; returns 0. */
 int cli_help(const char *cmd);
 /* Is stdout/stderr a terminal (for progress and sparklines)? */

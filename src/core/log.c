@@ -31,6 +31,12 @@ log_setup(enum log_level lvl, enum log_format fmt, const char *component)
 		snprintf(log_component, sizeof(log_component), "%s", component);
 }
 
+bool
+log_is_json(void)
+{
+	return log_fmt == LOG_FMT_JSON;
+}
+
 int
 log_level_parse(const char *s)
 {
@@ -267,6 +273,55 @@ log_emit(enum log_level lvl, const char *func, const char *fmt, ...)
 	else
 		buf_printf(&line, "ts=%s level=%s component=%s %s", ts,
 			   level_name(lvl), log_component, buf_str(&text));
+	buf_puts(&line, "\n");
+	write_line(&line);
+	buf_release(&text);
+	buf_release(&line);
+}
+
+void
+log_line(enum log_level lvl, const char *component, const char *msg,
+	 const char *const *fields)
+{
+	struct buf text = BUF_INIT, line = BUF_INIT;
+	char ts[96];
+
+	timestamp(ts, sizeof(ts));
+	if (component == NULL)
+		component = log_component;
+	buf_puts(&text, msg != NULL ? msg : "");
+	log_scrub(text.data);
+	if (log_fmt == LOG_FMT_JSON) {
+		buf_puts(&line, "{\"ts\":");
+		json_str(&line, ts, strlen(ts));
+		buf_printf(&line,
+			   ",\"level\":\"%s\",\"component\":", level_name(lvl));
+		json_str(&line, component, strlen(component));
+		buf_puts(&line, ",\"msg\":");
+		json_str(&line, text.data, strlen(text.data)); /* scrubbed */
+	} else {
+		buf_printf(&line, "ts=%s level=%s component=%s msg=%s", ts,
+			   level_name(lvl), component, log_q(text.data));
+	}
+	for (size_t i = 0; fields != NULL && fields[i] != NULL; i += 2) {
+		char *v;
+
+		if (fields[i + 1] == NULL)
+			continue;
+		v = xstrdup(fields[i + 1]);
+		log_scrub(v);
+		if (log_fmt == LOG_FMT_JSON) {
+			buf_puts(&line, ",");
+			json_str(&line, fields[i], strlen(fields[i]));
+			buf_puts(&line, ":");
+			json_str(&line, v, strlen(v));
+		} else {
+			buf_printf(&line, " %s=%s", fields[i], log_q(v));
+		}
+		free(v);
+	}
+	if (log_fmt == LOG_FMT_JSON)
+		buf_puts(&line, "}");
 	buf_puts(&line, "\n");
 	write_line(&line);
 	buf_release(&text);

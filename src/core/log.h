@@ -27,6 +27,8 @@ extern enum log_level log_min_level;
 /* Level, format and component name (copied; NULL keeps the old one).
  * Main thread, before threads start: the fields are read without a lock. */
 void log_setup(enum log_level lvl, enum log_format fmt, const char *component);
+/* Is the line format JSON? Any thread. */
+bool log_is_json(void);
 /* Parse "debug|info|warn|error"; -1 when unknown. s non-NULL. Any thread. */
 int log_level_parse(const char *s);
 /*
@@ -45,6 +47,17 @@ void log_scrub(char *s);
 /* Format, scrub and write one line. Any thread. */
 void log_emit(enum log_level lvl, const char *func, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Write one line whose message is taken as is (not split into key=value
+ * fields; scrubbed of secrets), with extra fields given as a NULL-ended
+ * list of key, value pairs (values NULL are left out). component NULL:
+ * the one of log_setup(). Used by the CLI for its final error and warning
+ * lines so that, with APEXOPS_LOG_FORMAT=json, every stderr line is JSON.
+ * Any thread.
+ */
+void log_line(enum log_level lvl, const char *component, const char *msg,
+	      const char *const *fields);
 
 #define log_at(lvl, ...)                                        \
 	do {                                                    \

@@ -1,6 +1,6 @@
 /* core/log.c from several threads: every line whole (one write per
  * line), every quoted value on its own line (log_q's buffers are per
- * thread), secrets scrubbed while threads log. */
+ * thread), secrets scrubbed while threads log; and log_line() output. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -198,12 +198,48 @@ test_threads_json_lines_parse(void **state)
 	log_setup(LOG_INFO, LOG_FMT_TEXT, "test");
 }
 
+static void
+test_log_line_fields(void **state)
+{
+	static const char *const fields[] = { "sqlstate", "40001", "skip", NULL,
+					      "exit",	  "75",	   NULL };
+	size_t len;
+	char *text;
+	json_t *doc;
+
+	(void)state;
+	log_add_secret("hunter2secret");
+	log_setup(LOG_INFO, LOG_FMT_JSON, "test");
+	capture_stderr();
+	/* the message is kept whole: "a=b" is not a field here */
+	log_line(LOG_ERROR, "purge", "bad value 'a=b' for hunter2secret",
+		 fields);
+	text = uncapture(&len);
+	log_setup(LOG_INFO, LOG_FMT_TEXT, "test");
+	doc = json_loads(text, 0, NULL);
+	if (doc == NULL)
+		fail_msg("not JSON: %s", text);
+	assert_string_equal(json_string_value(json_object_get(doc, "msg")),
+			    "bad value 'a=b' for ***");
+	assert_string_equal(json_string_value(json_object_get(doc, "level")),
+			    "error");
+	assert_string_equal(
+		json_string_value(json_object_get(doc, "component")), "purge");
+	assert_string_equal(json_string_value(json_object_get(doc, "sqlstate")),
+			    "40001");
+	assert_null(json_object_get(doc, "skip"));
+	json_decref(doc);
+	free(text);
+	log_forget_secrets();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_text_lines_whole),
 		cmocka_unit_test(test_threads_json_lines_parse),
+		cmocka_unit_test(test_log_line_fields),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
