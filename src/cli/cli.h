@@ -41,7 +41,7 @@ int cli_db_connect(struct cli_ctx *ctx, struct db **out, struct ops_err *err);
 int cli_usage(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Print err as "apexops CMD: error: ..." and return its exit code. ctx
- * may be NULL (then "apexops: error: ..."). */
+ * may be NULL (then "apexops: error: ..."); so may err (exit 1). */
 int cli_report(const struct cli_ctx *ctx, const struct ops_err *err);
 /*
  * Print a warning, "apexops CMD: warning: MESSAGE" (cmd NULL or "":

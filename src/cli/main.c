@@ -136,10 +136,9 @@ cli_warn(const char *cmd, const char *fmt, ...)
 	buf_release(&msg);
 }
 
-int
-cli_report(const struct cli_ctx *ctx, const struct ops_err *err)
+static int
+report(const char *cmd, const struct ops_err *err)
 {
-	const char *cmd = ctx ? ctx->cmd : NULL;
 	int rc = ops_err_exit_code(err);
 	char msg[sizeof(err->msg)], exit_s[16], p[96];
 	const char *fields[] = {
@@ -158,6 +157,16 @@ cli_report(const struct cli_ctx *ctx, const struct ops_err *err)
 			err->sqlstate,
 			err->transient ? " (a retry may succeed)" : "");
 	return rc;
+}
+
+int
+cli_report(const struct cli_ctx *ctx, const struct ops_err *err)
+{
+	/* the NULL rule of err.h: no detail, still a failure */
+	static const struct ops_err unknown = { OPS_E_IO, false, "",
+						"failed (no detail)" };
+
+	return report(ctx ? ctx->cmd : NULL, err != NULL ? err : &unknown);
 }
 
 int

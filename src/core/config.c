@@ -436,32 +436,37 @@ config_release(struct ops_config *cfg)
 }
 
 /* Copy a URL query (from '?' on), replacing the value of password=. */
-static void
+static int
 redact_query(struct buf *b, const char *q)
 {
+	int r = 0;
+
 	while (*q != '\0') {
 		size_t n = strcspn(q + 1, "&") + 1; /* one "?k=v" or "&k=v" */
 
 		if (strncmp(q + 1, "password=", 9) == 0) {
-			buf_append(b, q, 10);
-			buf_puts(b, "***");
+			r |= buf_append(b, q, 10);
+			r |= buf_puts(b, "***");
 		} else {
-			buf_append(b, q, n);
+			r |= buf_append(b, q, n);
 		}
 		q += n;
 	}
+	return r;
 }
 
 /* Copy a key=value conninfo, replacing the value of password. */
-static void
+static int
 redact_conninfo(struct buf *b, const char *s)
 {
+	int r = 0;
+
 	while (*s != '\0') {
 		const char *k = s, *v;
 		size_t kl;
 
 		if (*s == ' ' || *s == '\t' || *s == '\n') {
-			buf_append(b, s++, 1);
+			r |= buf_append(b, s++, 1);
 			continue;
 		}
 		kl = strcspn(s, "= \t\n");
@@ -469,7 +474,7 @@ redact_conninfo(struct buf *b, const char *s)
 		while (*v == ' ' || *v == '\t')
 			v++;
 		if (*v != '=') { /* not a pair: copy the word */
-			buf_append(b, s, kl);
+			r |= buf_append(b, s, kl);
 			s += kl;
 			continue;
 		}
@@ -487,13 +492,14 @@ redact_conninfo(struct buf *b, const char *s)
 			s += strcspn(s, " \t\n");
 		}
 		if (kl == 8 && strncmp(k, "password", 8) == 0) {
-			buf_puts(b, "password=***");
+			r |= buf_puts(b, "password=***");
 		} else {
-			buf_append(b, k, kl);
-			buf_puts(b, "=");
-			buf_append(b, v, (size_t)(s - v));
+			r |= buf_append(b, k, kl);
+			r |= buf_puts(b, "=");
+			r |= buf_append(b, v, (size_t)(s - v));
 		}
 	}
+	return r;
 }
 
 char *
@@ -501,28 +507,34 @@ config_redact_url(const char *url)
 {
 	struct buf b = BUF_INIT;
 	const char *p, *end, *at, *colon;
+	int r = 0;
 
 	if (url == NULL)
 		return xstrdup("(unset)");
 	p = strstr(url, "://");
 	if (p == NULL) {
-		redact_conninfo(&b, url);
-		return buf_detach(&b);
+		r = redact_conninfo(&b, url);
+		goto out;
 	}
 	p += 3;
 	end = p + strcspn(p, "/?");
 	at = memrchr(p, '@', (size_t)(end - p));
 	colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
 	if (colon != NULL) { /* user:password@host */
-		buf_append(&b, url, (size_t)(colon - url) + 1);
-		buf_puts(&b, "***");
-		buf_append(&b, at, (size_t)(end - at));
+		r |= buf_append(&b, url, (size_t)(colon - url) + 1);
+		r |= buf_puts(&b, "***");
+		r |= buf_append(&b, at, (size_t)(end - at));
 	} else {
-		buf_append(&b, url, (size_t)(end - url));
+		r |= buf_append(&b, url, (size_t)(end - url));
 	}
 	p = end + strcspn(end, "?");
-	buf_append(&b, end, (size_t)(p - end)); /* the path */
-	redact_query(&b, p);
+	r |= buf_append(&b, end, (size_t)(p - end)); /* the path */
+	r |= redact_query(&b, p);
+out:
+	if (r != 0) { /* cannot happen without a maximum; never half a URL */
+		buf_release(&b);
+		return xstrdup("(too long to show)");
+	}
 	return buf_detach(&b);
 }
 

@@ -75,16 +75,18 @@ extern const int cfg_ndefs;
  * validated; the first bad one fails with OPS_E_CONFIG naming it.
  */
 int config_load(struct ops_config *cfg, const char *env_file,
-		const char *(*getenv_fn)(const char *), struct ops_err *err);
+		const char *(*getenv_fn)(const char *), struct ops_err *err)
+	__attribute__((warn_unused_result));
 /* Free everything; secrets are wiped. */
 void config_release(struct ops_config *cfg);
 /* Print every variable, value (secrets masked) and source to stdout. */
 void config_show(const struct ops_config *cfg);
 /* A copy of a postgres URL or conninfo with its password replaced. */
-char *config_redact_url(const char *url);
+char *config_redact_url(const char *url) __attribute__((warn_unused_result));
 /* Validate n as a month count for name (1..1200); fills err. */
 int config_check_months(const char *name, const char *value, long *out,
-			struct ops_err *err);
+			struct ops_err *err)
+	__attribute__((warn_unused_result));
 
 /*
  * Is this a production environment? APP_ENV or NODE_ENV equal to

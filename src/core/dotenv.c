@@ -52,7 +52,7 @@ dotenv_parse(const char *text, size_t len, const char *name, struct dotenv *env,
 
 	while (i < len) {
 		size_t ks, ke;
-		int start_line = line;
+		int start_line = line, grow = 0;
 
 		/* leading blanks */
 		while (i < len &&
@@ -123,12 +123,13 @@ dotenv_parse(const char *text, size_t len, const char *name, struct dotenv *env,
 						       : e;
 					if (e != 'n' && e != 'r' && e != 't' &&
 					    e != '\\' && e != '"') {
-						buf_append(&val, "\\", 1);
+						grow |= buf_append(&val, "\\",
+								   1);
 						c = e;
 					}
 					i++;
 				}
-				buf_append(&val, &c, 1);
+				grow |= buf_append(&val, &c, 1);
 				i++;
 			}
 			if (!closed) {
@@ -169,7 +170,14 @@ dotenv_parse(const char *text, size_t len, const char *name, struct dotenv *env,
 				i++;
 			while (ve > vs && isspace((unsigned char)text[ve - 1]))
 				ve--;
-			buf_append(&val, text + vs, ve - vs);
+			grow |= buf_append(&val, text + vs, ve - vs);
+		}
+		if (grow != 0) {
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "%s:%d: the value of '%.*s' is too long",
+				     name, start_line, (int)(ke - ks),
+				     text + ks);
+			goto out;
 		}
 		if (memchr(buf_str(&val), '\0', val.len) != NULL) {
 			r = ops_fail(err, OPS_E_CONFIG, false,

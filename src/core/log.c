@@ -124,21 +124,24 @@ level_name(enum log_level lvl)
 	return lvl <= LOG_ERROR ? n[lvl] : "off";
 }
 
-static void
+static int
 json_str(struct buf *b, const char *s, size_t n)
 {
-	buf_puts(b, "\"");
+	int r = 0;
+
+	r |= buf_puts(b, "\"");
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '"' || c == '\\')
-			buf_printf(b, "\\%c", c);
+			r |= buf_printf(b, "\\%c", c);
 		else if (c < 0x20)
-			buf_printf(b, "\\u%04x", c);
+			r |= buf_printf(b, "\\u%04x", c);
 		else
-			buf_append(b, &s[i], 1);
+			r |= buf_append(b, &s[i], 1);
 	}
-	buf_puts(b, "\"");
+	r |= buf_puts(b, "\"");
+	return r;
 }
 
 /* Length of a key at s ("[A-Za-z_][A-Za-z0-9_.]*="), 0 if none. */
@@ -155,18 +158,20 @@ key_len(const char *s)
 }
 
 /* Split "message k=v k2="v 2"" into JSON fields. */
-static void
+static int
 render_json(struct buf *out, const char *ts, enum log_level lvl,
 	    const char *func, const char *text)
 {
 	const char *p = text, *msg_end = NULL;
+	int r = 0;
 
-	buf_puts(out, "{\"ts\":");
-	json_str(out, ts, strlen(ts));
-	buf_printf(out, ",\"level\":\"%s\",\"component\":", level_name(lvl));
-	json_str(out, log_component, strlen(log_component));
-	buf_puts(out, ",\"func\":");
-	json_str(out, func, strlen(func));
+	r |= buf_puts(out, "{\"ts\":");
+	r |= json_str(out, ts, strlen(ts));
+	r |= buf_printf(out,
+			",\"level\":\"%s\",\"component\":", level_name(lvl));
+	r |= json_str(out, log_component, strlen(log_component));
+	r |= buf_puts(out, ",\"func\":");
+	r |= json_str(out, func, strlen(func));
 	for (const char *q = text; *q != '\0'; q++) {
 		if ((q == text || q[-1] == ' ') && key_len(q) > 0) {
 			msg_end = q;
@@ -180,8 +185,8 @@ render_json(struct buf *out, const char *ts, enum log_level lvl,
 
 		while (n > 0 && text[n - 1] == ' ')
 			n--;
-		buf_puts(out, ",\"msg\":");
-		json_str(out, text, n);
+		r |= buf_puts(out, ",\"msg\":");
+		r |= json_str(out, text, n);
 	}
 	p = msg_end;
 	while (*p != '\0') {
@@ -202,24 +207,25 @@ render_json(struct buf *out, const char *ts, enum log_level lvl,
 			for (ve = v; *ve != '\0' && *ve != '"'; ve++) {
 				if (*ve == '\\' && ve[1] != '\0')
 					ve++;
-				buf_append(&val, ve, 1);
+				r |= buf_append(&val, ve, 1);
 			}
 			p = *ve == '"' ? ve + 1 : ve;
 		} else {
 			for (ve = v; *ve != '\0' && *ve != ' '; ve++)
 				;
-			buf_append(&val, v, (size_t)(ve - v));
+			r |= buf_append(&val, v, (size_t)(ve - v));
 			p = ve;
 		}
-		buf_puts(out, ",");
-		json_str(out, key, kl);
-		buf_puts(out, ":");
-		json_str(out, buf_str(&val), val.len);
+		r |= buf_puts(out, ",");
+		r |= json_str(out, key, kl);
+		r |= buf_puts(out, ":");
+		r |= json_str(out, buf_str(&val), val.len);
 		buf_release(&val);
 		while (*p == ' ')
 			p++;
 	}
-	buf_puts(out, "}");
+	r |= buf_puts(out, "}");
+	return r;
 }
 
 /* Write all of b to stderr with as few write(2) calls as the kernel
@@ -261,20 +267,22 @@ log_emit(enum log_level lvl, const char *func, const char *fmt, ...)
 	struct buf text = BUF_INIT, line = BUF_INIT;
 	char ts[96];
 	va_list ap;
+	int r;
 
 	timestamp(ts, sizeof(ts));
 	va_start(ap, fmt);
-	(void)buf_vprintf(&text, fmt, ap); /* no maximum: cannot fail */
+	r = buf_vprintf(&text, fmt, ap);
 	va_end(ap);
 	if (text.data != NULL)
 		log_scrub(text.data);
 	if (log_fmt == LOG_FMT_JSON)
-		render_json(&line, ts, lvl, func, buf_str(&text));
+		r |= render_json(&line, ts, lvl, func, buf_str(&text));
 	else
-		buf_printf(&line, "ts=%s level=%s component=%s %s", ts,
-			   level_name(lvl), log_component, buf_str(&text));
-	buf_puts(&line, "\n");
-	write_line(&line);
+		r |= buf_printf(&line, "ts=%s level=%s component=%s %s", ts,
+				level_name(lvl), log_component, buf_str(&text));
+	r |= buf_puts(&line, "\n");
+	if (r == 0) /* no maximum: only a broken format string fails */
+		write_line(&line);
 	buf_release(&text);
 	buf_release(&line);
 }
@@ -285,23 +293,27 @@ log_line(enum log_level lvl, const char *component, const char *msg,
 {
 	struct buf text = BUF_INIT, line = BUF_INIT;
 	char ts[96];
+	int r = 0;
 
 	timestamp(ts, sizeof(ts));
 	if (component == NULL)
 		component = log_component;
-	buf_puts(&text, msg != NULL ? msg : "");
-	log_scrub(text.data);
+	r |= buf_puts(&text, msg != NULL ? msg : "");
+	if (text.data != NULL)
+		log_scrub(text.data);
 	if (log_fmt == LOG_FMT_JSON) {
-		buf_puts(&line, "{\"ts\":");
-		json_str(&line, ts, strlen(ts));
-		buf_printf(&line,
-			   ",\"level\":\"%s\",\"component\":", level_name(lvl));
-		json_str(&line, component, strlen(component));
-		buf_puts(&line, ",\"msg\":");
-		json_str(&line, text.data, strlen(text.data)); /* scrubbed */
+		r |= buf_puts(&line, "{\"ts\":");
+		r |= json_str(&line, ts, strlen(ts));
+		r |= buf_printf(&line, ",\"level\":\"%s\",\"component\":",
+				level_name(lvl));
+		r |= json_str(&line, component, strlen(component));
+		r |= buf_puts(&line, ",\"msg\":");
+		/* strlen: scrubbing may have shortened it */
+		r |= json_str(&line, buf_str(&text), strlen(buf_str(&text)));
 	} else {
-		buf_printf(&line, "ts=%s level=%s component=%s msg=%s", ts,
-			   level_name(lvl), component, log_q(text.data));
+		r |= buf_printf(&line, "ts=%s level=%s component=%s msg=%s", ts,
+				level_name(lvl), component,
+				log_q(buf_str(&text)));
 	}
 	for (size_t i = 0; fields != NULL && fields[i] != NULL; i += 2) {
 		char *v;
@@ -311,19 +323,20 @@ log_line(enum log_level lvl, const char *component, const char *msg,
 		v = xstrdup(fields[i + 1]);
 		log_scrub(v);
 		if (log_fmt == LOG_FMT_JSON) {
-			buf_puts(&line, ",");
-			json_str(&line, fields[i], strlen(fields[i]));
-			buf_puts(&line, ":");
-			json_str(&line, v, strlen(v));
+			r |= buf_puts(&line, ",");
+			r |= json_str(&line, fields[i], strlen(fields[i]));
+			r |= buf_puts(&line, ":");
+			r |= json_str(&line, v, strlen(v));
 		} else {
-			buf_printf(&line, " %s=%s", fields[i], log_q(v));
+			r |= buf_printf(&line, " %s=%s", fields[i], log_q(v));
 		}
 		free(v);
 	}
 	if (log_fmt == LOG_FMT_JSON)
-		buf_puts(&line, "}");
-	buf_puts(&line, "\n");
-	write_line(&line);
+		r |= buf_puts(&line, "}");
+	r |= buf_puts(&line, "\n");
+	if (r == 0)
+		write_line(&line);
 	buf_release(&text);
 	buf_release(&line);
 }
