@@ -94,6 +94,7 @@ ops_err_exit_code(const struct ops_err *err)
 	case OPS_E_CONNECT:
 		return OPS_EXIT_UNAVAILABLE;
 	case OPS_E_CONFLICT:
+	case OPS_E_STOPPED: /* run again to finish */
 		return OPS_EXIT_TEMPFAIL;
 	default:
 		return err->transient ? OPS_EXIT_TEMPFAIL : OPS_EXIT_FAIL;

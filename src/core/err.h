@@ -75,7 +75,8 @@ int ops_err_recode(struct ops_err *err, int code, const char *fmt, ...)
 /* Reset err to "no error". NULL is a no-op. */
 void ops_err_clear(struct ops_err *err);
 
-/* The process exit code for an error (sysexits); NULL: OPS_EXIT_FAIL. */
+/* The process exit code for an error (sysexits); NULL: OPS_EXIT_FAIL.
+ * OPS_E_STOPPED and OPS_E_CONFLICT are 75: running again may finish. */
 int ops_err_exit_code(const struct ops_err *err);
 
 #endif

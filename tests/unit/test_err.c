@@ -52,6 +52,9 @@ test_err_functions_take_null(void **state)
 	assert_int_equal(err.code, OPS_E_CONFIG);
 	assert_string_equal(err.msg, "X_FILE: cannot open 'f'");
 	assert_int_equal(ops_err_exit_code(&err), OPS_EXIT_CONFIG);
+	/* stopped by a signal: 75, whatever the transient flag says */
+	ops_fail(&err, OPS_E_STOPPED, false, "stopped");
+	assert_int_equal(ops_err_exit_code(&err), OPS_EXIT_TEMPFAIL);
 }
 
 static void
