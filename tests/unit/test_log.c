@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/log.h"
+#include "core/progress.h"
 
 #define NTHREADS 8
 #define NLINES	 400
@@ -233,6 +234,37 @@ test_log_line_fields(void **state)
 	log_forget_secrets();
 }
 
+static void
+test_progress_json_draws_no_bar(void **state)
+{
+	struct progress pr = { 0 };
+	size_t len;
+	char *text;
+	json_t *doc;
+
+	(void)state;
+	log_setup(LOG_INFO, LOG_FMT_JSON, "test");
+	capture_stderr();
+	/* asked for a terminal bar, but stderr must stay JSON */
+	progress_start(&pr, "purge t", 10, true);
+	progress_add(&pr, 10);
+	progress_finish(&pr);
+	text = uncapture(&len);
+	log_setup(LOG_INFO, LOG_FMT_TEXT, "test");
+	assert_false(pr.tty);
+	assert_null(strchr(text, '\r'));
+	for (char *line = text, *nl; *line != '\0'; line = nl + 1) {
+		nl = strchr(line, '\n');
+		assert_non_null(nl);
+		*nl = '\0';
+		doc = json_loads(line, 0, NULL);
+		if (doc == NULL)
+			fail_msg("not JSON: %s", line);
+		json_decref(doc);
+	}
+	free(text);
+}
+
 int
 main(void)
 {
@@ -240,6 +272,7 @@ main(void)
 		cmocka_unit_test(test_threads_text_lines_whole),
 		cmocka_unit_test(test_threads_json_lines_parse),
 		cmocka_unit_test(test_log_line_fields),
+		cmocka_unit_test(test_progress_json_draws_no_bar),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
