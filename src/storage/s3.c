@@ -32,6 +32,7 @@ struct s3_client {
 	struct http_client *http;
 	s3_send_fn *send;
 	void *send_arg;
+	time_t (*now)(void); /* NULL: time() */
 };
 
 /* A parsed endpoint. */
@@ -319,6 +320,18 @@ s3_client_set_send(struct s3_client *c, s3_send_fn *fn, void *arg)
 		c->send = fn;
 		c->send_arg = arg;
 	}
+}
+
+void
+s3_client_set_clock(struct s3_client *c, time_t (*fn)(void))
+{
+	c->now = fn;
+}
+
+static time_t
+client_now(const struct s3_client *c)
+{
+	return c->now != NULL ? c->now() : time(NULL);
 }
 
 int
@@ -640,7 +653,7 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 	req.nheaders = 1 + (nhdrs < 7 ? nhdrs : 7);
 	req.body = body;
 	req.body_len = len;
-	req.when = time(NULL);
+	req.when = client_now(c);
 	req.region = c->region;
 	req.service = "s3";
 	req.flags = SIGV4_S3;
@@ -1005,7 +1018,7 @@ s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 	req.path = buf_str(&path);
 	req.headers = sh;
 	req.nheaders = 1;
-	req.when = time(NULL);
+	req.when = client_now(c);
 	req.region = c->region;
 	req.service = "s3";
 	req.flags = SIGV4_S3;

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/err.h"
@@ -126,6 +127,10 @@ s3_send_fn s3_send_http;
 /* Replace the transport (tests; a future streaming transport). fn NULL
  * restores s3_send_http. arg is borrowed. */
 void s3_client_set_send(struct s3_client *c, s3_send_fn *fn, void *arg);
+
+/* Replace the clock that dates requests (tests of skew and expiry). fn
+ * NULL restores time(). */
+void s3_client_set_clock(struct s3_client *c, time_t (*fn)(void));
 
 /*
  * Store len bytes of data under key, in one PUT up to the multipart

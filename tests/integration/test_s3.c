@@ -526,6 +526,56 @@ test_presigned_get(void **state)
 	release(c, &t);
 }
 
+static time_t clock_offset;
+
+static time_t
+offset_clock(void)
+{
+	return time(NULL) + clock_offset;
+}
+
+/* The front refuses a request dated more than 15 minutes off, as S3
+ * does, and a presigned URL after its expiry. */
+static void
+test_clock_skew_and_expiry(void **state)
+{
+	struct transport t = { 0 };
+	struct s3_client *c = client(&t);
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf body = BUF_INIT;
+	long status = 0;
+	char *url = NULL;
+
+	(void)state;
+	s3_client_set_clock(c, offset_clock);
+	clock_offset = -3600;
+	assert_int_equal(s3_put_object(c, "skew", "x", 1, NULL, &err),
+			 OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "HTTP 403 RequestTimeTooSkewed"));
+	clock_offset = 20 * 60;
+	assert_int_equal(s3_delete_object(c, "skew", &err), OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "RequestTimeTooSkewed"));
+	clock_offset = -10 * 60; /* within the 15 minutes */
+	assert_int_equal(s3_put_object(c, "skew", "x", 1, NULL, &err), 0);
+	/* signed an hour ago for a minute: expired */
+	clock_offset = -3600;
+	assert_int_equal(s3_presign_get(c, "skew", 60, &url, &err), 0);
+	get_url(url, &status, &body);
+	assert_int_equal(status, 403);
+	assert_non_null(strstr(buf_str(&body), "Request has expired"));
+	free(url);
+	/* signed an hour ago for two hours: still good */
+	assert_int_equal(s3_presign_get(c, "skew", 7200, &url, &err), 0);
+	buf_reset(&body);
+	get_url(url, &status, &body);
+	assert_int_equal(status, 200);
+	assert_string_equal(buf_str(&body), "x");
+	free(url);
+	s3_client_set_clock(c, NULL);
+	buf_release(&body);
+	release(c, &t);
+}
+
 static void
 test_virtual_hosted_style(void **state)
 {
@@ -837,6 +887,7 @@ main(void)
 		cmocka_unit_test(test_wrong_secret_is_refused),
 		cmocka_unit_test(test_session_token_is_sent_and_signed),
 		cmocka_unit_test(test_presigned_get),
+		cmocka_unit_test(test_clock_skew_and_expiry),
 		cmocka_unit_test(test_virtual_hosted_style),
 		cmocka_unit_test(test_gcs_hmac_key),
 		cmocka_unit_test(test_default_transport_refuses_put),
