@@ -7,6 +7,7 @@
  * (tests/peers/sigv4-sign.mjs), on the Authorization header and on
  * presigned URLs.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -634,6 +635,81 @@ test_rejects_bad_input(void **state)
 	sigv4_signed_release(NULL);
 }
 
+/* No static state: threads signing at once get what one thread gets. */
+struct sign_job {
+	const char *secret;
+	char want[65];
+	bool ok;
+};
+
+static void
+sign_once(const char *secret, char sig[65])
+{
+	const struct sigv4_header h[] = { { "host", S3_HOST },
+					  { "Range", "bytes=0-9" } };
+	const struct sigv4_param q[] = { { "b", "2" }, { "a", "1" } };
+	const struct sigv4_creds creds = { "AKIDEXAMPLE", secret, "tok" };
+	struct sigv4_request req = { 0 };
+	struct sigv4_signed out = SIGV4_SIGNED_INIT;
+	struct ops_err err = OPS_ERR_INIT;
+
+	req.method = "GET";
+	req.path = "/k";
+	req.query = q;
+	req.nquery = 2;
+	req.headers = h;
+	req.nheaders = 2;
+	req.when = S3_WHEN;
+	req.region = "us-east-1";
+	req.service = "s3";
+	req.flags = SIGV4_S3;
+	if (sigv4_sign(&req, &creds, &out, &err) != 0)
+		sig[0] = '\0';
+	else
+		memcpy(sig, out.signature, 65);
+	sigv4_signed_release(&out);
+}
+
+static void *
+sign_worker(void *arg)
+{
+	struct sign_job *j = arg;
+
+	j->ok = true;
+	for (int i = 0; i < 300; i++) {
+		char sig[65];
+
+		sign_once(j->secret, sig);
+		if (strcmp(sig, j->want) != 0)
+			j->ok = false;
+	}
+	return NULL;
+}
+
+static void
+test_threads(void **state)
+{
+	static const char *const secrets[] = { "secret-one", "secret-two",
+					       "secret-three", "secret-four" };
+	struct sign_job jobs[4];
+	pthread_t th[4];
+
+	(void)state;
+	for (size_t i = 0; i < 4; i++) {
+		jobs[i].secret = secrets[i];
+		sign_once(secrets[i], jobs[i].want);
+		assert_int_equal(strlen(jobs[i].want), 64);
+	}
+	assert_string_not_equal(jobs[0].want, jobs[1].want);
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(
+			pthread_create(&th[i], NULL, sign_worker, &jobs[i]), 0);
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_true(jobs[i].ok);
+	}
+}
+
 /* ---- differential test against @smithy/signature-v4 ---- */
 
 static uint64_t rng_state;
@@ -1007,6 +1083,7 @@ main(void)
 		cmocka_unit_test(test_path_encoding),
 		cmocka_unit_test(test_session_token_and_secrets),
 		cmocka_unit_test(test_rejects_bad_input),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_differential_smithy),
 	};
 
