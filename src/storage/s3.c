@@ -286,7 +286,7 @@ s3_send_http(void *arg, const struct s3_wire_request *req,
 {
 	struct http_client *hc = arg;
 	struct http_response hr = HTTP_RESPONSE_INIT;
-	struct http_request r;
+	struct http_request r = { 0 }; /* fields added later stay zero */
 	int rc;
 
 	if (strcmp(req->method, "PUT") == 0 || strcmp(req->method, "HEAD") == 0)

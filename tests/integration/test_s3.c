@@ -469,7 +469,9 @@ get_url(const char *url, long *status, struct buf *body)
 	struct http_policy p;
 	struct http_client *hc = NULL;
 	struct http_response resp = HTTP_RESPONSE_INIT;
-	struct http_request req = { "GET", url, NULL, NULL, 0, true };
+	struct http_request req = { .method = "GET",
+				    .url = url,
+				    .idempotent = true };
 	struct ops_err err = OPS_ERR_INIT;
 
 	http_policy_default(&p);
