@@ -1,6 +1,5 @@
 #include "storage/sigv4.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,11 +83,10 @@ static void
 percent_decode(struct buf *out, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
-		int hi, lo;
+		int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
+		int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
 
-		if (s[i] == '%' && i + 2 < len &&
-		    (hi = hexval(s[i + 1])) >= 0 &&
-		    (lo = hexval(s[i + 2])) >= 0) {
+		if (s[i] == '%' && hi >= 0 && lo >= 0) {
 			char c = (char)(hi << 4 | lo);
 
 			(void)buf_append(out, &c, 1);
@@ -265,11 +263,13 @@ hdr_cmp(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* RFC 9110 token characters. */
+/* RFC 9110 token characters (ASCII, whatever the locale). */
 static bool
 is_tchar(unsigned char c)
 {
-	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static char *
@@ -278,7 +278,8 @@ lower_name(const char *s)
 	char *l = xstrdup(s);
 
 	for (char *p = l; *p != '\0'; p++)
-		*p = (char)tolower((unsigned char)*p);
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
 	return l;
 }
 
