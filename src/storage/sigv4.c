@@ -219,7 +219,11 @@ encode_str(const char *s)
 {
 	struct buf b = BUF_INIT;
 
-	(void)http_url_encode(&b, s, strlen(s), false);
+	/* an unbounded buf only fails when memory runs out, and xmalloc
+	 * aborts then; a failure here would still sign an empty value,
+	 * which the server refuses, never a wrong one silently */
+	if (http_url_encode(&b, s, strlen(s), false) != 0)
+		buf_reset(&b);
 	return buf_detach(&b);
 }
 
