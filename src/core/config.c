@@ -109,6 +109,20 @@ const struct cfg_def cfg_defs[] = {
 	  "(default: the process start)" },
 	{ "APEXOPS_CLOCK_SPEED", CFG_STR, OFF(clock_speed), NULL, 0, 0, NULL, 0,
 	  "virtual seconds per real second (default 1)" },
+	{ "APEXOPS_WORKER_CONCURRENCY", CFG_INT, OFF(worker_concurrency), "4",
+	  1, 256, NULL, 0, "handler threads of apexops worker" },
+	{ "PRIVACY_WORKER_CONCURRENCY", CFG_INT,
+	  OFF(privacy_worker_concurrency), "2", 1, 64, NULL, 0,
+	  "handlers for privacy jobs (the original's name)" },
+	{ "APEXOPS_WORKER_LEASE_S", CFG_INT, OFF(worker_lease_s), "60", 5, 3600,
+	  NULL, 0,
+	  "seconds a worker's claim on a job lasts unless renewed; a dead "
+	  "worker's jobs are retried after it" },
+	{ "APEXOPS_WORKER_GRACE_S", CFG_INT, OFF(worker_grace_s), "60", 0,
+	  86400, NULL, 0, "seconds running jobs get to finish after SIGTERM" },
+	{ "APEXOPS_QUEUE_KEEP_DAYS", CFG_INT, OFF(queue_keep_days), "7", 1,
+	  3650, NULL, 0,
+	  "days finished queue jobs are kept (dead jobs: 30 days or more)" },
 };
 const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
 

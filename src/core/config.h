@@ -52,6 +52,12 @@ struct ops_config {
 	char *clock_start; /* virtual clock (core/clock.h); NULL: real */
 	char *clock_epoch;
 	char *clock_speed;
+	/* the queue workers (apexops worker) */
+	long worker_concurrency;
+	long privacy_worker_concurrency;
+	long worker_lease_s;
+	long worker_grace_s;
+	long queue_keep_days;
 	/* where each value came from, for `apexops config` */
 	const char *source[64];
 };

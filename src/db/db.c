@@ -1015,3 +1015,51 @@ db_backend_pid(struct db *db)
 {
 	return PQbackendPID(db->conn);
 }
+
+int
+db_listen(struct db *db, const char *channel, struct ops_err *err)
+{
+	char *ident;
+	char sql[160];
+	int r;
+
+	if (db->conn == NULL)
+		return ops_fail(err, OPS_E_CONNECT, true,
+				"not connected to the database");
+	/* LISTEN takes no parameters: the channel is quoted as an
+	 * identifier by libpq (channels are constants of the code) */
+	ident = PQescapeIdentifier(db->conn, channel, strlen(channel));
+	if (ident == NULL)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"cannot quote the channel name");
+	snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+	PQfreemem(ident);
+	r = db_exec(db, sql, 0, NULL, NULL, err);
+	return r;
+}
+
+int
+db_socket(const struct db *db)
+{
+	return db->conn != NULL ? PQsocket(db->conn) : -1;
+}
+
+int
+db_notifies(struct db *db, int *count, struct ops_err *err)
+{
+	PGnotify *n;
+
+	*count = 0;
+	if (db->conn == NULL)
+		return ops_fail(err, OPS_E_CONNECT, true,
+				"not connected to the database");
+	if (PQconsumeInput(db->conn) != 1)
+		return ops_fail(err, OPS_E_CONNECT, true,
+				"reading notifications: %s",
+				PQerrorMessage(db->conn));
+	while ((n = PQnotifies(db->conn)) != NULL) {
+		(*count)++;
+		PQfreemem(n);
+	}
+	return 0;
+}

@@ -143,6 +143,15 @@ void db_cancel(struct db *db);
  * with SQLSTATE 57014 and its transaction rolls back.
  */
 void db_cancel_all(void);
+/* LISTEN on channel (a constant of the code, quoted as an identifier). */
+int db_listen(struct db *db, const char *channel, struct ops_err *err)
+	__attribute__((warn_unused_result));
+/* The connection's socket, to wait on with poll(); -1 when closed. */
+int db_socket(const struct db *db);
+/* Read what arrived on the socket and drop the notifications received;
+ * *count gets how many. OPS_E_CONNECT when the connection broke. */
+int db_notifies(struct db *db, int *count, struct ops_err *err)
+	__attribute__((warn_unused_result));
 /* "15.20" etc., borrowed. */
 const char *db_server_version(struct db *db);
 int db_server_version_num(struct db *db);

@@ -57,6 +57,11 @@ static const char *const good[][2] = {
 	{ "APEXOPS_CLOCK_START", "2026-12-01T00:00:00Z" },
 	{ "APEXOPS_CLOCK_EPOCH", "1796083200" },
 	{ "APEXOPS_CLOCK_SPEED", "60" },
+	{ "APEXOPS_WORKER_CONCURRENCY", "8" },
+	{ "PRIVACY_WORKER_CONCURRENCY", "2" },
+	{ "APEXOPS_WORKER_LEASE_S", "60" },
+	{ "APEXOPS_WORKER_GRACE_S", "60" },
+	{ "APEXOPS_QUEUE_KEEP_DAYS", "7" },
 };
 
 static const char *const *fake_env;

@@ -1,0 +1,64 @@
+/*
+ * apexops worker: runs queue jobs (jobs/queue.h) with N handler threads.
+ * The main thread claims jobs in batches (prefetching up to a few per
+ * handler), hands them to the handlers, completes the successes in one
+ * statement per batch and records failures with backoff; it sleeps on
+ * LISTEN apexops_queue with a poll fallback, renews the leases of the
+ * jobs it holds and reaps lapsed ones. SIGTERM: no new claims, prefetched
+ * jobs are given back, running ones get a grace period, then their stop
+ * flag. It never exits because a job failed.
+ *
+ * Thread safety: call from the main thread.
+ */
+#ifndef OPS_DAEMON_WORKER_H
+#define OPS_DAEMON_WORKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "core/err.h"
+
+struct db;
+
+/* What a handler gets for one job. */
+struct worker_job {
+	long long id;
+	const char *kind;
+	const char *payload; /* JSON text */
+	int attempt;
+	volatile sig_atomic_t *stop; /* set when the worker stops */
+	/* the handler fills on failure */
+	bool permanent; /* do not retry */
+	char error[256];
+};
+
+/* A job kind and its handler: 0 on success, else a failure with
+ * job->error (and job->permanent) filled. */
+struct worker_kind {
+	const char *kind;
+	int (*handle)(struct worker_job *job);
+	int max_attempts; /* default for enqueue; informational */
+	const char *summary;
+};
+
+extern const struct worker_kind worker_kinds[];
+extern const int worker_nkinds;
+
+struct worker_opts {
+	const char *db_url;
+	int concurrency;	  /* handler threads, >= 1 */
+	const char *const *kinds; /* NULL: every known kind */
+	int nkinds;
+	long lease_s;		/* job lease; renewed every third */
+	long grace_s;		/* after SIGTERM */
+	const char *http_addr;	/* /healthz, /metrics; NULL: off */
+	long run_for_s;		/* tests: exit after this many seconds; 0 */
+	long exit_when_idle_ms; /* bench: exit after this long without work */
+};
+
+/* Run until a stop signal (or o->run_for_s / exit_when_idle_ms). */
+int worker_run(const struct ops_config *cfg, const struct worker_opts *o,
+	       struct ops_err *err);
+
+#endif

@@ -1,0 +1,529 @@
+/* The job queue; see queue.h. */
+#include "jobs/queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/xalloc.h"
+#include "db/db.h"
+
+/* RFC 3339 UTC with milliseconds */
+#define TS(col)                                \
+	"to_char(" col " AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+void
+queue_batch_release(struct queue_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (int i = 0; i < b->n; i++)
+		free(b->v[i].payload);
+	free(b->v);
+	b->v = NULL;
+	b->n = 0;
+}
+
+/* "{1,2,3}": an array literal of numbers, for a bigint[]/int[] parameter
+ * (numbers only: never text from users). */
+static char *
+num_array(const long long *ll, const int *in, int n)
+{
+	struct buf b = BUF_INIT;
+	int r = buf_puts(&b, "{");
+
+	for (int i = 0; r == 0 && i < n; i++)
+		r = ll != NULL ? buf_printf(&b, "%s%lld", i ? "," : "", ll[i])
+			       : buf_printf(&b, "%s%d", i ? "," : "", in[i]);
+	if (r == 0)
+		r = buf_puts(&b, "}");
+	if (r != 0) /* an unbounded buf fails only if memory runs out */
+		abort();
+	return buf_detach(&b);
+}
+
+int
+queue_enqueue(struct db *db, const char *kind, const char *payload,
+	      const char *run_at, int priority, int max_attempts,
+	      const char *unique_key, long long *id, struct ops_err *err)
+{
+	char pri[16], maxa[16];
+	const char *p[6] = { kind,   payload ? payload : "{}",
+			     run_at, pri,
+			     maxa,   unique_key };
+	char *v = NULL;
+	int r;
+
+	*id = 0;
+	snprintf(pri, sizeof(pri), "%d", priority);
+	snprintf(maxa, sizeof(maxa), "%d", max_attempts > 0 ? max_attempts : 5);
+	r = db_query_value(db,
+			   "SELECT apexops.enqueue($1, $2::jsonb,"
+			   " $3::timestamptz, $4::int, $5::int, $6)",
+			   6, p, &v, err);
+	if (r != 0)
+		return ops_err_prefix(err, "enqueueing a %s job", kind);
+	*id = v != NULL ? strtoll(v, NULL, 10) : 0;
+	free(v);
+	return 0;
+}
+
+int
+queue_enqueue_bulk(struct db *db, const char *kind, const char *const *payloads,
+		   int n, long long *first_id, struct ops_err *err)
+{
+	struct buf arr = BUF_INIT;
+	const char *p[2];
+	char *v = NULL;
+	int r = buf_puts(&arr, "{");
+
+	*first_id = 0;
+	/* a text[] literal of JSON documents: each element quoted, with "
+	 * and \ escaped, so any payload passes through as data */
+	for (int i = 0; r == 0 && i < n; i++) {
+		r = buf_puts(&arr, i ? ",\"" : "\"");
+		for (const char *c = payloads[i]; r == 0 && *c; c++)
+			r = (*c == '"' || *c == '\\')
+				    ? buf_printf(&arr, "\\%c", *c)
+				    : buf_append(&arr, c, 1);
+		if (r == 0)
+			r = buf_puts(&arr, "\"");
+	}
+	if (r == 0)
+		r = buf_puts(&arr, "}");
+	if (r != 0) {
+		buf_release(&arr);
+		return ops_fail(err, OPS_E_INVALID, false,
+				"enqueueing: the payloads are too large");
+	}
+	p[0] = kind;
+	p[1] = buf_str(&arr);
+	r = db_query_value(db,
+			   "SELECT min(id) FROM apexops.enqueue_bulk($1,"
+			   " $2::jsonb[]) AS e(id)",
+			   2, p, &v, err);
+	buf_release(&arr);
+	if (r != 0)
+		return ops_err_prefix(err, "enqueueing %d %s jobs", n, kind);
+	*first_id = v != NULL ? strtoll(v, NULL, 10) : 0;
+	free(v);
+	return 0;
+}
+
+int
+queue_claim(struct db *db, const char *const *kinds, int nkinds, int limit,
+	    const char *owner, long lease_s, struct queue_batch *b,
+	    struct ops_err *err)
+{
+	struct buf kb = BUF_INIT;
+	char lim[16], lease[24];
+	const char *p[4];
+	struct db_res *res = NULL;
+	int r = buf_puts(&kb, "{");
+
+	b->v = NULL;
+	b->n = 0;
+	for (int i = 0; r == 0 && i < nkinds; i++) /* kinds: [a-z0-9_.-] */
+		r = buf_printf(&kb, "%s\"%s\"", i ? "," : "", kinds[i]);
+	if (r == 0)
+		r = buf_puts(&kb, "}");
+	if (r != 0)
+		abort();
+	snprintf(lim, sizeof(lim), "%d", limit);
+	snprintf(lease, sizeof(lease), "%ld", lease_s);
+	p[0] = nkinds > 0 ? buf_str(&kb) : NULL;
+	p[1] = lim;
+	p[2] = owner;
+	p[3] = lease;
+	r = db_query(db,
+		     "WITH c AS (SELECT id FROM apexops.queue_jobs"
+		     "  WHERE state IN ('available', 'failed-retrying')"
+		     "  AND run_at <= now()"
+		     "  AND ($1::text[] IS NULL OR kind = ANY ($1::text[]))"
+		     "  ORDER BY priority DESC, run_at, id LIMIT $2::int"
+		     "  FOR UPDATE SKIP LOCKED)"
+		     " UPDATE apexops.queue_jobs q SET state = 'running',"
+		     "  attempt = q.attempt + 1, lease_owner = $3,"
+		     "  lease_expires_at = now() + $4::int * interval '1 s',"
+		     "  started_at = now(), updated_at = now()"
+		     " FROM c WHERE q.id = c.id"
+		     " RETURNING q.id, q.kind, q.payload::text, q.attempt,"
+		     "  q.max_attempts",
+		     4, p, &res, err);
+	buf_release(&kb);
+	if (r != 0)
+		return ops_err_prefix(err, "claiming jobs");
+	b->n = db_res_rows(res);
+	if (b->n > 0)
+		b->v = xcalloc((size_t)b->n, sizeof(*b->v));
+	for (int i = 0; i < b->n; i++) {
+		struct queue_job *j = &b->v[i];
+
+		j->id = db_res_ll(res, i, 0);
+		snprintf(j->kind, sizeof(j->kind), "%s", db_res_get(res, i, 1));
+		j->payload = xstrdup(db_res_get(res, i, 2));
+		j->attempt = (int)db_res_ll(res, i, 3);
+		j->max_attempts = (int)db_res_ll(res, i, 4);
+	}
+	db_res_free(res);
+	return 0;
+}
+
+int
+queue_complete(struct db *db, const long long *ids, const int *attempts, int n,
+	       const char *owner, int *done, struct ops_err *err)
+{
+	char *ia, *aa;
+	const char *p[3];
+	long long count = 0;
+	int r;
+
+	if (done != NULL)
+		*done = 0;
+	if (n <= 0)
+		return 0;
+	ia = num_array(ids, NULL, n);
+	aa = num_array(NULL, attempts, n);
+	p[0] = ia;
+	p[1] = aa;
+	p[2] = owner;
+	r = db_exec(db,
+		    "UPDATE apexops.queue_jobs q SET state = 'succeeded',"
+		    " finished_at = now(), updated_at = now(),"
+		    " lease_owner = NULL, lease_expires_at = NULL"
+		    " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
+		    " WHERE q.id = c.id AND q.attempt = c.attempt"
+		    " AND q.state = 'running' AND q.lease_owner = $3",
+		    3, p, &count, err);
+	free(ia);
+	free(aa);
+	if (r != 0)
+		return ops_err_prefix(err, "completing %d job(s)", n);
+	if (done != NULL)
+		*done = (int)count;
+	return 0;
+}
+
+int
+queue_fail(struct db *db, long long id, int attempt, const char *owner,
+	   const char *error, bool permanent, long retry_delay_ms,
+	   char *state_out, struct ops_err *err)
+{
+	char ids[24], att[16], delay[24];
+	const char *p[6] = { ids,
+			     att,
+			     owner,
+			     error ? error : "failed",
+			     permanent ? "t" : "f",
+			     delay };
+	char *v = NULL;
+	int r;
+
+	if (state_out != NULL)
+		state_out[0] = '\0';
+	snprintf(ids, sizeof(ids), "%lld", id);
+	snprintf(att, sizeof(att), "%d", attempt);
+	snprintf(delay, sizeof(delay), "%ld",
+		 retry_delay_ms > 0 ? retry_delay_ms : 0);
+	r = db_query_value(
+		db,
+		"UPDATE apexops.queue_jobs q SET"
+		" state = CASE WHEN NOT $5::bool AND q.attempt < q.max_attempts"
+		"  THEN 'failed-retrying' ELSE 'dead' END,"
+		" run_at = now() + $6::bigint * interval '1 ms',"
+		" last_error = $4, errors = q.errors || jsonb_build_array("
+		"  jsonb_build_object('attempt', q.attempt, 'error', $4,"
+		"  'at', " TS(
+			"now()") ", 'permanent', $5::bool)),"
+				 " finished_at = CASE WHEN NOT $5::bool AND"
+				 "  q.attempt < q.max_attempts THEN NULL ELSE "
+				 "now() END,"
+				 " lease_owner = NULL, lease_expires_at = NULL,"
+				 " updated_at = now()"
+				 " WHERE q.id = $1::bigint AND q.attempt = "
+				 "$2::int"
+				 " AND q.state = 'running' AND q.lease_owner = "
+				 "$3"
+				 " RETURNING q.state",
+		6, p, &v, err);
+	if (r != 0)
+		return ops_err_prefix(err, "recording the failure of job %lld",
+				      id);
+	if (v == NULL)
+		return ops_fail(err, OPS_E_CONFLICT, false,
+				"job %lld attempt %d is no longer held by %s",
+				id, attempt, owner);
+	if (state_out != NULL)
+		snprintf(state_out, 16, "%s", v);
+	free(v);
+	return 0;
+}
+
+int
+queue_renew(struct db *db, const long long *ids, int n, const char *owner,
+	    long lease_s, int *renewed, struct ops_err *err)
+{
+	char *ia, lease[24];
+	const char *p[3];
+	long long count = 0;
+	int r;
+
+	if (renewed != NULL)
+		*renewed = 0;
+	if (n <= 0)
+		return 0;
+	ia = num_array(ids, NULL, n);
+	snprintf(lease, sizeof(lease), "%ld", lease_s);
+	p[0] = ia;
+	p[1] = owner;
+	p[2] = lease;
+	r = db_exec(db,
+		    "UPDATE apexops.queue_jobs SET lease_expires_at = now() +"
+		    " $3::int * interval '1 s', updated_at = now()"
+		    " WHERE id = ANY ($1::bigint[]) AND state = 'running'"
+		    " AND lease_owner = $2",
+		    3, p, &count, err);
+	free(ia);
+	if (r != 0)
+		return ops_err_prefix(err, "renewing leases");
+	if (renewed != NULL)
+		*renewed = (int)count;
+	return 0;
+}
+
+int
+queue_release(struct db *db, const long long *ids, const int *attempts, int n,
+	      const char *owner, struct ops_err *err)
+{
+	char *ia, *aa;
+	const char *p[3];
+	int r;
+
+	if (n <= 0)
+		return 0;
+	ia = num_array(ids, NULL, n);
+	aa = num_array(NULL, attempts, n);
+	p[0] = ia;
+	p[1] = aa;
+	p[2] = owner;
+	r = db_exec(db,
+		    "UPDATE apexops.queue_jobs q SET state = 'available',"
+		    " attempt = q.attempt - 1, run_at = now(),"
+		    " lease_owner = NULL, lease_expires_at = NULL,"
+		    " updated_at = now()"
+		    " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
+		    " WHERE q.id = c.id AND q.attempt = c.attempt"
+		    " AND q.state = 'running' AND q.lease_owner = $3",
+		    3, p, NULL, err);
+	free(ia);
+	free(aa);
+	if (r != 0)
+		return ops_err_prefix(err, "releasing %d job(s)", n);
+	return 0;
+}
+
+int
+queue_reap(struct db *db, int *n, struct ops_err *err)
+{
+	long long count = 0;
+	int r;
+
+	*n = 0;
+	r = db_exec(
+		db,
+		"UPDATE apexops.queue_jobs q SET"
+		" state = CASE WHEN q.attempt < q.max_attempts"
+		"  THEN 'failed-retrying' ELSE 'dead' END,"
+		" run_at = now(),"
+		" last_error = 'the lease of ' || q.lease_owner || ' lapsed"
+		" (the worker died or lost the database)',"
+		" errors = q.errors || jsonb_build_array(jsonb_build_object("
+		"  'attempt', q.attempt, 'error', 'the lease of ' ||"
+		"  q.lease_owner || ' lapsed', 'at', " TS(
+			"now()") ")),"
+				 " finished_at = CASE WHEN q.attempt < "
+				 "q.max_attempts THEN NULL"
+				 "  ELSE now() END,"
+				 " lease_owner = NULL, lease_expires_at = NULL,"
+				 " updated_at = now()"
+				 " WHERE q.id IN (SELECT id FROM "
+				 "apexops.queue_jobs"
+				 "  WHERE state = 'running' AND "
+				 "lease_expires_at < now()"
+				 "  FOR UPDATE SKIP LOCKED)",
+		0, NULL, &count, err);
+	if (r != 0)
+		return ops_err_prefix(err, "reaping lapsed leases");
+	*n = (int)count;
+	return 0;
+}
+
+int
+queue_retry(struct db *db, long long id, int *n, struct ops_err *err)
+{
+	char ids[24];
+	const char *p[1] = { ids };
+	long long count = 0;
+	int r;
+
+	*n = 0;
+	snprintf(ids, sizeof(ids), "%lld", id);
+	r = db_exec(db,
+		    "UPDATE apexops.queue_jobs SET state = 'available',"
+		    " run_at = now(), attempt = 0, finished_at = NULL,"
+		    " updated_at = now()"
+		    " WHERE CASE WHEN $1::bigint = 0 THEN state = 'dead'"
+		    "  ELSE id = $1::bigint AND state IN ('dead', 'cancelled',"
+		    "  'failed-retrying') END",
+		    1, p, &count, err);
+	if (r != 0)
+		return ops_err_prefix(err, "retrying");
+	*n = (int)count;
+	return 0;
+}
+
+int
+queue_cancel(struct db *db, long long id, int *n, struct ops_err *err)
+{
+	char ids[24];
+	const char *p[1] = { ids };
+	long long count = 0;
+	int r;
+
+	*n = 0;
+	snprintf(ids, sizeof(ids), "%lld", id);
+	r = db_exec(db,
+		    "UPDATE apexops.queue_jobs SET state = 'cancelled',"
+		    " finished_at = now(), updated_at = now()"
+		    " WHERE id = $1::bigint"
+		    " AND state IN ('available', 'failed-retrying')",
+		    1, p, &count, err);
+	if (r != 0)
+		return ops_err_prefix(err, "cancelling job %lld", id);
+	*n = (int)count;
+	return 0;
+}
+
+int
+queue_prune(struct db *db, long keep_days, long dead_days, long long *n,
+	    struct ops_err *err)
+{
+	char kd[24], dd[24];
+	const char *p[2] = { kd, dd };
+	int r;
+
+	*n = 0;
+	snprintf(kd, sizeof(kd), "%ld", keep_days);
+	snprintf(dd, sizeof(dd), "%ld", dead_days);
+	r = db_exec(db,
+		    "DELETE FROM apexops.queue_jobs WHERE"
+		    " (state IN ('succeeded', 'cancelled') AND finished_at <"
+		    "  now() - $1::int * interval '1 day')"
+		    " OR (state = 'dead' AND finished_at <"
+		    "  now() - $2::int * interval '1 day')",
+		    2, p, n, err);
+	if (r != 0)
+		return ops_err_prefix(err, "pruning finished jobs");
+	return 0;
+}
+
+int
+queue_stats_json(struct db *db, char **json, struct ops_err *err)
+{
+	int r;
+
+	*json = NULL;
+	r = db_query_value(
+		db,
+		"SELECT COALESCE(jsonb_object_agg(kind, states), '{}')::text"
+		" FROM (SELECT kind, jsonb_object_agg(state, "
+		"jsonb_build_object("
+		"  'count', n, 'oldest_age_s', age)) AS states"
+		"  FROM (SELECT kind, state, count(*) AS n,"
+		"   round(extract(epoch FROM now() - min(CASE WHEN state IN"
+		"    ('available', 'failed-retrying') THEN run_at ELSE"
+		"    created_at END)))::bigint AS age"
+		"   FROM apexops.queue_jobs GROUP BY kind, state) s"
+		"  GROUP BY kind) k",
+		0, NULL, json, err);
+	if (r != 0)
+		return ops_err_prefix(err, "reading queue statistics");
+	return 0;
+}
+
+#define JOB_JSON                                                                                    \
+	"jsonb_build_object('id', id, 'kind', kind, 'state', state,"                                \
+	" 'priority', priority, 'attempt', attempt, 'max_attempts',"                                \
+	" max_attempts, 'run_at', " TS("run_at") ", 'created_at', " TS("creat"                      \
+								       "ed_"                        \
+								       "at") ", 'started_at', " TS( \
+		"started_at") ", 'finished_at', " TS("finished_at") ", "                            \
+								    "'lease_"                       \
+								    "owner',"                       \
+								    " lease_"                       \
+								    "owner, "                       \
+								    "'lease_"                       \
+								    "expires_"                      \
+								    "at',"                          \
+								    " " TS("l"                      \
+									   "e"                      \
+									   "a"                      \
+									   "s"                      \
+									   "e"                      \
+									   "_"                      \
+									   "e"                      \
+									   "x"                      \
+									   "p"                      \
+									   "i"                      \
+									   "r"                      \
+									   "e"                      \
+									   "s"                      \
+									   "_"                      \
+									   "a"                      \
+									   "t") ", 'unique_key', unique_key, 'last_error', last_error)"
+
+int
+queue_list_json(struct db *db, const char *state, const char *kind, long limit,
+		char **json, struct ops_err *err)
+{
+	char lim[24];
+	const char *p[3] = { state, kind, lim };
+	int r;
+
+	*json = NULL;
+	snprintf(lim, sizeof(lim), "%ld", limit);
+	r = db_query_value(db,
+			   "SELECT COALESCE(jsonb_agg(j ORDER BY id DESC),"
+			   " '[]')::text FROM (SELECT id, " JOB_JSON " AS j"
+			   " FROM apexops.queue_jobs"
+			   " WHERE ($1::text IS NULL OR state = $1)"
+			   " AND ($2::text IS NULL OR kind = $2)"
+			   " ORDER BY id DESC LIMIT $3::int) s",
+			   3, p, json, err);
+	if (r != 0)
+		return ops_err_prefix(err, "listing jobs");
+	return 0;
+}
+
+int
+queue_show_json(struct db *db, long long id, char **json, struct ops_err *err)
+{
+	char ids[24];
+	const char *p[1] = { ids };
+	int r;
+
+	*json = NULL;
+	snprintf(ids, sizeof(ids), "%lld", id);
+	r = db_query_value(db,
+			   "SELECT (" JOB_JSON " || jsonb_build_object("
+			   "'payload', payload, 'errors', errors))::text"
+			   " FROM apexops.queue_jobs WHERE id = $1::bigint",
+			   1, p, json, err);
+	if (r != 0)
+		return ops_err_prefix(err, "reading job %lld", id);
+	if (*json == NULL)
+		return ops_fail(err, OPS_E_NOTFOUND, false, "no job %lld", id);
+	return 0;
+}
