@@ -4,7 +4,6 @@
  * The engine is jobs/purge.c; this file parses flags, installs the stop
  * signals and prints the plan or the outcome.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "db/db.h"
@@ -20,6 +20,7 @@
 const char cmd_purge_usage[] =
 	"usage: apexops purge [--execute | --dry-run] [--months N] "
 	"[--as-of YYYY-MM-DD]\n"
+	"                     [--allow-future-as-of] [--skip-referenced]\n"
 	"                     [--batch-ms MS] [--batch-min N] [--batch-max N]\n"
 	"                     [--max-rate ROWS_PER_S] [--sleep MS]\n"
 	"                     [--lock-timeout MS] [--vacuum] [--json]\n"
@@ -35,7 +36,16 @@ const char cmd_purge_usage[] =
 	"  --dry-run           plan only, even when CONFIRM=1\n"
 	"  --months N          months to keep, 1..1200 (default "
 	"RETENTION_MONTHS, 18)\n"
-	"  --as-of DATE        take DATE as today (YYYY-MM-DD)\n"
+	"  --as-of DATE        take DATE as today (YYYY-MM-DD); a date after "
+	"today in\n"
+	"                      CRON_TZ is refused\n"
+	"  --allow-future-as-of  accept an --as-of after today, for a dry-run "
+	"only\n"
+	"  --skip-referenced   keep the expired rows that an ON DELETE "
+	"RESTRICT or\n"
+	"                      NO ACTION foreign key references (without it, "
+	"--execute\n"
+	"                      refuses to start when there are any)\n"
 	"  --batch-ms MS       target duration of one delete transaction "
 	"(200)\n"
 	"  --batch-min N       first and smallest batch, in rows (500)\n"
@@ -54,9 +64,16 @@ const char cmd_purge_usage[] =
 	"running again finishes\nthe job. Every run is recorded in "
 	"apexops.purge_runs ('apexops purge history').\n"
 	"\n"
-	"Exit: 0 done (or planned), 1 failed, 64 bad flag, 69 database "
-	"unreachable,\n"
-	"      75 stopped by a signal or another purge is running, 78 bad "
+	"Rows that cannot go are walked past and reported with the reason: "
+	"locked "
+	"by\nanother transaction (tried again at the end, up to the lock "
+	"timeout), kept\nby a trigger. Such a run is 'partial'.\n"
+	"\n"
+	"Exit: 0 done (or planned), 1 failed (or partial: rows kept by a "
+	"trigger),\n"
+	"      64 bad flag, 69 database unreachable, 75 stopped by a signal, "
+	"another\n"
+	"      purge is running, or partial with rows still locked, 78 bad "
 	"months.\n";
 
 static volatile sig_atomic_t stop_flag;
@@ -101,11 +118,76 @@ human_bytes(long long n, char *out, size_t size)
 		snprintf(out, size, "%.1f %s", v, unit[u]);
 }
 
+/* Why the rows deleted differ from the plan, or NULL when they do not. */
 static void
-print_text(const struct purge_result *res, bool execute)
+print_shortfall(const struct purge_result *res,
+		const struct purge_table_result *t)
+{
+	long long diff = t->deleted_rows - t->planned_rows;
+	long long explained = t->left_locked + t->left_trigger +
+			      t->left_referenced + t->left_other;
+
+	if (t->left_locked > 0)
+		printf("  left               %lld locked by another "
+		       "transaction\n",
+		       t->left_locked);
+	if (t->left_trigger > 0)
+		printf("  left               %lld kept by a trigger\n",
+		       t->left_trigger);
+	if (t->left_referenced > 0)
+		printf("  left               %lld referenced by a foreign key "
+		       "(--skip-referenced)\n",
+		       t->left_referenced);
+	if (t->left_other > 0)
+		printf("  left               %lld written behind the purge "
+		       "meanwhile\n",
+		       t->left_other);
+	if (diff == 0)
+		return;
+	if (!t->census) {
+		/* the table was not finished: say why */
+		printf("  note               %lld of %lld planned rows not "
+		       "deleted: %s\n",
+		       -diff, t->planned_rows,
+		       res->stopped    ? "stopped by a signal"
+		       : res->error[0] ? "the run failed (see the error below)"
+				       : "the run ended before this table");
+		return;
+	}
+	if (diff + explained != 0)
+		printf("  note               %+lld rows against the plan: rows "
+		       "older than the cutoff were written or deleted "
+		       "meanwhile\n",
+		       diff + explained);
+}
+
+static void
+print_refs(const struct purge_table_result *t)
+{
+	for (int k = 0; k < t->nrefs; k++) {
+		const struct purge_ref *ref = &t->refs[k];
+		const char *what;
+		long long n = ref->referencing_rows;
+
+		if (strcmp(ref->action, "cascade") == 0) {
+			what = "rows of it will be deleted with them";
+		} else if (strncmp(ref->action, "set ", 4) == 0) {
+			what = "rows of it will be changed";
+		} else {
+			what = "expired rows are referenced: they cannot be "
+			       "deleted";
+			n = ref->referenced_rows;
+		}
+		printf("  referenced by      %s (%s, ON DELETE %s): %lld %s\n",
+		       ref->table, ref->constraint, ref->action, n, what);
+	}
+}
+
+static void
+print_text(const struct purge_result *res)
 {
 	printf("%s: keep %ld months, time zone %s, today %s\n",
-	       execute ? "EXECUTE" : "DRY-RUN (nothing is deleted)",
+	       res->execute ? "EXECUTE" : "DRY-RUN (nothing is deleted)",
 	       res->months, res->tz, res->today);
 	printf("cutoff: %s (%s local): rows created before it expire\n",
 	       res->cutoff, res->cutoff_local);
@@ -134,31 +216,42 @@ print_text(const struct purge_result *res, bool execute)
 			       t->partitions);
 		else
 			printf("  whole partitions   0 (not partitioned)\n");
+		print_refs(t);
 		if (res->executed) {
 			printf("  deleted            %lld in %.1f s (%lld "
 			       "batches, %d partitions dropped, %lld lock "
 			       "retries)\n",
 			       t->deleted_rows, t->seconds, t->batches,
 			       t->partitions_dropped, t->lock_retries);
-			if (t->deleted_rows != t->planned_rows)
-				printf("  note               %+lld rows "
-				       "against "
-				       "the plan: rows older than the cutoff "
-				       "were written or deleted meanwhile\n",
-				       t->deleted_rows - t->planned_rows);
+			print_shortfall(res, t);
+			if (t->vacuum_error[0] != '\0')
+				printf("  warning            VACUUM failed: "
+				       "%s\n",
+				       t->vacuum_error);
 		}
 	}
 	printf("\n");
-	if (res->executed)
+	if (res->execute && strcmp(res->status, "succeeded") == 0)
+		printf("total: %lld rows deleted of %lld planned in %.1f s; "
+		       "run %lld: succeeded%s\n",
+		       res->deleted_total, res->planned_total, res->seconds,
+		       res->run_id, res->warnings ? " with warnings" : "");
+	else if (res->execute)
 		printf("total: %lld rows deleted of %lld planned in %.1f s%s; "
-		       "run %lld\n",
+		       "run %lld: %s\nerror: %s\n",
 		       res->deleted_total, res->planned_total, res->seconds,
 		       res->stopped ? " (STOPPED: run again to finish)" : "",
-		       res->run_id);
-	else
+		       res->run_id, res->status[0] ? res->status : "failed",
+		       res->error[0] ? res->error : "-");
+	else if (strcmp(res->status, "succeeded") == 0)
 		printf("total: %lld rows would be deleted; run %lld. To "
 		       "delete, run again with --execute (or CONFIRM=1).\n",
 		       res->planned_total, res->run_id);
+	else
+		printf("total: the dry-run did not finish; run %lld: %s\n"
+		       "error: %s\n",
+		       res->run_id, res->status[0] ? res->status : "failed",
+		       res->error[0] ? res->error : "-");
 	if (res->abandoned > 0)
 		printf("note: %d earlier run(s) that never finished are now "
 		       "marked abandoned\n",
@@ -252,7 +345,7 @@ cmd_purge_history(struct cli_ctx *ctx, int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = cli_getopt("purge", argc, argv, "", longopts)) != -1) {
 		switch (c) {
 		case 'l':
 			if (parse_opt_long("--limit", optarg, 1, 100000,
@@ -263,9 +356,7 @@ cmd_purge_history(struct cli_ctx *ctx, int argc, char **argv)
 			as_json = true;
 			break;
 		default:
-			return cli_usage("purge",
-					 "history: unknown option '%s'",
-					 argv[optind - 1]);
+			return OPS_EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind < argc)
@@ -297,7 +388,9 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_VAC,
 		O_JSON,
 		O_BMIN,
-		O_BMAX
+		O_BMAX,
+		O_FUTURE,
+		O_SKIPREF
 	};
 	static const struct option longopts[] = {
 		{ "execute", no_argument, NULL, O_EXEC },
@@ -312,6 +405,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "lock-timeout", required_argument, NULL, O_LT },
 		{ "vacuum", no_argument, NULL, O_VAC },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "allow-future-as-of", no_argument, NULL, O_FUTURE },
+		{ "skip-referenced", no_argument, NULL, O_SKIPREF },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct purge_opts o;
@@ -328,7 +423,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = cli_getopt("purge", argc, argv, "", longopts)) != -1) {
 		switch (c) {
 		case O_EXEC:
 			execute = true;
@@ -387,9 +482,14 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		case O_JSON:
 			as_json = true;
 			break;
+		case O_FUTURE:
+			o.allow_future_as_of = true;
+			break;
+		case O_SKIPREF:
+			o.skip_referenced = true;
+			break;
 		default:
-			return cli_usage("purge", "unknown option '%s'",
-					 argv[optind - 1]);
+			return OPS_EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind < argc)
@@ -411,6 +511,10 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 			"apexops purge: warning: CONFIRM='%s' is not exactly "
 			"'1' or 'true': this is a dry-run\n",
 			ctx->cfg.confirm_raw);
+	if (o.allow_future_as_of && execute)
+		return cli_usage("purge",
+				 "--allow-future-as-of is for a dry-run only: "
+				 "drop --execute (and CONFIRM)");
 	o.execute = execute;
 	o.tz = ctx->cfg.cron_tz;
 	o.trigger = "manual";
@@ -426,14 +530,14 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 	sigaction(SIGTERM, &old_term, NULL);
 	running_db = NULL;
 
-	if (r == 0 || res.ntables > 0) {
+	if (r == 0 || res.ntables > 0 || res.run_id > 0) {
 		if (as_json) {
 			char *s = purge_result_json(&res);
 
 			printf("%s\n", s);
 			free(s);
 		} else {
-			print_text(&res, execute);
+			print_text(&res);
 		}
 	}
 	rc = r == 0 ? OPS_EXIT_OK : cli_report(ctx, &err);

@@ -19,6 +19,7 @@
 #include "core/err.h"
 
 struct db;
+struct purge_result;
 
 /* One retention policy: rows of schema.table whose column is older than
  * the cutoff expire. Constants, never data, so they may appear in SQL. */
@@ -32,15 +33,22 @@ extern const struct purge_policy purge_policies[];
 extern const int purge_npolicies;
 
 #define PURGE_MAX_TABLES 8
+#define PURGE_MAX_REFS	 8
 
 /* The advisory lock name that keeps two purges from running at once. */
 #define PURGE_LOCK_NAME "apexops.purge"
 
 struct purge_opts {
-	long months;	      /* 1..1200 (callers validate) */
-	const char *tz;	      /* IANA zone of "today"; NULL: UTC */
-	const char *as_of;    /* YYYY-MM-DD pinning "today", or NULL */
-	bool execute;	      /* false: dry-run (plan only) */
+	long months;	   /* 1..1200 (callers validate) */
+	const char *tz;	   /* IANA zone of "today"; NULL: UTC */
+	const char *as_of; /* YYYY-MM-DD pinning "today", or NULL */
+	bool execute;	   /* false: dry-run (plan only) */
+	/* an as-of after today (in tz) is refused unless this is set, and
+	 * even then only for a dry-run */
+	bool allow_future_as_of;
+	/* leave expired rows that an ON DELETE RESTRICT / NO ACTION foreign
+	 * key references in place instead of refusing to execute */
+	bool skip_referenced;
 	const char *trigger;  /* "manual" or "scheduled" (recorded) */
 	const char *os_user;  /* recorded; NULL: looked up from the uid */
 	long batch_ms;	      /* target batch duration; 0: 200 */
@@ -53,6 +61,24 @@ struct purge_opts {
 	bool progress_tty;    /* progress drawn on a terminal */
 	/* polled between batches: non-zero stops after the current one */
 	volatile sig_atomic_t *stop;
+	/*
+	 * Called after a batch commits, at most about once a second, with the
+	 * result so far (for the run record). A failure is logged and the
+	 * purge goes on. NULL: none.
+	 */
+	int (*on_progress)(void *arg, const struct purge_result *res,
+			   struct ops_err *err);
+	void *progress_arg;
+};
+
+/* A foreign key that references a policy table, as the plan found it. */
+struct purge_ref {
+	char table[128];	    /* the referencing table (regclass text) */
+	char constraint[128];	    /* its constraint name */
+	char action[16];	    /* "cascade", "set null", "set default",
+				       "restrict", "no action" */
+	long long referencing_rows; /* its rows that reference expired rows */
+	long long referenced_rows;  /* expired rows it references */
 };
 
 struct purge_table_result {
@@ -74,6 +100,18 @@ struct purge_table_result {
 	long long lock_retries;
 	double partition_seconds; /* detaching and dropping partitions */
 	double seconds;		  /* everything for this table */
+	int passes;		  /* walks over the expired range */
+	/* expired rows still there when the table was done, and why */
+	long long left_rows;
+	long long left_locked;	   /* locked by another transaction */
+	long long left_trigger;	   /* kept by a trigger */
+	long long left_referenced; /* kept: a RESTRICT/NO ACTION reference */
+	long long left_other;	   /* written behind the purge meanwhile */
+	bool census;		   /* the left_* counts were taken */
+	int nrefs;
+	struct purge_ref refs[PURGE_MAX_REFS];
+	bool vacuumed;
+	char vacuum_error[512]; /* a failed --vacuum: a warning, "" if none */
 };
 
 struct purge_result {
@@ -83,14 +121,22 @@ struct purge_result {
 	char today[11];	       /* the "today" used (as-of or the tz's date) */
 	char tz[64];
 	long months;
-	bool executed;
+	bool execute;  /* the mode asked for */
+	bool executed; /* the execution started (the plan was complete) */
 	bool stopped;  /* a stop flag ended the run early */
+	/* "succeeded", "partial" (rows the plan counted were left, see
+	 * left_*), "stopped" or "failed" (error); "" before the end */
+	char status[16];
+	char error[512];
 	int abandoned; /* stale running rows marked abandoned */
 	int ntables;
 	struct purge_table_result tables[PURGE_MAX_TABLES];
 	long long planned_total;
 	long long deleted_total;
 	long long null_total;
+	long long left_total;  /* sum of the tables' left_rows */
+	long long left_locked; /* of which locked by another transaction */
+	int warnings;	       /* e.g. a failed VACUUM */
 	double seconds;
 };
 
@@ -99,8 +145,14 @@ struct purge_result {
  * session advisory lock PURGE_LOCK_NAME (OPS_E_CONFLICT when another purge
  * holds it), marks stale running rows abandoned, records the run, plans
  * every policy table and, when executing, removes what the plan counted.
- * res is filled as far as the run got, also on failure. A stop request
- * returns OPS_E_STOPPED (transient) after the current batch.
+ * res is filled as far as the run got, also on failure (res->status and
+ * res->error say how it ended). Returns 0 when it succeeded; OPS_E_INVALID
+ * for an as-of after today (nothing recorded); OPS_E_REFUSED before
+ * deleting anything when a RESTRICT / NO ACTION key references expired rows
+ * (unless o->skip_referenced); for a "partial" run, OPS_E_CONFLICT
+ * (transient) when rows were left locked by another transaction, else
+ * OPS_E_REFUSED (kept by a trigger); OPS_E_STOPPED (transient) after a stop
+ * request, after the current batch.
  */
 int purge_run(struct db *db, const struct purge_opts *o,
 	      struct purge_result *res, struct ops_err *err);

@@ -1,4 +1,5 @@
 /* Integration tests of the purge engine as the scheduler calls it. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
@@ -180,6 +182,361 @@ test_scheduled_run_and_status(void **state)
 	db_close(db);
 }
 
+/* A database of its own with n rows before 2024-02-29 (the 2025-08-31 - 18
+ * months cutoff), one per 10 minutes, and 100 after it. */
+static char *
+seeded_db(const char *name, int n)
+{
+	char *u = itest_new_db(name, 1), *sql;
+	struct db *db = itest_connect(u);
+
+	itest_exec(db, "ALTER TABLE usage_events DROP CONSTRAINT IF EXISTS "
+		       "usage_events_customer_id_fkey");
+	sql = xasprintf(
+		"INSERT INTO usage_events (customer_id, event_name,"
+		" event_value, created_at)"
+		" SELECT gen_random_uuid(), 'api_calls', g,"
+		" timestamptz '2024-02-29 00:00:00+00'"
+		" - g * interval '10 minutes'"
+		" FROM generate_series(1, %d) g"
+		" UNION ALL SELECT gen_random_uuid(), 'api_calls', 0,"
+		" timestamptz '2024-02-29 00:00:00+00'"
+		" + g * interval '1 hour' FROM generate_series(0, 99) g",
+		n);
+	itest_exec(db, sql);
+	free(sql);
+	db_close(db);
+	return u;
+}
+
+static long long
+expired_left(struct db *db, const char *table)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM %s WHERE created_at < '2024-02-29Z'",
+		 table);
+	return itest_value_ll(db, sql);
+}
+
+static void
+test_future_as_of_refused(void **state)
+{
+	char *u = seeded_db("purge_future", 300);
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+
+	(void)state;
+	base_opts(&o);
+	o.as_of = "2062-11-25"; /* a typo for 2026 */
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_INVALID);
+	assert_non_null(strstr(err.msg, "--as-of 2062-11-25 is after today"));
+	/* allowed, but only for a preview */
+	o.allow_future_as_of = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_INVALID);
+	assert_non_null(strstr(err.msg, "may only be previewed"));
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 400);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM apexops.purge_runs"),
+		0);
+	o.execute = false;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_int_equal(res.planned_total, 400);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 400);
+	/* today itself is fine, in the zone's own calendar */
+	o.allow_future_as_of = false;
+	o.as_of = NULL;
+	o.tz = "Pacific/Kiritimati";
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	db_close(db);
+	free(u);
+}
+
+/*
+ * The position between batches must not go through the session's
+ * DateStyle and TimeZone: under 'SQL, DMY' and Asia/Kolkata, "IST" read
+ * back is Israel time, and batches skipped 3.5 hours of rows each.
+ */
+static void
+test_datestyle_does_not_skip_rows(void **state)
+{
+	char *u = seeded_db("purge_dmy", 20000), *role_url, *sql;
+	struct db *db = itest_connect(u), *dmy;
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+	char role[64];
+
+	(void)state;
+	snprintf(role, sizeof(role), "purge_dmy_%d", (int)getpid());
+	sql = xasprintf("DROP ROLE IF EXISTS %s", role);
+	itest_exec(db, sql);
+	free(sql);
+	sql = xasprintf("CREATE ROLE %s LOGIN SUPERUSER", role);
+	itest_exec(db, sql);
+	free(sql);
+	sql = xasprintf("ALTER ROLE %s SET DateStyle = 'SQL, DMY'", role);
+	itest_exec(db, sql);
+	free(sql);
+	sql = xasprintf("ALTER ROLE %s SET TimeZone = 'Asia/Kolkata'", role);
+	itest_exec(db, sql);
+	free(sql);
+	role_url = xasprintf("postgresql://%s@%s", role, strchr(u, '@') + 1);
+	dmy = itest_connect(role_url);
+	{
+		char *ds = itest_value(dmy, "SHOW DateStyle");
+
+		assert_string_equal(ds, "SQL, DMY");
+		free(ds);
+	}
+	base_opts(&o);
+	o.execute = true;
+	o.batch_min = 500;
+	o.batch_max = 500;
+	assert_int_equal(purge_run(dmy, &o, &res, &err), 0);
+	assert_string_equal(res.status, "succeeded");
+	assert_int_equal(res.tables[0].planned_rows, 20000);
+	assert_int_equal(res.tables[0].deleted_rows, 20000);
+	/* in one walk: the return walks (for locked rows) must not be what
+	 * catches rows a misread position skipped */
+	assert_int_equal(res.tables[0].passes, 1);
+	assert_int_equal(expired_left(db, "usage_events"), 0);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 100);
+	db_close(dmy);
+	sql = xasprintf("DROP ROLE %s", role);
+	itest_exec(db, sql);
+	free(sql);
+	free(role_url);
+	db_close(db);
+	free(u);
+}
+
+/* A legal hold: a BEFORE DELETE trigger keeps some rows. */
+static void
+test_trigger_kept_rows_are_walked_past(void **state)
+{
+	char *u = seeded_db("purge_hold", 10600);
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+	char *tables;
+
+	(void)state;
+	/* every 7th row is on hold, some in every batch */
+	itest_exec(db, "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql"
+		       " AS $$ BEGIN IF OLD.event_value % 7 = 0 THEN"
+		       " RETURN NULL; END IF; RETURN OLD; END $$");
+	itest_exec(db, "CREATE TRIGGER legal_hold BEFORE DELETE ON usage_events"
+		       " FOR EACH ROW EXECUTE FUNCTION hold()");
+	base_opts(&o);
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_REFUSED);
+	assert_false(err.transient);
+	assert_non_null(strstr(err.msg, "1514 kept by a trigger"));
+	assert_string_equal(res.status, "partial");
+	assert_int_equal(res.tables[0].deleted_rows, 10600 - 1514);
+	assert_int_equal(res.tables[0].left_rows, 1514);
+	assert_int_equal(res.tables[0].left_trigger, 1514);
+	assert_int_equal(res.tables[0].left_locked, 0);
+	assert_int_equal(expired_left(db, "usage_events"), 1514);
+	/* the run record keeps the reason */
+	tables = itest_value(db, "SELECT tables::text || error FROM "
+				 "apexops.purge_runs ORDER BY id DESC LIMIT 1");
+	assert_non_null(strstr(tables, "\"kept by a trigger\": 1514"));
+	assert_non_null(strstr(tables, "partial purge"));
+	free(tables);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM "
+					    "apexops.purge_runs WHERE status "
+					    "= 'failed'"),
+			 1);
+	db_close(db);
+	free(u);
+}
+
+/* Another transaction holds the oldest 1,001 expired rows. */
+static void
+test_locked_rows_are_skipped(void **state)
+{
+	char *u = seeded_db("purge_locked", 5000);
+	struct db *db = itest_connect(u), *holder = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+	char *rec;
+
+	(void)state;
+	assert_int_equal(db_begin(holder, &err), 0);
+	itest_exec(holder, "SELECT 1 FROM (SELECT 1 FROM usage_events"
+			   " ORDER BY created_at LIMIT 1001 FOR UPDATE) x");
+	base_opts(&o);
+	o.execute = true;
+	o.lock_timeout_ms = 20;
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_CONFLICT);
+	assert_true(err.transient); /* exit 75: a rerun may finish */
+	assert_non_null(strstr(err.msg, "1001 locked by another transaction"));
+	assert_string_equal(res.status, "partial");
+	assert_int_equal(res.tables[0].deleted_rows, 5000 - 1001);
+	assert_int_equal(res.tables[0].left_locked, 1001);
+	assert_int_equal(res.left_locked, 1001);
+	assert_true(res.tables[0].passes > 1); /* it came back for them */
+	rec = itest_value(db, "SELECT tables::text FROM apexops.purge_runs"
+			      " ORDER BY id DESC LIMIT 1");
+	assert_non_null(strstr(rec, "\"locked by another transaction\": 1001"));
+	free(rec);
+	db_rollback(holder);
+	/* released: the next run finishes */
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_int_equal(res.tables[0].deleted_rows, 1001);
+	assert_int_equal(expired_left(db, "usage_events"), 0);
+	db_close(holder);
+	db_close(db);
+	free(u);
+}
+
+struct vac_holder {
+	const char *url;
+	volatile int ready;
+	int waited; /* the VACUUM waited past the statement timeout */
+};
+
+/* Hold off VACUUM of usage_events until it has waited for longer than the
+ * purge session's statement timeout, or is gone. */
+static void *
+hold_vacuum(void *arg)
+{
+	struct vac_holder *h = arg;
+	struct db *db = itest_connect(h->url);
+	struct ops_err err = OPS_ERR_INIT;
+	bool seen = false;
+
+	if (db_begin(db, &err) != 0)
+		abort();
+	itest_exec(db,
+		   "LOCK TABLE usage_events IN SHARE UPDATE EXCLUSIVE MODE");
+	h->ready = 1;
+	for (int i = 0; i < 6000; i++) {
+		long long w;
+
+		/* the activity view is a snapshot per transaction */
+		itest_exec(db, "SELECT pg_stat_clear_snapshot()");
+		w = itest_value_ll(
+			db, "SELECT count(*) FILTER (WHERE clock_timestamp() - "
+			    "query_start"
+			    " > interval '1 second') * 10 + count(*)"
+			    " FROM pg_stat_activity WHERE query LIKE"
+			    " 'VACUUM%usage_events%' AND wait_event_type ="
+			    " 'Lock'");
+
+		if (w >= 10) {
+			h->waited = 1;
+			break;
+		}
+		if (w > 0)
+			seen = true;
+		else if (seen)
+			break; /* it gave up: the timeout applied */
+		usleep(10000);
+	}
+	db_rollback(db);
+	db_close(db);
+	return NULL;
+}
+
+static void
+test_vacuum_without_statement_timeout(void **state)
+{
+	char *u = seeded_db("purge_vac", 2000);
+	struct db *db = itest_connect(u), *other;
+	struct ops_err err = OPS_ERR_INIT;
+	struct vac_holder h = { u, 0, 0 };
+	struct purge_result res;
+	struct purge_opts o;
+	pthread_t th;
+	char *st;
+
+	(void)state;
+	itest_exec(db, "SET statement_timeout = '300ms'");
+	assert_int_equal(pthread_create(&th, NULL, hold_vacuum, &h), 0);
+	while (!h.ready)
+		usleep(1000);
+	base_opts(&o);
+	o.execute = true;
+	o.vacuum = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(h.waited, 1);
+	assert_string_equal(res.tables[0].vacuum_error, "");
+	assert_true(res.tables[0].vacuumed);
+	assert_true(res.tables[1].vacuumed);
+	st = itest_value(db, "SHOW statement_timeout");
+	assert_string_equal(st, "300ms"); /* restored */
+	free(st);
+
+	/* a VACUUM that fails is a warning, and the next table still gets
+	 * its VACUUM */
+	other = itest_connect(u);
+	assert_int_equal(db_begin(other, &err), 0);
+	itest_exec(other, "LOCK TABLE usage_events IN SHARE UPDATE EXCLUSIVE "
+			  "MODE");
+	itest_exec(db, "SET lock_timeout = '50ms'");
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_string_equal(res.status, "succeeded");
+	assert_int_equal(res.warnings, 1);
+	assert_false(res.tables[0].vacuumed);
+	assert_non_null(strstr(res.tables[0].vacuum_error, "lock timeout"));
+	assert_true(res.tables[1].vacuumed);
+	db_rollback(other);
+	db_close(other);
+	db_close(db);
+	free(u);
+}
+
+static int
+count_progress(void *arg, const struct purge_result *res, struct ops_err *err)
+{
+	long long *calls = arg;
+
+	(void)err;
+	assert_true(res->deleted_total > 0);
+	(*calls)++;
+	return 0;
+}
+
+/* Progress is reported as batches commit, at most about once a second. */
+static void
+test_progress_while_running(void **state)
+{
+	char *u = seeded_db("purge_prog", 3000);
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+	long long calls = 0;
+
+	(void)state;
+	base_opts(&o);
+	o.execute = true;
+	o.batch_min = 100;
+	o.batch_max = 100;
+	o.on_progress = count_progress;
+	o.progress_arg = &calls;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	/* 30 batches; a report at the end of each table at least, never one
+	 * per batch */
+	assert_true(calls >= 1);
+	assert_true(calls < res.tables[0].batches);
+	db_close(db);
+	free(u);
+}
+
 int
 main(void)
 {
@@ -188,6 +545,12 @@ main(void)
 		cmocka_unit_test(test_cutoff_clamps_at_month_end),
 		cmocka_unit_test(test_stop_flag_stops_before_deleting),
 		cmocka_unit_test(test_scheduled_run_and_status),
+		cmocka_unit_test(test_future_as_of_refused),
+		cmocka_unit_test(test_datestyle_does_not_skip_rows),
+		cmocka_unit_test(test_trigger_kept_rows_are_walked_past),
+		cmocka_unit_test(test_locked_rows_are_skipped),
+		cmocka_unit_test(test_vacuum_without_statement_timeout),
+		cmocka_unit_test(test_progress_while_running),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

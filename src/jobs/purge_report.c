@@ -1,0 +1,167 @@
+/* The purge result as JSON: for --json and for the run record. */
+#include "jobs/purge_internal.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "core/xalloc.h"
+
+static json_t *
+refs_json(const struct purge_table_result *t)
+{
+	json_t *arr = json_array();
+
+	for (int i = 0; i < t->nrefs; i++) {
+		const struct purge_ref *ref = &t->refs[i];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "table", json_string(ref->table));
+		json_object_set_new(o, "constraint",
+				    json_string(ref->constraint));
+		json_object_set_new(o, "on_delete", json_string(ref->action));
+		json_object_set_new(o, "referencing_rows",
+				    json_integer(ref->referencing_rows));
+		json_object_set_new(o, "referenced_rows",
+				    json_integer(ref->referenced_rows));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+/* Why expired rows were left, as {"reason": rows} for the non-zero ones. */
+static json_t *
+left_json(const struct purge_table_result *t)
+{
+	json_t *o = json_object();
+
+	if (t->left_locked > 0)
+		json_object_set_new(o, "locked by another transaction",
+				    json_integer(t->left_locked));
+	if (t->left_trigger > 0)
+		json_object_set_new(o, "kept by a trigger",
+				    json_integer(t->left_trigger));
+	if (t->left_referenced > 0)
+		json_object_set_new(o, "referenced by a foreign key (skipped)",
+				    json_integer(t->left_referenced));
+	if (t->left_other > 0)
+		json_object_set_new(o, "written behind the purge meanwhile",
+				    json_integer(t->left_other));
+	return o;
+}
+
+static json_t *
+table_json(const struct purge_result *res, const struct purge_table_result *t)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "table", json_string(t->name));
+	json_object_set_new(o, "missing", json_boolean(t->missing));
+	if (!t->missing) {
+		json_object_set_new(o, "partitioned",
+				    json_boolean(t->partitioned));
+		json_object_set_new(o, "planned_rows",
+				    json_integer(t->planned_rows));
+		json_object_set_new(o, "null_rows", json_integer(t->null_rows));
+		json_object_set_new(o, "est_bytes", json_integer(t->est_bytes));
+		json_object_set_new(o, "oldest",
+				    t->oldest[0] ? json_string(t->oldest)
+						 : json_null());
+		json_object_set_new(o, "newest",
+				    t->newest[0] ? json_string(t->newest)
+						 : json_null());
+		json_object_set_new(o, "partitions_planned",
+				    json_integer(t->partitions_planned));
+		json_object_set_new(o, "partition_rows",
+				    json_integer(t->partition_rows));
+		json_object_set_new(o, "partitions",
+				    json_string(t->partitions));
+		json_object_set_new(o, "references", refs_json(t));
+	}
+	if (res->executed && !t->missing) {
+		json_object_set_new(o, "deleted_rows",
+				    json_integer(t->deleted_rows));
+		json_object_set_new(o, "partitions_dropped",
+				    json_integer(t->partitions_dropped));
+		json_object_set_new(o, "batches", json_integer(t->batches));
+		json_object_set_new(o, "passes", json_integer(t->passes));
+		json_object_set_new(o, "lock_retries",
+				    json_integer(t->lock_retries));
+		json_object_set_new(o, "partition_seconds",
+				    json_real(t->partition_seconds));
+		json_object_set_new(o, "seconds", json_real(t->seconds));
+		if (t->census) {
+			json_object_set_new(o, "left_rows",
+					    json_integer(t->left_rows));
+			json_object_set_new(o, "left", left_json(t));
+		}
+		json_object_set_new(o, "vacuumed", json_boolean(t->vacuumed));
+		if (t->vacuum_error[0] != '\0')
+			json_object_set_new(o, "vacuum_warning",
+					    json_string(t->vacuum_error));
+	}
+	return o;
+}
+
+static json_t *
+tables_json(const struct purge_result *res)
+{
+	json_t *arr = json_array();
+
+	for (int i = 0; i < res->ntables; i++)
+		json_array_append_new(arr, table_json(res, &res->tables[i]));
+	return arr;
+}
+
+char *
+purge_tables_json(const struct purge_result *res)
+{
+	json_t *tj = tables_json(res);
+	char *s = json_dumps(tj, JSON_COMPACT);
+
+	json_decref(tj);
+	return s ? s : xstrdup("[]");
+}
+
+char *
+purge_result_json(const struct purge_result *res)
+{
+	json_t *o = json_object();
+	char *s;
+
+	json_object_set_new(o, "run_id", json_integer(res->run_id));
+	/* the mode asked for, also when the run failed before deleting */
+	json_object_set_new(o, "mode",
+			    json_string(res->execute ? "execute" : "dry-run"));
+	json_object_set_new(
+		o, "status",
+		json_string(res->status[0] ? res->status : "failed"));
+	json_object_set_new(o, "error",
+			    res->error[0] ? json_string(res->error)
+					  : json_null());
+	json_object_set_new(o, "months", json_integer(res->months));
+	json_object_set_new(o, "tz", json_string(res->tz));
+	json_object_set_new(o, "today", json_string(res->today));
+	json_object_set_new(o, "cutoff", json_string(res->cutoff));
+	json_object_set_new(o, "cutoff_local", json_string(res->cutoff_local));
+	json_object_set_new(o, "stopped", json_boolean(res->stopped));
+	json_object_set_new(o, "abandoned_runs_marked",
+			    json_integer(res->abandoned));
+	json_object_set_new(o, "planned_rows",
+			    json_integer(res->planned_total));
+	if (res->execute)
+		json_object_set_new(o, "deleted_rows",
+				    json_integer(res->deleted_total));
+	if (res->executed) {
+		json_object_set_new(o, "left_rows",
+				    json_integer(res->left_total));
+		json_object_set_new(o, "left_locked",
+				    json_integer(res->left_locked));
+		json_object_set_new(o, "warnings", json_integer(res->warnings));
+	}
+	json_object_set_new(o, "null_rows", json_integer(res->null_total));
+	json_object_set_new(o, "seconds", json_real(res->seconds));
+	json_object_set_new(o, "tables", tables_json(res));
+	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	return s ? s : xstrdup("{}");
+}
