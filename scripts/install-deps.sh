@@ -39,9 +39,15 @@ fi
 
 if [ "$mode" = "--test" ]; then
 	if [ ! -f tests/peers/node_modules/.installed ] ||
-		[ tests/peers/package.json -nt tests/peers/node_modules/.installed ]; then
+		[ tests/peers/package.json -nt tests/peers/node_modules/.installed ] ||
+		[ tests/peers/package-lock.json -nt tests/peers/node_modules/.installed ]; then
 		echo "install-deps: installing npm test peers"
-		(cd tests/peers && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+		# the tests fail without the peers (tests/run.sh never skips them):
+		# say so here, where the cause is
+		if ! (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+			echo "install-deps: npm ci in tests/peers failed; the tests need these peers" >&2
+			exit 1
+		fi
 		touch tests/peers/node_modules/.installed
 	fi
 fi

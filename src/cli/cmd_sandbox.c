@@ -24,10 +24,17 @@ cmd_sandbox(struct cli_ctx *ctx, int argc, char **argv)
 {
 	if (argc < 2)
 		return cli_usage("sandbox", "expected bootstrap or revenue");
-	if (strcmp(argv[1], "bootstrap") == 0)
+	/* every message of a subcommand names it: "apexops sandbox
+	 * bootstrap: ..." (cli_report() and the connection's
+	 * application_name use ctx->cmd) */
+	if (strcmp(argv[1], "bootstrap") == 0) {
+		ctx->cmd = "sandbox bootstrap";
 		return cmd_sandbox_bootstrap(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "revenue") == 0)
+	}
+	if (strcmp(argv[1], "revenue") == 0) {
+		ctx->cmd = "sandbox revenue";
 		return cmd_sandbox_revenue(ctx, argc - 1, argv + 1);
+	}
 	return cli_usage("sandbox",
 			 "unknown subcommand '%s' (expected bootstrap or "
 			 "revenue)",

@@ -4,10 +4,13 @@
 #include <strings.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/log.h"
 #include "db/db.h"
 #include "jobs/sandbox.h"
 #include "stripe/stripe.h"
+
+#define CMD "sandbox bootstrap"
 
 const char cmd_sandbox_bootstrap_usage[] =
 	"usage: apexops sandbox bootstrap [--dry-run] [--force]\n"
@@ -29,17 +32,13 @@ const char cmd_sandbox_bootstrap_usage[] =
 	"\n"
 	"  --dry-run  do the database work in a transaction, report what it\n"
 	"             would change, roll back; Stripe is only read\n"
-	"  --force    run even when APP_ENV or NODE_ENV is production\n"
+	"  --force    run even when APP_ENV or NODE_ENV is production (any\n"
+	"             case, surrounding spaces ignored); refused otherwise\n"
 	"\n"
-	"Exit: 0 done, 1 a step failed, 64 usage, 69 database unreachable,\n"
-	"75 another bootstrap holds the lock, 78 refused (production) or bad\n"
-	"configuration.\n";
-
-static bool
-is_production(const char *v)
-{
-	return v != NULL && strcasecmp(v, "production") == 0;
-}
+	"Exit: 0 done, 1 a step failed (a sandbox login's email owned by\n"
+	"another user included: a retry cannot help), 64 usage, 69 database\n"
+	"unreachable, 75 another bootstrap holds the lock, 78 refused\n"
+	"(production) or bad configuration.\n";
 
 static void
 print_report(const struct sandbox_report *rep, bool dry_run)
@@ -123,6 +122,38 @@ print_stripe(const struct sandbox_stripe_report *rep)
 		printf("stripe: no changes\n");
 }
 
+static int
+parse_args(int argc, char **argv, bool *dry_run, bool *force)
+{
+	enum { O_DRY = 1, O_FORCE };
+	static const struct option longopts[] = {
+		{ "dry-run", no_argument, NULL, O_DRY },
+		{ "force", no_argument, NULL, O_FORCE },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 0; /* full reset of GNU getopt */
+	while ((c = cli_getopt(CMD, argc, argv, "", longopts)) != -1) {
+		switch (c) {
+		case O_DRY:
+			*dry_run = true;
+			break;
+		case O_FORCE:
+			*force = true;
+			break;
+		default:
+			return OPS_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return cli_usage(CMD,
+				 "unexpected argument '%s' (allowed: "
+				 "--dry-run, --force)",
+				 argv[optind]);
+	return 0;
+}
+
 int
 cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -134,31 +165,14 @@ cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 	bool dry_run = false, force = false, locked = false;
 	int rc = OPS_EXIT_OK, r;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--dry-run") == 0)
-			dry_run = true;
-		else if (strcmp(argv[i], "--force") == 0)
-			force = true;
-		else if (strcmp(argv[i], "-h") == 0 ||
-			 strcmp(argv[i], "--help") == 0) {
-			fputs(cmd_sandbox_bootstrap_usage, stdout);
-			return OPS_EXIT_OK;
-		} else
-			return cli_usage("sandbox bootstrap",
-					 "unknown option '%s' (allowed: "
-					 "--dry-run, --force)",
-					 argv[i]);
-	}
-	if (!force && (is_production(ctx->cfg.app_env) ||
-		       is_production(ctx->cfg.node_env))) {
-		fprintf(stderr,
-			"apexops sandbox bootstrap: refusing to run: %s is "
-			"'production'; the sandbox bootstrap writes demo "
-			"logins and data. Pass --force to run anyway\n",
-			is_production(ctx->cfg.app_env) ? "APP_ENV"
-							: "NODE_ENV");
-		return OPS_EXIT_CONFIG;
-	}
+	r = parse_args(argc, argv, &dry_run, &force);
+	if (r != 0)
+		return r;
+	r = sandbox_check_environment(
+		&ctx->cfg, force,
+		"the sandbox bootstrap writes demo logins and data", &err);
+	if (r != 0)
+		return cli_report(ctx, &err);
 	if (ctx->cfg.stripe_secret_key != NULL) {
 		struct stripe_opts so = { 0 };
 
@@ -201,7 +215,7 @@ cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 	if (r != 0) {
 		cli_report(ctx, &err);
 		fprintf(stderr,
-			"apexops sandbox bootstrap: stripe provisioning "
+			"apexops " CMD ": stripe provisioning "
 			"failed; the database changes above %s\n",
 			dry_run ? "were rolled back (dry run)"
 				: "are committed and kept");

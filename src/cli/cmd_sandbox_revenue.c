@@ -3,7 +3,6 @@
  * revenue scenario for the sandbox publisher (generateSandboxRevenue.js).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/parse.h"
@@ -18,6 +18,7 @@
 #include "core/xalloc.h"
 #include "db/db.h"
 #include "jobs/revenue.h"
+#include "jobs/sandbox.h"
 
 #define CMD "sandbox revenue"
 
@@ -48,12 +49,16 @@ const char cmd_sandbox_revenue_usage[] =
 	"                      every row, even where apexops could lock and\n"
 	"                      check the referenced rows once for the load\n"
 	"                      (see 'Reference checks' in apexops(1))\n"
+	"  --force             run even when APP_ENV or NODE_ENV is\n"
+	"                      production (refused otherwise, exit 78,\n"
+	"                      --dry-run included)\n"
 	"\n"
 	"Both '--days 7' and '--days=7' work. Output per tier: rows, total\n"
 	"(USD, 2 decimals) and dates; on a terminal also a sparkline of the\n"
 	"daily totals (omitted when stdout is not a terminal).\n"
 	"Exit: 0 done, 1 failed (e.g. no sandbox placements), 64 bad flag,\n"
-	"69 database unreachable, 75 another run holds the lock.\n";
+	"69 database unreachable, 75 another run holds the lock, 78 refused\n"
+	"(production) or bad configuration.\n";
 
 struct revenue_opts {
 	bool tiers[REVENUE_NTIERS];
@@ -66,6 +71,7 @@ struct revenue_opts {
 	bool keep_history;
 	bool row_checks;
 	const char *plot;
+	bool force;
 };
 
 static int
@@ -97,7 +103,16 @@ set_tier(struct revenue_opts *o, const char *v, const char *what)
 static int
 parse_args(int argc, char **argv, struct revenue_opts *o)
 {
-	enum { O_TIER = 1, O_DAYS, O_START, O_DRY, O_KEEP, O_PLOT, O_ROWCHK };
+	enum {
+		O_TIER = 1,
+		O_DAYS,
+		O_START,
+		O_DRY,
+		O_KEEP,
+		O_PLOT,
+		O_ROWCHK,
+		O_FORCE
+	};
 	static const struct option longopts[] = {
 		{ "tier", required_argument, NULL, O_TIER },
 		{ "days", required_argument, NULL, O_DAYS },
@@ -106,15 +121,15 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 		{ "keep-history", no_argument, NULL, O_KEEP },
 		{ "plot", required_argument, NULL, O_PLOT },
 		{ "row-checks", no_argument, NULL, O_ROWCHK },
+		{ "force", no_argument, NULL, O_FORCE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, r;
 
 	memset(o, 0, sizeof(*o));
 	o->days = 30;
-	opterr = 0;
 	optind = 0; /* full reset of GNU getopt */
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(CMD, argc, argv, "", longopts)) != -1) {
 		switch (c) {
 		case O_TIER:
 			r = set_tier(o, optarg, "--tier");
@@ -160,17 +175,11 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 					CMD, "--plot: expected a file name");
 			o->plot = optarg;
 			break;
-		case ':':
-			return cli_usage(CMD, "%s needs a value",
-					 argv[optind - 1]);
+		case O_FORCE:
+			o->force = true;
+			break;
 		default:
-			return cli_usage(
-				CMD,
-				"unknown option '%s'; allowed: "
-				"--tier, --days, --start, --dry-run, "
-				"--keep-history, --plot, --row-checks, "
-				"--help",
-				argv[optind - 1]);
+			return OPS_EXIT_USAGE; /* cli_getopt() said why */
 		}
 	}
 	for (int i = optind; i < argc; i++) {
@@ -308,6 +317,12 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;
+	r = sandbox_check_environment(&ctx->cfg, o.force,
+				      "sandbox revenue replaces the sandbox "
+				      "publisher's revenue_events rows",
+				      &err);
+	if (r != 0)
+		return cli_report(ctx, &err);
 
 	r = cli_db_connect(ctx, &db, &err);
 	if (r != 0)

@@ -1,5 +1,5 @@
 /* apexops: the operations toolkit of the Apex Mediation platform. */
-#include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,9 +9,11 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/xalloc.h"
-#include "db/cluster.h"
 #include "db/db.h"
+#include "http/http.h"
+#include "http/url.h"
 
 static const struct cli_cmd commands[] = {
 	{ "db", cmd_db, "run the embedded PostgreSQL cluster", cmd_db_usage },
@@ -21,6 +23,8 @@ static const struct cli_cmd commands[] = {
 	  cmd_status_usage },
 	{ "config", cmd_config, "show the effective configuration",
 	  cmd_config_usage },
+	{ "cron", cmd_cron, "the scheduled jobs: list, run now, history",
+	  cmd_cron_usage },
 	{ "purge", cmd_purge, "retention purge (dry-run unless confirmed)",
 	  cmd_purge_usage },
 	{ "purge-old-usage", cmd_purge, "alias of purge", cmd_purge_usage },
@@ -119,41 +123,8 @@ cli_isatty_out(void)
 int
 cli_db_connect(struct cli_ctx *ctx, struct db **out, struct ops_err *err)
 {
-	struct db_opts o;
-	char app[64];
-
-	*out = NULL;
-	if (ctx->db_url == NULL) {
-		if (ctx->cfg.database_url != NULL) {
-			ctx->db_url = xstrdup(ctx->cfg.database_url);
-		} else {
-			struct cluster cl;
-			int r = cluster_open(&cl, ctx->cfg.home,
-					     ctx->cfg.pg_bindir, err);
-
-			if (r == 0)
-				r = cluster_ensure_started(&cl, true, err);
-			if (r != 0) {
-				cluster_release(&cl);
-				return ops_err_prefix(err, "embedded cluster");
-			}
-			ctx->db_url = cluster_url(&cl);
-			ctx->embedded = true;
-			log_info("DATABASE_URL is unset: using the embedded "
-				 "cluster home=%s url=%s",
-				 log_q(cl.home), log_q(ctx->db_url));
-			cluster_release(&cl);
-		}
-	}
-	snprintf(app, sizeof(app), "apexops/%s", ctx->cmd);
-	o.url = ctx->db_url;
-	o.ssl = ctx->cfg.database_ssl;
-	o.appname = app;
-	o.connect_timeout_s = ctx->cfg.connect_timeout_s;
-	o.retries = ctx->cfg.connect_retries;
-	o.statement_timeout_ms = ctx->cfg.statement_timeout_ms;
-	o.lock_timeout_ms = ctx->cfg.lock_timeout_ms;
-	return db_connect(&o, out, err);
+	return db_connect_config(&ctx->cfg, ctx->cmd, &ctx->db_url,
+				 &ctx->embedded, out, err);
 }
 
 /* Take --env-file PATH / --env-file=PATH out of argv, wherever it is. */
@@ -243,8 +214,11 @@ main(int argc, char **argv)
 	ctx.cmd = c->name;
 	if (strcmp(c->name, "purge-old-usage") == 0)
 		ctx.cmd = "purge";
-	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0) {
+	/* every base URL through the one http rule before anything runs */
+	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0 ||
+	    http_base_urls_check(&ctx.cfg, &err) != 0) {
 		rc = cli_report(&ctx, &err);
+		config_release(&ctx.cfg);
 		log_forget_secrets();
 		return rc;
 	}
@@ -252,11 +226,27 @@ main(int argc, char **argv)
 		  strcmp(ctx.cfg.log_format, "json") == 0 ? LOG_FMT_JSON
 							  : LOG_FMT_TEXT,
 		  ctx.cmd);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* Every command: SIGINT/SIGTERM only set ops_stop_flag, which
+	 * commands, sleeps and HTTP retries poll; SIGPIPE is ignored so a
+	 * closed pipe is an EPIPE error, not a silent death. A command may
+	 * install handlers of its own over these (purge does, for now). */
+	if (ops_signals_install() != 0) {
+		ops_fail(&err, OPS_E_IO, false,
+			 "cannot install the signal handlers: %s",
+			 strerror(errno));
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
+	if (http_global_init(&err) != 0) {
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
 	/* getopt in each command starts after the command name */
 	optind = 1;
 	rc = c->fn(&ctx, argc - 1, argv + 1);
-	curl_global_cleanup();
+	http_global_cleanup();
+out:
+	/* the handlers stay: stdout is flushed by exit(), after this */
 	free(ctx.db_url);
 	config_release(&ctx.cfg);
 	log_forget_secrets();

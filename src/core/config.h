@@ -48,7 +48,11 @@ enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_CONFIRM };
 enum cfg_flags {
 	CFG_SECRET = 1 << 0,	  /* never printed; NAME_FILE accepted */
 	CFG_EMPTY_UNSET = 1 << 1, /* an empty value counts as unset */
-	CFG_URL_SECRET = 1 << 2	  /* printed with its password removed */
+	CFG_URL_SECRET = 1 << 2,  /* printed with its password removed */
+	/* the base URL of a remote service: the loader only stores it; main()
+	 * checks every one with http_base_urls_check() (src/http/url.h), as
+	 * src/core does not include curl */
+	CFG_BASE_URL = 1 << 3
 };
 
 struct cfg_def {

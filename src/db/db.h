@@ -6,6 +6,7 @@
 #ifndef OPS_DB_DB_H
 #define OPS_DB_DB_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 
 struct db;     /* one connection; not shared between threads */
 struct db_res; /* a query result */
+struct ops_config;
 
 struct db_opts {
 	const char *url; /* URL or conninfo (required) */
@@ -23,14 +25,48 @@ struct db_opts {
 	long retries; /* extra attempts after the first, with backoff */
 	long statement_timeout_ms; /* 0: none */
 	long lock_timeout_ms;	   /* 0: none */
+	/* a stop request ends connecting and waiting to retry early
+	 * (OPS_E_STOPPED); NULL: &ops_stop_flag (core/signals.h) */
+	const volatile sig_atomic_t *stop;
 };
 
 /*
- * Connect, retrying transient failures with exponential backoff and jitter.
- * *out is a new connection the caller closes with db_close(). Failure to
- * reach the server is OPS_E_CONNECT; the message never shows a password.
+ * Connect, retrying transient failures with exponential backoff and jitter
+ * (ops_backoff_equal_jitter, waits through ops_sleep_ms so a stop request
+ * ends them). *out is a new connection the caller closes with db_close().
+ * Failure to reach the server is OPS_E_CONNECT; the message never shows a
+ * password.
+ *
+ * Every session is pinned, whatever the role or database defaults are:
+ * DateStyle ISO, TimeZone UTC, IntervalStyle postgres, extra_float_digits
+ * 3, plus o's statement_timeout and lock_timeout. The strings in o are
+ * copied: o may go away after the call.
  */
 int db_connect(const struct db_opts *o, struct db **out, struct ops_err *err);
+
+/*
+ * Connect as command cmd_name (application_name "apexops/<cmd_name>")
+ * with the timeouts and retries of cfg. *url is in/out: when NULL it is
+ * resolved, from cfg->database_url or else by starting (or reusing) the
+ * embedded cluster under cfg->home, and set to a new string the caller
+ * frees; a later call reuses it. *embedded (may be NULL) says whether it
+ * points at the embedded cluster. *out as for db_connect().
+ */
+int db_connect_config(const struct ops_config *cfg, const char *cmd_name,
+		      char **url, bool *embedded, struct db **out,
+		      struct ops_err *err);
+
+/*
+ * For long-running callers: when the connection is broken (PQstatus
+ * CONNECTION_BAD, as after a server restart or pg_terminate_backend),
+ * connect again with the same options and backoff and apply the session
+ * settings again. A good connection is left alone (returns 0). Session
+ * state (advisory locks, an open transaction, temporary tables) does not
+ * survive: the caller takes its locks again. On failure db stays usable
+ * for db_close() and a later db_reconnect(); statements fail with
+ * OPS_E_CONNECT.
+ */
+int db_reconnect(struct db *db, struct ops_err *err);
 /* Close. NULL is a no-op. */
 void db_close(struct db *db);
 

@@ -38,12 +38,13 @@ struct job_ctx {
 	const void *args;	      /* job-specific options, or NULL */
 	void *out;		      /* job-specific result, or NULL */
 	/* filled by job_run() and the run function */
-	long long run_id;   /* the ledger row; 0 when not recorded */
-	char *params;	    /* JSON object text (run fn, malloc'ed) */
-	char *counts;	    /* JSON object text (run fn, malloc'ed) */
-	const char *mode;   /* "execute" / "dry-run" / NULL (run fn) */
-	const char *status; /* how job_run() settled the row */
-	bool no_record;	    /* run fn: do not keep this run in the ledger */
+	long long run_id;     /* the ledger row; 0 when not recorded */
+	char *params;	      /* JSON object text (run fn, malloc'ed) */
+	char *counts;	      /* JSON object text (run fn, malloc'ed) */
+	const char *mode;     /* "execute" / "dry-run" / NULL (run fn) */
+	const char *status;   /* how job_run() settled the row */
+	bool no_record;	      /* run fn: do not keep this run in the ledger */
+	double last_progress; /* job_progress(): monotonic seconds */
 };
 
 enum job_flags {
@@ -59,6 +60,7 @@ struct job_def {
 	/* NULL only with JOB_UNAVAILABLE */
 	int (*run)(struct job_ctx *ctx, struct ops_err *err);
 	const char *summary;
+	const char *noun; /* "purge": "another purge is running"; NULL: name */
 };
 
 extern const struct job_def job_table[];
@@ -75,6 +77,19 @@ const struct job_def *job_find(const char *name);
  * run function's result. ctx->params/counts are freed by job_ctx_release().
  */
 int job_run(const struct job_def *j, struct job_ctx *ctx, struct ops_err *err);
+
+/*
+ * For run functions: record ctx->mode and ctx->params in the run row as
+ * soon as they are known (the row was written before the job started).
+ */
+int job_note_params(struct job_ctx *ctx, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * For run functions: store counts (JSON object text) in the run row, at
+ * most once a second unless force; a failed write is logged, never fatal.
+ */
+void job_progress(struct job_ctx *ctx, const char *counts, bool force);
 
 /* Free what job_run() and the run function left in ctx. */
 void job_ctx_release(struct job_ctx *ctx);

@@ -111,6 +111,22 @@ const char *const sandbox_stripe_step_names[SBX_ST_NSTEPS] = {
 };
 
 int
+sandbox_check_environment(const struct ops_config *cfg, bool force,
+			  const char *what, struct ops_err *err)
+{
+	const char *var = config_production_var(cfg);
+	const char *val;
+
+	if (force || var == NULL)
+		return 0;
+	val = strcmp(var, "APP_ENV") == 0 ? cfg->app_env : cfg->node_env;
+	return ops_fail(err, OPS_E_CONFIG, false,
+			"refusing to run: %s is '%s', a production "
+			"environment, and %s; pass --force to run anyway",
+			var, val, what);
+}
+
+int
 sandbox_report_changes(const struct sandbox_report *rep)
 {
 	int n = 0;
@@ -362,7 +378,9 @@ do_users(struct db *db, const char *password, struct sandbox_report *rep,
 		if (r != 0)
 			goto out;
 		if (other != NULL) {
-			r = ops_fail(err, OPS_E_CONFLICT, false,
+			/* permanent until an operator acts: not a conflict
+			 * a retry could resolve (exit 1, not 75) */
+			r = ops_fail(err, OPS_E_REFUSED, false,
 				     "user '%s' exists with id %s, not the "
 				     "sandbox id %s; rename or remove that "
 				     "user first",

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 
+#include "core/config.h"
 #include "core/err.h"
 
 struct db;
@@ -84,6 +85,17 @@ struct sandbox_report {
 	struct sandbox_counts kind[SBX_NKINDS];
 	int passwords_rehashed; /* users whose hash was replaced */
 };
+
+/*
+ * The sandbox commands write demo logins and data: in a production
+ * environment (config_is_production(): APP_ENV or NODE_ENV "production",
+ * any case, surrounding white space ignored) they refuse unless force.
+ * Returns 0, or OPS_E_CONFIG (exit 78) with a message naming the
+ * variable, its value, why (what: e.g. "the sandbox bootstrap writes demo
+ * logins and data") and --force.
+ */
+int sandbox_check_environment(const struct ops_config *cfg, bool force,
+			      const char *what, struct ops_err *err);
 
 /* Total of created + updated + removed over every kind. */
 int sandbox_report_changes(const struct sandbox_report *rep);

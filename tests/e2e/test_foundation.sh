@@ -158,4 +158,20 @@ assert_eq "down 1 --execute reverts one" "$((nmig - 1))" "$(sql "$D" "SELECT cou
 OUT=$(DATABASE_URL=$D "$APEXOPS_BIN" migrate up 2>&1)
 assert_eq "up re-applies it" "$nmig" "$(sql "$D" "SELECT count(*) FROM apexops.schema_migrations")"
 
+# --- signals ------------------------------------------------------------------
+# stdout is a pipe whose reader is gone before the first write: with SIGPIPE
+# at its default the process dies of it (-13); apexops ignores it for every
+# command, so the write fails with EPIPE instead
+for cmd in config "migrate status"; do
+	# shellcheck disable=SC2086
+	rc=$(DATABASE_URL=$URL python3 -c '
+import os, subprocess, sys
+r, w = os.pipe()
+os.close(r)
+p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.DEVNULL)
+print(p.returncode)' "$APEXOPS_BIN" $cmd)
+	[ "$rc" != -13 ] && ok "$cmd: a closed stdout is not a SIGPIPE death (rc=$rc)" ||
+		not_ok "$cmd: killed by SIGPIPE"
+done
+
 done_testing

@@ -161,13 +161,33 @@ BEFORE=$(sums_full)
 APP_ENV=production run_ops sandbox bootstrap
 expect_rc 78 "APP_ENV=production refuses"
 assert_contains "refusal says how to override" "$ERR" "--force"
+assert_contains "refusal names the variable and its value" "$ERR" "apexops sandbox bootstrap: error: refusing to run: APP_ENV is 'production'"
 NODE_ENV=production run_ops sandbox bootstrap
 expect_rc 78 "NODE_ENV=production refuses"
+assert_contains "NODE_ENV refusal names NODE_ENV" "$ERR" "NODE_ENV is 'production'"
+APP_ENV='production ' run_ops sandbox bootstrap
+expect_rc 78 "APP_ENV='production ' (trailing space) refuses"
+assert_contains "and names the value as given" "$ERR" "APP_ENV is 'production '"
+APP_ENV=' Production' run_ops sandbox bootstrap --dry-run
+expect_rc 78 "APP_ENV=' Production' refuses a dry run too"
 assert_eq "refusal changes nothing" "$BEFORE" "$(sums_full)"
 APP_ENV=production run_ops sandbox bootstrap --force
 expect_rc 0 "--force overrides the refusal"
 run_ops sandbox bootstrap --bogus
 expect_rc 64 "unknown option is a usage error"
+assert_contains "the usage error names the subcommand" "$ERR" "apexops sandbox bootstrap: unknown option '--bogus'"
+run_ops sandbox bootstrap --dry
+expect_rc 64 "an abbreviated option is refused"
+
+# --- a permanent conflict: another user owns a sandbox login's email
+URL5=$(new_db sbxconflict)
+sql "$URL5" "INSERT INTO publishers (id, company_name) VALUES ('00000000-0000-4000-8000-0000000000aa', 'Other'); INSERT INTO users (id, publisher_id, email, password_hash, role) VALUES ('00000000-0000-4000-8000-0000000000ab', '00000000-0000-4000-8000-0000000000aa', 'dev@apex-sandbox.test', 'x', 'developer')" >/dev/null
+DATABASE_URL=$URL5 run_ops sandbox bootstrap
+expect_rc 1 "an email owned by another user exits 1 (a retry cannot help), not 75"
+assert_contains "and names the email and the other user" "$ERR" "user 'dev@apex-sandbox.test' exists with id 00000000-0000-4000-8000-0000000000ab"
+assert_eq "every message is prefixed 'apexops sandbox bootstrap:'" "" \
+	"$(printf '%s\n' "$ERR" | grep -v '^ts=' | grep -v '^apexops sandbox bootstrap: ' | grep -v '^$')"
+assert_eq "the conflict rolled everything back" "0" "$(sql "$URL5" "SELECT count(*) FROM placements")"
 
 # --- Stripe against our double
 if [ -n "${OPS_TEST_STRIPE_DOUBLE_URL:-}" ]; then
@@ -235,7 +255,8 @@ print(("same %d" % len(c)) if len(c)==len(s) and all(k(a)==k(b) for a,b in zip(c
 	assert_eq "stripe dry run sends no POST" "0" \
 		"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["method"]!="GET"))')"
 else
-	echo "# OPS_TEST_STRIPE_DOUBLE_URL unset: stripe double tests skipped"
+	# tests/run.sh always starts the npm peers: a missing one is a failure
+	not_ok "the Stripe double is running (OPS_TEST_STRIPE_DOUBLE_URL set by tests/run.sh)"
 fi
 
 # --- Stripe against stripe-stateful-mock (customer and card only)
@@ -256,7 +277,7 @@ if [ -n "${OPS_TEST_STRIPE_MOCK_URL:-}" ]; then
 	assert_contains "mock: second run finds the customer" "$OUT" "stripe customer                 found $CUS"
 	assert_contains "mock: second run finds the card" "$OUT" "stripe card (tok_visa)          found card_"
 else
-	echo "# OPS_TEST_STRIPE_MOCK_URL unset: stripe-stateful-mock tests skipped"
+	not_ok "stripe-stateful-mock is running (OPS_TEST_STRIPE_MOCK_URL set by tests/run.sh)"
 fi
 
 assert_not_contains "the password is never printed" "$ALL_OUT" "$PW"

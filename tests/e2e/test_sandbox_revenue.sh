@@ -177,14 +177,10 @@ assert_eq "starter: 750 rows" 750 "$(count $SANDBOX)"
 T=$(total)
 assert_eq "starter: printed total equals the table's" "$DRY_TOTAL" "$T"
 if within "$T" 3000; then ok "starter: total $T within 10% of 3000"; else not_ok "starter: total $T not within 10% of 3000"; fi
-if command -v node >/dev/null; then
-	if diff <(oracle starter 30 2025-01-01) <(dump_rows 2025-01-01 2025-01-30) >"$E2E_TMP/diff" 2>&1; then
-		ok "starter: every row equals the JavaScript oracle"
-	else
-		not_ok "starter: rows differ from the JavaScript oracle" "$(head -4 "$E2E_TMP/diff")"
-	fi
+if diff <(oracle starter 30 2025-01-01) <(dump_rows 2025-01-01 2025-01-30) >"$E2E_TMP/diff" 2>&1; then
+	ok "starter: every row equals the JavaScript oracle"
 else
-	ok "# SKIP node not installed: no oracle"
+	not_ok "starter: rows differ from the JavaScript oracle" "$(head -4 "$E2E_TMP/diff")"
 fi
 MD5_1=$(dump $SANDBOX)
 run_ops sandbox revenue starter --start 2025-01-01 --days 30
@@ -199,13 +195,28 @@ expect_rc 0 "growth (positional, --flag=value): exit 0"
 assert_eq "growth: replaced the window: 750 rows" 750 "$(count $SANDBOX)"
 T=$(total)
 if within "$T" 50000; then ok "growth: total $T within 10% of 50000"; else not_ok "growth: total $T not within 10% of 50000"; fi
-if command -v node >/dev/null; then
-	if diff <(oracle growth 30 2025-01-01) <(dump_rows 2025-01-01 2025-01-30) >"$E2E_TMP/diff" 2>&1; then
-		ok "growth: every row equals the JavaScript oracle"
-	else
-		not_ok "growth: rows differ from the JavaScript oracle" "$(head -4 "$E2E_TMP/diff")"
-	fi
+if diff <(oracle growth 30 2025-01-01) <(dump_rows 2025-01-01 2025-01-30) >"$E2E_TMP/diff" 2>&1; then
+	ok "growth: every row equals the JavaScript oracle"
+else
+	not_ok "growth: rows differ from the JavaScript oracle" "$(head -4 "$E2E_TMP/diff")"
 fi
+
+# --- production: refused without --force, nothing written ---------------
+GROWTH_MD5=$(dump $SANDBOX)
+for env in "APP_ENV=production" "APP_ENV=production " "NODE_ENV=PRODUCTION" "APP_ENV= production"; do
+	env "$env" "$APEXOPS_BIN" sandbox revenue growth --start=2025-01-01 >"$E2E_TMP/prod.out" 2>"$E2E_TMP/prod.err"
+	RC=$? ERR=$(cat "$E2E_TMP/prod.err")
+	expect_rc 78 "production ('$env'): refused with exit 78"
+	assert_contains "production ('$env'): the message names the variable" "$ERR" "apexops sandbox revenue: error: refusing to run: ${env%%=*} is '${env#*=}'"
+	assert_contains "production ('$env'): and --force" "$ERR" "--force"
+done
+APP_ENV=production run_ops sandbox revenue --dry-run
+expect_rc 78 "production: a dry run is refused too"
+assert_eq "production: nothing was deleted or rewritten" "$GROWTH_MD5" "$(dump $SANDBOX)"
+APP_ENV=production run_ops sandbox revenue growth --start=2025-01-01 --force
+expect_rc 0 "production with --force: runs"
+assert_contains "production with --force: rewrote the window" "$OUT" "deleted 750 earlier rows"
+assert_eq "production with --force: the same rows" "$GROWTH_MD5" "$(dump $SANDBOX)"
 
 # --- scale, with a chart --------------------------------------------------
 run_ops sandbox revenue --tier scale --start 2025-01-01 --plot "$E2E_TMP/scale.svg"
@@ -327,17 +338,16 @@ if command -v script >/dev/null; then
 	assert_not_contains "pipe: no sparkline" "$OUT" "daily"
 fi
 
-# --- with the real bootstrap, when it works -----------------------------
-# (the fixture above stands in for it; this checks the two fit together)
+# --- with the real bootstrap ---------------------------------------------
+# (the fixture above stands in for it; this checks the two fit together, so
+# a failed bootstrap fails the test)
 BURL=$(new_db revenue_boot) || { echo "Bail out! cannot create database"; exit 1; }
-if DATABASE_URL=$BURL "$APEXOPS_BIN" sandbox bootstrap >"$E2E_TMP/boot.out" 2>&1; then
-	DATABASE_URL=$BURL run_ops sandbox revenue starter --start 2025-01-01
-	expect_rc 0 "after sandbox bootstrap: exit 0"
-	assert_contains "after sandbox bootstrap: 750 rows" "$OUT" "wrote 750 rows"
-	assert_eq "after sandbox bootstrap: same rows as the fixture's starter run" "$MD5_1" \
-		"$(psql -X -q -v ON_ERROR_STOP=1 "$BURL" -c "COPY (SELECT placement_id, adapter_id, impressions, clicks, revenue, event_date FROM revenue_events WHERE publisher_id = '$SANDBOX' ORDER BY event_date, placement_id, adapter_id, id) TO STDOUT" | md5sum | cut -d' ' -f1)"
-else
-	ok "# SKIP sandbox bootstrap did not run here: $(tail -1 "$E2E_TMP/boot.out")"
-fi
+DATABASE_URL=$BURL run_ops sandbox bootstrap
+expect_rc 0 "sandbox bootstrap on a fresh database succeeds"
+DATABASE_URL=$BURL run_ops sandbox revenue starter --start 2025-01-01
+expect_rc 0 "after sandbox bootstrap: exit 0"
+assert_contains "after sandbox bootstrap: 750 rows" "$OUT" "wrote 750 rows"
+assert_eq "after sandbox bootstrap: same rows as the fixture's starter run" "$MD5_1" \
+	"$(psql -X -q -v ON_ERROR_STOP=1 "$BURL" -c "COPY (SELECT placement_id, adapter_id, impressions, clicks, revenue, event_date FROM revenue_events WHERE publisher_id = '$SANDBOX' ORDER BY event_date, placement_id, adapter_id, id) TO STDOUT" | md5sum | cut -d' ' -f1)"
 
 done_testing

@@ -308,7 +308,6 @@ test_config_enums_and_keys(void **state)
 		{ "DATABASE_SSL", "maybe" },
 		{ "DATABASE_URL", "mysql://x" },
 		{ "APEXOPS_LOG_LEVEL", "loud" },
-		{ "APEXOPS_STRIPE_API_BASE", "http://example.com" },
 	};
 	char path[] = "/tmp/apexops-test-env-XXXXXX";
 	int fd = mkstemp(path);
