@@ -5,7 +5,6 @@
  * signals and prints the plan or the outcome.
  */
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +13,17 @@
 #include "cli/opts.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "core/signals.h"
 #include "db/db.h"
+#include "jobs/job.h"
+#include "jobs/ledger.h"
 #include "jobs/purge.h"
 
 const char cmd_purge_usage[] =
 	"usage: apexops purge [--execute | --dry-run] [--months N] "
 	"[--as-of YYYY-MM-DD]\n"
-	"                     [--allow-future-as-of] [--skip-referenced]\n"
+	"                     [--scheduled] [--allow-future-as-of] "
+	"[--skip-referenced]\n"
 	"                     [--batch-ms MS] [--batch-min N] [--batch-max N]\n"
 	"                     [--max-rate ROWS_PER_S] [--sleep MS]\n"
 	"                     [--lock-timeout MS] [--vacuum] [--json]\n"
@@ -61,8 +64,16 @@ const char cmd_purge_usage[] =
 	"Whole monthly partitions older than the cutoff are detached and "
 	"dropped;\nthe rest is deleted in short batches. SIGINT/SIGTERM stops "
 	"after the current\nbatch (a second signal cancels it) and exits 75; "
-	"running again finishes\nthe job. Every run is recorded in "
-	"apexops.purge_runs ('apexops purge history').\n"
+	"running again finishes\nthe job. Every run is recorded in the run "
+	"ledger, apexops.job_runs, as job\nusage-purge ('apexops purge "
+	"history').\n"
+	"\n"
+	"  --scheduled         the scheduled purge (the systemd unit, 'cron "
+	"run "
+	"usage-purge'):\n"
+	"                      USAGE_RETENTION_MONTHS, CRON_TZ, executes, "
+	"trigger 'scheduled';\n"
+	"                      takes no other option but --json\n"
 	"\n"
 	"Rows that cannot go are walked past and reported with the reason: "
 	"locked "
@@ -76,29 +87,20 @@ const char cmd_purge_usage[] =
 	"      purge is running, or partial with rows still locked, 78 bad "
 	"months.\n";
 
-static volatile sig_atomic_t stop_flag;
 static struct db *volatile running_db;
 
+/*
+ * Second SIGINT/SIGTERM (core/signals.h calls it from the handler): cancel
+ * the running batch, which rolls back, so the purge stops at once.
+ * NEEDSWORK: drop it once the db layer registers its own cancel hook.
+ */
 static void
-on_stop(int sig)
+cancel_running(void)
 {
-	(void)sig;
-	if (stop_flag && running_db != NULL)
-		db_cancel(running_db); /* second signal: cancel the batch */
-	stop_flag = 1;
-}
+	struct db *db = running_db;
 
-static void
-install_handlers(struct sigaction *old_int, struct sigaction *old_term)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: sleeps wake up */
-	sigaction(SIGINT, &sa, old_int);
-	sigaction(SIGTERM, &sa, old_term);
+	if (db != NULL)
+		db_cancel(db); /* async-signal-safe */
 }
 
 static void
@@ -252,10 +254,6 @@ print_text(const struct purge_result *res)
 		       "error: %s\n",
 		       res->run_id, res->status[0] ? res->status : "failed",
 		       res->error[0] ? res->error : "-");
-	if (res->abandoned > 0)
-		printf("note: %d earlier run(s) that never finished are now "
-		       "marked abandoned\n",
-		       res->abandoned);
 }
 
 static int
@@ -390,7 +388,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_BMIN,
 		O_BMAX,
 		O_FUTURE,
-		O_SKIPREF
+		O_SKIPREF,
+		O_SCHED
 	};
 	static const struct option longopts[] = {
 		{ "execute", no_argument, NULL, O_EXEC },
@@ -407,14 +406,16 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "json", no_argument, NULL, O_JSON },
 		{ "allow-future-as-of", no_argument, NULL, O_FUTURE },
 		{ "skip-referenced", no_argument, NULL, O_SKIPREF },
+		{ "scheduled", no_argument, NULL, O_SCHED },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct purge_opts o;
 	struct purge_result res;
 	struct ops_err err = OPS_ERR_INIT;
-	struct sigaction old_int, old_term;
+	struct job_ctx jc;
 	struct db *db = NULL;
-	bool execute = false, dry = false, as_json = false;
+	bool execute = false, dry = false, as_json = false, scheduled = false;
+	int nopts = 0;
 	const char *months_arg = NULL;
 	int c, r, rc;
 
@@ -424,6 +425,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	while ((c = cli_getopt("purge", argc, argv, "", longopts)) != -1) {
+		if (c != O_JSON && c != O_SCHED && c != CLI_OPT_ERROR)
+			nopts++;
 		switch (c) {
 		case O_EXEC:
 			execute = true;
@@ -488,6 +491,9 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		case O_SKIPREF:
 			o.skip_referenced = true;
 			break;
+		case O_SCHED:
+			scheduled = true;
+			break;
 		default:
 			return OPS_EXIT_USAGE; /* cli_getopt said why */
 		}
@@ -495,6 +501,11 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage("purge", "unexpected argument '%s'",
 				 argv[optind]);
+	if (scheduled && nopts > 0)
+		return cli_usage("purge",
+				 "--scheduled takes its settings from the "
+				 "configuration (USAGE_RETENTION_MONTHS, "
+				 "CRON_TZ): give no other option but --json");
 	if (execute && dry)
 		return cli_usage("purge",
 				 "--execute and --dry-run contradict each "
@@ -505,7 +516,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_report(ctx, &err); /* 78, like RETENTION_MONTHS */
 	if (!execute && !dry && ctx->cfg.confirm)
 		execute = true;
-	if (!execute && ctx->cfg.confirm_raw != NULL &&
+	if (!scheduled && !execute && ctx->cfg.confirm_raw != NULL &&
 	    ctx->cfg.confirm_raw[0] != '\0' && !ctx->cfg.confirm)
 		fprintf(stderr,
 			"apexops purge: warning: CONFIRM='%s' is not exactly "
@@ -517,18 +528,34 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 				 "drop --execute (and CONFIRM)");
 	o.execute = execute;
 	o.tz = ctx->cfg.cron_tz;
-	o.trigger = "manual";
 	o.progress_tty = !as_json && cli_isatty_err();
-	o.stop = &stop_flag;
+	o.stop = &ops_stop_flag;
 
 	if (cli_db_connect(ctx, &db, &err) != 0)
 		return cli_report(ctx, &err);
+	/* a refused as-of leaves no run record */
+	if (!scheduled &&
+	    purge_check_as_of(db, &o, o.tz ? o.tz : "UTC", &err) != 0) {
+		rc = cli_report(ctx, &err);
+		db_close(db);
+		return rc;
+	}
+	memset(&res, 0, sizeof(res));
+	memset(&jc, 0, sizeof(jc));
+	jc.db = db;
+	jc.cfg = &ctx->cfg;
+	jc.trigger = scheduled ? LEDGER_SCHEDULED : LEDGER_MANUAL;
+	jc.stop = &ops_stop_flag;
+	jc.progress_tty = !as_json && cli_isatty_err();
+	jc.args = scheduled ? NULL : &o; /* NULL: from configuration */
+	jc.out = &res;
+	jc.mode = scheduled || execute ? "execute" : "dry-run";
 	running_db = db;
-	install_handlers(&old_int, &old_term);
-	r = purge_run(db, &o, &res, &err);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	ops_signals_on_second_stop(cancel_running);
+	r = job_run(job_find("usage-purge"), &jc, &err);
+	ops_signals_on_second_stop(NULL);
 	running_db = NULL;
+	job_ctx_release(&jc);
 
 	if (r == 0 || res.ntables > 0 || res.run_id > 0) {
 		if (as_json) {

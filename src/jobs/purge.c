@@ -97,9 +97,9 @@ purge_cutoff(struct db *db, long months, const char *tz, const char *as_of,
  * 2062 for 2026, deleted everything): refused unless allowed, and then only
  * for a preview.
  */
-static int
-check_as_of(struct db *db, const struct purge_opts *o, const char *tz,
-	    struct ops_err *err)
+int
+purge_check_as_of(struct db *db, const struct purge_opts *o, const char *tz,
+		  struct ops_err *err)
 {
 	const char *params[2] = { o->as_of, tz };
 	struct db_res *res = NULL;
@@ -131,13 +131,6 @@ check_as_of(struct db *db, const struct purge_opts *o, const char *tz,
 			     o->as_of, db_res_get(res, 0, 1), tz);
 	db_res_free(res);
 	return r;
-}
-
-/* The run row as progress (no callback given: the engine's own record). */
-static int
-record_progress(void *arg, const struct purge_result *res, struct ops_err *err)
-{
-	return purge_record_update(arg, res, NULL, NULL, err);
 }
 
 /* The status and the result code once the execution is over. */
@@ -188,7 +181,6 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 	struct purge_table_info info[PURGE_MAX_TABLES];
 	struct purge_exec x;
 	double started = clock_now();
-	bool locked = false;
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -196,10 +188,6 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 	ops_err_clear(err);
 	if (opts.stop == NULL)
 		opts.stop = &no_stop;
-	if (opts.on_progress == NULL) {
-		opts.on_progress = record_progress;
-		opts.progress_arg = db;
-	}
 	res->execute = o->execute;
 	if (o->months < 1 || o->months > 1200)
 		return ops_fail(err, OPS_E_CONFIG, false,
@@ -208,40 +196,23 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 				o->months);
 	res->months = o->months;
 	snprintf(res->tz, sizeof(res->tz), "%s", o->tz ? o->tz : "UTC");
-	r = check_as_of(db, o, res->tz, err);
+	r = purge_check_as_of(db, o, res->tz, err);
 	if (r == 0)
 		r = purge_cutoff(db, o->months, res->tz, o->as_of, res->cutoff,
 				 res->cutoff_local, res->today, err);
 	if (r != 0)
 		return r;
-	r = purge_record_lock(db, err);
-	if (r != 0)
-		return r;
-	locked = true;
-	{
-		char *reg = NULL;
-
-		r = db_query_value(db,
-				   "SELECT to_regclass('apexops.purge_runs')"
-				   "::text",
-				   0, NULL, &reg, err);
-		if (r == 0 && reg == NULL)
-			r = ops_fail(err, OPS_E_NOTFOUND, false,
-				     "table apexops.purge_runs is missing: "
-				     "run 'apexops migrate up' first");
-		free(reg);
-		if (r != 0)
-			goto unlock;
-	}
-	r = purge_record_abandon_stale(db, &res->abandoned, err);
-	if (r == 0)
-		r = purge_record_start(db, &opts, res, err);
-	if (r != 0)
-		goto unlock;
-	log_info("purge started run=%lld mode=%s months=%ld tz=%s today=%s "
-		 "cutoff=%s",
-		 res->run_id, o->execute ? "execute" : "dry-run", res->months,
+	log_info("purge started mode=%s months=%ld tz=%s today=%s cutoff=%s",
+		 o->execute ? "execute" : "dry-run", res->months,
 		 log_q(res->tz), res->today, res->cutoff);
+	if (opts.on_progress != NULL) {
+		struct ops_err e2 = OPS_ERR_INIT;
+
+		/* the parameters are known: the record shows them at once */
+		if (opts.on_progress(opts.progress_arg, res, &e2) != 0)
+			log_warn("cannot record purge progress error=%s",
+				 log_q(e2.msg));
+	}
 
 	for (int i = 0; i < purge_npolicies && i < PURGE_MAX_TABLES; i++) {
 		const struct purge_policy *p = &purge_policies[i];
@@ -313,27 +284,10 @@ finish:
 		snprintf(res->error, sizeof(res->error), "%s", err->msg);
 	if (db_in_tx(db))
 		db_rollback(db);
-	{
-		struct ops_err e2 = OPS_ERR_INIT;
-		/* the ledger has no "partial": it is a failed run whose error
-		 * says partial, and whose tables say what was left */
-		const char *st = strcmp(res->status, "partial") == 0
-					 ? "failed"
-					 : res->status;
-
-		if (purge_record_update(db, res, st, r == 0 ? NULL : err->msg,
-					&e2) != 0)
-			log_warn("cannot record the purge outcome run=%lld "
-				 "error=%s",
-				 res->run_id, log_q(e2.msg));
-	}
-	log_info("purge finished run=%lld status=%s planned=%lld "
-		 "deleted=%lld left=%lld seconds=%.1f",
-		 res->run_id, res->status, res->planned_total,
-		 res->deleted_total, res->left_total, res->seconds);
-unlock:
-	if (locked)
-		purge_record_unlock(db);
+	log_info("purge finished status=%s planned=%lld deleted=%lld "
+		 "left=%lld seconds=%.1f",
+		 res->status, res->planned_total, res->deleted_total,
+		 res->left_total, res->seconds);
 	return r;
 }
 
@@ -346,17 +300,28 @@ purge_history_json(struct db *db, long limit, char **json, struct ops_err *err)
 
 	*json = NULL;
 	snprintf(lim, sizeof(lim), "%ld", limit);
+	/* params and counts hold ISO text and numbers the purge wrote (or
+	 * the migration copied from apexops.purge_runs) */
 	r = db_query_value(
 		db,
 		"SELECT COALESCE(json_agg(r ORDER BY r.id DESC), '[]')::text"
 		" FROM (SELECT id, started_at, finished_at, status, mode,"
 		"  trigger, os_user, db_user, application_name, client_host,"
-		"  months, tz, as_of, today, cutoff, rows_planned,"
-		"  rows_deleted, null_rows, duration_ms, error, tables"
-		"  FROM apexops.purge_runs ORDER BY id DESC LIMIT $1::int) r",
+		"  (params ->> 'months')::int AS months, params ->> 'tz' AS tz,"
+		"  (params ->> 'as_of')::date AS as_of,"
+		"  (params ->> 'today')::date AS today,"
+		"  (params ->> 'cutoff')::timestamptz AS cutoff,"
+		"  (counts ->> 'rows_planned')::bigint AS rows_planned,"
+		"  (counts ->> 'rows_deleted')::bigint AS rows_deleted,"
+		"  (counts ->> 'null_rows')::bigint AS null_rows,"
+		"  (extract(epoch FROM finished_at - started_at) * 1000)"
+		"   ::bigint AS duration_ms, error,"
+		"  COALESCE(counts -> 'tables', '[]'::jsonb) AS tables"
+		"  FROM apexops.job_runs WHERE job = 'usage-purge'"
+		"  ORDER BY id DESC LIMIT $1::int) r",
 		1, params, json, err);
 	if (r != 0)
-		return ops_err_prefix(err, "reading apexops.purge_runs");
+		return ops_err_prefix(err, "reading the purge runs");
 	return 0;
 }
 
@@ -405,22 +370,25 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 		db_res_free(res);
 		res = NULL;
 	}
-	r = db_query_value(db, "SELECT to_regclass('apexops.purge_runs')::text",
+	r = db_query_value(db, "SELECT to_regclass('apexops.job_runs')::text",
 			   0, NULL, &reg, err);
 	if (r != 0)
 		goto out;
 	if (reg == NULL) {
 		buf_puts(out, "  last purge                 none "
-			      "(apexops.purge_runs missing)\n");
+			      "(apexops.job_runs missing)\n");
 		goto out;
 	}
 	r = db_query(db,
-		     "SELECT id, mode, status, to_char(started_at AT TIME ZONE"
-		     " 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), months,"
-		     " to_char(cutoff AT TIME ZONE 'UTC',"
-		     " 'YYYY-MM-DD HH24:MI:SS\"Z\"'),"
-		     " COALESCE(rows_deleted, rows_planned, 0), trigger"
-		     " FROM apexops.purge_runs ORDER BY id DESC LIMIT 1",
+		     "SELECT id, COALESCE(mode, '-'), status,"
+		     " to_char(started_at AT TIME ZONE 'UTC',"
+		     " 'YYYY-MM-DD HH24:MI:SS\"Z\"'), params ->> 'months',"
+		     " to_char((params ->> 'cutoff')::timestamptz AT TIME ZONE"
+		     " 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'),"
+		     " COALESCE(counts ->> 'rows_deleted',"
+		     "  counts ->> 'rows_planned', '0'), trigger"
+		     " FROM apexops.job_runs WHERE job = 'usage-purge'"
+		     " ORDER BY id DESC LIMIT 1",
 		     0, NULL, &res, err);
 	if (r != 0)
 		goto out;

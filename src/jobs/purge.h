@@ -5,9 +5,11 @@
  * clamped at month end, computed by PostgreSQL. A dry-run counts; an
  * execution removes exactly the rows older than the cutoff: whole expired
  * range partitions are detached and dropped, the rest goes in short batched
- * transactions sized to a target duration. Every run is a row in
- * apexops.purge_runs. Nothing here prints: results come back in structs,
- * progress goes through core/progress.h and the log.
+ * transactions sized to a target duration. The engine keeps no books of
+ * its own: `apexops purge`, the scheduler and the systemd unit run it as the
+ * job "usage-purge" (jobs/purge_job.h), whose run is a row of the run
+ * ledger (apexops.job_runs). Nothing here prints: results come back in
+ * structs, progress goes through core/progress.h, the log and on_progress.
  */
 #ifndef OPS_JOBS_PURGE_H
 #define OPS_JOBS_PURGE_H
@@ -49,8 +51,6 @@ struct purge_opts {
 	/* leave expired rows that an ON DELETE RESTRICT / NO ACTION foreign
 	 * key references in place instead of refusing to execute */
 	bool skip_referenced;
-	const char *trigger;  /* "manual" or "scheduled" (recorded) */
-	const char *os_user;  /* recorded; NULL: looked up from the uid */
 	long batch_ms;	      /* target batch duration; 0: 200 */
 	long batch_min;	      /* first/least batch size; 0: 500 */
 	long batch_max;	      /* largest batch; 0: 2000 (WAL per commit) */
@@ -62,9 +62,10 @@ struct purge_opts {
 	/* polled between batches: non-zero stops after the current one */
 	volatile sig_atomic_t *stop;
 	/*
-	 * Called after a batch commits, at most about once a second, with the
-	 * result so far (for the run record). A failure is logged and the
-	 * purge goes on. NULL: none.
+	 * Called once the cutoff is known, then after a batch commits at most
+	 * about once a second, and at the end of each table, with the result
+	 * so far (for the run record). A failure is logged and the purge goes
+	 * on. NULL: none.
 	 */
 	int (*on_progress)(void *arg, const struct purge_result *res,
 			   struct ops_err *err);
@@ -115,7 +116,7 @@ struct purge_table_result {
 };
 
 struct purge_result {
-	long long run_id;      /* apexops.purge_runs.id; 0 if not recorded */
+	long long run_id;      /* apexops.job_runs.id; 0 if not recorded */
 	char cutoff[40];       /* UTC, ISO-8601 with microseconds and Z */
 	char cutoff_local[40]; /* the same instant in tz, no offset */
 	char today[11];	       /* the "today" used (as-of or the tz's date) */
@@ -141,13 +142,12 @@ struct purge_result {
 };
 
 /*
- * Run one purge (dry-run or execute, per o->execute) on db. Takes the
- * session advisory lock PURGE_LOCK_NAME (OPS_E_CONFLICT when another purge
- * holds it), marks stale running rows abandoned, records the run, plans
- * every policy table and, when executing, removes what the plan counted.
- * res is filled as far as the run got, also on failure (res->status and
- * res->error say how it ended). Returns 0 when it succeeded; OPS_E_INVALID
- * for an as-of after today (nothing recorded); OPS_E_REFUSED before
+ * Run one purge (dry-run or execute, per o->execute) on db: compute the
+ * cutoff, plan every policy table and, when executing, remove what the plan
+ * counted. The caller holds the purge lock and keeps the run record
+ * (job_run() does both). res is filled as far as the run got, also on
+ * failure (res->status and res->error say how it ended). Returns 0 when it
+ * succeeded; OPS_E_INVALID for an as-of after today; OPS_E_REFUSED before
  * deleting anything when a RESTRICT / NO ACTION key references expired rows
  * (unless o->skip_referenced); for a "partial" run, OPS_E_CONFLICT
  * (transient) when rows were left locked by another transaction, else
@@ -157,8 +157,25 @@ struct purge_result {
 int purge_run(struct db *db, const struct purge_opts *o,
 	      struct purge_result *res, struct ops_err *err);
 
+/*
+ * Refuse an as-of after today in tz unless o->allow_future_as_of, and
+ * then for a dry-run only (OPS_E_INVALID naming the date and today). 0
+ * when o->as_of is NULL. purge_run() checks it too; a command checks it
+ * first so that a refused run leaves no record.
+ */
+int purge_check_as_of(struct db *db, const struct purge_opts *o, const char *tz,
+		      struct ops_err *err);
+
 /* The result as indented JSON text (caller frees). */
 char *purge_result_json(const struct purge_result *res);
+
+/* For the run ledger, as compact JSON object texts (caller frees): params
+ * {months, tz, as_of, today, cutoff, execute flags}, and counts
+ * {rows_planned, rows_deleted, null_rows, left_rows, left_locked, left,
+ * warnings, status, tables}, as purge_result_json() has the tables. */
+char *purge_params_json(const struct purge_result *res,
+			const struct purge_opts *o);
+char *purge_counts_json(const struct purge_result *res);
 
 /*
  * The cutoff for months and tz with "today" = as_of (or the current date
@@ -170,8 +187,12 @@ int purge_cutoff(struct db *db, long months, const char *tz, const char *as_of,
 		 struct ops_err *err);
 
 /*
- * The last `limit` runs, newest first, as a JSON array text (caller frees
- * *json).
+ * The last `limit` runs of "usage-purge" from the run ledger, newest
+ * first, as a JSON array text (caller frees *json), each with the fields
+ * apexops.purge_runs had: id, started_at, finished_at, status, mode,
+ * trigger, os_user, db_user, application_name, client_host, months, tz,
+ * as_of, today, cutoff, rows_planned, rows_deleted, null_rows, duration_ms,
+ * error, tables.
  */
 int purge_history_json(struct db *db, long limit, char **json,
 		       struct ops_err *err);

@@ -1,8 +1,9 @@
 /*
  * Between the parts of the purge engine (not for other modules): the
  * policy helpers (purge.c), the plan (purge_plan.c), the execution
- * (purge_exec.c), the reporting (purge_report.c) and the run bookkeeping
- * (purge_record.c). purge.h stays the public interface.
+ * (purge_exec.c) and the reporting (purge_report.c); the run bookkeeping
+ * is the run ledger's (jobs/purge_job.c). purge.h stays the public
+ * interface.
  *
  * Identifiers that these files put into SQL text are policy constants or
  * names that PostgreSQL itself quoted (regclass output, format('%I')),
@@ -98,20 +99,5 @@ void purge_sum(struct purge_result *res);
 
 /* The tables as a JSON array text (caller frees). */
 char *purge_tables_json(const struct purge_result *res);
-
-/* --- purge_record.c */
-
-/* Take PURGE_LOCK_NAME (OPS_E_CONFLICT naming the holder). */
-int purge_record_lock(struct db *db, struct ops_err *err);
-void purge_record_unlock(struct db *db);
-/* Mark running rows whose backend is gone abandoned; *count of them. */
-int purge_record_abandon_stale(struct db *db, int *count, struct ops_err *err);
-/* Insert the running row; res->run_id gets its id. */
-int purge_record_start(struct db *db, const struct purge_opts *o,
-		       struct purge_result *res, struct ops_err *err);
-/* Update the run row: progress when status is NULL, else the outcome. */
-int purge_record_update(struct db *db, const struct purge_result *res,
-			const char *status, const char *error,
-			struct ops_err *err);
 
 #endif

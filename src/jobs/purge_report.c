@@ -144,8 +144,6 @@ purge_result_json(const struct purge_result *res)
 	json_object_set_new(o, "cutoff", json_string(res->cutoff));
 	json_object_set_new(o, "cutoff_local", json_string(res->cutoff_local));
 	json_object_set_new(o, "stopped", json_boolean(res->stopped));
-	json_object_set_new(o, "abandoned_runs_marked",
-			    json_integer(res->abandoned));
 	json_object_set_new(o, "planned_rows",
 			    json_integer(res->planned_total));
 	if (res->execute)
@@ -163,5 +161,77 @@ purge_result_json(const struct purge_result *res)
 	json_object_set_new(o, "tables", tables_json(res));
 	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
+	return s ? s : xstrdup("{}");
+}
+
+char *
+purge_params_json(const struct purge_result *res, const struct purge_opts *o)
+{
+	json_t *j = json_object();
+	char *s;
+
+	json_object_set_new(j, "months", json_integer(res->months));
+	json_object_set_new(j, "tz", json_string(res->tz));
+	json_object_set_new(j, "as_of",
+			    o->as_of ? json_string(o->as_of) : json_null());
+	json_object_set_new(j, "today",
+			    res->today[0] ? json_string(res->today)
+					  : json_null());
+	json_object_set_new(j, "cutoff",
+			    res->cutoff[0] ? json_string(res->cutoff)
+					   : json_null());
+	json_object_set_new(j, "allow_future_as_of",
+			    json_boolean(o->allow_future_as_of));
+	json_object_set_new(j, "skip_referenced",
+			    json_boolean(o->skip_referenced));
+	json_object_set_new(j, "vacuum", json_boolean(o->vacuum));
+	s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	return s ? s : xstrdup("{}");
+}
+
+char *
+purge_counts_json(const struct purge_result *res)
+{
+	json_t *j = json_object(), *left = json_object();
+	long long lk = 0, tr = 0, rf = 0, ot = 0;
+	char *s;
+
+	for (int i = 0; i < res->ntables; i++) {
+		lk += res->tables[i].left_locked;
+		tr += res->tables[i].left_trigger;
+		rf += res->tables[i].left_referenced;
+		ot += res->tables[i].left_other;
+	}
+	if (lk > 0)
+		json_object_set_new(left, "locked by another transaction",
+				    json_integer(lk));
+	if (tr > 0)
+		json_object_set_new(left, "kept by a trigger",
+				    json_integer(tr));
+	if (rf > 0)
+		json_object_set_new(left,
+				    "referenced by a foreign key (skipped)",
+				    json_integer(rf));
+	if (ot > 0)
+		json_object_set_new(left, "written behind the purge meanwhile",
+				    json_integer(ot));
+	/* the names apexops.purge_runs used, so that old and new rows read
+	 * alike in the history */
+	json_object_set_new(j, "rows_planned",
+			    json_integer(res->planned_total));
+	if (res->execute)
+		json_object_set_new(j, "rows_deleted",
+				    json_integer(res->deleted_total));
+	json_object_set_new(j, "null_rows", json_integer(res->null_total));
+	json_object_set_new(j, "left_rows", json_integer(res->left_total));
+	json_object_set_new(j, "left_locked", json_integer(res->left_locked));
+	json_object_set_new(j, "left", left);
+	json_object_set_new(j, "warnings", json_integer(res->warnings));
+	if (res->status[0] != '\0')
+		json_object_set_new(j, "status", json_string(res->status));
+	json_object_set_new(j, "tables", tables_json(res));
+	s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
 	return s ? s : xstrdup("{}");
 }

@@ -262,7 +262,7 @@ for v in 0 -1 abc 18abc "" 1201 " 18" 1e2; do
 	assert_contains "--months '$v' names the flag and the range" "$ERR" "1 to 1200"
 done
 assert_eq "bad month values changed no row" "$before" "$(total "$U" usage_events)"
-assert_eq "bad month values recorded no run" 0 "$(sql "$U" "SELECT count(*) FROM apexops.purge_runs")"
+assert_eq "bad month values recorded no run" 0 "$(sql "$U" "SELECT count(*) FROM apexops.job_runs")"
 for v in 2025-02-30 2025-8-31 yesterday ""; do
 	purge "$U" --execute --as-of "$v"
 	expect_rc 64 "--as-of '$v' is a usage error"
@@ -287,6 +287,8 @@ purge "$U" --execute --as-of 2062-11-25 --allow-future-as-of
 expect_rc 64 "--allow-future-as-of does not allow an execution"
 purge "$U" --as-of 2062-11-25 --allow-future-as-of --json
 expect_rc 0 "--allow-future-as-of allows a dry-run"
+assert_eq "only the allowed preview was recorded" "1 dry-run" \
+	"$(sql "$U" "SELECT count(*) || ' ' || min(mode) FROM apexops.job_runs WHERE job = 'usage-purge'")"
 assert_eq "the preview plans every dated row" "$before" "$(( $(jget "$OUT" '{planned_rows}') + 2 ))"
 assert_eq "bad flags changed no row" "$before" "$(total "$U" usage_events)"
 
@@ -351,7 +353,7 @@ k_old=$(older "$U" usage_events "$C")
 wait_running() { # until a run row is running and has deleted some rows
 	for _ in $(seq 1 100); do
 		[ "$(older "$U" usage_events "$C")" -lt "$k_old" ] &&
-			[ "$(sql "$U" "SELECT count(*) FROM apexops.purge_runs WHERE status = 'running'")" -ge 1 ] && return 0
+			[ "$(sql "$U" "SELECT count(*) FROM apexops.job_runs WHERE job = 'usage-purge' AND status = 'running'")" -ge 1 ] && return 0
 		sleep 0.1
 	done
 	return 1
@@ -377,7 +379,7 @@ assert_contains "the stopped purge prints a summary" "$OUT" "STOPPED"
 assert_contains "the stopped purge says why rows are left" "$OUT" "not deleted: stopped by a signal"
 assert_not_contains "a stop is not 'written or deleted meanwhile'" "$OUT" "written or deleted meanwhile"
 assert_eq "the stopped run is recorded as stopped" stopped \
-	"$(sql "$U" "SELECT status FROM apexops.purge_runs ORDER BY id DESC LIMIT 1")"
+	"$(sql "$U" "SELECT status FROM apexops.job_runs ORDER BY id DESC LIMIT 1")"
 left=$(older "$U" usage_events "$C")
 if [ "$left" -gt 0 ] && [ "$left" -lt "$k_old" ]; then ok "the stop left part of the work ($left rows)"; else not_ok "the stop left part of the work" "left=$left of $k_old"; fi
 
@@ -385,16 +387,16 @@ DATABASE_URL=$U "$APEXOPS_BIN" purge "${slow[@]}" >/dev/null 2>&1 &
 victim=$!
 before_kill=$(older "$U" usage_events "$C")
 # the run record shows progress while it runs (written as batches commit)
-wait_for "$U" "SELECT (rows_deleted > 0 AND rows_planned > 0)::int FROM apexops.purge_runs WHERE status = 'running' ORDER BY id DESC LIMIT 1" ||
+wait_for "$U" "SELECT ((counts ->> 'rows_deleted')::bigint > 0 AND (counts ->> 'rows_planned')::bigint > 0)::int FROM apexops.job_runs WHERE status = 'running' ORDER BY id DESC LIMIT 1" ||
 	not_ok "the running purge records its progress"
 kill -KILL "$victim"
 wait "$victim" 2>/dev/null
-killed_id=$(sql "$U" "SELECT max(id) FROM apexops.purge_runs")
-assert_eq "the killed run is left as running" running "$(sql "$U" "SELECT status FROM apexops.purge_runs WHERE id = $killed_id")"
+killed_id=$(sql "$U" "SELECT max(id) FROM apexops.job_runs")
+assert_eq "the killed run is left as running" running "$(sql "$U" "SELECT status FROM apexops.job_runs WHERE id = $killed_id")"
 left=$(older "$U" usage_events "$C")
 if [ "$left" -gt 0 ] && [ "$left" -lt "$before_kill" ]; then ok "SIGKILL hit in the middle ($left rows left)"; else not_ok "SIGKILL hit in the middle" "left=$left"; fi
 assert_eq "after SIGKILL no row at/after the cutoff is lost" "$k_keep" "$(keepers "$U" usage_events "$C")"
-rec=$(sql "$U" "SELECT rows_planned || ' ' || rows_deleted FROM apexops.purge_runs WHERE id = $killed_id")
+rec=$(sql "$U" "SELECT (counts ->> 'rows_planned') || ' ' || (counts ->> 'rows_deleted') FROM apexops.job_runs WHERE id = $killed_id")
 if [ "${rec% *}" = "$before_kill" ] && [ "${rec#* }" -gt 0 ] && [ "${rec#* }" -le $((before_kill - left)) ]; then
 	ok "the killed run's record kept its plan and progress ($rec)"
 else
@@ -404,23 +406,41 @@ wait_gone || not_ok "the killed purge's backend went away"
 purge "$U" --as-of 2025-08-31 --execute --json
 expect_rc 0 "the rerun finishes the job"
 assert_eq "the rerun deleted what it planned" "$(jget "$OUT" '{planned_rows}')" "$(jget "$OUT" '{deleted_rows}')"
-assert_eq "the rerun marked the killed run abandoned" 1 "$(jget "$OUT" '{abandoned_runs_marked}')"
 assert_eq "final state: no row older than the cutoff is left" 0 "$(older "$U" usage_events "$C")"
 assert_eq "final state: every row at/after the cutoff or NULL is kept" "$k_keep" "$(keepers "$U" usage_events "$C")"
 assert_eq "history shows the killed run as abandoned" abandoned \
-	"$(sql "$U" "SELECT status FROM apexops.purge_runs WHERE id = $killed_id")"
+	"$(sql "$U" "SELECT status FROM apexops.job_runs WHERE id = $killed_id")"
 
 purge "$U" history --json --limit 10
 expect_rc 0 "history --json exits 0"
 assert_eq "history lists the runs newest first" "succeeded abandoned stopped" \
 	"$(jget "$OUT" '{0,status}') $(jget "$OUT" '{1,status}') $(jget "$OUT" '{2,status}')"
 assert_eq "history records who ran it" "apexops/purge" "$(jget "$OUT" '{0,application_name}')"
+assert_eq "history keeps the killed run's progress" "$rec" \
+	"$(jget "$OUT" '{1,rows_planned}') $(jget "$OUT" '{1,rows_deleted}')"
 purge "$U" history --limit 2
 expect_rc 0 "history exits 0"
 assert_eq "history --limit 2 shows a header and two runs" 3 "$(printf '%s\n' "$OUT" | wc -l)"
 assert_contains "history text shows the abandoned run" "$OUT" "abandoned"
 purge "$U" history --limit 0
 expect_rc 64 "history --limit 0 is a usage error"
+
+# the scheduled path: USAGE_RETENTION_MONTHS, executes, trigger scheduled
+U=$(prep_db purge_sched) || exit 1
+seed "$U" usage_events "$C" 2000
+s_old=$(older "$U" usage_events "$C")
+OUT=$(DATABASE_URL=$U USAGE_RETENTION_MONTHS=1200 RETENTION_MONTHS=1 "$APEXOPS_BIN" purge --scheduled --json 2>"$E2E_TMP/stderr")
+RC=$?
+ERR=$(cat "$E2E_TMP/stderr")
+expect_rc 0 "purge --scheduled exits 0"
+assert_eq "--scheduled takes USAGE_RETENTION_MONTHS and executes" "1200 execute" "$(jget "$OUT" '{months}') $(jget "$OUT" '{mode}')"
+assert_eq "--scheduled with 1200 months deleted nothing of 2025" "$s_old" "$(older "$U" usage_events "$C")"
+assert_eq "--scheduled is recorded as a scheduled execution" "scheduled execute succeeded" \
+	"$(sql "$U" "SELECT trigger || ' ' || mode || ' ' || status FROM apexops.job_runs ORDER BY id DESC LIMIT 1")"
+purge "$U" --scheduled --months 3
+expect_rc 64 "--scheduled refuses other options"
+assert_contains "the refusal says where the settings come from" "$ERR" "USAGE_RETENTION_MONTHS"
+assert_contains "the systemd unit runs the scheduled path" "$(cat "$ROOT/deploy/apexops-purge.service")" "apexops purge --scheduled"
 
 # a purge right after another never finds the first one's lock still held
 # (the server frees session locks late; apexops releases them before exit)
