@@ -11,7 +11,7 @@ set -eu
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 : "${PRIMARY_PORT:?set PRIMARY_PORT to the port of the primary}"
 port=${PGPORT:-$((PRIMARY_PORT + 100))}
-while (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null; do port=$((port + 1)); done
+cd /
 SBTMP=$(mktemp -d /tmp/apexops-pgstandby.XXXXXX)
 if [ "$(id -u)" = 0 ]; then
 	chown postgres:postgres "$SBTMP"
@@ -31,14 +31,22 @@ fi
 # the copied postgresql.conf names the primary's port and socket: the
 # later lines win
 cat >>"$SBTMP/data/postgresql.conf" <<CONF
-port = $port
 unix_socket_directories = '$SBTMP'
 hot_standby = on
 wal_receiver_status_interval = 1s
 CONF
-echo "$port" >"$SBTMP/port"
-if ! $AS "$PGBIN/pg_ctl" -D "$SBTMP/data" -l "$SBTMP/server.log" -w -t 60 start >/dev/null; then
-	cat "$SBTMP/server.log" >&2
-	exit 1
-fi
-echo "$SBTMP"
+# another cluster may take a free-looking port first: try the next ones
+for _ in 1 2 3 4 5; do
+	while (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null; do port=$((port + 1)); done
+	echo "port = $port" >>"$SBTMP/data/postgresql.conf"
+	if $AS "$PGBIN/pg_ctl" -D "$SBTMP/data" -l "$SBTMP/server.log" -w -t 60 start >/dev/null; then
+		echo "$port" >"$SBTMP/port"
+		echo "$SBTMP"
+		exit 0
+	fi
+	grep -q "could not create any TCP/IP sockets" "$SBTMP/server.log" || break
+	port=$((port + 1))
+done
+cat "$SBTMP/server.log" >&2
+rm -rf "$SBTMP"
+exit 1
