@@ -262,7 +262,7 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 		     struct purge_partition_stats *st, struct ops_err *err)
 {
 	struct purge_partition_stats local;
-	struct ops_err lerr = OPS_ERR_INIT;
+	struct ops_err lerr = OPS_ERR_INIT, e2 = OPS_ERR_INIT;
 	struct target t;
 	char *saved = NULL, lt[32];
 	double t0;
@@ -323,16 +323,17 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 	st->drop_ms = ms_now() - t0;
 	if (r == 0)
 		st->dropped = true;
-restore : {
-	struct ops_err e2 = OPS_ERR_INIT;
-
-	/* keep the first failure; a restore failure alone is one */
+	else
+		log_warn("purge partition detached but not dropped; drop it "
+			 "by hand table=%s",
+			 log_q(t.child));
+restore:
+	/* keep the first failure; a failed restore alone is one */
 	if (set_lock_timeout(db, saved != NULL ? saved : "0", &e2) != 0 &&
 	    r == 0) {
 		*err = e2;
 		r = e2.code;
 	}
-}
 out:
 	free(saved);
 	if (r != 0 && r != OPS_E_STOPPED && t.child[0] != '\0')

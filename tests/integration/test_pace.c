@@ -390,6 +390,47 @@ test_lag_wait_honours_stop_and_its_bound(void **state)
 	db_close(primary);
 }
 
+/* A role without pg_monitor sees the standby but not its LSNs: counted,
+ * warned about, never waited for. */
+static void
+test_hidden_lag_for_an_unprivileged_role(void **state)
+{
+	struct db *primary = itest_connect(url);
+	struct db *standby = itest_connect(sb_url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct pace_opts o = { 0 };
+	struct pace_stats st;
+	struct pace *p;
+	struct db *db;
+	char *nomon_url, *at;
+	long next, pause;
+
+	(void)state;
+	itest_exec(primary, "DROP ROLE IF EXISTS pace_nomon");
+	itest_exec(primary, "CREATE ROLE pace_nomon LOGIN");
+	at = strstr(url, "postgres@");
+	assert_non_null(at);
+	nomon_url = xasprintf("%.*s%s%s", (int)(at - url), url, "pace_nomon@",
+			      at + strlen("postgres@"));
+	db = itest_connect(nomon_url);
+	pause_replay_and_write(primary, standby);
+	o.max_lag_bytes = 1024;
+	p = pace_new(&o);
+	assert_int_equal(pace_after_batch(p, db, 500, 5.0, 0.1, &next, &pause,
+					  NULL, &err),
+			 0);
+	pace_stats_get(p, &st);
+	assert_int_equal(st.probes, 1);
+	assert_int_equal(st.lag_hidden, 1);
+	assert_int_equal(st.lag_waits, 0);
+	pace_free(p);
+	itest_exec(standby, "SELECT pg_wal_replay_resume()");
+	db_close(db);
+	free(nomon_url);
+	db_close(standby);
+	db_close(primary);
+}
+
 int
 main(void)
 {
@@ -400,6 +441,7 @@ main(void)
 	const struct CMUnitTest lag_tests[] = {
 		cmocka_unit_test(test_waits_for_a_lagging_standby),
 		cmocka_unit_test(test_lag_wait_honours_stop_and_its_bound),
+		cmocka_unit_test(test_hidden_lag_for_an_unprivileged_role),
 	};
 	int failed;
 
