@@ -26,7 +26,8 @@ const char cmd_purge_usage[] =
 	"[--skip-referenced]\n"
 	"                     [--batch-ms MS] [--batch-min N] [--batch-max N]\n"
 	"                     [--max-rate ROWS_PER_S] [--sleep MS]\n"
-	"                     [--lock-timeout MS] [--vacuum] [--json]\n"
+	"                     [--lock-timeout MS] [--pace on|off] [--vacuum] "
+	"[--json]\n"
 	"       apexops purge history [--limit N] [--json]\n"
 	"\n"
 	"Delete usage_events and billing_audit rows whose created_at is older "
@@ -49,10 +50,18 @@ const char cmd_purge_usage[] =
 	"                      NO ACTION foreign key references (without it, "
 	"--execute\n"
 	"                      refuses to start when there are any)\n"
+	"  --pace on|off       on (the default): the pacer sizes the batches "
+	"and pauses\n"
+	"                      between them by commit latency, sessions "
+	"waiting on locks\n"
+	"                      or I/O, and standby replay lag; off: fixed "
+	"batches\n"
 	"  --batch-ms MS       target duration of one delete transaction "
-	"(200)\n"
+	"(pacer 100,\n"
+	"                      off 200)\n"
 	"  --batch-min N       first and smallest batch, in rows (500)\n"
-	"  --batch-max N       largest batch, in rows (2000)\n"
+	"  --batch-max N       largest batch, in rows (pacer 10000, off "
+	"2000)\n"
 	"  --max-rate N        delete at most N rows per second\n"
 	"  --sleep MS          pause after each batch\n"
 	"  --lock-timeout MS   give up a batch that waits this long for a "
@@ -389,7 +398,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_BMAX,
 		O_FUTURE,
 		O_SKIPREF,
-		O_SCHED
+		O_SCHED,
+		O_PACE
 	};
 	static const struct option longopts[] = {
 		{ "execute", no_argument, NULL, O_EXEC },
@@ -407,6 +417,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "allow-future-as-of", no_argument, NULL, O_FUTURE },
 		{ "skip-referenced", no_argument, NULL, O_SKIPREF },
 		{ "scheduled", no_argument, NULL, O_SCHED },
+		{ "pace", required_argument, NULL, O_PACE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct purge_opts o;
@@ -493,6 +504,17 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 			break;
 		case O_SCHED:
 			scheduled = true;
+			break;
+		case O_PACE:
+			if (strcmp(optarg, "on") == 0)
+				o.no_pace = false;
+			else if (strcmp(optarg, "off") == 0)
+				o.no_pace = true;
+			else
+				return cli_usage("purge",
+						 "--pace: invalid value '%s': "
+						 "expected on or off",
+						 optarg);
 			break;
 		default:
 			return OPS_EXIT_USAGE; /* cli_getopt said why */

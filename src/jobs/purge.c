@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "db/db.h"
+#include "jobs/pace.h"
 #include "jobs/purge_internal.h"
 
 /*
@@ -260,6 +261,17 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 	x.res = res;
 	x.run_started = clock_now();
 	x.last_report = x.run_started;
+	if (!opts.no_pace) {
+		struct pace_opts po;
+
+		/* the batch flags bound the pacer; zero keeps its default */
+		memset(&po, 0, sizeof(po));
+		po.target_ms = opts.batch_ms;
+		po.min_batch = opts.batch_min;
+		po.max_batch = opts.batch_max;
+		x.pace = pace_new(&po);
+		res->paced = true;
+	}
 	for (int i = 0; i < res->ntables && !purge_stopping(&opts); i++) {
 		struct purge_table_result *t = &res->tables[i];
 
@@ -269,6 +281,21 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 					res->cutoff, t, err);
 		if (r != 0)
 			break;
+	}
+	if (x.pace != NULL) {
+		struct pace_stats ps;
+
+		pace_stats_get(x.pace, &ps);
+		res->pace_backoffs = ps.backoffs;
+		res->pace_pauses = ps.pauses;
+		res->pace_pause_ms = ps.pause_ms;
+		res->pace_lag_waits = ps.lag_waits;
+		res->pace_lag_wait_ms = ps.lag_wait_ms;
+		res->pace_max_lag_ms = ps.max_lag_ms;
+		res->pace_batch_lo = ps.batch_lo;
+		res->pace_batch_hi = ps.batch_hi;
+		pace_free(x.pace);
+		x.pace = NULL;
 	}
 	r = settle(&opts, res, r, err);
 

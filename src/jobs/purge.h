@@ -55,10 +55,14 @@ struct purge_opts {
 	long batch_min;	      /* first/least batch size; 0: 500 */
 	long batch_max;	      /* largest batch; 0: 2000 (WAL per commit) */
 	long lock_timeout_ms; /* per batch; 0: 100 */
-	long max_rate;	      /* rows/s ceiling; 0: none */
-	long sleep_ms;	      /* pause after each batch */
-	bool vacuum;	      /* VACUUM (ANALYZE) each purged table */
-	bool progress_tty;    /* progress drawn on a terminal */
+	/* the pacer (jobs/pace.h) sizes the batches and pauses between
+	 * them from the database's response; true: the fixed loop
+	 * (batch_ms/batch_min/batch_max only) */
+	bool no_pace;
+	long max_rate;	   /* rows/s ceiling; 0: none */
+	long sleep_ms;	   /* pause after each batch */
+	bool vacuum;	   /* VACUUM (ANALYZE) each purged table */
+	bool progress_tty; /* progress drawn on a terminal */
 	/* polled between batches: non-zero stops after the current one */
 	volatile sig_atomic_t *stop;
 	/*
@@ -97,6 +101,7 @@ struct purge_table_result {
 	/* execution */
 	long long deleted_rows; /* total removed (batches + partitions) */
 	int partitions_dropped;
+	int partitions_kept; /* could not be dropped: purged row-wise */
 	long long batches;
 	long long lock_retries;
 	double partition_seconds; /* detaching and dropping partitions */
@@ -138,6 +143,15 @@ struct purge_result {
 	long long left_total;  /* sum of the tables' left_rows */
 	long long left_locked; /* of which locked by another transaction */
 	int warnings;	       /* e.g. a failed VACUUM */
+	/* what the pacer did (executions with pacing) */
+	bool paced;
+	long long pace_backoffs;
+	long long pace_pauses;
+	double pace_pause_ms;
+	long long pace_lag_waits;
+	double pace_lag_wait_ms;
+	double pace_max_lag_ms;
+	long pace_batch_lo, pace_batch_hi;
 	double seconds;
 };
 

@@ -17,6 +17,8 @@
 #include "core/stop.h"
 #include "core/xalloc.h"
 #include "db/db.h"
+#include "jobs/pace.h"
+#include "jobs/purge_partition.h"
 
 #define MAX_LOCK_RETRIES 200
 #define RETURN_PASSES	 3 /* walks after the first, for skipped rows */
@@ -95,44 +97,6 @@ report_progress(struct purge_exec *x, bool force)
 		log_warn("cannot record purge progress error=%s", log_q(e.msg));
 }
 
-/* Detach and drop one expired partition in a short transaction; *rows
- * gets the exact count it held (taken under a SHARE lock on it, which
- * blocks only writes into that expired range). */
-static int
-drop_partition(struct db *db, const struct purge_opts *o, const char *parent,
-	       const char *child, long long *rows, struct ops_err *err)
-{
-	char sql[768];
-	int r;
-
-	*rows = 0;
-	r = db_begin(db, err);
-	if (r == 0)
-		r = set_local_lock_timeout(db, o, err);
-	/* names: the policy constant and a regclass-quoted catalog name */
-	if (r == 0) {
-		snprintf(sql, sizeof(sql), "LOCK TABLE %s IN SHARE MODE",
-			 child);
-		r = db_exec(db, sql, 0, NULL, NULL, err);
-	}
-	if (r == 0)
-		r = purge_count_rel(db, child, rows, err);
-	if (r == 0) {
-		snprintf(sql, sizeof(sql), "ALTER TABLE %s DETACH PARTITION %s",
-			 parent, child);
-		r = db_exec(db, sql, 0, NULL, NULL, err);
-	}
-	if (r == 0) {
-		snprintf(sql, sizeof(sql), "DROP TABLE %s", child);
-		r = db_exec(db, sql, 0, NULL, NULL, err);
-	}
-	if (r == 0)
-		r = db_commit(db, err);
-	if (r != 0)
-		db_rollback(db);
-	return r;
-}
-
 /* Where a walk is: the last (column, ctid) it passed. The column travels
  * as ISO-8601 UTC text from to_char() (or "-infinity"), never through
  * the session's DateStyle and TimeZone. */
@@ -144,6 +108,8 @@ struct walk_pos {
 struct batch_out {
 	long long selected; /* rows the batch locked */
 	long long deleted;  /* of which the DELETE removed */
+	double batch_ms;    /* the whole transaction */
+	double commit_ms;   /* its COMMIT */
 };
 
 /*
@@ -159,6 +125,7 @@ run_batch(struct db *db, const struct purge_opts *o, const char *sql,
 	char limit[24];
 	const char *params[4] = { cutoff, w->key, w->tid, limit };
 	struct db_res *res = NULL;
+	double t0 = clock_now(), tc = 0;
 	int r;
 
 	memset(b, 0, sizeof(*b));
@@ -177,13 +144,17 @@ run_batch(struct db *db, const struct purge_opts *o, const char *sql,
 			    NULL, err);
 	if (r == 0)
 		r = db_query(db, sql, 4, params, &res, err);
-	if (r == 0)
+	if (r == 0) {
+		tc = clock_now();
 		r = db_commit(db, err);
+	}
 	if (r != 0) {
 		db_rollback(db);
 		db_res_free(res);
 		return r;
 	}
+	b->commit_ms = (clock_now() - tc) * 1000.0;
+	b->batch_ms = (clock_now() - t0) * 1000.0;
 	b->selected = db_res_ll(res, 0, 0);
 	b->deleted = db_res_ll(res, 0, 1);
 	if (b->selected > 0) {
@@ -294,7 +265,7 @@ purge_rowwise(struct db *db, struct purge_exec *x, const char *rel,
 	if (bmax < bmin)
 		bmax = bmin;
 	if (x->size <= 0)
-		x->size = bmin;
+		x->size = x->pace != NULL ? pace_first_batch(x->pace) : bmin;
 	sql_skip = batch_sql(rel, col, keep, true);
 	sql_wait = batch_sql(rel, col, keep, false);
 	for (int pass = 0; r == 0; pass++) {
@@ -358,9 +329,28 @@ purge_rowwise(struct db *db, struct purge_exec *x, const char *rel,
 				  "size=%ld ms=%.1f",
 				  log_q(rel), b.deleted, b.selected - b.deleted,
 				  x->size, el * 1000.0);
-			/* adapt the size towards the target duration, at most
-			 * 2x per step either way */
-			if (b.selected >= x->size && el > 0) {
+			if (x->pace != NULL) {
+				long pause = 0;
+
+				/* the pacer: batch and commit latency, waiters,
+				 * standby lag */
+				r = pace_after_batch(
+					x->pace, db, (long)b.deleted,
+					b.batch_ms, b.commit_ms, &x->size,
+					&pause, o->stop, err);
+				if (r == OPS_E_STOPPED) {
+					ops_err_clear(err);
+					r = 0;
+					goto out;
+				}
+				if (r != 0) {
+					ops_err_prefix(err, "pacing the purge");
+					goto out;
+				}
+				pause_ms(o, pause);
+			} else if (b.selected >= x->size && el > 0) {
+				/* adapt the size towards the target duration,
+				 * at most 2x per step either way */
 				double ideal = (double)x->size *
 					       (double)target / (el * 1000.0);
 				long next = (long)ideal;
@@ -474,22 +464,27 @@ purge_execute_table(struct db *db, struct purge_exec *x,
 		r = purge_expired_partitions(db, qname, cutoff, &res, err);
 		for (int i = 0; r == 0 && i < db_res_rows(res); i++) {
 			const char *child = db_res_get(res, i, 0);
-			long long n = 0;
-			int tries = 0;
+			struct purge_partition_stats st;
 
 			if (purge_stopping(o))
 				break;
-			for (;;) {
-				r = drop_partition(db, o, qname, child, &n,
-						   err);
-				if (r == 0 || !is_lock_conflict(err) ||
-				    ++tries > MAX_LOCK_RETRIES ||
-				    purge_stopping(o))
-					break;
-				t->lock_retries++;
+			/* CONCURRENTLY where PostgreSQL allows it, else
+			 * short locks with retries (jobs/purge_partition.h) */
+			r = purge_partition_drop(db, qname, child,
+						 o->lock_timeout_ms, o->stop,
+						 &st, err);
+			t->lock_retries += st.lock_retries;
+			if (r == OPS_E_CONFLICT) {
+				/* its rows go row-wise below instead */
+				log_warn("purge could not drop a partition, "
+					 "purging it row by row table=%s "
+					 "partition=%s error=%s",
+					 log_q(t->name), log_q(child),
+					 log_q(err->msg));
+				t->partitions_kept++;
 				ops_err_clear(err);
-				pause_ms(o, ops_backoff_equal_jitter(
-						    100, 1000, tries - 1));
+				r = 0;
+				continue;
 			}
 			if (r != 0) {
 				ops_err_prefix(err, "dropping partition %s",
@@ -497,19 +492,21 @@ purge_execute_table(struct db *db, struct purge_exec *x,
 				break;
 			}
 			t->partitions_dropped++;
-			t->deleted_rows += n;
-			x->run_done += n;
-			progress_add(&x->prog, n);
+			t->deleted_rows += st.rows;
+			x->run_done += st.rows;
+			progress_add(&x->prog, st.rows);
 			report_progress(x, false);
 			log_info("purge dropped partition table=%s "
-				 "partition=%s rows=%lld",
-				 log_q(t->name), log_q(child), n);
+				 "partition=%s rows=%lld concurrent=%d",
+				 log_q(t->name), log_q(child), st.rows,
+				 st.concurrent ? 1 : 0);
 		}
 		db_res_free(res);
 		res = NULL;
 		t->partition_seconds = clock_now() - p0;
-		if (r != 0 && purge_stopping(o)) {
-			/* a second signal cancelled the statement */
+		if (r == OPS_E_STOPPED || (r != 0 && purge_stopping(o))) {
+			/* stopped between attempts, or a second signal
+			 * cancelled the statement */
 			ops_err_clear(err);
 			r = 0;
 		}

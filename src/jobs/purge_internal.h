@@ -21,6 +21,7 @@
 
 struct db;
 struct db_res;
+struct pace;
 
 /* to_char() format of an instant in UTC, ISO-8601 with microseconds: the
  * only text form of a timestamp the engine reads back (DateStyle and
@@ -84,6 +85,7 @@ struct purge_exec {
 	double last_report; /* monotonic time of the last on_progress */
 	long long run_done; /* rows deleted in this run, for --max-rate */
 	long size;
+	struct pace *pace; /* NULL: the fixed loop (no_pace) */
 };
 
 /* Remove what the plan counted from one table; fills t. */

@@ -82,6 +82,8 @@ table_json(const struct purge_result *res, const struct purge_table_result *t)
 				    json_integer(t->deleted_rows));
 		json_object_set_new(o, "partitions_dropped",
 				    json_integer(t->partitions_dropped));
+		json_object_set_new(o, "partitions_kept",
+				    json_integer(t->partitions_kept));
 		json_object_set_new(o, "batches", json_integer(t->batches));
 		json_object_set_new(o, "passes", json_integer(t->passes));
 		json_object_set_new(o, "lock_retries",
@@ -99,6 +101,25 @@ table_json(const struct purge_result *res, const struct purge_table_result *t)
 			json_object_set_new(o, "vacuum_warning",
 					    json_string(t->vacuum_error));
 	}
+	return o;
+}
+
+static json_t *
+pace_json(const struct purge_result *res)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "enabled", json_boolean(res->paced));
+	if (!res->paced)
+		return o;
+	json_object_set_new(o, "backoffs", json_integer(res->pace_backoffs));
+	json_object_set_new(o, "pauses", json_integer(res->pace_pauses));
+	json_object_set_new(o, "pause_ms", json_real(res->pace_pause_ms));
+	json_object_set_new(o, "lag_waits", json_integer(res->pace_lag_waits));
+	json_object_set_new(o, "lag_wait_ms", json_real(res->pace_lag_wait_ms));
+	json_object_set_new(o, "max_lag_ms", json_real(res->pace_max_lag_ms));
+	json_object_set_new(o, "batch_min", json_integer(res->pace_batch_lo));
+	json_object_set_new(o, "batch_max", json_integer(res->pace_batch_hi));
 	return o;
 }
 
@@ -155,6 +176,7 @@ purge_result_json(const struct purge_result *res)
 		json_object_set_new(o, "left_locked",
 				    json_integer(res->left_locked));
 		json_object_set_new(o, "warnings", json_integer(res->warnings));
+		json_object_set_new(o, "pace", pace_json(res));
 	}
 	json_object_set_new(o, "null_rows", json_integer(res->null_total));
 	json_object_set_new(o, "seconds", json_real(res->seconds));
@@ -228,6 +250,8 @@ purge_counts_json(const struct purge_result *res)
 	json_object_set_new(j, "left_locked", json_integer(res->left_locked));
 	json_object_set_new(j, "left", left);
 	json_object_set_new(j, "warnings", json_integer(res->warnings));
+	if (res->executed)
+		json_object_set_new(j, "pace", pace_json(res));
 	if (res->status[0] != '\0')
 		json_object_set_new(j, "status", json_string(res->status));
 	json_object_set_new(j, "tables", tables_json(res));

@@ -144,6 +144,7 @@ ERR=$(cat "$E2E_TMP/stderr")
 expect_rc 0 "CONFIRM=1 executes and exits 0"
 assert_eq "execution deleted exactly what the dry-run planned (usage_events)" "$planned_ue" "$(jget "$OUT" '{tables,0,deleted_rows}')"
 assert_eq "execution deleted exactly what the dry-run planned (billing_audit)" "$planned_ba" "$(jget "$OUT" '{tables,1,deleted_rows}')"
+assert_eq "the pacer is on by default for --execute" true "$(jget "$OUT" '{pace,enabled}')"
 batches=$(jget "$OUT" '{tables,0,batches}')
 if [ "${batches:-0}" -gt 1 ]; then ok "execution ran in batches ($batches)"; else not_ok "execution ran in batches" "batches=$batches"; fi
 assert_eq "no usage_events row older than the cutoff is left" 0 "$(older "$U" usage_events "$C")"
@@ -152,8 +153,11 @@ assert_eq "every usage_events row at/after the cutoff or NULL is kept" "$ue_keep
 assert_eq "every billing_audit row at/after the cutoff or NULL is kept" "$ba_keep" "$(keepers "$U" billing_audit "$C")"
 assert_eq "the row exactly at the cutoff stays, the one 1 us before went" "1 0" \
 	"$(sql "$U" "SELECT count(*) FILTER (WHERE created_at = '$C') || ' ' || count(*) FILTER (WHERE created_at = timestamptz '$C' - interval '1 microsecond') FROM usage_events")"
-purge "$U" --as-of 2025-08-31 --execute --json
+purge "$U" --as-of 2025-08-31 --execute --json --pace off
 assert_eq "a second execution finds nothing to delete" "0 0" "$(jget "$OUT" '{planned_rows}') $(jget "$OUT" '{deleted_rows}')"
+assert_eq "--pace off turns the pacer off" false "$(jget "$OUT" '{pace,enabled}')"
+purge "$U" --as-of 2025-08-31 --execute --pace slow
+expect_rc 64 "--pace takes on or off only"
 
 # --------- a locked row is walked past, then waited for at the end, then deleted
 U=$(prep_db purge_lock) || exit 1
@@ -334,6 +338,8 @@ purge "$U" --as-of 2025-08-31 --execute --json
 expect_rc 0 "partitioned execution with billing_audit missing exits 0"
 assert_eq "partitioned execution deleted what the plan counted" "$planned" "$(jget "$OUT" '{tables,0,deleted_rows}')"
 assert_eq "17 expired partitions were dropped" 17 "$(jget "$OUT" '{tables,0,partitions_dropped}')"
+assert_eq "through purge_partition_drop (a DEFAULT partition: short locks, not CONCURRENTLY)" 17 \
+	"$(grep -c 'purge dropped partition.*concurrent=0' "$E2E_TMP/stderr")"
 assert_eq "the expired partitions are gone from the catalog" 0 \
 	"$(sql "$U" "SELECT count(*) FROM pg_class WHERE relname < 'usage_events_p2024_02' AND relname LIKE 'usage_events_p20%'")"
 assert_eq "the boundary partition is kept" 1 "$(sql "$U" "SELECT count(*) FROM pg_class WHERE relname = 'usage_events_p2024_02'")"

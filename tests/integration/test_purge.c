@@ -569,6 +569,45 @@ test_progress_while_running(void **state)
 	free(u);
 }
 
+/* The pacer drives the execution unless no_pace; --max-rate still holds. */
+static void
+test_paced_by_default(void **state)
+{
+	char *u = seeded_db("purge_pace", 3000);
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+	char *json;
+
+	(void)state;
+	base_opts(&o);
+	o.execute = true;
+	o.batch_min = 200;
+	o.batch_max = 400;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_true(res.paced);
+	assert_int_equal(res.tables[0].deleted_rows, 3000);
+	/* the flags bound the pacer's batches */
+	assert_true(res.pace_batch_lo >= 200);
+	assert_true(res.pace_batch_hi <= 400);
+	assert_true(res.tables[0].batches >= 3000 / 400);
+	json = purge_result_json(&res);
+	assert_non_null(strstr(json, "\"pace\": {\n    \"enabled\": true"));
+	free(json);
+
+	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
+		       " event_value, created_at) SELECT gen_random_uuid(),"
+		       " 'api_calls', g, timestamptz '2024-01-01Z'"
+		       " FROM generate_series(1, 100) g");
+	o.no_pace = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_false(res.paced);
+	assert_int_equal(res.tables[0].deleted_rows, 100);
+	db_close(db);
+	free(u);
+}
+
 int
 main(void)
 {
@@ -583,6 +622,7 @@ main(void)
 		cmocka_unit_test(test_locked_rows_are_skipped),
 		cmocka_unit_test(test_vacuum_without_statement_timeout),
 		cmocka_unit_test(test_progress_while_running),
+		cmocka_unit_test(test_paced_by_default),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
