@@ -220,7 +220,11 @@ print_text(const struct purge_result *res)
 		printf("  estimated size     %s\n", size);
 		printf("  NULL created_at    %lld (never deleted)\n",
 		       t->null_rows);
-		if (t->partitioned)
+		if (t->partitions_off[0] != '\0')
+			printf("  whole partitions   none dropped (%s): row by "
+			       "row\n",
+			       t->partitions_off);
+		else if (t->partitioned)
 			printf("  whole partitions   %d (%lld rows)%s%s\n",
 			       t->partitions_planned, t->partition_rows,
 			       t->partitions_planned ? ": " : "",

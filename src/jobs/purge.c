@@ -44,6 +44,35 @@ purge_policy_ident(const struct purge_policy *p, char *out, size_t n)
 }
 
 int
+purge_statement_timeout_off(struct db *db, char **saved, struct ops_err *err)
+{
+	int r;
+
+	*saved = NULL;
+	r = db_query_value(db, "SELECT current_setting('statement_timeout')", 0,
+			   NULL, saved, err);
+	if (r == 0)
+		r = db_exec(db, "SET statement_timeout = 0", 0, NULL, NULL,
+			    err);
+	return r;
+}
+
+void
+purge_statement_timeout_restore(struct db *db, char *saved)
+{
+	const char *params[1] = { saved };
+	struct ops_err e = OPS_ERR_INIT;
+
+	if (saved == NULL)
+		return;
+	if (db_exec(db, "SELECT set_config('statement_timeout', $1, false)", 1,
+		    params, NULL, &e) != 0)
+		log_warn("cannot restore statement_timeout error=%s",
+			 log_q(e.msg));
+	free(saved);
+}
+
+int
 purge_count_rel(struct db *db, const char *rel, long long *n,
 		struct ops_err *err)
 {
@@ -182,6 +211,7 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 	struct purge_table_info info[PURGE_MAX_TABLES];
 	struct purge_exec x;
 	double started = clock_now();
+	char *saved_st = NULL;
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -215,6 +245,11 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 				 log_q(e2.msg));
 	}
 
+	/* the plan counts whole tables: not under the session's statement
+	 * timeout (its batches are short and keep it) */
+	r = purge_statement_timeout_off(db, &saved_st, err);
+	if (r != 0)
+		goto finish;
 	for (int i = 0; i < purge_npolicies && i < PURGE_MAX_TABLES; i++) {
 		const struct purge_policy *p = &purge_policies[i];
 		struct purge_table_result *t = &res->tables[res->ntables++];
@@ -246,6 +281,8 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 			 t->partitions_planned, log_q(t->oldest),
 			 log_q(t->newest));
 	}
+	purge_statement_timeout_restore(db, saved_st);
+	saved_st = NULL;
 	purge_sum(res);
 	if (!o->execute)
 		goto finish;
@@ -300,6 +337,9 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 	r = settle(&opts, res, r, err);
 
 finish:
+	if (db_in_tx(db))
+		db_rollback(db);
+	purge_statement_timeout_restore(db, saved_st);
 	purge_sum(res);
 	res->seconds = clock_now() - started;
 	if (res->status[0] == '\0')

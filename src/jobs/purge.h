@@ -98,6 +98,9 @@ struct purge_table_result {
 	int partitions_planned;	  /* whole partitions older than the cutoff */
 	long long partition_rows; /* rows in those partitions (plan) */
 	char partitions[512];	  /* their names, comma-separated */
+	/* why expired partitions are purged row by row instead of dropped
+	 * whole ("" when they are dropped) */
+	char partitions_off[96];
 	/* execution */
 	long long deleted_rows; /* total removed (batches + partitions) */
 	int partitions_dropped;

@@ -180,33 +180,40 @@ census(struct db *db, const struct purge_opts *o, const char *rel,
 	int r;
 
 	*all = *cand = *lockable = 0;
-	sql = xasprintf("SELECT count(*), count(*) FILTER (WHERE true%s)"
-			" FROM %s p WHERE p.%s < $1::timestamptz",
-			keep, rel, p->column);
-	r = db_query(db, sql, 1, params, &res, err);
-	free(sql);
-	if (r != 0)
-		return r;
-	*all = db_res_ll(res, 0, 0);
-	*cand = db_res_ll(res, 0, 1);
-	db_res_free(res);
-	res = NULL;
-	if (*cand == 0)
-		return 0;
-	/* lock what can be locked, count it, and let go at once */
-	sql = xasprintf("SELECT count(*) FROM (SELECT 1 FROM %s p"
-			" WHERE p.%s < $1::timestamptz%s"
-			" FOR UPDATE OF p SKIP LOCKED) x",
-			rel, p->column, keep);
+	/* one short transaction, without the statement timeout (it counts
+	 * the whole expired range); the row locks are let go at once */
 	r = db_begin(db, err);
 	if (r == 0)
 		r = set_local_lock_timeout(db, o, err);
 	if (r == 0)
+		r = db_exec(db,
+			    "SELECT set_config('statement_timeout', '0', true)",
+			    0, NULL, NULL, err);
+	if (r == 0) {
+		sql = xasprintf(
+			"SELECT count(*), count(*) FILTER (WHERE true%s)"
+			" FROM %s p WHERE p.%s < $1::timestamptz",
+			keep, rel, p->column);
 		r = db_query(db, sql, 1, params, &res, err);
-	free(sql);
+		free(sql);
+	}
+	if (r == 0) {
+		*all = db_res_ll(res, 0, 0);
+		*cand = db_res_ll(res, 0, 1);
+		db_res_free(res);
+		res = NULL;
+	}
+	if (r == 0 && *cand > 0) {
+		sql = xasprintf("SELECT count(*) FROM (SELECT 1 FROM %s p"
+				" WHERE p.%s < $1::timestamptz%s"
+				" FOR UPDATE OF p SKIP LOCKED) x",
+				rel, p->column, keep);
+		r = db_query(db, sql, 1, params, &res, err);
+		free(sql);
+		if (r == 0)
+			*lockable = db_res_ll(res, 0, 0);
+	}
 	db_rollback(db);
-	if (r == 0)
-		*lockable = db_res_ll(res, 0, 0);
 	db_res_free(res);
 	return r;
 }
@@ -418,23 +425,10 @@ vacuum_table(struct db *db, const char *qname, struct purge_table_result *t)
 	/* qname: a policy constant */
 	snprintf(sql, sizeof(sql), "VACUUM (ANALYZE) %s", qname);
 	log_info("purge vacuum table=%s", log_q(qname));
-	r = db_query_value(db, "SELECT current_setting('statement_timeout')", 0,
-			   NULL, &old, &e);
-	if (r == 0)
-		r = db_exec(db, "SET statement_timeout = 0", 0, NULL, NULL, &e);
+	r = purge_statement_timeout_off(db, &old, &e);
 	if (r == 0)
 		r = db_exec(db, sql, 0, NULL, NULL, &e);
-	if (old != NULL) {
-		const char *params[1] = { old };
-		struct ops_err e2 = OPS_ERR_INIT;
-
-		if (db_exec(db,
-			    "SELECT set_config('statement_timeout', $1, false)",
-			    1, params, NULL, &e2) != 0)
-			log_warn("cannot restore statement_timeout error=%s",
-				 log_q(e2.msg));
-		free(old);
-	}
+	purge_statement_timeout_restore(db, old);
 	if (r != 0) {
 		snprintf(t->vacuum_error, sizeof(t->vacuum_error), "%s", e.msg);
 		log_warn("purge vacuum failed table=%s error=%s", log_q(qname),
@@ -458,7 +452,7 @@ purge_execute_table(struct db *db, struct purge_exec *x,
 
 	purge_policy_ident(p, qname, sizeof(qname));
 	progress_start(&x->prog, t->name, t->planned_rows, o->progress_tty);
-	if (ti->range_by_col) {
+	if (ti->drop_whole) {
 		double p0 = clock_now();
 
 		r = purge_expired_partitions(db, qname, cutoff, &res, err);

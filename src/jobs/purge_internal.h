@@ -34,6 +34,10 @@ struct purge_table_info {
 	bool has_col;
 	bool partitioned; /* relkind p */
 	bool range_by_col;
+	/* whole expired partitions may be dropped: range_by_col, and no
+	 * DELETE trigger or rule and no foreign key that dropping a
+	 * partition would bypass (set by purge_plan_table()) */
+	bool drop_whole;
 	/* AND-ed conditions (alias p for the policy table) that keep rows
 	 * referenced through RESTRICT / NO ACTION keys; "" if none. Only
 	 * used with skip_referenced. */
@@ -49,6 +53,13 @@ void purge_policy_ident(const struct purge_policy *p, char *out, size_t n);
 /* Copy a cell ("" for NULL) into dst of size n. */
 void purge_copy_cell(char *dst, size_t n, const struct db_res *res, int row,
 		     int col);
+
+/* Turn the session's statement_timeout off for statements that scan a
+ * whole table (the plan, VACUUM); *saved (caller frees) gets the old
+ * value for purge_statement_timeout_restore(), which logs a failure. */
+int purge_statement_timeout_off(struct db *db, char **saved,
+				struct ops_err *err);
+void purge_statement_timeout_restore(struct db *db, char *saved);
 
 /* count(*) of rel (a regclass-quoted name) into *n. */
 int purge_count_rel(struct db *db, const char *rel, long long *n,

@@ -201,6 +201,55 @@ plan_references(struct db *db, const struct purge_policy *p,
 	return r;
 }
 
+/*
+ * May whole expired partitions be dropped? Not when a DELETE trigger or
+ * rule on the table or a partition would keep or see rows (a legal hold
+ * that returns NULL), nor when a foreign key references the table (its
+ * ON DELETE action would be bypassed): then the rows go row by row.
+ */
+static int
+plan_whole_partitions(struct db *db, struct purge_table_info *ti,
+		      const char *qname, struct purge_table_result *t,
+		      struct ops_err *err)
+{
+	const char *params[1] = { qname };
+	struct db_res *res = NULL;
+	int r;
+
+	ti->drop_whole = false;
+	if (!ti->range_by_col)
+		return 0;
+	if (t->nrefs > 0) {
+		snprintf(t->partitions_off, sizeof(t->partitions_off),
+			 "referenced by foreign keys");
+		return 0;
+	}
+	/* tgtype bit 3: DELETE; ev_type '4': DELETE */
+	r = db_query(db,
+		     "SELECT EXISTS (SELECT 1 FROM pg_trigger g"
+		     "  WHERE g.tgrelid IN (SELECT relid"
+		     "   FROM pg_partition_tree($1::regclass))"
+		     "  AND NOT g.tgisinternal AND g.tgenabled <> 'D'"
+		     "  AND (g.tgtype::int & 8) <> 0),"
+		     " EXISTS (SELECT 1 FROM pg_rewrite w"
+		     "  WHERE w.ev_class IN (SELECT relid"
+		     "   FROM pg_partition_tree($1::regclass))"
+		     "  AND w.ev_type = '4')",
+		     1, params, &res, err);
+	if (r != 0)
+		return r;
+	if (strcmp(db_res_get(res, 0, 0), "t") == 0)
+		snprintf(t->partitions_off, sizeof(t->partitions_off),
+			 "DELETE triggers");
+	else if (strcmp(db_res_get(res, 0, 1), "t") == 0)
+		snprintf(t->partitions_off, sizeof(t->partitions_off),
+			 "DELETE rules");
+	else
+		ti->drop_whole = true;
+	db_res_free(res);
+	return 0;
+}
+
 int
 purge_plan_table(struct db *db, const struct purge_policy *p,
 		 struct purge_table_info *ti, const char *cutoff,
@@ -266,7 +315,13 @@ purge_plan_table(struct db *db, const struct purge_policy *p,
 		t->est_bytes =
 			(long long)(size / tuples * (double)t->planned_rows);
 
-	if (ti->range_by_col) {
+	r = plan_references(db, p, ti, qname, cutoff, t, err);
+	if (r != 0)
+		goto out;
+	r = plan_whole_partitions(db, ti, qname, t, err);
+	if (r != 0 || !ti->drop_whole)
+		goto out;
+	{
 		size_t used = 0;
 
 		r = purge_expired_partitions(db, qname, cutoff, &res, err);
@@ -291,7 +346,7 @@ purge_plan_table(struct db *db, const struct purge_policy *p,
 		db_res_free(res);
 		res = NULL;
 	}
-	r = plan_references(db, p, ti, qname, cutoff, t, err);
+	r = 0;
 out:
 	db_res_free(res);
 	if (r != 0)

@@ -75,6 +75,10 @@ table_json(const struct purge_result *res, const struct purge_table_result *t)
 				    json_integer(t->partition_rows));
 		json_object_set_new(o, "partitions",
 				    json_string(t->partitions));
+		json_object_set_new(o, "partitions_off",
+				    t->partitions_off[0]
+					    ? json_string(t->partitions_off)
+					    : json_null());
 		json_object_set_new(o, "references", refs_json(t));
 	}
 	if (res->executed && !t->missing) {

@@ -608,6 +608,196 @@ test_paced_by_default(void **state)
 	free(u);
 }
 
+/* usage_events as monthly range partitions (UTC months), 2023-12..2024-08,
+ * with no rows; the caller inserts. */
+static char *
+partitioned_db(const char *name)
+{
+	char *u = itest_new_db(name, 1);
+	struct db *db = itest_connect(u);
+
+	itest_exec(db, "DROP TABLE usage_events CASCADE");
+	itest_exec(db, "CREATE TABLE usage_events (id uuid NOT NULL DEFAULT"
+		       " gen_random_uuid(), customer_id uuid NOT NULL,"
+		       " event_name varchar(100) NOT NULL,"
+		       " event_value bigint NOT NULL,"
+		       " created_at timestamptz DEFAULT CURRENT_TIMESTAMP)"
+		       " PARTITION BY RANGE (created_at)");
+	itest_exec(db, "CREATE INDEX ON usage_events (created_at)");
+	itest_exec(db, "DO $$ DECLARE m timestamptz; BEGIN"
+		       " FOR m IN SELECT generate_series(timestamptz"
+		       " '2023-12-01Z', '2024-08-01Z', interval '1 month') LOOP"
+		       " EXECUTE format('CREATE TABLE %I PARTITION OF"
+		       " usage_events FOR VALUES FROM (%L) TO (%L)',"
+		       " 'ue_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM'), m,"
+		       " m + interval '1 month'); END LOOP; END $$");
+	db_close(db);
+	return u;
+}
+
+/*
+ * Partition bounds come back from pg_get_expr() in the session's DateStyle
+ * and TimeZone: under 'SQL, DMY' and Europe/Dublin in summer "IST" is read
+ * as Israel, two hours off, which made the June partition look expired
+ * against a 2024-06-30 23:00Z cutoff and dropped rows newer than it.
+ */
+static void
+test_partition_bounds_under_dmy(void **state)
+{
+	char *u = partitioned_db("purge_pdmy");
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+
+	(void)state;
+	/* 3 rows an hour before the cutoff, 2 after it (June 30, UTC) */
+	itest_exec(db,
+		   "INSERT INTO usage_events (customer_id, event_name,"
+		   " event_value, created_at) SELECT gen_random_uuid(),"
+		   " 'api_calls', g, timestamptz '2024-06-30 21:50Z'"
+		   " + g * interval '20 minutes' FROM generate_series(1, 5) g");
+	itest_exec(db, "SET DateStyle = 'SQL, DMY'");
+	itest_exec(db, "SET TimeZone = 'Europe/Dublin'");
+	base_opts(&o);
+	o.months = 1;
+	o.tz = "Etc/GMT-1"; /* UTC+1: local midnight is 23:00Z */
+	o.as_of = "2024-08-01";
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_string_equal(res.cutoff, "2024-06-30T23:00:00.000000Z");
+	/* May and before are whole; June is not */
+	assert_int_equal(res.tables[0].partitions_dropped, 6);
+	assert_int_equal(res.tables[0].deleted_rows, 3);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 2);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM pg_class"
+					    " WHERE relname = 'ue_2024_06'"),
+			 1);
+	db_close(db);
+	free(u);
+}
+
+/* A legal-hold trigger on a partitioned table: whole partitions would go
+ * without it firing, so they are purged row by row. */
+static void
+test_partitions_with_hold_go_row_by_row(void **state)
+{
+	char *u = partitioned_db("purge_phold");
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+
+	(void)state;
+	itest_exec(db,
+		   "INSERT INTO usage_events (customer_id, event_name,"
+		   " event_value, created_at) SELECT gen_random_uuid(),"
+		   " 'api_calls', g, timestamptz '2023-12-01Z'"
+		   " + g * interval '1 hour' FROM generate_series(1, 2000) g");
+	itest_exec(db, "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql"
+		       " AS $$ BEGIN IF OLD.event_value % 100 = 0 THEN"
+		       " RETURN NULL; END IF; RETURN OLD; END $$");
+	itest_exec(db, "CREATE TRIGGER legal_hold BEFORE DELETE ON usage_events"
+		       " FOR EACH ROW EXECUTE FUNCTION hold()");
+	base_opts(&o);
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_REFUSED);
+	assert_string_equal(res.status, "partial");
+	assert_string_equal(res.tables[0].partitions_off, "DELETE triggers");
+	assert_int_equal(res.tables[0].partitions_planned, 0);
+	assert_int_equal(res.tables[0].partitions_dropped, 0);
+	assert_int_equal(res.tables[0].left_trigger, 20);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 20);
+	db_close(db);
+	free(u);
+}
+
+struct holder {
+	const char *url;
+	const char *lock_sql; /* run in the holder's transaction */
+	const char *like;     /* the waiting statement, for LIKE */
+	volatile int ready;
+	int waited; /* it waited past the statement timeout */
+};
+
+/* Hold a lock until the statement that waits for it has waited for longer
+ * than the purge session's statement timeout, or is gone. */
+static void *
+hold_lock(void *arg)
+{
+	struct holder *h = arg;
+	struct db *db = itest_connect(h->url);
+	struct ops_err err = OPS_ERR_INIT;
+	bool seen = false;
+	char *sql;
+
+	if (db_begin(db, &err) != 0)
+		abort();
+	itest_exec(db, h->lock_sql);
+	sql = xasprintf("SELECT count(*) FILTER (WHERE clock_timestamp()"
+			" - query_start > interval '1 second') * 10 + count(*)"
+			" FROM pg_stat_activity WHERE query LIKE '%s'"
+			" AND wait_event_type = 'Lock'",
+			h->like);
+	h->ready = 1;
+	for (int i = 0; i < 6000; i++) {
+		long long w;
+
+		/* the activity view is a snapshot per transaction */
+		itest_exec(db, "SELECT pg_stat_clear_snapshot()");
+		w = itest_value_ll(db, sql);
+		if (w >= 10) {
+			h->waited = 1;
+			break;
+		}
+		if (w > 0)
+			seen = true;
+		else if (seen)
+			break; /* it gave up: the timeout applied */
+		usleep(10000);
+	}
+	free(sql);
+	db_rollback(db);
+	db_close(db);
+	return NULL;
+}
+
+/* The plan counts whole tables: not under the statement timeout. */
+static void
+test_plan_without_statement_timeout(void **state)
+{
+	char *u = seeded_db("purge_plan_st", 1000);
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct holder h = { u,
+			    "LOCK TABLE billing_audit IN ACCESS EXCLUSIVE"
+			    " MODE",
+			    "SELECT count(*)%billing_audit%", 0, 0 };
+	struct purge_result res;
+	struct purge_opts o;
+	pthread_t th;
+	char *st;
+
+	(void)state;
+	itest_exec(db, "SET statement_timeout = '300ms'");
+	assert_int_equal(pthread_create(&th, NULL, hold_lock, &h), 0);
+	while (!h.ready)
+		usleep(1000);
+	base_opts(&o);
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(h.waited, 1);
+	assert_int_equal(res.tables[0].deleted_rows, 1000);
+	st = itest_value(db, "SHOW statement_timeout");
+	assert_string_equal(st, "300ms"); /* restored for the batches */
+	free(st);
+	db_close(db);
+	free(u);
+}
+
 int
 main(void)
 {
@@ -623,6 +813,9 @@ main(void)
 		cmocka_unit_test(test_vacuum_without_statement_timeout),
 		cmocka_unit_test(test_progress_while_running),
 		cmocka_unit_test(test_paced_by_default),
+		cmocka_unit_test(test_partition_bounds_under_dmy),
+		cmocka_unit_test(test_partitions_with_hold_go_row_by_row),
+		cmocka_unit_test(test_plan_without_statement_timeout),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
