@@ -60,6 +60,8 @@ PGTMP="" PEERS=""
 cleanup() {
 	[ -n "$PEERS" ] && [ -x tests/peers/down.sh ] && tests/peers/down.sh "$PEERS"
 	[ -n "$PGTMP" ] && tests/peers/pg-down.sh "$PGTMP"
+	rmdir "$LOGDIR" 2>/dev/null # nothing logged: stopped before any test
+	return 0
 }
 trap cleanup EXIT
 
@@ -132,14 +134,15 @@ tally() {
 # the npm peers and oracles come from scripts/install-deps.sh: their absence
 # is a broken install, never a reason to skip the tests that use them
 check_peers() {
-	local d missing="" nm=${OPS_TEST_NODE_MODULES:-tests/peers/node_modules}
+	local d deps missing="" nm=${OPS_TEST_NODE_MODULES:-tests/peers/node_modules}
 	command -v node >/dev/null || { echo "node is not installed; $INSTALL_HINT" >&2; exit 1; }
 	if [ ! -d "$nm" ]; then
 		echo "the npm test peers are not installed (no $nm); $INSTALL_HINT" >&2
 		exit 1
 	fi
-	for d in $(node -e 'for (const d of Object.keys(require(process.argv[1]).dependencies)) console.log(d)' \
-		"$ROOT/tests/peers/package.json"); do
+	deps=$(node -e 'for (const d of Object.keys(require(process.argv[1]).dependencies)) console.log(d)' \
+		"$ROOT/tests/peers/package.json") || { echo "cannot read tests/peers/package.json with node" >&2; exit 1; }
+	for d in $deps; do
 		[ -f "$nm/$d/package.json" ] || missing="$missing $d"
 	done
 	if [ -n "$missing" ]; then

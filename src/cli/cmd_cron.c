@@ -1,8 +1,8 @@
 /*
- * apexops cron: the scheduled jobs. `cron list` shows the job table,
- * `cron run JOB` runs one job now (trigger manual) through the same path
- * the scheduler uses, `cron history` reads the run ledger. The scheduler
- * daemon itself (`apexops cron` with no subcommand) is not in this version.
+ * apexops cron: the scheduler daemon (no subcommand, daemon/cron.h), and
+ * `cron list` (the job table and next fire times), `cron run JOB` (one job
+ * now, trigger manual, through the same path the scheduler uses) and
+ * `cron history` (the run ledger).
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -12,23 +12,39 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "core/clock.h"
 #include "core/parse.h"
 #include "core/signals.h"
+#include "core/xalloc.h"
+#include "daemon/cron.h"
 #include "db/db.h"
+#include "jobs/cron_expr.h"
 #include "jobs/job.h"
 #include "jobs/ledger.h"
 
 const char cmd_cron_usage[] =
-	"usage: apexops cron list [--json]\n"
+	"usage: apexops cron [--http ADDR] [--run-for SECONDS]\n"
+	"       apexops cron list [--json]\n"
 	"       apexops cron run JOB [--json]\n"
 	"       apexops cron history [JOB] [--failed] [--limit N] [--json]\n"
 	"\n"
 	"The scheduled jobs: stripe-usage-sync (0 2 * * *), usage-purge\n"
 	"(30 2 * * *), dunning-retries (0 3 * * *), privacy-expiry\n"
-	"(0 4 * * *), in CRON_TZ (default UTC).\n"
+	"(0 4 * * *), in CRON_TZ (default UTC); APEXOPS_SCHEDULE_<JOB> (e.g.\n"
+	"APEXOPS_SCHEDULE_USAGE_PURGE) overrides one, 'off' disables it.\n"
 	"\n"
-	"  list     every job, its schedule, lock and whether this version\n"
-	"           can run it\n"
+	"  (none)   run the scheduler in the foreground until SIGTERM or\n"
+	"           SIGINT. Any number of replicas may run against one\n"
+	"           database: each slot runs exactly once. SIGTERM stops\n"
+	"           claiming and gives running jobs APEXOPS_CRON_GRACE_S\n"
+	"           (60) to finish, then tells them to stop; a second signal\n"
+	"           stops them at once. SIGHUP reloads the configuration\n"
+	"           (an invalid one is refused and the old one kept).\n"
+	"           --http ADDR (or APEXOPS_HTTP_ADDR) serves GET /healthz\n"
+	"           and GET /metrics (Prometheus). --run-for exits after\n"
+	"           SECONDS of the scheduler's clock (tests and demos).\n"
+	"  list     every job, its schedule, whether it is enabled and the\n"
+	"           next three fire times in CRON_TZ and in UTC\n"
 	"  run      run JOB now, as the scheduler would (configuration, not\n"
 	"           flags: usage-purge executes with USAGE_RETENTION_MONTHS),\n"
 	"           recorded with trigger 'manual'. Exit 75 while the same\n"
@@ -41,17 +57,43 @@ const char cmd_cron_usage[] =
 	"           started_at, finished_at, duration_ms, params, counts and\n"
 	"           error.\n"
 	"\n"
-	"The scheduler daemon ('apexops cron' with no subcommand) is not part\n"
-	"of this version: deploy/apexops-purge.timer runs the purge.\n";
+	"Missed slots (the scheduler was down) run once if the newest is\n"
+	"within APEXOPS_CRON_DEADLINE_S (21600), trigger catch-up; the\n"
+	"others are recorded missed. A replica that dies mid-run loses its\n"
+	"lease (APEXOPS_CRON_LEASE_S, 30) and another takes the run over.\n"
+	"See apexops(1), SCHEDULER, for time zones and daylight saving time.\n";
+
+/* The next n fire times of schedule s after now, or n = 0 when off. */
+static int
+next_fires(const char *s, time_t now, time_t *out, size_t n)
+{
+	struct cron_expr ce;
+
+	if (strcmp(s, "off") == 0 || cron_parse(s, &ce, NULL) != 0 ||
+	    cron_next_n(&ce, now, out, n) != 0)
+		return 0;
+	return (int)n;
+}
+
+static void
+fmt_local(time_t t, char *buf, size_t n)
+{
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(buf, n, "%Y-%m-%d %H:%M %Z", &tm) == 0)
+		snprintf(buf, n, "?");
+}
 
 static int
-cron_list(int argc, char **argv)
+cron_list(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool as_json = false;
+	time_t now;
 	int c;
 
 	optind = 1;
@@ -63,13 +105,40 @@ cron_list(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage("cron", "list: unexpected argument '%s'",
 				 argv[optind]);
+	{
+		struct ops_err err = OPS_ERR_INIT;
+
+		if (cron_daemon_check(&ctx->cfg, &err) != 0)
+			return cli_report(ctx, &err);
+	}
+	setenv("TZ", ctx->cfg.cron_tz, 1);
+	tzset();
+	now = (time_t)ops_clock_now();
 	if (as_json) {
 		json_t *arr = json_array();
 		char *s;
 
 		for (int i = 0; i < job_count; i++) {
 			const struct job_def *j = &job_table[i];
+			const char *sched =
+				cron_daemon_schedule(&ctx->cfg, j->name);
+			time_t next[3];
+			json_t *nx = json_array();
+			int nn = next_fires(sched, now, next, 3);
+			json_t *o;
 
+			for (int k = 0; k < nn; k++) {
+				char b[32];
+
+				json_array_append_new(
+					nx, json_string(ops_format_rfc3339(
+						    next[k], b, sizeof(b))));
+			}
+			o = json_pack("{s:s, s:b, s:o}", "effective_schedule",
+				      sched, "enabled",
+				      strcmp(sched, "off") != 0 &&
+					      !(j->flags & JOB_MANUAL_ONLY),
+				      "next", nx);
 			json_array_append_new(
 				arr,
 				json_pack(
@@ -85,6 +154,10 @@ cron_list(int argc, char **argv)
 					!(j->flags & JOB_MANUAL_ONLY) &&
 						j->schedule != NULL,
 					"summary", j->summary));
+			json_object_update(
+				json_array_get(arr, json_array_size(arr) - 1),
+				o);
+			json_decref(o);
 		}
 		s = json_dumps(arr, JSON_INDENT(2));
 		printf("%s\n", s);
@@ -92,14 +165,26 @@ cron_list(int argc, char **argv)
 		json_decref(arr);
 		return OPS_EXIT_OK;
 	}
-	printf("%-18s %-14s %-10s %s\n", "job", "schedule", "available",
-	       "what it does");
+	printf("time zone %s (CRON_TZ)\n\n", ctx->cfg.cron_tz);
 	for (int i = 0; i < job_count; i++) {
 		const struct job_def *j = &job_table[i];
+		const char *sched = cron_daemon_schedule(&ctx->cfg, j->name);
+		time_t next[3];
+		int nn = next_fires(sched, now, next, 3);
 
-		printf("%-18s %-14s %-10s %s\n", j->name,
-		       j->schedule ? j->schedule : "(manual)",
-		       (j->flags & JOB_UNAVAILABLE) ? "no" : "yes", j->summary);
+		printf("%-18s %-14s %s%s\n", j->name, sched, j->summary,
+		       (j->flags & JOB_UNAVAILABLE)
+			       ? " (not available in this version)"
+			       : "");
+		for (int k = 0; k < nn; k++) {
+			char l[64], u[32];
+
+			fmt_local(next[k], l, sizeof(l));
+			printf("    next  %-26s %s\n", l,
+			       ops_format_rfc3339(next[k], u, sizeof(u)));
+		}
+		if (nn == 0)
+			printf("    next  never (disabled)\n");
 	}
 	return OPS_EXIT_OK;
 }
@@ -297,18 +382,72 @@ out:
 	return rc;
 }
 
+static int
+cron_daemon(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "http", required_argument, NULL, 'h' },
+		{ "run-for", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cron_daemon_opts o;
+	struct ops_err err = OPS_ERR_INIT;
+	long run_for = 0;
+	int c, r;
+
+	memset(&o, 0, sizeof(o));
+	o.env_file = ctx->env_file;
+	o.http_addr = ctx->cfg.http_addr;
+	optind = 1;
+	while ((c = cli_getopt("cron", argc, argv, "", longopts)) != -1) {
+		switch (c) {
+		case 'h':
+			o.http_addr = optarg;
+			break;
+		case 'r':
+			if (parse_long(optarg, 1, 31536000, &run_for) != 0)
+				return cli_usage("cron",
+						 "--run-for '%s': expected a "
+						 "whole number of seconds from "
+						 "1 to 31536000",
+						 optarg);
+			break;
+		default:
+			return OPS_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return cli_usage("cron",
+				 "unknown subcommand '%s' (list, run, "
+				 "history)",
+				 argv[optind]);
+	o.run_for_s = (double)run_for;
+	if (cron_daemon_check(&ctx->cfg, &err) != 0)
+		return cli_report(ctx, &err);
+	if (ctx->cfg.database_url != NULL) {
+		ctx->db_url = xstrdup(ctx->cfg.database_url);
+	} else {
+		struct db *db = NULL;
+
+		/* starts the embedded cluster and resolves its URL */
+		if (cli_db_connect(ctx, &db, &err) != 0)
+			return cli_report(ctx, &err);
+		db_close(db);
+	}
+	o.db_url = ctx->db_url;
+	r = cron_daemon_run(&ctx->cfg, &o, &err);
+	return r == 0 ? OPS_EXIT_OK : cli_report(ctx, &err);
+}
+
 int
 cmd_cron(struct cli_ctx *ctx, int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : NULL;
 
-	if (sub == NULL)
-		return cli_usage("cron",
-				 "the scheduler daemon is not part of this "
-				 "version; use 'cron list', 'cron run JOB' "
-				 "or 'cron history'");
+	if (sub == NULL || sub[0] == '-')
+		return cron_daemon(ctx, argc, argv);
 	if (strcmp(sub, "list") == 0)
-		return cron_list(argc - 1, argv + 1);
+		return cron_list(ctx, argc - 1, argv + 1);
 	if (strcmp(sub, "run") == 0)
 		return cron_run(ctx, argc - 1, argv + 1);
 	if (strcmp(sub, "history") == 0)

@@ -75,6 +75,43 @@ const struct cfg_def cfg_defs[] = {
 	  NULL, CFG_EMPTY_UNSET,
 	  "migration files; unset: ./migrations/postgres, then next to the "
 	  "binary, then PREFIX/share/apexops" },
+	{ "APEXOPS_SCHEDULE_STRIPE_USAGE_SYNC", CFG_STR,
+	  OFF(schedule_stripe_usage_sync), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	  "cron expression of stripe-usage-sync, or off (default 0 2 * * *)" },
+	{ "APEXOPS_SCHEDULE_USAGE_PURGE", CFG_STR, OFF(schedule_usage_purge),
+	  NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	  "cron expression of usage-purge, or off (default 30 2 * * *)" },
+	{ "APEXOPS_SCHEDULE_DUNNING_RETRIES", CFG_STR,
+	  OFF(schedule_dunning_retries), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	  "cron expression of dunning-retries, or off (default 0 3 * * *)" },
+	{ "APEXOPS_SCHEDULE_PRIVACY_EXPIRY", CFG_STR,
+	  OFF(schedule_privacy_expiry), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	  "cron expression of privacy-expiry, or off (default 0 4 * * *)" },
+	{ "APEXOPS_CRON_GRACE_S", CFG_INT, OFF(cron_grace_s), "60", 0, 86400,
+	  NULL, 0,
+	  "seconds running jobs get to finish after SIGTERM before they are "
+	  "told to stop" },
+	{ "APEXOPS_CRON_LEASE_S", CFG_INT, OFF(cron_lease_s), "30", 3, 3600,
+	  NULL, 0,
+	  "seconds a scheduler's claim on a run lasts unless renewed; another "
+	  "replica takes the run over after it lapses" },
+	{ "APEXOPS_CRON_DEADLINE_S", CFG_INT, OFF(cron_deadline_s), "21600", 0,
+	  31536000, NULL, 0,
+	  "a missed slot still runs (once) within this many seconds; older "
+	  "ones are recorded missed" },
+	{ "APEXOPS_HTTP_ADDR", CFG_STR, OFF(http_addr), NULL, 0, 0, NULL,
+	  CFG_EMPTY_UNSET,
+	  "HOST:PORT of the daemons' /healthz and /metrics; unset: off" },
+	{ "APEXOPS_CLOCK_START", CFG_STR, OFF(clock_start), NULL, 0, 0, NULL,
+	  CFG_EMPTY_UNSET,
+	  "virtual clock for tests and demos: what it reads at the epoch "
+	  "(RFC 3339); refused in production" },
+	{ "APEXOPS_CLOCK_EPOCH", CFG_STR, OFF(clock_epoch), NULL, 0, 0, NULL,
+	  CFG_EMPTY_UNSET,
+	  "real unix seconds at which the virtual clock reads START "
+	  "(default: the process start)" },
+	{ "APEXOPS_CLOCK_SPEED", CFG_STR, OFF(clock_speed), NULL, 0, 0, NULL,
+	  CFG_EMPTY_UNSET, "virtual seconds per real second (default 1)" },
 };
 const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
 
@@ -505,7 +542,7 @@ config_show(const struct ops_config *cfg)
 				snprintf(val, sizeof(val), "%s", s);
 		}
 		}
-		printf("%-30s %-40s %s\n", d->name, val,
+		printf("%-34s %-40s %s\n", d->name, val,
 		       cfg->source[i] ? cfg->source[i] : "default");
 	}
 }

@@ -40,6 +40,18 @@ struct ops_config {
 	long lock_timeout_ms;
 	char *pg_bindir;
 	char *migrations_dir;
+	/* the scheduler (apexops cron) */
+	char *schedule_stripe_usage_sync; /* APEXOPS_SCHEDULE_<JOB>: a cron */
+	char *schedule_usage_purge;	  /* expression or "off"; NULL: the */
+	char *schedule_dunning_retries;	  /* job's default */
+	char *schedule_privacy_expiry;
+	long cron_grace_s;
+	long cron_lease_s;
+	long cron_deadline_s;
+	char *http_addr;
+	char *clock_start; /* virtual clock (core/clock.h); NULL: real */
+	char *clock_epoch;
+	char *clock_speed;
 	/* where each value came from, for `apexops config` */
 	const char *source[64];
 };

@@ -4,6 +4,8 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 struct db {
 	PGconn *conn; /* NULL after a failed reconnect */
 	PGcancel *cancel;
+	int cancel_slot; /* in cancel_slots[], or -1 */
 	bool in_tx;
 	bool took_locks; /* a session advisory lock was taken */
 	char version[32];
@@ -30,19 +33,91 @@ struct db {
 	const volatile sig_atomic_t *stop;
 };
 
-/* Keep the cancel object of an open connection (see db_cancel()). */
+/*
+ * The cancel objects of every open connection, for db_cancel_all() in a
+ * signal handler: fixed slots (no allocation in the handler), changed
+ * only with SIGINT/SIGTERM blocked in the changing thread and under a
+ * mutex between threads; a PGcancel is freed only after its slot is
+ * cleared.
+ */
+#define DB_CANCEL_SLOTS 64
+
+static PGcancel *volatile cancel_slots[DB_CANCEL_SLOTS];
+static pthread_mutex_t cancel_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+cancel_lock(sigset_t *old)
+{
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGINT);
+	sigaddset(&s, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &s, old);
+	pthread_mutex_lock(&cancel_mu);
+}
+
+static void
+cancel_unlock(const sigset_t *old)
+{
+	pthread_mutex_unlock(&cancel_mu);
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+void
+db_cancel_all(void)
+{
+	for (int i = 0; i < DB_CANCEL_SLOTS; i++) {
+		PGcancel *c = cancel_slots[i];
+		char buf[256]; /* PQcancel writes its error here, not malloc */
+
+		if (c != NULL)
+			(void)PQcancel(c, buf, sizeof(buf));
+	}
+}
+
+/* Keep the cancel object of an open connection (db_cancel(), and
+ * db_cancel_all() on a second stop signal). */
 static void
 cancel_register(struct db *db)
 {
+	sigset_t old;
+
 	db->cancel = PQgetCancel(db->conn);
+	db->cancel_slot = -1;
+	if (db->cancel == NULL)
+		return;
+	cancel_lock(&old);
+	for (int i = 0; i < DB_CANCEL_SLOTS; i++) {
+		if (cancel_slots[i] == NULL) {
+			cancel_slots[i] = db->cancel;
+			db->cancel_slot = i;
+			break;
+		}
+	}
+	cancel_unlock(&old);
+	if (db->cancel_slot < 0)
+		log_warn("more than %d connections: a second stop signal will "
+			 "not cancel this one's statements",
+			 DB_CANCEL_SLOTS);
+	ops_signals_on_second_stop(db_cancel_all);
 }
 
 static void
 cancel_unregister(struct db *db)
 {
-	if (db->cancel != NULL)
-		PQfreeCancel(db->cancel);
+	sigset_t old;
+
+	if (db->cancel == NULL)
+		return;
+	if (db->cancel_slot >= 0) {
+		cancel_lock(&old);
+		cancel_slots[db->cancel_slot] = NULL;
+		cancel_unlock(&old);
+	}
+	PQfreeCancel(db->cancel);
 	db->cancel = NULL;
+	db->cancel_slot = -1;
 }
 
 struct db_res {
@@ -399,7 +474,18 @@ take_sqlstate(char *text, char state[6])
 {
 	static const char *const sev[] = { "FATAL:  ", "ERROR:  ", "PANIC:  " };
 
+	char *loc;
+
 	state[0] = '\0';
+	/* verbose messages also name the server's source line: drop it */
+	while ((loc = strstr(text, " LOCATION:  ")) != NULL) {
+		char *next = strstr(loc, " connection to server");
+
+		if (next == NULL)
+			*loc = '\0';
+		else
+			memmove(loc, next, strlen(next) + 1);
+	}
 	for (size_t i = 0; i < sizeof(sev) / sizeof(sev[0]); i++) {
 		char *p = strstr(text, sev[i]), *code;
 		bool ok = p != NULL;

@@ -2,6 +2,12 @@
  * The PostgreSQL layer: the only module that includes libpq-fe.h. Every
  * statement takes parameters ($1, $2 ...) as text; no caller builds SQL
  * from data. Errors carry the SQLSTATE and whether a retry may help.
+ *
+ * Threads: a struct db belongs to one thread at a time. db_connect(),
+ * db_reconnect() and db_close() may run in several threads at once (the
+ * process-wide registry of cancel objects behind db_cancel_all() is
+ * locked); db_connect_config() may start the embedded cluster and logs
+ * through log_q(): call it from the main thread.
  */
 #ifndef OPS_DB_DB_H
 #define OPS_DB_DB_H
@@ -129,6 +135,14 @@ int db_copy_out(struct db *db, const char *sql,
 
 /* Ask the server to cancel the running statement; async-signal-safe. */
 void db_cancel(struct db *db);
+/*
+ * Cancel the running statement of every open connection of the process.
+ * Async-signal-safe (PQcancel into a stack buffer): db_connect() sets it
+ * as the hook of a second SIGINT/SIGTERM (ops_signals_on_second_stop), so
+ * a second stop signal ends a long statement at once. The statement fails
+ * with SQLSTATE 57014 and its transaction rolls back.
+ */
+void db_cancel_all(void);
 /* "15.20" etc., borrowed. */
 const char *db_server_version(struct db *db);
 int db_server_version_num(struct db *db);

@@ -59,17 +59,17 @@ struct cron_expr {
  * OPS_E_INVALID with err (may be NULL) saying which field, what is wrong
  * and the 1-based character position, e.g. "field 2 (hour): 24 is out of
  * range 0-23 at position 3". An expression that can never fire ("0 0 30 2
- * *") is refused too. *ce is cleared on failure.
+ * *") is refused too. ce must not be NULL; it is cleared on failure.
  */
 int cron_parse(const char *text, struct cron_expr *ce, struct ops_err *err)
 	__attribute__((warn_unused_result));
 
 /*
  * The first fire time strictly after `after`, in *next (set to -1 on
- * failure). Returns 0; OPS_E_INVALID when `after` cannot be converted to
- * local time or the answer would not fit a time_t; OPS_E_NOTFOUND when
- * nothing fires within 400 years (cannot happen for an expression that
- * cron_parse() accepted).
+ * failure; ce and next must not be NULL). Returns 0; OPS_E_INVALID when `after`
+ * cannot be converted to local time or the answer would not fit a time_t;
+ * OPS_E_NOTFOUND when nothing fires within 400 years (cannot happen for an
+ * expression that cron_parse() accepted).
  */
 int cron_next(const struct cron_expr *ce, time_t after, time_t *next)
 	__attribute__((warn_unused_result));
@@ -82,9 +82,9 @@ int cron_next_n(const struct cron_expr *ce, time_t after, time_t *out, size_t n)
 	__attribute__((warn_unused_result));
 
 /*
- * Write ce as a canonical five-field expression ("0,30 9-17 * * 1-5") into
- * buf; CRON_FORMAT_MAX bytes always suffice. Parsing the text gives ce
- * back. Returns the length, or OPS_E_INVALID when size is too small (buf
+ * Write ce (not NULL) as a canonical five-field expression ("0,30 9-17 * *
+ * 1-5") into buf; CRON_FORMAT_MAX bytes always suffice. Parsing the text gives
+ * ce back. Returns the length, or OPS_E_INVALID when size is too small (buf
  * then holds "" if size > 0).
  */
 int cron_format(const struct cron_expr *ce, char *buf, size_t size);

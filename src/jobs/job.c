@@ -111,7 +111,8 @@ job_run(const struct job_def *j, struct job_ctx *ctx, struct ops_err *err)
 	bool locked = false;
 	int r;
 
-	ctx->run_id = 0;
+	if (ctx->lease_owner == NULL)
+		ctx->run_id = 0;
 	if (j->lock != NULL) {
 		r = take_lock(ctx->db, j, err);
 		if (r != 0)
@@ -122,15 +123,17 @@ job_run(const struct job_def *j, struct job_ctx *ctx, struct ops_err *err)
 	r = ledger_abandon_stale(ctx->db, NULL, NULL, err);
 	if (r != 0)
 		goto out;
-	memset(&ls, 0, sizeof(ls));
-	ls.job = j->name;
-	ls.trigger = ctx->trigger;
-	ls.slot = ctx->slot;
-	ls.params = ctx->params;
-	ls.mode = ctx->mode;
-	r = ledger_start(ctx->db, &ls, &ctx->run_id, err);
-	if (r != 0)
-		goto out;
+	if (ctx->lease_owner == NULL) {
+		memset(&ls, 0, sizeof(ls));
+		ls.job = j->name;
+		ls.trigger = ctx->trigger;
+		ls.slot = ctx->slot;
+		ls.params = ctx->params;
+		ls.mode = ctx->mode;
+		r = ledger_start(ctx->db, &ls, &ctx->run_id, err);
+		if (r != 0)
+			goto out;
+	}
 	log_info("job started job=%s run=%lld trigger=%s", j->name, ctx->run_id,
 		 ctx->trigger);
 	if (j->flags & JOB_UNAVAILABLE) {
@@ -164,9 +167,18 @@ job_run(const struct job_def *j, struct job_ctx *ctx, struct ops_err *err)
 			snprintf(msg, sizeof(msg), "%s", err->msg);
 			log_scrub(msg);
 		}
-		if (ledger_finish(ctx->db, ctx->run_id, ctx->status,
-				  ctx->counts, r != 0 ? msg : NULL,
-				  &ferr) != 0) {
+		int fr;
+
+		if (ctx->lease_owner != NULL)
+			fr = ledger_finish_fenced(
+				ctx->db, ctx->run_id, ctx->attempt,
+				ctx->lease_owner, ctx->status, ctx->counts,
+				r != 0 ? msg : NULL, &ferr);
+		else
+			fr = ledger_finish(ctx->db, ctx->run_id, ctx->status,
+					   ctx->counts, r != 0 ? msg : NULL,
+					   &ferr);
+		if (fr != 0) {
 			log_warn("could not record the outcome job=%s run=%lld "
 				 "status=%s error=%s",
 				 j->name, ctx->run_id, ctx->status,

@@ -37,6 +37,10 @@ struct job_ctx {
 	bool progress_tty;	      /* draw progress on stderr */
 	const void *args;	      /* job-specific options, or NULL */
 	void *out;		      /* job-specific result, or NULL */
+	/* a run the scheduler already claimed: run_id set on entry, with the
+	 * attempt and lease owner that fence its completion */
+	int attempt;
+	const char *lease_owner;
 	/* filled by job_run() and the run function */
 	long long run_id;     /* the ledger row; 0 when not recorded */
 	char *params;	      /* JSON object text (run fn, malloc'ed) */
@@ -71,10 +75,11 @@ const struct job_def *job_find(const char *name);
 
 /*
  * Run j once in ctx (db, cfg, trigger required): record a running ledger
- * row, take j->lock (OPS_E_CONFLICT naming the holder when another session
- * has it), call j->run, settle the row (succeeded, failed, stopped, or
- * unavailable for a JOB_UNAVAILABLE job) and release the lock. Returns the
- * run function's result. ctx->params/counts are freed by job_ctx_release().
+ * row (unless ctx->run_id names one the scheduler claimed), take j->lock
+ * (OPS_E_CONFLICT naming the holder when another session has it), call j->run,
+ * settle the row (succeeded, failed, stopped, or unavailable for a
+ * JOB_UNAVAILABLE job) and release the lock. Returns the run function's result.
+ * ctx->params/counts are freed by job_ctx_release().
  */
 int job_run(const struct job_def *j, struct job_ctx *ctx, struct ops_err *err);
 

@@ -135,6 +135,38 @@ ledger_finish(struct db *db, long long id, const char *status,
 }
 
 int
+ledger_finish_fenced(struct db *db, long long id, int attempt,
+		     const char *owner, const char *status, const char *counts,
+		     const char *error, struct ops_err *err)
+{
+	char ids[24], att[24];
+	const char *params[6] = { ids, status, counts, error, att, owner };
+	long long n = 0;
+	int r;
+
+	snprintf(ids, sizeof(ids), "%lld", id);
+	snprintf(att, sizeof(att), "%d", attempt);
+	r = db_exec(db,
+		    "UPDATE apexops.job_runs SET status = $2,"
+		    " counts = COALESCE($3::jsonb, counts), error = $4,"
+		    " lease_expires_at = NULL, updated_at = clock_timestamp(),"
+		    " finished_at = clock_timestamp()"
+		    " WHERE id = $1::bigint AND status = 'running'"
+		    " AND attempt = $5::int AND lease_owner = $6",
+		    6, params, &n, err);
+	if (r != 0)
+		return ops_err_prefix(err, "recording the outcome of run %lld",
+				      id);
+	if (n == 0)
+		return ops_fail(err, OPS_E_CONFLICT, false,
+				"run %lld attempt %d is no longer held by %s "
+				"(its lease lapsed and another replica took "
+				"it over): its outcome '%s' was not recorded",
+				id, attempt, owner, status);
+	return 0;
+}
+
+int
 ledger_abandon_stale(struct db *db, const char *job, int *n,
 		     struct ops_err *err)
 {
@@ -154,7 +186,7 @@ ledger_abandon_stale(struct db *db, const char *job, int *n,
 		    " error = COALESCE(r.error, 'the run ended without "
 		    "recording an outcome (killed, crashed or lost its "
 		    "database connection)')"
-		    " WHERE r.status = 'running'"
+		    " WHERE r.status = 'running' AND r.lease_owner IS NULL"
 		    " AND ($1::text IS NULL OR r.job = $1::text)"
 		    " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a"
 		    "  WHERE a.pid = r.backend_pid AND (a.backend_start IS NULL"

@@ -75,8 +75,21 @@ int ledger_finish(struct db *db, long long id, const char *status,
 int ledger_forget(struct db *db, long long id, struct ops_err *err)
 	__attribute__((warn_unused_result));
 
+/*
+ * ledger_finish() for a leased run (the scheduler's): only when the row is
+ * still running under attempt and owner, the fencing token. A holder
+ * whose lease lapsed and was taken over gets OPS_E_CONFLICT and changes
+ * nothing.
+ */
+int ledger_finish_fenced(struct db *db, long long id, int attempt,
+			 const char *owner, const char *status,
+			 const char *counts, const char *error,
+			 struct ops_err *err)
+	__attribute__((warn_unused_result));
+
 /* Mark running rows of job (NULL: any job) whose owner backend is gone as
- * abandoned; *n (may be NULL) gets how many. */
+ * abandoned; *n (may be NULL) gets how many. Leased rows (the
+ * scheduler's) are left to their lease. */
 int ledger_abandon_stale(struct db *db, const char *job, int *n,
 			 struct ops_err *err)
 	__attribute__((warn_unused_result));

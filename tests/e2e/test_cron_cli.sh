@@ -91,6 +91,6 @@ run_ops cron history --limit 0
 expect_rc 64 "--limit 0 is a usage error"
 run_ops cron history nope
 expect_rc 64 "history of an unknown job is a usage error"
-run_ops cron
-expect_rc 64 "cron without a subcommand says the daemon is not here yet"
+run_ops cron bogus
+expect_rc 64 "an unknown cron subcommand is a usage error"
 done_testing

@@ -37,6 +37,7 @@ with_url "postgresql://ops_pwuser:Wrong-pw-e2e@$H/$dbname" migrate status
 expect_rc 78 "a wrong password exits 78"
 assert_contains "with the server's reason" "$ERR" 'password authentication failed for user "ops_pwuser"'
 assert_contains "and its SQLSTATE" "$ERR" "28P01"
+assert_not_contains "without the server's source location" "$ERR" "LOCATION:"
 assert_not_contains "not retried" "$ERR" "retrying"
 assert_not_contains "and never the password" "$ERR$OUT" "Wrong-pw-e2e"
 

@@ -34,6 +34,14 @@ runner() {
 		bash "$OPS_ROOT/tests/run.sh" "$@" 2>&1)
 	RC=$?
 	LAST=$(printf '%s\n' "$OUT" | tail -1)
+	forget_logs
+}
+# the runner keeps its logs for people; these are of no use
+forget_logs() {
+	local d
+	d=$(printf '%s\n' "$OUT" | sed -n 's|^logs: \(/tmp/apexops-tests\.[A-Za-z0-9]*\)$|\1|p')
+	[ -n "$d" ] && rm -rf "$d"
+	return 0
 }
 # check GLOB EXPECTED_LAST_LINE EXPECTED_RC
 check() {
@@ -82,15 +90,36 @@ mkdir -p "$E2E_TMP/nm/stripe"
 echo '{}' >"$E2E_TMP/nm/stripe/package.json"
 OUT=$(BUILD=$FAKE TESTS=t_pass OPS_TEST_NODE_MODULES=$E2E_TMP/nm bash "$OPS_ROOT/tests/run.sh" integration 2>&1)
 RC=$?
+forget_logs
 expect_rc 1 "peers partly installed: exit 1"
 assert_contains "peers partly installed: names the missing ones and the fix" "$OUT" \
 	"npm test peers missing from $E2E_TMP/nm: @aws-sdk/client-s3"
 assert_contains "peers partly installed: says how to install them" "$OUT" "install them with: scripts/install-deps.sh --test"
 OUT=$(BUILD=$FAKE TESTS=t_pass OPS_TEST_NODE_MODULES=$E2E_TMP/none bash "$OPS_ROOT/tests/run.sh" e2e 2>&1)
 RC=$?
+forget_logs
 expect_rc 1 "peers not installed: exit 1"
 assert_contains "peers not installed: says so and how to install them" "$OUT" \
 	"the npm test peers are not installed (no $E2E_TMP/none); install them with: scripts/install-deps.sh --test"
+
+# a peer that does not start fails the run too (a node that runs only -e)
+mkdir -p "$E2E_TMP/bin"
+ln -sf "$APEXOPS_BIN" "$FAKE/apexops" # migrates the runner's template database
+cat >"$E2E_TMP/bin/node" <<SH
+#!/bin/sh
+[ "\$1" = -e ] && exec $(command -v node) "\$@"
+echo "fake node: cannot start \$1" >&2
+exit 1
+SH
+chmod +x "$E2E_TMP/bin/node"
+OUT=$(PATH=$E2E_TMP/bin:$PATH BUILD=$FAKE TESTS=t_int_fail bash "$OPS_ROOT/tests/run.sh" integration 2>&1)
+RC=$?
+forget_logs
+expect_rc 1 "a peer that does not start: exit 1"
+assert_contains "a peer that does not start: says which" "$OUT" "peer stripe-mock did not start"
+assert_contains "a peer that does not start: says how to install the peers" "$OUT" \
+	"cannot start the npm test peers (see the message above); if a module is missing, install them with: scripts/install-deps.sh --test"
+assert_not_contains "a peer that does not start: no test ran" "$OUT" "int broken"
 
 # nothing selected at all is a failure of the run, not a green one
 runner 'no_such_test' unit
