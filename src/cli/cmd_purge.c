@@ -96,22 +96,6 @@ const char cmd_purge_usage[] =
 	"      purge is running, or partial with rows still locked, 78 bad "
 	"months.\n";
 
-static struct db *volatile running_db;
-
-/*
- * Second SIGINT/SIGTERM (core/signals.h calls it from the handler): cancel
- * the running batch, which rolls back, so the purge stops at once.
- * NEEDSWORK: drop it once the db layer registers its own cancel hook.
- */
-static void
-cancel_running(void)
-{
-	struct db *db = running_db;
-
-	if (db != NULL)
-		db_cancel(db); /* async-signal-safe */
-}
-
 static void
 human_bytes(long long n, char *out, size_t size)
 {
@@ -576,11 +560,10 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 	jc.args = scheduled ? NULL : &o; /* NULL: from configuration */
 	jc.out = &res;
 	jc.mode = scheduled || execute ? "execute" : "dry-run";
-	running_db = db;
-	ops_signals_on_second_stop(cancel_running);
+	/* SIGINT/SIGTERM set ops_stop_flag (main.c installed the handlers):
+	 * the purge stops after its batch; a second one cancels the batch
+	 * through the db layer's hook (db_cancel_all) */
 	r = job_run(job_find("usage-purge"), &jc, &err);
-	ops_signals_on_second_stop(NULL);
-	running_db = NULL;
 	job_ctx_release(&jc);
 
 	if (r == 0 || res.ntables > 0 || res.run_id > 0) {

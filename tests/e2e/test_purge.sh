@@ -192,6 +192,40 @@ assert_eq "after the wait every kept row is there" "$l_keep" "$(keepers "$U" usa
 assert_eq "--vacuum vacuumed the purged tables" 2 \
 	"$(sql "$U" "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('usage_events', 'billing_audit') AND last_vacuum IS NOT NULL")"
 
+# a second SIGTERM cancels a batch that waits for a lock (the db layer's hook)
+seed "$U" usage_events "$C" 100
+psql -X -q "$U" -c "BEGIN; SELECT 1 FROM usage_events WHERE created_at < '$C' ORDER BY created_at LIMIT 1 FOR UPDATE; SELECT pg_sleep(600); COMMIT" \
+	>/dev/null 2>&1 &
+locker=$!
+wait_for "$U" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()" ||
+	not_ok "the locker holds the oldest row again"
+# no statement timeout either: only the cancel can end the wait
+DATABASE_URL=$U DATABASE_STATEMENT_TIMEOUT_MS=0 "$APEXOPS_BIN" purge --as-of 2025-08-31 --execute --lock-timeout 600000 \
+	>"$E2E_TMP/twice.out" 2>"$E2E_TMP/twice.err" &
+purger=$!
+wait_for "$U" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'apexops/purge' AND wait_event_type = 'Lock'" ||
+	not_ok "the purge waits for the locked row"
+# the first signal asks for a stop after the batch, which waits; the next
+# ones cancel it (signals do not queue, so repeat until it is gone)
+for _ in $(seq 1 100); do
+	kill -TERM "$purger" 2>/dev/null || break
+	sleep 0.2
+done
+if kill -0 "$purger" 2>/dev/null; then
+	not_ok "a second SIGTERM ends a purge that waits for a lock"
+	kill -KILL "$purger"
+else
+	ok "a second SIGTERM ends a purge that waits for a lock"
+fi
+wait "$purger"
+RC=$?
+OUT=$(cat "$E2E_TMP/twice.out")
+ERR=$(cat "$E2E_TMP/twice.err")
+expect_rc 75 "the cancelled purge exits 75"
+assert_contains "and says it stopped" "$OUT" "STOPPED"
+sql "$U" "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$locker" 2>/dev/null
+
 # ----------------------------- a failed execution says so (mode, status, error)
 U=$(prep_db purge_fail) || exit 1
 seed "$U" usage_events "$C" 1000
