@@ -449,7 +449,8 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 	r = db_query(db,
 		     "SELECT id, COALESCE(mode, '-'), status,"
 		     " to_char(started_at AT TIME ZONE 'UTC',"
-		     " 'YYYY-MM-DD HH24:MI:SS\"Z\"'), params ->> 'months',"
+		     " 'YYYY-MM-DD HH24:MI:SS\"Z\"'),"
+		     " COALESCE(params ->> 'months', '-'),"
 		     " to_char((params ->> 'cutoff')::timestamptz AT TIME ZONE"
 		     " 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'),"
 		     " COALESCE(counts ->> 'rows_deleted',"

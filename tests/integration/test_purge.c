@@ -798,6 +798,27 @@ test_plan_without_statement_timeout(void **state)
 	free(u);
 }
 
+/* A run killed before it knew its parameters still reads in status. */
+static void
+test_status_of_a_run_without_params(void **state)
+{
+	char *u = itest_new_db("purge_noparams", 1);
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf out = BUF_INIT;
+
+	(void)state;
+	itest_exec(db, "INSERT INTO apexops.job_runs (job, trigger, status,"
+		       " finished_at, error) VALUES ('usage-purge', 'manual',"
+		       " 'abandoned', clock_timestamp(), 'killed')");
+	assert_int_equal(purge_status_report(db, &out, &err), 0);
+	assert_non_null(strstr(buf_str(&out), "manual - abandoned"));
+	assert_non_null(strstr(buf_str(&out), "months -, cutoff -, 0 rows"));
+	buf_release(&out);
+	db_close(db);
+	free(u);
+}
+
 int
 main(void)
 {
@@ -816,6 +837,7 @@ main(void)
 		cmocka_unit_test(test_partition_bounds_under_dmy),
 		cmocka_unit_test(test_partitions_with_hold_go_row_by_row),
 		cmocka_unit_test(test_plan_without_statement_timeout),
+		cmocka_unit_test(test_status_of_a_run_without_params),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
