@@ -11,8 +11,9 @@
 #include "core/xalloc.h"
 #include "db/db.h"
 
-/* Foreign keys that reference the policy table (the top-level constraint
- * only: conparentid = 0 skips the copies on partitions): referencing table,
+/* Foreign keys that reference the policy table or one of its partitions
+ * (the top-level constraints only: conparentid = 0 skips the copies that
+ * a key on the parent gets on each partition): referencing table,
  * name, ON DELETE action, and the match condition with aliases r (the
  * referencing table) and p (the policy table), quoted by PostgreSQL. */
 static const char refs_sql[] =
@@ -29,7 +30,9 @@ static const char refs_sql[] =
 	"   JOIN pg_attribute a ON a.attrelid = c.confrelid"
 	"   AND a.attnum = k.n))"
 	" FROM pg_constraint c WHERE c.contype = 'f'"
-	" AND c.confrelid = $1::regclass AND c.conparentid = 0"
+	" AND c.confrelid IN (SELECT relid FROM "
+	"pg_partition_tree($1::regclass))"
+	" AND c.conparentid = 0"
 	" ORDER BY 1, 2";
 
 static bool

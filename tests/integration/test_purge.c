@@ -798,6 +798,45 @@ test_plan_without_statement_timeout(void **state)
 	free(u);
 }
 
+/* A key may reference one partition rather than the parent. */
+static void
+test_reference_to_a_partition(void **state)
+{
+	char *u = partitioned_db("purge_pref");
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+
+	(void)state;
+	itest_exec(db,
+		   "INSERT INTO usage_events (customer_id, event_name,"
+		   " event_value, created_at) SELECT gen_random_uuid(),"
+		   " 'api_calls', g, timestamptz '2024-01-01Z'"
+		   " + g * interval '1 hour' FROM generate_series(1, 100) g");
+	itest_exec(db, "ALTER TABLE ue_2024_01 ADD PRIMARY KEY (id)");
+	itest_exec(db, "CREATE TABLE jan_notes (ue uuid REFERENCES"
+		       " ue_2024_01 (id) ON DELETE RESTRICT)");
+	itest_exec(db, "INSERT INTO jan_notes SELECT id FROM usage_events"
+		       " ORDER BY created_at LIMIT 7");
+	base_opts(&o);
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_REFUSED);
+	assert_non_null(strstr(err.msg, "7 expired rows of public.usage_events"
+					" are referenced by jan_notes"));
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 100);
+	o.skip_referenced = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_string_equal(res.tables[0].partitions_off,
+			    "referenced by foreign keys");
+	assert_int_equal(res.tables[0].left_referenced, 7);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 7);
+	db_close(db);
+	free(u);
+}
+
 /* A run killed before it knew its parameters still reads in status. */
 static void
 test_status_of_a_run_without_params(void **state)
@@ -838,6 +877,7 @@ main(void)
 		cmocka_unit_test(test_partitions_with_hold_go_row_by_row),
 		cmocka_unit_test(test_plan_without_statement_timeout),
 		cmocka_unit_test(test_status_of_a_run_without_params),
+		cmocka_unit_test(test_reference_to_a_partition),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
