@@ -137,14 +137,19 @@ ops_clock_setup(const char *start, const char *epoch, const char *speed,
 				start);
 	e = real_now();
 	if (!unset(epoch)) {
-		long v;
+		char *end = NULL;
 
-		if (parse_long(epoch, 0, 253402300799L, &v) != 0)
+		/* digits, optionally a fraction: 1796115367 or
+		 * 1796115367.25 (date +%s.%N) */
+		e = strtod(epoch, &end);
+		if (!isdigit((unsigned char)epoch[0]) || end == epoch ||
+		    *end != '\0' || strpbrk(epoch, "eExXpP") != NULL ||
+		    !isfinite(e) || e > 253402300799.0)
 			return ops_fail(err, OPS_E_CONFIG, false,
 					"APEXOPS_CLOCK_EPOCH='%s': expected "
-					"unix seconds (a whole number)",
+					"unix seconds, such as 1796115367 or "
+					"1796115367.25",
 					epoch);
-		e = (double)v;
 	}
 	if (!unset(speed)) {
 		char *end = NULL;

@@ -437,10 +437,13 @@ schedule_job(struct daemon *d, struct cjob *cj, double now, struct ops_err *err)
 	r = sched_last_slot(d->db, cj->def->name, &last, &found, err);
 	if (r != 0)
 		return r;
-	if (!found || (double)last < d->start - (double)cfg->cron_deadline_s)
-		last = !found ? (time_t)floor(d->start)
-			      : (time_t)floor(d->start) -
-					(time_t)cfg->cron_deadline_s;
+	/* no slot recorded yet: nothing before this process started is
+	 * owed; a very old last slot: the year before now is enough (the
+	 * newest MAX_MISSED missed slots are recorded) */
+	if (!found)
+		last = (time_t)floor(d->start);
+	else if ((double)last < now - 366.0 * 86400.0)
+		last = (time_t)floor(now - 366.0 * 86400.0);
 	due_slots(cj, last, now, &slots, &n);
 	log_debug("due slots job=%s last=%lld now=%.3f due=%d", cj->def->name,
 		  (long long)last, now, n);

@@ -366,7 +366,7 @@ http_do(struct http_client *c, const struct http_request *req,
 		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, stop);
 
 		if (ops_stopped(stop)) {
-			r = ops_fail(err, OPS_E_STOPPED, false,
+			r = ops_fail(err, OPS_E_STOPPED, true,
 				     "http: %s %s: stopped before attempt %d",
 				     req->method, where, attempt);
 			goto out;
@@ -374,7 +374,7 @@ http_do(struct http_client *c, const struct http_request *req,
 		resp->attempts = attempt;
 		cc = curl_easy_perform(c->curl);
 		if (cc == CURLE_ABORTED_BY_CALLBACK) {
-			r = ops_fail(err, OPS_E_STOPPED, false,
+			r = ops_fail(err, OPS_E_STOPPED, true,
 				     "http: %s %s: stopped during attempt %d",
 				     req->method, where, attempt);
 			goto out;
@@ -424,7 +424,7 @@ http_do(struct http_client *c, const struct http_request *req,
 				 req->method, log_q(where), attempt, status,
 				 delay);
 		if (ops_sleep_ms(delay, stop) != 0) {
-			r = ops_fail(err, OPS_E_STOPPED, false,
+			r = ops_fail(err, OPS_E_STOPPED, true,
 				     "http: %s %s: stopped while waiting to "
 				     "retry after attempt %d",
 				     req->method, where, attempt);

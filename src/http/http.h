@@ -86,7 +86,7 @@ struct http_response {
 
 /* *out is a new client the caller frees with http_client_free(). */
 int http_client_new(const struct http_policy *p, struct http_client **out,
-		    struct ops_err *err);
+		    struct ops_err *err) __attribute__((warn_unused_result));
 /* NULL is a no-op. */
 void http_client_free(struct http_client *c);
 
@@ -120,6 +120,6 @@ long http_retry_delay_ms(const struct http_policy *p, bool idempotent,
  * and so do [ and ] when keep_brackets (as stripe-node does); everything
  * else is %XX. Appends to out. Returns 0, or -1 when out is full. */
 int http_url_encode(struct buf *out, const char *s, size_t len,
-		    bool keep_brackets);
+		    bool keep_brackets) __attribute__((warn_unused_result));
 
 #endif

@@ -75,11 +75,11 @@ http_base_url_check(const char *var, const char *url, struct ops_err *err)
 	 * ever start a query or fragment in a URL) */
 	if (has_part(h, CURLUPART_QUERY) || has_part(h, CURLUPART_FRAGMENT) ||
 	    strpbrk(url, "?#") != NULL) {
+		/* no value: a query may carry a token */
 		r = ops_fail(err, OPS_E_CONFIG, false,
-			     "%s: invalid value '%s': a query (?...) or "
-			     "fragment (#...) is not allowed in a base "
-			     "URL: " ALLOWED,
-			     var, url);
+			     "%s: invalid value: a query (?...) or fragment "
+			     "(#...) is not allowed in a base URL: " ALLOWED,
+			     var);
 		goto out;
 	}
 	if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||

@@ -25,7 +25,7 @@
  * Check url as the value of variable var (both non-NULL). Returns 0, or
  * OPS_E_CONFIG with a message naming var, what is wrong and what is
  * allowed; err may be NULL. The URL is quoted in the message only when it
- * holds no user name or password.
+ * holds no user name, password or query (which may carry a token).
  */
 int http_base_url_check(const char *var, const char *url, struct ops_err *err)
 	__attribute__((warn_unused_result));

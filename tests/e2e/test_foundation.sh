@@ -17,6 +17,11 @@ for c in db migrate status config purge sandbox; do
 	run_ops "$c" --help
 	[ "$RC" -eq 0 ] && [ -n "$OUT" ] && ok "$c --help" || not_ok "$c --help"
 done
+run_ops --env-file
+expect_rc 64 "--env-file without a path is a usage error"
+assert_contains "it says what is missing" "$ERR" "apexops: --env-file needs a path"
+assert_contains "it points at --help" "$ERR" "Try 'apexops --help'."
+assert_not_contains "no empty command name" "$ERR" "apexops :"
 run_ops frobnicate
 expect_rc 64 "an unknown command is a usage error (64)"
 assert_contains "the unknown command is named" "$ERR" "frobnicate"

@@ -16,6 +16,7 @@
 #include "jobs/job.h"
 #include "jobs/job_status.h"
 #include "jobs/ledger.h"
+#include "jobs/sched.h"
 
 static char *url;
 
@@ -297,6 +298,116 @@ test_job_status(void **state)
 	db_close(db);
 }
 
+/* one row per (job, slot); a lapsed lease is taken over with the attempt
+ * raised, and the stale holder's renewal and late outcome are refused */
+static void
+test_sched_claim_takeover_fencing(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct sched_claim a, b, c;
+	bool claimed, taken, abandoned, busy;
+	const time_t slot = 1796092200; /* 2026-12-01T02:30:00Z */
+	time_t missed[2] = { slot - 86400, slot };
+	int n;
+	char *v;
+
+	(void)state;
+	itest_exec(db, "DELETE FROM apexops.job_runs");
+	assert_int_equal(sched_claim(db, "usage-purge", slot, LEDGER_SCHEDULED,
+				     "host-a:1", (double)slot + 30, &a,
+				     &claimed, &err),
+			 0);
+	assert_true(claimed);
+	assert_int_equal(a.attempt, 1);
+	/* a second replica claiming the same slot gets nothing */
+	assert_int_equal(sched_claim(db, "usage-purge", slot, LEDGER_SCHEDULED,
+				     "host-b:2", (double)slot + 30, &c,
+				     &claimed, &err),
+			 0);
+	assert_false(claimed);
+	/* recording the slot missed does not overwrite the claim */
+	assert_int_equal(sched_record_missed(db, "usage-purge", missed, 2,
+					     "missed", &n, &err),
+			 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(
+		sched_busy(db, "usage-purge", (double)slot + 10, &busy, &err),
+		0);
+	assert_true(busy);
+	/* before the lease lapses nobody takes it over */
+	assert_int_equal(sched_takeover(db, "usage-purge", "host-b:2",
+					(double)slot + 10, (double)slot + 40,
+					true, 3, &b, &taken, &abandoned, &err),
+			 0);
+	assert_false(taken);
+	assert_int_equal(sched_renew(db, a.id, a.attempt, "host-a:1",
+				     (double)slot + 60, &err),
+			 0);
+	/* host-a goes quiet; at +61 its lease lapsed */
+	assert_int_equal(sched_takeover(db, "usage-purge", "host-b:2",
+					(double)slot + 61, (double)slot + 91,
+					true, 3, &b, &taken, &abandoned, &err),
+			 0);
+	assert_true(taken);
+	assert_int_equal(b.id, a.id);
+	assert_int_equal(b.attempt, 2);
+	assert_string_equal(b.previous_owner, "host-a:1");
+	/* the stale holder wakes up: its renewal and outcome are refused */
+	assert_int_equal(sched_renew(db, a.id, a.attempt, "host-a:1",
+				     (double)slot + 120, &err),
+			 OPS_E_CONFLICT);
+	assert_int_equal(ledger_finish_fenced(db, a.id, a.attempt, "host-a:1",
+					      LEDGER_FAILED, NULL, "late",
+					      &err),
+			 OPS_E_CONFLICT);
+	v = itest_value(db, "SELECT status || ' ' || attempt || ' ' ||"
+			    " lease_owner || ' ' || takeovers FROM"
+			    " apexops.job_runs WHERE slot IS NOT NULL AND"
+			    " status <> 'missed'");
+	assert_string_equal(v, "running 2 host-b:2 1");
+	free(v);
+	assert_int_equal(ledger_finish_fenced(db, b.id, b.attempt, "host-b:2",
+					      LEDGER_SUCCEEDED, NULL, NULL,
+					      &err),
+			 0);
+	/* after three attempts a lapsed run is abandoned, not retried */
+	assert_int_equal(sched_claim(db, "usage-purge", slot + 86400,
+				     LEDGER_SCHEDULED, "host-a:1",
+				     (double)slot + 86430, &a, &claimed, &err),
+			 0);
+	itest_exec(db, "UPDATE apexops.job_runs SET attempt = 3 WHERE slot ="
+		       " '2026-12-02 02:30+00'");
+	assert_int_equal(sched_takeover(db, "usage-purge", "host-b:2",
+					(double)slot + 86500,
+					(double)slot + 86530, true, 3, &b,
+					&taken, &abandoned, &err),
+			 0);
+	assert_false(taken);
+	assert_true(abandoned);
+	assert_int_equal(itest_value_ll(db,
+					"SELECT count(*) FROM apexops.job_runs"
+					" WHERE status = 'abandoned' AND"
+					" finished_at IS NOT NULL"),
+			 1);
+	/* a claim that could not start is withdrawn: the slot is free */
+	assert_int_equal(sched_claim(db, "usage-purge", slot + 2 * 86400,
+				     LEDGER_SCHEDULED, "host-a:1",
+				     (double)slot + 2 * 86400 + 30, &a,
+				     &claimed, &err),
+			 0);
+	assert_int_equal(sched_unclaim(db, a.id, a.attempt, "host-a:1", &err),
+			 0);
+	assert_int_equal(sched_claim(db, "usage-purge", slot + 2 * 86400,
+				     LEDGER_CATCH_UP, "host-b:2",
+				     (double)slot + 2 * 86400 + 30, &c,
+				     &claimed, &err),
+			 0);
+	assert_true(claimed);
+	itest_exec(db, "DELETE FROM apexops.job_runs");
+	db_close(db);
+}
+
 int
 main(void)
 {
@@ -308,6 +419,7 @@ main(void)
 		cmocka_unit_test(test_job_lock_conflict),
 		cmocka_unit_test(test_job_scheduled_purge),
 		cmocka_unit_test(test_job_status),
+		cmocka_unit_test(test_sched_claim_takeover_fencing),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -96,6 +96,12 @@ test_base_url_password_not_echoed(void **state)
 			 OPS_E_CONFIG);
 	assert_non_null(strstr(err.msg, "AWS_ENDPOINT_URL_S3"));
 	assert_null(strstr(err.msg, "hunter2"));
+	assert_int_equal(
+		http_base_url_check("APEXOPS_STRIPE_API_BASE",
+				    "https://api.stripe.com/?key=tok_s3cret",
+				    &err),
+		OPS_E_CONFIG);
+	assert_null(strstr(err.msg, "tok_s3cret"));
 }
 
 static void
