@@ -30,8 +30,8 @@ static const char refs_sql[] =
 	"   JOIN pg_attribute a ON a.attrelid = c.confrelid"
 	"   AND a.attnum = k.n))"
 	" FROM pg_constraint c WHERE c.contype = 'f'"
-	" AND c.confrelid IN (SELECT relid FROM "
-	"pg_partition_tree($1::regclass))"
+	" AND c.confrelid IN (SELECT relid"
+	"  FROM pg_partition_tree($1::regclass) UNION SELECT $1::regclass)"
 	" AND c.conparentid = 0"
 	" ORDER BY 1, 2";
 
