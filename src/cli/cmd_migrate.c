@@ -221,16 +221,10 @@ cmd_migrate(struct cli_ctx *ctx, int argc, char **argv)
 				 argv[optind]);
 
 	/*
-	 * A first SIGINT/SIGTERM lets the running migration finish and
-	 * stops before the next; a second cancels the running statement
-	 * (db_cancel_all). NEEDSWORK: main.c installs the handlers for every
-	 * command once the core branch merges; installing twice is harmless.
+	 * main.c installed the signal handlers: a first SIGINT/SIGTERM lets
+	 * the running migration finish and stops before the next; a second
+	 * cancels the running statement (db_cancel_all).
 	 */
-	if (ops_signals_install() != 0) {
-		ops_fail(&err, OPS_E_IO, false,
-			 "cannot install signal handlers");
-		return cli_report(ctx, &err);
-	}
 	r = migrate_find_dir(ctx->cfg.migrations_dir, &dir, &err);
 	if (r == 0)
 		r = migrations_load(dir, &set, &err);

@@ -55,6 +55,7 @@ struct cjob {
 	bool lost_lease;
 	/* written by the thread, read after done (under daemon.mu) */
 	bool done;
+	bool withdrawn; /* the thread withdrew its claim itself */
 	int result;
 	char status[16];
 	char error[512];
@@ -122,20 +123,7 @@ cfg_ref(struct daemon *d, struct cfg_ref *c)
 const char *
 cron_daemon_schedule(const struct ops_config *cfg, const char *name)
 {
-	const char *v = NULL;
-	const struct job_def *j = job_find(name);
-
-	if (strcmp(name, "stripe-usage-sync") == 0)
-		v = cfg->schedule_stripe_usage_sync;
-	else if (strcmp(name, "usage-purge") == 0)
-		v = cfg->schedule_usage_purge;
-	else if (strcmp(name, "dunning-retries") == 0)
-		v = cfg->schedule_dunning_retries;
-	else if (strcmp(name, "privacy-expiry") == 0)
-		v = cfg->schedule_privacy_expiry;
-	if (v != NULL)
-		return v;
-	return j != NULL && j->schedule != NULL ? j->schedule : "off";
+	return job_schedule(cfg, job_find(name));
 }
 
 /* "usage-purge" -> "APEXOPS_SCHEDULE_USAGE_PURGE" */
@@ -254,6 +242,8 @@ run_thread(void *arg)
 				log_warn("withdrawing a claim failed job=%s "
 					 "error=%s",
 					 cj->def->name, log_q(uerr.msg));
+			else
+				cj->withdrawn = true;
 		}
 	}
 	pthread_mutex_lock(&d->mu);
@@ -279,6 +269,7 @@ start_run(struct daemon *d, struct cjob *cj, const struct sched_claim *c)
 	cj->claim = *c;
 	cj->stop = 0;
 	cj->done = false;
+	cj->withdrawn = false;
 	cj->lost_lease = false;
 	cj->cfg = cfg_ref(d, d->cfg);
 	cj->started = ops_clock_now();
@@ -320,6 +311,29 @@ reap(struct daemon *d)
 			continue;
 		pthread_join(cj->thread, NULL);
 		cj->running = false;
+		/* never started (no connection, a stop while connecting): give
+		 * the slot back rather than leave it to its lease. A first
+		 * attempt's row goes, so the slot is claimed afresh; a taken
+		 * over one keeps its history and its lease lapses at once. */
+		if (cj->status[0] == '\0' && !cj->withdrawn &&
+		    !cj->lost_lease && d->db != NULL) {
+			struct ops_err uerr = OPS_ERR_INIT;
+			int ur =
+				cj->claim.attempt == 1
+					? sched_unclaim(d->db, cj->claim.id,
+							cj->claim.attempt,
+							d->replica, &uerr)
+					: sched_release(d->db, cj->claim.id,
+							cj->claim.attempt,
+							d->replica,
+							ops_clock_now(), &uerr);
+
+			if (ur != 0 && ur != OPS_E_CONFLICT)
+				log_warn("giving back a run that did not start "
+					 "failed job=%s run=%lld error=%s",
+					 cj->def->name, cj->claim.id,
+					 log_q(uerr.msg));
+		}
 		cfg_unref(d, cj->cfg);
 		cj->cfg = NULL;
 		if (cj->result == 0)
@@ -510,9 +524,20 @@ next_wake(struct daemon *d, double now)
 		    (double)next < t)
 			t = (double)next;
 	}
-	/* a lapsed lease elsewhere is noticed within a third of a lease */
+	/* renewals and new leases elsewhere: look again within a third of a
+	 * lease; a lease held elsewhere: just after it would lapse */
 	if (now + (double)d->cfg->cfg.cron_lease_s / 3.0 < t)
 		t = now + (double)d->cfg->cfg.cron_lease_s / 3.0;
+	if (d->db_ok) {
+		struct ops_err err = OPS_ERR_INIT;
+		double exp;
+		bool found;
+
+		if (sched_next_expiry(d->db, d->replica, &exp, &found, &err) ==
+			    0 &&
+		    found && exp > now && exp + 0.01 < t)
+			t = exp + 0.01; /* (a lapsed one was just looked at) */
+	}
 	return t;
 }
 

@@ -235,3 +235,23 @@ job_ctx_release(struct job_ctx *ctx)
 	ctx->params = NULL;
 	ctx->counts = NULL;
 }
+
+const char *
+job_schedule(const struct ops_config *cfg, const struct job_def *j)
+{
+	const char *v = NULL;
+
+	if (j == NULL || (j->flags & JOB_MANUAL_ONLY) || j->schedule == NULL)
+		return "off";
+	if (cfg != NULL) {
+		if (strcmp(j->name, "stripe-usage-sync") == 0)
+			v = cfg->schedule_stripe_usage_sync;
+		else if (strcmp(j->name, "usage-purge") == 0)
+			v = cfg->schedule_usage_purge;
+		else if (strcmp(j->name, "dunning-retries") == 0)
+			v = cfg->schedule_dunning_retries;
+		else if (strcmp(j->name, "privacy-expiry") == 0)
+			v = cfg->schedule_privacy_expiry;
+	}
+	return v != NULL ? v : j->schedule;
+}

@@ -96,6 +96,14 @@ int job_note_params(struct job_ctx *ctx, struct ops_err *err)
  */
 void job_progress(struct job_ctx *ctx, const char *counts, bool force);
 
+/*
+ * The schedule j runs on under cfg (may be NULL: the default): its
+ * APEXOPS_SCHEDULE_<JOB> value, else j->schedule; "off" when disabled or
+ * never scheduled. Borrowed from cfg or the table; not validated (the
+ * scheduler and `cron list` parse it).
+ */
+const char *job_schedule(const struct ops_config *cfg, const struct job_def *j);
+
 /* Free what job_run() and the run function left in ctx. */
 void job_ctx_release(struct job_ctx *ctx);
 

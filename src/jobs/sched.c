@@ -309,6 +309,31 @@ sched_unclaim(struct db *db, long long id, int attempt, const char *owner,
 }
 
 int
+sched_next_expiry(struct db *db, const char *owner, double *t, bool *found,
+		  struct ops_err *err)
+{
+	const char *p[1] = { owner };
+	char *v = NULL;
+	int r;
+
+	*found = false;
+	*t = 0;
+	r = db_query_value(db,
+			   "SELECT extract(epoch FROM min(lease_expires_at))"
+			   " FROM apexops.job_runs WHERE status = 'running'"
+			   " AND lease_owner IS NOT NULL AND lease_owner <> $1",
+			   1, p, &v, err);
+	if (r != 0)
+		return ops_err_prefix(err, "reading lease expiries");
+	if (v != NULL) {
+		*t = strtod(v, NULL);
+		*found = true;
+	}
+	free(v);
+	return 0;
+}
+
+int
 sched_replica_seen(struct db *db, const char *replica, const char *host,
 		   int pid, const char *clock, struct ops_err *err)
 {

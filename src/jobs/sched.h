@@ -86,6 +86,12 @@ int sched_release(struct db *db, long long id, int attempt, const char *owner,
 int sched_unclaim(struct db *db, long long id, int attempt, const char *owner,
 		  struct ops_err *err) __attribute__((warn_unused_result));
 
+/* The earliest lease expiry of running runs held by others than owner, in
+ * clock seconds: *found false when there is none. The scheduler wakes
+ * then, so a lapsed lease is taken over at once. */
+int sched_next_expiry(struct db *db, const char *owner, double *t, bool *found,
+		      struct ops_err *err) __attribute__((warn_unused_result));
+
 /* Record that replica (host:pid) is alive; and that it stopped. */
 int sched_replica_seen(struct db *db, const char *replica, const char *host,
 		       int pid, const char *clock, struct ops_err *err)

@@ -46,6 +46,17 @@ static const char *const good[][2] = {
 	{ "APEXOPS_LOCK_TIMEOUT_MS", "100" },
 	{ "APEXOPS_PG_BINDIR", "/usr/lib/postgresql/15/bin" },
 	{ "APEXOPS_MIGRATIONS_DIR", "/tmp" },
+	{ "APEXOPS_SCHEDULE_STRIPE_USAGE_SYNC", "0 2 * * *" },
+	{ "APEXOPS_SCHEDULE_USAGE_PURGE", "off" },
+	{ "APEXOPS_SCHEDULE_DUNNING_RETRIES", "@daily" },
+	{ "APEXOPS_SCHEDULE_PRIVACY_EXPIRY", "0 4 * * *" },
+	{ "APEXOPS_CRON_GRACE_S", "60" },
+	{ "APEXOPS_CRON_LEASE_S", "30" },
+	{ "APEXOPS_CRON_DEADLINE_S", "21600" },
+	{ "APEXOPS_HTTP_ADDR", "127.0.0.1:9187" },
+	{ "APEXOPS_CLOCK_START", "2026-12-01T00:00:00Z" },
+	{ "APEXOPS_CLOCK_EPOCH", "1796083200" },
+	{ "APEXOPS_CLOCK_SPEED", "60" },
 };
 
 static const char *const *fake_env;
