@@ -4,25 +4,30 @@
  * The engine is jobs/purge.c; this file parses flags, installs the stop
  * signals and prints the plan or the outcome.
  */
-#include <getopt.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "core/signals.h"
 #include "db/db.h"
+#include "jobs/job.h"
+#include "jobs/ledger.h"
 #include "jobs/purge.h"
 
 const char cmd_purge_usage[] =
 	"usage: apexops purge [--execute | --dry-run] [--months N] "
 	"[--as-of YYYY-MM-DD]\n"
+	"                     [--scheduled] [--allow-future-as-of] "
+	"[--skip-referenced]\n"
 	"                     [--batch-ms MS] [--batch-min N] [--batch-max N]\n"
 	"                     [--max-rate ROWS_PER_S] [--sleep MS]\n"
-	"                     [--lock-timeout MS] [--vacuum] [--json]\n"
+	"                     [--lock-timeout MS] [--pace on|off] [--vacuum] "
+	"[--json]\n"
 	"       apexops purge history [--limit N] [--json]\n"
 	"\n"
 	"Delete usage_events and billing_audit rows whose created_at is older "
@@ -35,11 +40,28 @@ const char cmd_purge_usage[] =
 	"  --dry-run           plan only, even when CONFIRM=1\n"
 	"  --months N          months to keep, 1..1200 (default "
 	"RETENTION_MONTHS, 18)\n"
-	"  --as-of DATE        take DATE as today (YYYY-MM-DD)\n"
+	"  --as-of DATE        take DATE as today (YYYY-MM-DD); a date after "
+	"today in\n"
+	"                      CRON_TZ is refused\n"
+	"  --allow-future-as-of  accept an --as-of after today, for a dry-run "
+	"only\n"
+	"  --skip-referenced   keep the expired rows that an ON DELETE "
+	"RESTRICT or\n"
+	"                      NO ACTION foreign key references (without it, "
+	"--execute\n"
+	"                      refuses to start when there are any)\n"
+	"  --pace on|off       on (the default): the pacer sizes the batches "
+	"and pauses\n"
+	"                      between them by commit latency, sessions "
+	"waiting on locks\n"
+	"                      or I/O, and standby replay lag; off: fixed "
+	"batches\n"
 	"  --batch-ms MS       target duration of one delete transaction "
-	"(200)\n"
+	"(pacer 100,\n"
+	"                      off 200)\n"
 	"  --batch-min N       first and smallest batch, in rows (500)\n"
-	"  --batch-max N       largest batch, in rows (2000)\n"
+	"  --batch-max N       largest batch, in rows (pacer 10000, off "
+	"2000)\n"
 	"  --max-rate N        delete at most N rows per second\n"
 	"  --sleep MS          pause after each batch\n"
 	"  --lock-timeout MS   give up a batch that waits this long for a "
@@ -51,38 +73,28 @@ const char cmd_purge_usage[] =
 	"Whole monthly partitions older than the cutoff are detached and "
 	"dropped;\nthe rest is deleted in short batches. SIGINT/SIGTERM stops "
 	"after the current\nbatch (a second signal cancels it) and exits 75; "
-	"running again finishes\nthe job. Every run is recorded in "
-	"apexops.purge_runs ('apexops purge history').\n"
+	"running again finishes\nthe job. Every run is recorded in the run "
+	"ledger, apexops.job_runs, as job\nusage-purge ('apexops purge "
+	"history').\n"
 	"\n"
-	"Exit: 0 done (or planned), 1 failed, 64 bad flag, 69 database "
-	"unreachable,\n"
-	"      75 stopped by a signal or another purge is running, 78 bad "
+	"  --scheduled         the scheduled purge (the systemd unit, 'cron "
+	"run "
+	"usage-purge'):\n"
+	"                      USAGE_RETENTION_MONTHS, CRON_TZ, executes, "
+	"trigger 'scheduled';\n"
+	"                      takes no other option but --json\n"
+	"\n"
+	"Rows that cannot go are walked past and reported with the reason: "
+	"locked "
+	"by\nanother transaction (tried again at the end, up to the lock "
+	"timeout), kept\nby a trigger. Such a run is 'partial'.\n"
+	"\n"
+	"Exit: 0 done (or planned), 1 failed (or partial: rows kept by a "
+	"trigger),\n"
+	"      64 bad flag, 69 database unreachable, 75 stopped by a signal, "
+	"another\n"
+	"      purge is running, or partial with rows still locked, 78 bad "
 	"months.\n";
-
-static volatile sig_atomic_t stop_flag;
-static struct db *volatile running_db;
-
-static void
-on_stop(int sig)
-{
-	(void)sig;
-	if (stop_flag && running_db != NULL)
-		db_cancel(running_db); /* second signal: cancel the batch */
-	stop_flag = 1;
-}
-
-static void
-install_handlers(struct sigaction *old_int, struct sigaction *old_term)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: sleeps wake up */
-	sigaction(SIGINT, &sa, old_int);
-	sigaction(SIGTERM, &sa, old_term);
-}
 
 static void
 human_bytes(long long n, char *out, size_t size)
@@ -101,11 +113,76 @@ human_bytes(long long n, char *out, size_t size)
 		snprintf(out, size, "%.1f %s", v, unit[u]);
 }
 
+/* Why the rows deleted differ from the plan, or NULL when they do not. */
 static void
-print_text(const struct purge_result *res, bool execute)
+print_shortfall(const struct purge_result *res,
+		const struct purge_table_result *t)
+{
+	long long diff = t->deleted_rows - t->planned_rows;
+	long long explained = t->left_locked + t->left_trigger +
+			      t->left_referenced + t->left_other;
+
+	if (t->left_locked > 0)
+		printf("  left               %lld locked by another "
+		       "transaction\n",
+		       t->left_locked);
+	if (t->left_trigger > 0)
+		printf("  left               %lld kept by a trigger\n",
+		       t->left_trigger);
+	if (t->left_referenced > 0)
+		printf("  left               %lld referenced by a foreign key "
+		       "(--skip-referenced)\n",
+		       t->left_referenced);
+	if (t->left_other > 0)
+		printf("  left               %lld written behind the purge "
+		       "meanwhile\n",
+		       t->left_other);
+	if (diff == 0)
+		return;
+	if (!t->census) {
+		/* the table was not finished: say why */
+		printf("  note               %lld of %lld planned rows not "
+		       "deleted: %s\n",
+		       -diff, t->planned_rows,
+		       res->stopped    ? "stopped by a signal"
+		       : res->error[0] ? "the run failed (see the error below)"
+				       : "the run ended before this table");
+		return;
+	}
+	if (diff + explained != 0)
+		printf("  note               %+lld rows against the plan: rows "
+		       "older than the cutoff were written or deleted "
+		       "meanwhile\n",
+		       diff + explained);
+}
+
+static void
+print_refs(const struct purge_table_result *t)
+{
+	for (int k = 0; k < t->nrefs; k++) {
+		const struct purge_ref *ref = &t->refs[k];
+		const char *what;
+		long long n = ref->referencing_rows;
+
+		if (strcmp(ref->action, "cascade") == 0) {
+			what = "rows of it will be deleted with them";
+		} else if (strncmp(ref->action, "set ", 4) == 0) {
+			what = "rows of it will be changed";
+		} else {
+			what = "expired rows are referenced: they cannot be "
+			       "deleted";
+			n = ref->referenced_rows;
+		}
+		printf("  referenced by      %s (%s, ON DELETE %s): %lld %s\n",
+		       ref->table, ref->constraint, ref->action, n, what);
+	}
+}
+
+static void
+print_text(const struct purge_result *res)
 {
 	printf("%s: keep %ld months, time zone %s, today %s\n",
-	       execute ? "EXECUTE" : "DRY-RUN (nothing is deleted)",
+	       res->execute ? "EXECUTE" : "DRY-RUN (nothing is deleted)",
 	       res->months, res->tz, res->today);
 	printf("cutoff: %s (%s local): rows created before it expire\n",
 	       res->cutoff, res->cutoff_local);
@@ -127,42 +204,53 @@ print_text(const struct purge_result *res, bool execute)
 		printf("  estimated size     %s\n", size);
 		printf("  NULL created_at    %lld (never deleted)\n",
 		       t->null_rows);
-		if (t->partitioned)
+		if (t->partitions_off[0] != '\0')
+			printf("  whole partitions   none dropped (%s): row by "
+			       "row\n",
+			       t->partitions_off);
+		else if (t->partitioned)
 			printf("  whole partitions   %d (%lld rows)%s%s\n",
 			       t->partitions_planned, t->partition_rows,
 			       t->partitions_planned ? ": " : "",
 			       t->partitions);
 		else
 			printf("  whole partitions   0 (not partitioned)\n");
+		print_refs(t);
 		if (res->executed) {
 			printf("  deleted            %lld in %.1f s (%lld "
 			       "batches, %d partitions dropped, %lld lock "
 			       "retries)\n",
 			       t->deleted_rows, t->seconds, t->batches,
 			       t->partitions_dropped, t->lock_retries);
-			if (t->deleted_rows != t->planned_rows)
-				printf("  note               %+lld rows "
-				       "against "
-				       "the plan: rows older than the cutoff "
-				       "were written or deleted meanwhile\n",
-				       t->deleted_rows - t->planned_rows);
+			print_shortfall(res, t);
+			if (t->vacuum_error[0] != '\0')
+				printf("  warning            VACUUM failed: "
+				       "%s\n",
+				       t->vacuum_error);
 		}
 	}
 	printf("\n");
-	if (res->executed)
+	if (res->execute && strcmp(res->status, "succeeded") == 0)
+		printf("total: %lld rows deleted of %lld planned in %.1f s; "
+		       "run %lld: succeeded%s\n",
+		       res->deleted_total, res->planned_total, res->seconds,
+		       res->run_id, res->warnings ? " with warnings" : "");
+	else if (res->execute)
 		printf("total: %lld rows deleted of %lld planned in %.1f s%s; "
-		       "run %lld\n",
+		       "run %lld: %s\nerror: %s\n",
 		       res->deleted_total, res->planned_total, res->seconds,
 		       res->stopped ? " (STOPPED: run again to finish)" : "",
-		       res->run_id);
-	else
+		       res->run_id, res->status[0] ? res->status : "failed",
+		       res->error[0] ? res->error : "-");
+	else if (strcmp(res->status, "succeeded") == 0)
 		printf("total: %lld rows would be deleted; run %lld. To "
 		       "delete, run again with --execute (or CONFIRM=1).\n",
 		       res->planned_total, res->run_id);
-	if (res->abandoned > 0)
-		printf("note: %d earlier run(s) that never finished are now "
-		       "marked abandoned\n",
-		       res->abandoned);
+	else
+		printf("total: the dry-run did not finish; run %lld: %s\n"
+		       "error: %s\n",
+		       res->run_id, res->status[0] ? res->status : "failed",
+		       res->error[0] ? res->error : "-");
 }
 
 static int
@@ -252,7 +340,7 @@ cmd_purge_history(struct cli_ctx *ctx, int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = cli_getopt("purge", argc, argv, "", longopts)) != -1) {
 		switch (c) {
 		case 'l':
 			if (parse_opt_long("--limit", optarg, 1, 100000,
@@ -263,9 +351,7 @@ cmd_purge_history(struct cli_ctx *ctx, int argc, char **argv)
 			as_json = true;
 			break;
 		default:
-			return cli_usage("purge",
-					 "history: unknown option '%s'",
-					 argv[optind - 1]);
+			return OPS_EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind < argc)
@@ -297,7 +383,11 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_VAC,
 		O_JSON,
 		O_BMIN,
-		O_BMAX
+		O_BMAX,
+		O_FUTURE,
+		O_SKIPREF,
+		O_SCHED,
+		O_PACE
 	};
 	static const struct option longopts[] = {
 		{ "execute", no_argument, NULL, O_EXEC },
@@ -312,14 +402,19 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "lock-timeout", required_argument, NULL, O_LT },
 		{ "vacuum", no_argument, NULL, O_VAC },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "allow-future-as-of", no_argument, NULL, O_FUTURE },
+		{ "skip-referenced", no_argument, NULL, O_SKIPREF },
+		{ "scheduled", no_argument, NULL, O_SCHED },
+		{ "pace", required_argument, NULL, O_PACE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct purge_opts o;
 	struct purge_result res;
 	struct ops_err err = OPS_ERR_INIT;
-	struct sigaction old_int, old_term;
+	struct job_ctx jc;
 	struct db *db = NULL;
-	bool execute = false, dry = false, as_json = false;
+	bool execute = false, dry = false, as_json = false, scheduled = false;
+	int nopts = 0;
 	const char *months_arg = NULL;
 	int c, r, rc;
 
@@ -328,7 +423,9 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = cli_getopt("purge", argc, argv, "", longopts)) != -1) {
+		if (c != O_JSON && c != O_SCHED && c != CLI_OPT_ERROR)
+			nopts++;
 		switch (c) {
 		case O_EXEC:
 			execute = true;
@@ -387,14 +484,38 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		case O_JSON:
 			as_json = true;
 			break;
+		case O_FUTURE:
+			o.allow_future_as_of = true;
+			break;
+		case O_SKIPREF:
+			o.skip_referenced = true;
+			break;
+		case O_SCHED:
+			scheduled = true;
+			break;
+		case O_PACE:
+			if (strcmp(optarg, "on") == 0)
+				o.no_pace = false;
+			else if (strcmp(optarg, "off") == 0)
+				o.no_pace = true;
+			else
+				return cli_usage("purge",
+						 "--pace: invalid value '%s': "
+						 "expected on or off",
+						 optarg);
+			break;
 		default:
-			return cli_usage("purge", "unknown option '%s'",
-					 argv[optind - 1]);
+			return OPS_EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind < argc)
 		return cli_usage("purge", "unexpected argument '%s'",
 				 argv[optind]);
+	if (scheduled && nopts > 0)
+		return cli_usage("purge",
+				 "--scheduled takes its settings from the "
+				 "configuration (USAGE_RETENTION_MONTHS, "
+				 "CRON_TZ): give no other option but --json");
 	if (execute && dry)
 		return cli_usage("purge",
 				 "--execute and --dry-run contradict each "
@@ -405,35 +526,54 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_report(ctx, &err); /* 78, like RETENTION_MONTHS */
 	if (!execute && !dry && ctx->cfg.confirm)
 		execute = true;
-	if (!execute && ctx->cfg.confirm_raw != NULL &&
+	if (!scheduled && !execute && ctx->cfg.confirm_raw != NULL &&
 	    ctx->cfg.confirm_raw[0] != '\0' && !ctx->cfg.confirm)
 		fprintf(stderr,
 			"apexops purge: warning: CONFIRM='%s' is not exactly "
 			"'1' or 'true': this is a dry-run\n",
 			ctx->cfg.confirm_raw);
+	if (o.allow_future_as_of && execute)
+		return cli_usage("purge",
+				 "--allow-future-as-of is for a dry-run only: "
+				 "drop --execute (and CONFIRM)");
 	o.execute = execute;
 	o.tz = ctx->cfg.cron_tz;
-	o.trigger = "manual";
 	o.progress_tty = !as_json && cli_isatty_err();
-	o.stop = &stop_flag;
+	o.stop = &ops_stop_flag;
 
 	if (cli_db_connect(ctx, &db, &err) != 0)
 		return cli_report(ctx, &err);
-	running_db = db;
-	install_handlers(&old_int, &old_term);
-	r = purge_run(db, &o, &res, &err);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	running_db = NULL;
+	/* a refused as-of leaves no run record */
+	if (!scheduled &&
+	    purge_check_as_of(db, &o, o.tz ? o.tz : "UTC", &err) != 0) {
+		rc = cli_report(ctx, &err);
+		db_close(db);
+		return rc;
+	}
+	memset(&res, 0, sizeof(res));
+	memset(&jc, 0, sizeof(jc));
+	jc.db = db;
+	jc.cfg = &ctx->cfg;
+	jc.trigger = scheduled ? LEDGER_SCHEDULED : LEDGER_MANUAL;
+	jc.stop = &ops_stop_flag;
+	jc.progress_tty = !as_json && cli_isatty_err();
+	jc.args = scheduled ? NULL : &o; /* NULL: from configuration */
+	jc.out = &res;
+	jc.mode = scheduled || execute ? "execute" : "dry-run";
+	/* SIGINT/SIGTERM set ops_stop_flag (main.c installed the handlers):
+	 * the purge stops after its batch; a second one cancels the batch
+	 * through the db layer's hook (db_cancel_all) */
+	r = job_run(job_find("usage-purge"), &jc, &err);
+	job_ctx_release(&jc);
 
-	if (r == 0 || res.ntables > 0) {
+	if (r == 0 || res.ntables > 0 || res.run_id > 0) {
 		if (as_json) {
 			char *s = purge_result_json(&res);
 
 			printf("%s\n", s);
 			free(s);
 		} else {
-			print_text(&res, execute);
+			print_text(&res);
 		}
 	}
 	rc = r == 0 ? OPS_EXIT_OK : cli_report(ctx, &err);

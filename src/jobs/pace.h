@@ -9,7 +9,8 @@
  *     duration and the rows it removed, passed by the caller;
  *   - other sessions waiting on locks or I/O (pg_stat_activity rows with
  *     wait_event_type Lock, LWLock or IO, the caller's backend excluded),
- *     probed at most every sample_ms, never once per batch;
+ *     probed at most every sample_ms, never once per batch; a role without
+ *     pg_monitor (or pg_read_all_stats) sees only its own sessions' waits;
  *   - the replay lag of every connected standby (pg_stat_replication:
  *     replay_lag, and the WAL bytes between pg_current_wal_lsn() and
  *     replay_lsn); over the limit, pace_after_batch() waits, bounded, until
@@ -151,10 +152,14 @@ long pace_first_batch(const struct pace *p);
  * counts the waiting sessions and reads pg_stat_replication. When a
  * standby's lag is over max_lag_ms / max_lag_bytes it waits here, polling
  * every sample_ms through ops_sleep_ms(), until every standby has replayed
- * the WAL written before the wait (or its lag is back under the limits);
- * after the wait the batch restarts at min_batch. A standby whose LSNs the
- * role may not read (not pg_monitor / pg_read_all_stats) is counted in
- * stats.lag_hidden and cannot be waited for.
+ * the WAL written before the wait (pg_current_wal_lsn() at its start) or
+ * has disconnected; after the wait the batch restarts at min_batch. A
+ * standby reports its replay position with each write/flush reply or every
+ * wal_receiver_status_interval (10 s by default), so on a primary with no
+ * other writes a wait can outlast the catch-up by up to that interval. A
+ * standby whose LSNs the role may not read (not pg_monitor /
+ * pg_read_all_stats) is counted in stats.lag_hidden and cannot be waited
+ * for.
  *
  * Returns 0; OPS_E_STOPPED when *stop (may be NULL) is set during a wait;
  * OPS_E_CONFLICT (transient) when a standby stays behind longer than

@@ -66,10 +66,13 @@ struct purge_partition_stats {
  * a transaction (OPS_E_INVALID). st may be NULL.
  *
  * Returns 0 when the partition is gone; OPS_E_STOPPED when *stop (may be
- * NULL) was set between attempts (the partition may be left detached, or
- * detach pending, which the next call finishes); OPS_E_CONFLICT
- * (transient) when a lock stayed out of reach for
- * PURGE_PARTITION_MAX_ATTEMPTS attempts; OPS_E_DB on another failure.
+ * NULL) was set between attempts; OPS_E_CONFLICT (transient) when a lock
+ * stayed out of reach for PURGE_PARTITION_MAX_ATTEMPTS attempts; OPS_E_DB
+ * on another failure. After a failure the partition is either attached as
+ * before, or "detach pending" (the next call finishes it), or, when
+ * st->detached is set, a detached table that was not dropped: the next
+ * call refuses it (OPS_E_NOTFOUND, it is no partition any more), so the
+ * failure is logged as a warning naming the table for the operator.
  */
 int purge_partition_drop(struct db *db, const char *parent, const char *child,
 			 long lock_timeout_ms,

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# apexops purge with a real streaming standby of the test cluster
+# (tests/peers/pg-standby-up.sh: pg_basebackup -R, another port): the
+# standby streams, a purge's deletes and partition drops reach it, a purge
+# on the primary finishes while the standby's replay is paused and the
+# standby catches up once it resumes, and the standby itself refuses to be
+# purged with nothing changed.
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+export APEXOPS_MIGRATIONS_DIR="$ROOT/migrations/postgres"
+unset CRON_TZ
+
+SB=""
+cleanup() { [ -n "$SB" ] && "$ROOT/tests/peers/pg-standby-down.sh" "$SB"; }
+trap cleanup EXIT
+
+# a database from the template, partitioned usage_events by month, with
+# rows on both sides of the 2025-08-31 - 18 months cutoff (2024-02-29)
+U=$(new_db standby) || exit 1
+DB=${U##*/}
+sql "$U" "ALTER TABLE billing_audit DROP CONSTRAINT IF EXISTS billing_audit_customer_id_fkey;
+	DROP TABLE usage_events CASCADE;
+	CREATE TABLE usage_events (id uuid NOT NULL DEFAULT gen_random_uuid(),
+		customer_id uuid NOT NULL, event_name varchar(100) NOT NULL,
+		event_value bigint NOT NULL, event_metadata jsonb DEFAULT '{}',
+		created_at timestamptz DEFAULT CURRENT_TIMESTAMP,
+		stripe_synced boolean DEFAULT false, stripe_synced_at timestamptz)
+		PARTITION BY RANGE (created_at);
+	CREATE TABLE ue_2023_12 PARTITION OF usage_events FOR VALUES FROM ('2023-12-01') TO ('2024-01-01');
+	CREATE TABLE ue_2024_01 PARTITION OF usage_events FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+	CREATE TABLE ue_2024_02 PARTITION OF usage_events FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+	CREATE TABLE ue_2024_03 PARTITION OF usage_events FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
+	INSERT INTO usage_events (customer_id, event_name, event_value, created_at)
+		SELECT gen_random_uuid(), 'api_calls', 1, timestamptz '2023-12-01' + g * interval '5 minutes'
+		FROM generate_series(0, 34000) g;
+	INSERT INTO billing_audit (event_type, data, created_at)
+		SELECT 'invoice_created', '{}', timestamptz '2024-02-29' + (g - 3000) * interval '1 hour'
+		FROM generate_series(1, 4000) g" >/dev/null
+
+SB=$(PRIMARY_PORT=$OPS_TEST_PGPORT "$ROOT/tests/peers/pg-standby-up.sh" 2>"$E2E_TMP/standby.err")
+if [ -z "$SB" ]; then
+	not_ok "pg-standby-up.sh starts a standby" "$(tail -3 "$E2E_TMP/standby.err")"
+	done_testing
+	exit 1
+fi
+S="postgresql://postgres@127.0.0.1:$(cat "$SB/port")/$DB"
+ok "pg-standby-up.sh starts a standby of the test cluster"
+assert_eq "the standby is in recovery" t "$(sql "$S" "SELECT pg_is_in_recovery()")"
+if wait_for "$OPS_TEST_ADMIN_URL" "SELECT count(*) FROM pg_stat_replication
+		WHERE application_name = 'apexops_test_standby' AND state = 'streaming'"; then
+	ok "the primary streams to it"
+else
+	not_ok "the primary streams to it" "$(sql "$OPS_TEST_ADMIN_URL" "SELECT state FROM pg_stat_replication")"
+fi
+# caught up: the standby has replayed everything written so far
+caught_up() {
+	wait_for "$OPS_TEST_ADMIN_URL" "SELECT (count(*) = 1 AND bool_and(replay_lsn >= lsn))::int
+		FROM pg_stat_replication, (SELECT pg_current_wal_lsn() AS lsn) c
+		WHERE application_name = 'apexops_test_standby'"
+}
+caught_up || not_ok "the standby catches up after the set-up"
+old_ue=$(sql "$U" "SELECT count(*) FROM usage_events WHERE created_at < '2024-02-29'")
+assert_eq "the standby sees the seeded rows" \
+	"$(sql "$U" "SELECT count(*) FROM usage_events")" "$(sql "$S" "SELECT count(*) FROM usage_events")"
+
+# the standby refuses a purge: nothing changes on it or the primary
+OUT=$(DATABASE_URL=$S "$APEXOPS_BIN" purge --execute --as-of 2025-08-31 2>"$E2E_TMP/stderr")
+RC=$?
+ERR=$(cat "$E2E_TMP/stderr")
+if [ "$RC" -ne 0 ]; then ok "a purge against the standby fails (exit $RC)"; else not_ok "a purge against the standby fails"; fi
+assert_contains "and says the server is read-only" "$ERR" "read-only transaction"
+assert_eq "and removes nothing" "$old_ue" "$(sql "$U" "SELECT count(*) FROM usage_events WHERE created_at < '2024-02-29'")"
+
+# replay paused: the purge on the primary goes on; the standby lags
+sql "$S" "SELECT pg_wal_replay_pause()" >/dev/null
+if wait_for "$S" "SELECT (pg_get_wal_replay_pause_state() = 'paused')::int"; then
+	ok "the standby's replay pauses"
+else
+	not_ok "the standby's replay pauses"
+fi
+OUT=$(DATABASE_URL=$U "$APEXOPS_BIN" purge --execute --json --as-of 2025-08-31 2>"$E2E_TMP/stderr")
+RC=$?
+ERR=$(cat "$E2E_TMP/stderr")
+expect_rc 0 "the purge on the primary finishes"
+assert_eq "it removes every expired row on the primary" 0 \
+	"$(sql "$U" "SELECT count(*) FROM usage_events WHERE created_at < '2024-02-29'")"
+assert_eq "the paused standby still has them" "$old_ue" \
+	"$(sql "$S" "SELECT count(*) FROM usage_events WHERE created_at < '2024-02-29'")"
+lag=$(sql "$OPS_TEST_ADMIN_URL" "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) > 0
+	FROM pg_stat_replication WHERE application_name = 'apexops_test_standby'")
+assert_eq "the primary sees the standby's replay lag" t "$lag"
+
+sql "$S" "SELECT pg_wal_replay_resume()" >/dev/null
+if caught_up; then ok "after resuming, the standby catches up"; else not_ok "after resuming, the standby catches up"; fi
+assert_eq "the standby has the purge's result: no expired usage_events" 0 \
+	"$(sql "$S" "SELECT count(*) FROM usage_events WHERE created_at < '2024-02-29'")"
+assert_eq "and the same partitions as the primary" \
+	"$(sql "$U" "SELECT string_agg(inhrelid::regclass::text, ',' ORDER BY inhrelid::regclass::text) FROM pg_inherits WHERE inhparent = 'usage_events'::regclass")" \
+	"$(sql "$S" "SELECT string_agg(inhrelid::regclass::text, ',' ORDER BY inhrelid::regclass::text) FROM pg_inherits WHERE inhparent = 'usage_events'::regclass")"
+assert_eq "and the same billing_audit rows" \
+	"$(sql "$U" "SELECT count(*) FROM billing_audit")" "$(sql "$S" "SELECT count(*) FROM billing_audit")"
+done_testing

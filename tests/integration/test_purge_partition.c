@@ -1,0 +1,347 @@
+/*
+ * Integration tests of dropping an expired partition: the concurrent path
+ * (no default partition), with a live writer that must not queue behind
+ * it; the short-lock retry path (a default partition exists) while another
+ * session holds a conflicting lock until the drop has retried; FINALIZE of
+ * a detach left pending; refusals that change nothing.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* after the headers it needs (clang-format keeps blocks apart) */
+#include <cmocka.h>
+
+#include "itest.h"
+#include "jobs/purge_partition.h"
+
+static char *url;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	url = itest_new_db("purge_partition", 0);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	free(url);
+	return 0;
+}
+
+/* A table `name` by month, January to March 2024, 10 rows a month; with a
+ * default partition when with_default. Test fixtures only. */
+static void
+make_table(struct db *db, const char *name, bool with_default)
+{
+	char sql[1024];
+
+	snprintf(sql, sizeof(sql),
+		 "CREATE TABLE %s (id bigint, created_at timestamptz NOT NULL)"
+		 " PARTITION BY RANGE (created_at)",
+		 name);
+	itest_exec(db, sql);
+	for (int m = 1; m <= 3; m++) {
+		snprintf(sql, sizeof(sql),
+			 "CREATE TABLE \"%s 2024-%02d\" PARTITION OF %s FOR "
+			 "VALUES FROM ('2024-%02d-01 00:00+00') TO "
+			 "('2024-%02d-01 00:00+00')",
+			 name, m, name, m, m + 1);
+		itest_exec(db, sql);
+	}
+	if (with_default) {
+		snprintf(sql, sizeof(sql),
+			 "CREATE TABLE %s_default PARTITION OF %s DEFAULT",
+			 name, name);
+		itest_exec(db, sql);
+	}
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO %s SELECT g, timestamptz '2024-01-01 00:00+00'"
+		 " + (g %% 3) * interval '1 month' + g * interval '1 minute'"
+		 " FROM generate_series(0, 29) g",
+		 name);
+	itest_exec(db, sql);
+}
+
+/* Poll sql (one boolean) every 10 ms until true; false after a minute. */
+static bool
+wait_true(struct db *db, const char *sql)
+{
+	for (int i = 0; i < 6000; i++) {
+		char *v = itest_value(db, sql);
+		bool yes = v != NULL && strcmp(v, "t") == 0;
+
+		free(v);
+		if (yes)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+struct dropper {
+	struct db *db;
+	const char *parent, *child;
+	long lock_timeout_ms;
+	struct purge_partition_stats st;
+	struct ops_err err;
+	int r;
+	atomic_int done;
+};
+
+static void *
+dropper_thread(void *arg)
+{
+	struct dropper *d = arg;
+
+	d->r = purge_partition_drop(d->db, d->parent, d->child,
+				    d->lock_timeout_ms, NULL, &d->st, &d->err);
+	atomic_store(&d->done, 1);
+	return NULL;
+}
+
+/*
+ * Wait until backend pid has waited on a heavyweight lock in `times`
+ * different statements (query_start changes with each retry), or d ended.
+ */
+static int
+wait_for_lock_waits(struct db *watcher, struct dropper *d, int times)
+{
+	char sql[256], last[64] = "";
+	int seen = 0;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT query_start::text FROM pg_stat_activity"
+		 " WHERE pid = %d AND wait_event_type = 'Lock'",
+		 db_backend_pid(d->db));
+	for (int i = 0; i < 120000 && seen < times && !atomic_load(&d->done);
+	     i++) {
+		char *v = itest_value(watcher, sql);
+
+		if (v != NULL && strcmp(v, last) != 0) {
+			snprintf(last, sizeof(last), "%s", v);
+			seen++;
+		}
+		free(v);
+		usleep(500);
+	}
+	return seen;
+}
+
+static void
+test_concurrent_without_default(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_partition_stats st;
+
+	(void)state;
+	make_table(db, "ev", false);
+	itest_exec(db, "SET lock_timeout = '7s'");
+	assert_int_equal(purge_partition_drop(db, "public.ev",
+					      "public.\"ev 2024-01\"", 0, NULL,
+					      &st, &err),
+			 0);
+	assert_true(st.concurrent);
+	assert_false(st.finalized);
+	assert_true(st.detached && st.dropped);
+	assert_int_equal(st.rows, 10);
+	assert_int_equal(st.attempts, 2); /* one detach, one drop */
+	assert_string_equal(st.child, "public.\"ev 2024-01\"");
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM pg_class"
+					    " WHERE relname = 'ev 2024-01'"),
+			 0);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM ev"), 20);
+	/* the session's own lock_timeout is back */
+	{
+		char *v = itest_value(db, "SHOW lock_timeout");
+
+		assert_string_equal(v, "7s");
+		free(v);
+	}
+	db_close(db);
+}
+
+/* An open writer's transaction on the parent: the detach waits for it,
+ * but new inserts into the parent go through meanwhile. */
+static void
+test_concurrent_spares_live_writers(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct db *writer = itest_connect(url);
+	struct db *late = itest_connect(url);
+	struct dropper d;
+	pthread_t th;
+
+	(void)state;
+	make_table(db, "evw", false);
+	memset(&d, 0, sizeof(d));
+	d.db = itest_connect(url);
+	d.parent = "evw";
+	d.child = "\"evw 2024-01\"";
+	itest_exec(writer, "BEGIN");
+	itest_exec(writer, "INSERT INTO evw VALUES (100, '2024-03-05')");
+	assert_int_equal(pthread_create(&th, NULL, dropper_thread, &d), 0);
+	/* detach started: the partition is marked pending while it waits */
+	assert_true(wait_true(db, "SELECT inhdetachpending FROM pg_inherits"
+				  " WHERE inhrelid = '\"evw 2024-01\"'"
+				  "::regclass"));
+	/* a new writer is not queued behind the detach */
+	itest_exec(late, "SET lock_timeout = '30s'");
+	itest_exec(late, "INSERT INTO evw VALUES (101, '2024-02-05')");
+	itest_exec(writer, "COMMIT");
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(d.r, 0);
+	assert_true(d.st.dropped);
+	assert_true(d.st.concurrent || d.st.finalized);
+	assert_int_equal(d.st.rows, 10);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM evw"), 22);
+	db_close(d.db);
+	db_close(late);
+	db_close(writer);
+	db_close(db);
+}
+
+static void
+test_lock_retry_with_default(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct db *holder = itest_connect(url);
+	struct dropper d;
+	pthread_t th;
+
+	(void)state;
+	make_table(db, "evd", true);
+	memset(&d, 0, sizeof(d));
+	d.db = itest_connect(url);
+	d.parent = "public.evd";
+	d.child = "public.\"evd 2024-01\"";
+	d.lock_timeout_ms = 50;
+	/* a reader on the parent: a plain DETACH needs ACCESS EXCLUSIVE */
+	itest_exec(holder, "BEGIN");
+	itest_exec(holder, "SELECT count(*) FROM evd");
+	assert_int_equal(pthread_create(&th, NULL, dropper_thread, &d), 0);
+	/* released once the drop has waited, timed out and tried again */
+	assert_true(wait_for_lock_waits(db, &d, 2) >= 2);
+	itest_exec(holder, "ROLLBACK");
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(d.r, 0);
+	assert_false(d.st.concurrent); /* not allowed with a default */
+	assert_true(d.st.lock_retries >= 1);
+	assert_true(d.st.attempts >= 3);
+	assert_true(d.st.dropped);
+	assert_int_equal(d.st.rows, 10);
+	assert_int_equal(itest_value_ll(db,
+					"SELECT count(*) FROM pg_inherits"
+					" WHERE inhparent = 'evd'::regclass"),
+			 3); /* February, March, default */
+	db_close(d.db);
+	db_close(holder);
+	db_close(db);
+}
+
+static void
+test_finalizes_a_pending_detach(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct db *holder = itest_connect(url);
+	struct db *other = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_partition_stats st;
+
+	(void)state;
+	make_table(db, "evp", false);
+	/* an older snapshot that the second phase waits for ... */
+	itest_exec(holder, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+	itest_exec(holder, "SELECT count(*) FROM evp");
+	/* ... and a detach interrupted while it waits */
+	itest_exec(other, "SET statement_timeout = '300ms'");
+	assert_int_not_equal(db_exec(other,
+				     "ALTER TABLE evp DETACH PARTITION"
+				     " \"evp 2024-01\" CONCURRENTLY",
+				     0, NULL, NULL, &err),
+			     0);
+	itest_exec(holder, "COMMIT");
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM pg_inherits"
+					    " WHERE inhdetachpending"),
+			 1);
+	assert_int_equal(purge_partition_drop(db, "evp", "\"evp 2024-01\"", 0,
+					      NULL, &st, &err),
+			 0);
+	assert_true(st.finalized);
+	assert_false(st.concurrent);
+	assert_true(st.dropped);
+	assert_int_equal(st.rows, 10);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM pg_inherits"
+					    " WHERE inhdetachpending"),
+			 0);
+	assert_null(itest_value(db, "SELECT to_regclass('\"evp 2024-01\"')"));
+	db_close(other);
+	db_close(holder);
+	db_close(db);
+}
+
+static void
+test_refusals_change_nothing(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_partition_stats st;
+	volatile sig_atomic_t stop = 1;
+
+	(void)state;
+	make_table(db, "evr", false);
+	itest_exec(db, "CREATE TABLE lone (id int)");
+	assert_int_equal(
+		purge_partition_drop(db, "evr", "lone", 0, NULL, &st, &err),
+		OPS_E_NOTFOUND);
+	assert_non_null(strstr(err.msg, "not a partition of"));
+	assert_int_equal(
+		purge_partition_drop(db, "evr", "nosuch", 0, NULL, &st, &err),
+		OPS_E_NOTFOUND);
+	/* text that is not a name is looked up, never run */
+	assert_int_equal(purge_partition_drop(db, "evr", "lone; DROP TABLE evr",
+					      0, NULL, &st, &err),
+			 OPS_E_INVALID);
+	assert_non_null(strstr(err.msg, "is not a table name"));
+	assert_int_equal(purge_partition_drop(db, "evr", "\"evr 2024-01\"", 0,
+					      &stop, &st, &err),
+			 OPS_E_STOPPED);
+	assert_int_equal(db_begin(db, &err), 0);
+	assert_int_equal(purge_partition_drop(db, "evr", "\"evr 2024-01\"", 0,
+					      NULL, &st, &err),
+			 OPS_E_INVALID);
+	db_rollback(db);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM pg_inherits"
+					    " WHERE inhparent = 'evr'::regclass"
+					    " AND NOT inhdetachpending"),
+			 3);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM lone"), 0);
+	db_close(db);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_concurrent_without_default),
+		cmocka_unit_test(test_concurrent_spares_live_writers),
+		cmocka_unit_test(test_lock_retry_with_default),
+		cmocka_unit_test(test_finalizes_a_pending_detach),
+		cmocka_unit_test(test_refusals_change_nothing),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
