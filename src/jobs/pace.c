@@ -109,9 +109,11 @@ pace_decide(const struct pace_opts *oin, struct pace_state *s,
 	s->decisions++;
 	if (in->rows > 0)
 		row_ms = in->batch_ms / (double)in->rows;
+	/* smoothed: a writer caught in its own commit's WAL flush at one
+	 * probe is not yet a queue */
 	if (in->waiters >= 0)
 		s->waiters_avg =
-			s->decisions == 1 || s->waiters_avg <= 0
+			s->decisions == 1
 				? in->waiters
 				: s->waiters_avg * (1 - WAITERS_ALPHA) +
 					  in->waiters * WAITERS_ALPHA;

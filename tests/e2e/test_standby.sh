@@ -3,8 +3,9 @@
 # (tests/peers/pg-standby-up.sh: pg_basebackup -R, another port): the
 # standby streams, a purge's deletes and partition drops reach it, a purge
 # on the primary finishes while the standby's replay is paused and the
-# standby catches up once it resumes, and the standby itself refuses to be
-# purged with nothing changed.
+# standby catches up once it resumes, the standby itself refuses to be
+# purged with nothing changed, and the pacer's lag guard makes a purge wait
+# for the paused standby and go on once it resumes.
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -101,4 +102,58 @@ assert_eq "and the same partitions as the primary" \
 	"$(sql "$S" "SELECT string_agg(inhrelid::regclass::text, ',' ORDER BY inhrelid::regclass::text) FROM pg_inherits WHERE inhparent = 'usage_events'::regclass")"
 assert_eq "and the same billing_audit rows" \
 	"$(sql "$U" "SELECT count(*) FROM billing_audit")" "$(sql "$S" "SELECT count(*) FROM billing_audit")"
+
+# the pacer's lag guard: with the standby's replay paused, a purge that
+# writes more WAL than the guard allows (16 MB) waits for the standby,
+# and goes on once replay resumes
+U2=$(new_db standby_pace) || exit 1
+S2="postgresql://postgres@127.0.0.1:$(cat "$SB/port")/${U2##*/}"
+sql "$U2" "ALTER TABLE usage_events DROP CONSTRAINT IF EXISTS usage_events_customer_id_fkey;
+	INSERT INTO usage_events (customer_id, event_name, event_value, created_at)
+		SELECT gen_random_uuid(), 'api_calls', 1, timestamptz '2024-02-28' - g * interval '1 second'
+		FROM generate_series(1, 300000) g" >/dev/null
+caught_up || not_ok "the standby catches up after the second set-up"
+sql "$S" "SELECT pg_wal_replay_pause()" >/dev/null
+wait_for "$S" "SELECT (pg_get_wal_replay_pause_state() = 'paused')::int" ||
+	not_ok "the standby's replay pauses again"
+DATABASE_URL=$U2 "$APEXOPS_BIN" purge --execute --json --as-of 2025-08-31 \
+	>"$E2E_TMP/paced.json" 2>"$E2E_TMP/paced.err" &
+PURGE_PID=$!
+waited=0
+for _ in $(seq 1 600); do
+	if grep -q "pacer waiting for a standby" "$E2E_TMP/paced.err"; then
+		waited=1
+		break
+	fi
+	kill -0 "$PURGE_PID" 2>/dev/null || break
+	sleep 0.1
+done
+ERR=$(cat "$E2E_TMP/paced.err")
+OUT=""
+assert_eq "the paced purge waits for the paused standby" 1 "$waited"
+if kill -0 "$PURGE_PID" 2>/dev/null; then
+	ok "and is still running while the standby is paused"
+else
+	not_ok "and is still running while the standby is paused"
+fi
+left=$(sql "$U2" "SELECT count(*) > 0 FROM usage_events WHERE created_at < '2024-02-29'")
+assert_eq "with expired rows still to delete" t "$left"
+sql "$S" "SELECT pg_wal_replay_resume()" >/dev/null
+wait "$PURGE_PID"
+RC=$?
+OUT=$(cat "$E2E_TMP/paced.json")
+ERR=$(cat "$E2E_TMP/paced.err")
+expect_rc 0 "after replay resumes, the purge finishes"
+assert_eq "it removed every expired row" 0 \
+	"$(sql "$U2" "SELECT count(*) FROM usage_events WHERE created_at < '2024-02-29'")"
+lw=$(psql -X -At -v ON_ERROR_STOP=1 -v j="$OUT" "$OPS_TEST_ADMIN_URL" \
+	<<<"SELECT ((:'j'::jsonb) #>> '{pace,lag_waits}')::int >= 1")
+assert_eq "its result counts the lag wait" t "$lw"
+assert_contains "the log says the standby caught up" "$ERR" "pacer standby caught up"
+if caught_up; then
+	assert_eq "the standby has the purge's result" 0 \
+		"$(sql "$S2" "SELECT count(*) FROM usage_events WHERE created_at < '2024-02-29'")"
+else
+	not_ok "the standby catches up after the paced purge"
+fi
 done_testing

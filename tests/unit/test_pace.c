@@ -163,6 +163,19 @@ test_waiters_smoothed_and_unprobed(void **state)
 	in = calm(next);
 	in.waiters = 0; /* (2 + 0) / 2 = 1: calm */
 	assert_false(pace_decide(&o, &s, &in, &next, &pause));
+	/* after quiet probes, one probe of 2 is (0 + 2) / 2 = 1: calm; a
+	 * second in a row, 1.5, is a queue */
+	memset(&s, 0, sizeof(s));
+	in = calm(500);
+	in.waiters = 0;
+	assert_false(pace_decide(&o, &s, &in, &next, &pause));
+	in = calm(next);
+	in.waiters = 2;
+	assert_false(pace_decide(&o, &s, &in, &next, &pause));
+	in = calm(next);
+	in.waiters = 2;
+	assert_true(pace_decide(&o, &s, &in, &next, &pause));
+	assert_string_equal(s.reason, "waiters");
 }
 
 static void
