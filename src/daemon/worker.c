@@ -25,6 +25,31 @@
 #define REAP_MS		     5000 /* lapsed leases of dead workers */
 #define FINAL_WAIT_S	     30.0 /* after the stop flag */
 
+/*
+ * Tests count executions: when the process environment (never a payload)
+ * names a file in APEXOPS_TEST_NOOP_LOG, each noop execution appends
+ * "id attempt" to it in one write (O_APPEND keeps lines whole across
+ * processes). Not a configuration variable: nothing an operator sets.
+ */
+static void
+noop_record(const struct worker_job *job, const char *what)
+{
+	const char *path = getenv("APEXOPS_TEST_NOOP_LOG");
+	char line[96];
+	int fd, len;
+
+	if (path == NULL || path[0] == '\0')
+		return;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	len = snprintf(line, sizeof(line), "%s %lld %d\n", what, job->id,
+		       job->attempt);
+	if (write(fd, line, (size_t)len) != len)
+		log_warn("noop: cannot record to the test log");
+	close(fd);
+}
+
 /* The built-in kind: does nothing but sleep payload.sleep_ms (default 0);
  * the benchmark and the tests use it. */
 static int
@@ -36,11 +61,14 @@ noop_handle(struct worker_job *job)
 	json_t *fail = json_object_get(doc, "fail_attempts");
 	int r = 0;
 
+	noop_record(job, "start");
 	/* tests: fail the first fail_attempts attempts, then succeed */
 	if (json_is_integer(fail) && job->attempt <= json_integer_value(fail)) {
 		snprintf(job->error, sizeof(job->error),
 			 "noop: failing attempt %d of the first %lld as asked",
 			 job->attempt, (long long)json_integer_value(fail));
+		job->permanent =
+			json_is_true(json_object_get(doc, "permanent"));
 		json_decref(doc);
 		return -1;
 	}
@@ -50,6 +78,8 @@ noop_handle(struct worker_job *job)
 			 "noop: stopped after part of its %ld ms", sleep_ms);
 		r = -1;
 	}
+	if (r == 0)
+		noop_record(job, "done");
 	return r;
 }
 

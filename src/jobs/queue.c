@@ -453,36 +453,26 @@ queue_stats_json(struct db *db, char **json, struct ops_err *err)
 	return 0;
 }
 
-#define JOB_JSON                                                                                    \
-	"jsonb_build_object('id', id, 'kind', kind, 'state', state,"                                \
-	" 'priority', priority, 'attempt', attempt, 'max_attempts',"                                \
-	" max_attempts, 'run_at', " TS("run_at") ", 'created_at', " TS("creat"                      \
-								       "ed_"                        \
-								       "at") ", 'started_at', " TS( \
-		"started_at") ", 'finished_at', " TS("finished_at") ", "                            \
-								    "'lease_"                       \
-								    "owner',"                       \
-								    " lease_"                       \
-								    "owner, "                       \
-								    "'lease_"                       \
-								    "expires_"                      \
-								    "at',"                          \
-								    " " TS("l"                      \
-									   "e"                      \
-									   "a"                      \
-									   "s"                      \
-									   "e"                      \
-									   "_"                      \
-									   "e"                      \
-									   "x"                      \
-									   "p"                      \
-									   "i"                      \
-									   "r"                      \
-									   "e"                      \
-									   "s"                      \
-									   "_"                      \
-									   "a"                      \
-									   "t") ", 'unique_key', unique_key, 'last_error', last_error)"
+/* clang-format off: one SQL expression, kept readable */
+#define JOB_JSON                                                                                                             \
+	"jsonb_build_object('id', id, 'kind', kind, 'state', state,"                                                         \
+	" 'priority', priority, 'attempt', attempt,"                                                                         \
+	" 'max_attempts', max_attempts,"                                                                                     \
+	" 'run_at', " TS(                                                                                                    \
+		"run_at") ","                                                                                                \
+			  " 'created_at', " TS(                                                                              \
+				  "created_at") ","                                                                          \
+						" 'started_at', " TS(                                                        \
+							"started_at") ","                                                    \
+								      " '"                                                   \
+								      "finish"                                               \
+								      "ed_at'"                                               \
+								      ", " TS("finished_at") ","                             \
+											     " 'lease_owner', lease_owner,"  \
+											     " 'lease_expires_at', " TS(     \
+												     "lease_expires_at") "," \
+															 " 'unique_key', unique_key, 'last_error', last_error)"
+/* clang-format on */
 
 int
 queue_list_json(struct db *db, const char *state, const char *kind, long limit,

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# apexops worker and apexops queue, as an operator runs them: enqueue in a
+# transaction that rolls back (no job), four workers with four handlers on
+# 10,000 jobs (each executed and completed exactly once: the noop handler
+# records every execution), a worker SIGKILLed mid-job (retried once after
+# its lease), a job that fails twice then succeeds, one that always fails
+# (dead, every error kept), a permanent failure, a unique key under
+# concurrent enqueue, a graceful stop with a job running, the database
+# going away, and the queue subcommands with their refusals.
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+export APEXOPS_MIGRATIONS_DIR="$ROOT/migrations/postgres"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; }
+trap cleanup EXIT
+wait_exit() {
+	for _ in $(seq 1 600); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	wait "$1"
+	RC=$?
+}
+U=$(new_db worker)
+export DATABASE_URL=$U
+export APEXOPS_TEST_NOOP_LOG="$E2E_TMP/noop.log"
+q() { sql "$U" "$1"; }
+
+# ---- enqueue inside the platform's transaction -----------------------------
+psql -X -q "$U" -c "BEGIN" -c "SELECT apexops.enqueue('noop', '{}')" -c "ROLLBACK" >/dev/null
+assert_eq "a job enqueued in a transaction that rolls back does not exist" 0 "$(q "SELECT count(*) FROM apexops.queue_jobs")"
+psql -X -q "$U" -c "BEGIN" -c "SELECT apexops.enqueue('noop', '{}')" -c "COMMIT" >/dev/null
+assert_eq "committed, it does" 1 "$(q "SELECT count(*) FROM apexops.queue_jobs")"
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+
+# ---- a unique key under concurrent enqueue --------------------------------
+for i in $(seq 1 20); do
+	psql -X -At "$U" -c "SELECT apexops.enqueue('noop', '{}', unique_key => 'export:42')" >"$E2E_TMP/uk$i" 2>&1 &
+done
+wait
+assert_eq "20 concurrent enqueues of one unique key make one job" 1 \
+	"$(q "SELECT count(*) FROM apexops.queue_jobs WHERE unique_key = 'export:42'")"
+assert_eq "and every caller got its id" 1 "$(cat "$E2E_TMP"/uk* | sort -u | wc -l)"
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+
+# ---- four workers x four handlers on 10,000 jobs --------------------------
+run_ops queue enqueue noop --count 10000
+expect_rc 0 "10,000 jobs enqueued in one statement"
+: >"$APEXOPS_TEST_NOOP_LOG"
+for n in 1 2 3 4; do
+	"$APEXOPS_BIN" worker --concurrency 4 --exit-when-idle 1500 >"$E2E_TMP/w$n.log" 2>&1 &
+	PIDS+=($!)
+done
+for p in "${PIDS[@]}"; do wait_exit "$p"; done
+PIDS=()
+assert_eq "every job succeeded" "10000" "$(q "SELECT count(*) FROM apexops.queue_jobs WHERE state = 'succeeded'")"
+assert_eq "each on its first attempt" 0 "$(q "SELECT count(*) FROM apexops.queue_jobs WHERE attempt <> 1")"
+assert_eq "executed exactly once each (10,000 starts, 10,000 distinct ids)" "10000 10000" \
+	"$(grep -c '^start ' "$APEXOPS_TEST_NOOP_LOG") $(grep '^start ' "$APEXOPS_TEST_NOOP_LOG" | cut -d' ' -f2 | sort -u | wc -l)"
+assert_eq "the four workers shared the work" 4 "$(grep -l 'claimed=[1-9]' "$E2E_TMP"/w*.log | wc -l)"
+
+# ---- SIGKILL mid-job: retried once after the lease ------------------------
+export APEXOPS_WORKER_LEASE_S=5
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+: >"$APEXOPS_TEST_NOOP_LOG"
+run_ops queue enqueue noop --payload '{"sleep_ms": 60000}'
+id=${OUT#job }
+"$APEXOPS_BIN" worker --concurrency 1 >"$E2E_TMP/victim.log" 2>&1 &
+V=$!
+PIDS+=($V)
+wait_for "$U" "SELECT count(*)::int FROM apexops.queue_jobs WHERE id = $id AND state = 'running'" &&
+	ok "the long job is running" || not_ok "the long job is running"
+kill -9 "$V"
+wait "$V" 2>/dev/null
+q "UPDATE apexops.queue_jobs SET payload = '{\"sleep_ms\": 10}' WHERE id = $id" >/dev/null
+"$APEXOPS_BIN" worker --concurrency 1 --exit-when-idle 8000 >"$E2E_TMP/rescuer.log" 2>&1 &
+R=$!
+PIDS+=($R)
+wait_for "$U" "SELECT count(*)::int FROM apexops.queue_jobs WHERE id = $id AND state = 'succeeded'" &&
+	ok "after the lease lapsed another worker ran it" || not_ok "after the lease lapsed another worker ran it"
+assert_eq "on attempt 2, the first one's lapse recorded" "2 the lease of" \
+	"$(q "SELECT attempt || ' ' || left(errors->0->>'error', 12) FROM apexops.queue_jobs WHERE id = $id")"
+assert_eq "two executions started, one finished" "2 1" \
+	"$(grep -c "^start $id " "$APEXOPS_TEST_NOOP_LOG") $(grep -c "^done $id " "$APEXOPS_TEST_NOOP_LOG")"
+kill -TERM "$R"
+wait_exit "$R"
+
+# ---- failing handlers --------------------------------------------------------
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+run_ops queue enqueue noop --payload '{"fail_attempts": 2}'
+flaky=${OUT#job }
+run_ops queue enqueue noop --payload '{"fail_attempts": 99}' --max-attempts 3
+doomed=${OUT#job }
+run_ops queue enqueue noop --payload '{"fail_attempts": 99, "permanent": true}'
+perm=${OUT#job }
+"$APEXOPS_BIN" worker --concurrency 2 >"$E2E_TMP/fail.log" 2>&1 &
+F=$!
+PIDS+=($F)
+wait_for "$U" "SELECT (count(*) = 3)::int FROM apexops.queue_jobs WHERE state IN ('succeeded', 'dead')" &&
+	ok "the failing jobs reached an end" || not_ok "the failing jobs reached an end"
+kill -TERM "$F"
+wait_exit "$F"
+assert_eq "failed twice, then succeeded on attempt 3" "succeeded 3 2" \
+	"$(q "SELECT state || ' ' || attempt || ' ' || jsonb_array_length(errors) FROM apexops.queue_jobs WHERE id = $flaky")"
+assert_eq "always failing: dead after max_attempts with every error" "dead 3 3" \
+	"$(q "SELECT state || ' ' || attempt || ' ' || jsonb_array_length(errors) FROM apexops.queue_jobs WHERE id = $doomed")"
+assert_eq "a permanent error: dead at once" "dead 1" \
+	"$(q "SELECT state || ' ' || attempt FROM apexops.queue_jobs WHERE id = $perm")"
+run_ops queue show "$doomed"
+assert_contains "queue show lists each attempt's error" "$OUT" "failing attempt 3 of the first 99"
+run_ops queue list --state dead --json
+assert_contains "queue list --state dead" "$OUT" "\"id\": $doomed"
+run_ops queue stats --json
+assert_eq "queue stats: an object keyed by kind, then state" 2 \
+	"$(psql -X -At "$OPS_TEST_ADMIN_URL" -v j="$OUT" <<<"SELECT (:'j'::jsonb)->'noop'->'dead'->>'count'")"
+run_ops queue retry --dead
+expect_rc 0 "queue retry --dead"
+assert_eq "the dead jobs are available again with attempts reset" "2" \
+	"$(q "SELECT count(*) FROM apexops.queue_jobs WHERE state = 'available' AND attempt = 0")"
+run_ops queue cancel "$doomed"
+expect_rc 0 "queue cancel of an available job"
+run_ops queue cancel "$flaky"
+expect_rc 1 "queue cancel of a finished job is refused"
+run_ops queue show 999999
+expect_rc 1 "queue show of a job that does not exist"
+run_ops queue show abc
+expect_rc 64 "queue show of a non-number"
+run_ops queue list --state nonsense
+expect_rc 64 "an unknown state is a usage error"
+run_ops queue enqueue noop --payload 'not json'
+expect_rc 64 "a payload that is not a JSON object is refused"
+run_ops worker --kinds mystery
+expect_rc 64 "a kind this worker does not handle is refused"
+
+# ---- graceful stop with a job running -----------------------------------
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+run_ops queue enqueue noop --payload '{"sleep_ms": 3000}'
+slow=${OUT#job }
+run_ops queue enqueue noop --count 50 --payload '{"sleep_ms": 3000}'
+APEXOPS_WORKER_GRACE_S=60 "$APEXOPS_BIN" worker --concurrency 1 >"$E2E_TMP/grace.log" 2>&1 &
+G=$!
+PIDS+=($G)
+wait_for "$U" "SELECT count(*)::int FROM apexops.queue_jobs WHERE id = $slow AND state = 'running'" ||
+	not_ok "the slow job started"
+kill -TERM "$G"
+wait_exit "$G"
+expect_rc 0 "after SIGTERM the worker exits 0"
+assert_eq "the running job finished first" "succeeded" "$(q "SELECT state FROM apexops.queue_jobs WHERE id = $slow")"
+assert_eq "the prefetched ones were given back, not failed" "50 0" \
+	"$(q "SELECT count(*) FILTER (WHERE state = 'available') || ' ' || count(*) FILTER (WHERE state NOT IN ('available', 'succeeded')) FROM apexops.queue_jobs WHERE id <> $slow")"
+
+# ---- the database goes away -------------------------------------------------
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+DB=$(q "SELECT current_database()")
+APEXOPS_DB_CONNECT_RETRIES=0 "$APEXOPS_BIN" worker --concurrency 2 >"$E2E_TMP/dbdown.log" 2>&1 &
+W=$!
+PIDS+=($W)
+run_ops queue enqueue noop --count 10
+wait_for "$U" "SELECT (count(*) = 10)::int FROM apexops.queue_jobs WHERE state = 'succeeded'" &&
+	ok "jobs run before the outage" || not_ok "jobs run before the outage"
+psql -X -q "$OPS_TEST_ADMIN_URL" -c "ALTER DATABASE $DB WITH ALLOW_CONNECTIONS false" \
+	-c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$DB'" >/dev/null
+sleep 2
+if kill -0 "$W" 2>/dev/null; then ok "the worker survives the outage"; else not_ok "the worker survives the outage"; fi
+psql -X -q "$OPS_TEST_ADMIN_URL" -c "ALTER DATABASE $DB WITH ALLOW_CONNECTIONS true" >/dev/null
+run_ops queue enqueue noop --count 10
+wait_for "$U" "SELECT (count(*) = 20)::int FROM apexops.queue_jobs WHERE state = 'succeeded'" &&
+	ok "after the database is back, new jobs run" || not_ok "after the database is back, new jobs run"
+kill -TERM "$W"
+wait_exit "$W"
+expect_rc 0 "and it stops cleanly"
+done_testing
