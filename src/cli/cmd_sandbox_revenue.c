@@ -26,7 +26,7 @@ const char cmd_sandbox_revenue_usage[] =
 	"usage: apexops sandbox revenue [TIER] [options]\n"
 	"\n"
 	"Write a deterministic revenue scenario for the sandbox publisher\n"
-	"(Apex Sandbox Studio, " REVENUE_SANDBOX_PUBLISHER ")\n"
+	"(Apex Sandbox Studio, " SANDBOX_PUBLISHER_ID ")\n"
 	"into revenue_events, with the original generator's formulas. The\n"
 	"window's earlier rows of that publisher are replaced in one\n"
 	"transaction; no other publisher is touched. Needs the sandbox\n"
@@ -347,7 +347,7 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr,
 			"apexops %s: error: the sandbox publisher %s has no "
 			"placements; run 'apexops sandbox bootstrap' first\n",
-			CMD, REVENUE_SANDBOX_PUBLISHER);
+			CMD, SANDBOX_PUBLISHER_ID);
 		rc = OPS_EXIT_FAIL;
 		goto out;
 	}

@@ -16,24 +16,18 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "jobs/sandbox_fixtures.h"
 
 struct db;
 struct progress;
 
-#define REVENUE_SANDBOX_PUBLISHER "138f62be-5cee-4c73-aba4-ba78ea77ab44"
-#define REVENUE_MAX_DAYS	  3660
-#define REVENUE_NADAPTERS	  3
+#define REVENUE_MAX_DAYS 3660
+/* The rotation is over the fixture adapters, sandbox_adapters[] (their
+ * ids, names and eCPMs), in jobs/sandbox_fixtures.h. */
+#define REVENUE_NADAPTERS SANDBOX_NADAPTERS
 
 enum revenue_tier { REVENUE_STARTER = 0, REVENUE_GROWTH, REVENUE_SCALE };
 #define REVENUE_NTIERS 3
-
-/* FakeNetworkA/B/C, in rotation order (ORIGINAL-SYSTEM.md §4.1). */
-struct revenue_adapter {
-	const char *name;
-	const char *id;
-	double ecpm;
-};
-extern const struct revenue_adapter revenue_adapters[REVENUE_NADAPTERS];
 
 /* A placement of the sandbox publisher; strings are borrowed. */
 struct revenue_placement {
@@ -51,7 +45,7 @@ struct revenue_date {
 struct revenue_row {
 	int day;       /* 0 .. days-1 */
 	int placement; /* index into the placement array */
-	int adapter;   /* index into revenue_adapters */
+	int adapter;   /* index into sandbox_adapters */
 	long long impressions;
 	long long clicks;
 	long long cents; /* revenue in cents (NUMERIC(12,2)) */

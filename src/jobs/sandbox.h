@@ -1,17 +1,13 @@
 /*
- * Sandbox bootstrap: brings the sandbox publisher Apex Sandbox Studio to a
- * known state (ORIGINAL-SYSTEM.md §2.9, §4.1, §4.2). Apps and placements
- * are created where missing; the three logins, FakeNetworkA/B/C adapters,
- * their configs and one waterfall per placement are converged: a row that
- * already matches is not written, so a rerun changes nothing and keeps
- * updated_at. Waterfall ids are derived from the placement id (UUIDv5), so
- * a rerun never swaps a row a running demo is reading.
+ * Sandbox bootstrap: brings the sandbox publisher Apex Sandbox Studio to
+ * the fixture state of jobs/sandbox_fixtures.h, on an empty database too.
+ * The database part (sandbox_db.c) converges every fixture row in one
+ * transaction: a row that already matches is not written, so a rerun
+ * changes nothing and keeps updated_at. The Stripe part (sandbox_stripe.c)
+ * provisions the owner's test customer through stripe/customer.h.
  *
- * Choices where the sources are silent: apps.platform is android, ios,
- * unity, android_tv, tvos; placement names are "<Platform> <Type> <NN>"
- * with the platform words Android, iOS, Unity, Android TV, tvOS (e.g.
- * "Android TV Rewarded 02"); placements.type is interstitial, rewarded or
- * banner. Roles are owner, developer, finance, as the original wrote them.
+ * Thread safety: each function uses the struct db / struct stripe it is
+ * given, which belong to one thread.
  */
 #ifndef OPS_JOBS_SANDBOX_H
 #define OPS_JOBS_SANDBOX_H
@@ -20,50 +16,10 @@
 
 #include "core/config.h"
 #include "core/err.h"
+#include "jobs/sandbox_fixtures.h"
 
 struct db;
 struct stripe;
-
-#define SANDBOX_PUBLISHER_ID   "138f62be-5cee-4c73-aba4-ba78ea77ab44"
-#define SANDBOX_PUBLISHER_NAME "Apex Sandbox Studio"
-#define SANDBOX_OWNER_ID       "821cd756-d945-4efd-8f7c-3e7d3520a899"
-#define SANDBOX_NAPPS	       5
-#define SANDBOX_NPLACEMENTS    5 /* per app */
-#define SANDBOX_NUSERS	       3
-#define SANDBOX_NADAPTERS      3
-
-struct sandbox_app {
-	const char *id;
-	const char *name;
-	const char *bundle_id;
-	const char *platform;	   /* apps.platform */
-	const char *platform_word; /* in placement names */
-	const char *placement_ids[SANDBOX_NPLACEMENTS];
-};
-
-struct sandbox_user {
-	const char *id;
-	const char *email;
-	const char *role;
-};
-
-struct sandbox_adapter {
-	const char *name;
-	const char *id;
-	const char *config_id;
-	const char *behavior;
-	int timeout_ms;
-	const char *ecpm;      /* JSON number text */
-	const char *fill_rate; /* JSON number text */
-};
-
-extern const struct sandbox_app sandbox_apps[SANDBOX_NAPPS];
-extern const struct sandbox_user sandbox_users[SANDBOX_NUSERS];
-extern const struct sandbox_adapter sandbox_adapters[SANDBOX_NADAPTERS];
-/* Placement kinds in id order: Interstitial 01, 02, Rewarded 01, 02,
- * Banner 01. */
-extern const char *const sandbox_placement_types[SANDBOX_NPLACEMENTS];
-extern const char *const sandbox_placement_labels[SANDBOX_NPLACEMENTS];
 
 enum sandbox_kind {
 	SBX_PUBLISHER,
@@ -156,10 +112,6 @@ extern const char *const sandbox_stripe_step_names[SBX_ST_NSTEPS];
 int sandbox_bootstrap_stripe(struct db *db, struct stripe *st, bool dry_run,
 			     struct sandbox_stripe_report *rep,
 			     struct ops_err *err);
-
-/* RFC 4122 version-5 UUID of name in namespace ns (a UUID string); out
- * gets 36 characters and a NUL. Returns OPS_E_INVALID for a bad ns. */
-int sandbox_uuid5(const char *ns, const char *name, char out[37]);
 
 /*
  * Keep or make a bcrypt hash of password: when stored (may be NULL) is a

@@ -17,6 +17,7 @@
 
 #include "itest.h"
 #include "jobs/revenue.h"
+#include "jobs/sandbox.h"
 
 #define P1   "11111111-1111-4111-8111-111111111111"
 #define P2   "22222222-2222-4222-8222-222222222222"
@@ -39,7 +40,7 @@ setup(void **state)
 	url = itest_new_db("revenue_write", 1);
 	db = itest_connect(url);
 	itest_exec(db, "INSERT INTO publishers (id, company_name) VALUES"
-		       " ('" REVENUE_SANDBOX_PUBLISHER "', 'Apex Sandbox "
+		       " ('" SANDBOX_PUBLISHER_ID "', 'Apex Sandbox "
 		       "Studio')");
 	itest_exec(db, "INSERT INTO adapters (id, name) VALUES"
 		       " ('a7f66258-6c5c-462f-9ff4-126886c1d7d3', "
@@ -50,7 +51,7 @@ setup(void **state)
 		       "'FakeNetworkC')");
 	itest_exec(db, "INSERT INTO apps (id, publisher_id, name, bundle_id,"
 		       " platform) VALUES ('7bcfc807-1834-4d69-a1ca-"
-		       "27e258f4ce75', '" REVENUE_SANDBOX_PUBLISHER "',"
+		       "27e258f4ce75', '" SANDBOX_PUBLISHER_ID "',"
 		       " 'Apex Sandbox Android', 'com.apex.sandbox.android',"
 		       " 'android')");
 	itest_exec(db, "INSERT INTO placements (id, app_id, name, type) VALUES"
@@ -149,6 +150,77 @@ test_missing_reference_is_refused_by_both_paths(void **state)
 	db_close(db);
 }
 
+/*
+ * The fixture constants agree between what bootstrap writes and what
+ * revenue reads back: the placements revenue loads are the fixture's (ids,
+ * names, types), the adapters it checks exist, and the eCPMs stored in
+ * the configs are the ones it computes impressions with.
+ */
+static void
+test_bootstrap_writes_what_revenue_reads(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct revenue_placements pl = { NULL, 0 };
+	struct sandbox_report rep;
+	char *burl = itest_new_db("revenue_fixture", 1);
+	struct db *db = itest_connect(burl);
+	bool seen[SANDBOX_NALL_PLACEMENTS] = { false };
+
+	(void)state;
+	if (sandbox_bootstrap_db(db, "pw", false, &rep, &err) != 0)
+		fail_msg("sandbox_bootstrap_db: %s", err.msg);
+	assert_int_equal(revenue_check_prereqs(db, &err), 0);
+	assert_int_equal(revenue_load_placements(db, &pl, &err), 0);
+	assert_int_equal(pl.n, SANDBOX_NALL_PLACEMENTS);
+	for (size_t i = 0; i < pl.n; i++) {
+		int k = sandbox_placement_index(pl.v[i].id);
+		char name[96];
+
+		assert_true(k >= 0);
+		assert_false(seen[k]);
+		seen[k] = true;
+		sandbox_placement_name(&sandbox_apps[k / SANDBOX_NPLACEMENTS],
+				       k % SANDBOX_NPLACEMENTS, name,
+				       sizeof(name));
+		assert_string_equal(pl.v[i].name, name);
+		assert_string_equal(
+			pl.v[i].type,
+			sandbox_placement_types[k % SANDBOX_NPLACEMENTS]);
+	}
+	for (int i = 0; i < SANDBOX_NADAPTERS; i++) {
+		const char *p[1] = { sandbox_adapters[i].config_id };
+		char *v = NULL;
+
+		assert_int_equal(
+			db_query_value(
+				db,
+				"SELECT c.publisher_id || ' ' || a.id"
+				" || ' ' || a.name || ' '"
+				" || (c.config->>'targetEcpm')"
+				" FROM adapter_configs c JOIN adapters a"
+				" ON a.id = c.adapter_id WHERE c.id = $1",
+				1, p, &v, &err),
+			0);
+		assert_non_null(v);
+		{
+			char pub[40], id[40], name[40];
+			double ecpm = 0;
+
+			assert_int_equal(sscanf(v, "%39s %39s %39s %lf", pub,
+						id, name, &ecpm),
+					 4);
+			assert_string_equal(pub, SANDBOX_PUBLISHER_ID);
+			assert_string_equal(id, sandbox_adapters[i].id);
+			assert_string_equal(name, sandbox_adapters[i].name);
+			assert_true(ecpm == sandbox_adapters[i].ecpm);
+		}
+		free(v);
+	}
+	revenue_placements_release(&pl);
+	db_close(db);
+	free(burl);
+}
+
 int
 main(void)
 {
@@ -156,6 +228,7 @@ main(void)
 		cmocka_unit_test(test_bulk_path_writes_and_resets_the_setting),
 		cmocka_unit_test(
 			test_missing_reference_is_refused_by_both_paths),
+		cmocka_unit_test(test_bootstrap_writes_what_revenue_reads),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

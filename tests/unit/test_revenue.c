@@ -176,7 +176,7 @@ test_worked_example(void **state)
 
 		assert_int_equal(r->day, want[i].day);
 		assert_string_equal(pl[r->placement].id, want[i].placement);
-		assert_memory_equal(revenue_adapters[r->adapter].id,
+		assert_memory_equal(sandbox_adapters[r->adapter].id,
 				    want[i].adapter_prefix, 8);
 		assert_int_equal(r->cents, want[i].cents);
 		assert_int_equal(r->impressions, want[i].impressions);
