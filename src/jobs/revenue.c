@@ -308,17 +308,21 @@ revenue_load_placements(struct db *db, struct revenue_placements *out,
 	 * ASCII names under C/C.UTF-8 and one order everywhere, and the id
 	 * breaks ties between equal names.
 	 */
+	/* only the fixture placements: a placement someone added to the
+	 * sandbox publisher is not part of the scenario */
 	static const char sql[] =
 		"SELECT p.id, p.name, p.type FROM placements p"
 		" JOIN apps a ON a.id = p.app_id"
-		" WHERE a.publisher_id = $1"
+		" WHERE a.publisher_id = $1 AND p.id = ANY ($2::uuid[])"
 		" ORDER BY p.name COLLATE \"C\", p.id";
-	const char *params[1] = { SANDBOX_PUBLISHER_ID };
+	char *ids = sandbox_placement_id_array();
+	const char *params[2] = { SANDBOX_PUBLISHER_ID, ids };
 	struct db_res *res = NULL;
 	int r, rows;
 
 	memset(out, 0, sizeof(*out));
-	r = db_query(db, sql, 1, params, &res, err);
+	r = db_query(db, sql, 2, params, &res, err);
+	free(ids);
 	if (r != 0)
 		return ops_err_prefix(err, "loading sandbox placements");
 	rows = db_res_rows(res);

@@ -122,7 +122,9 @@ struct revenue_placements {
 };
 
 /*
- * Load the sandbox publisher's placements (through apps) in name order:
+ * Load the sandbox publisher's fixture placements (jobs/sandbox_fixtures.h;
+ * any other placement of the publisher is not part of the scenario) in
+ * name order:
  * ORDER BY name COLLATE "C", id, so the order (and with it the adapter
  * rotation) does not depend on the database's collation. An empty list is
  * not an error here.

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "jobs/sandbox_fixtures.h"
@@ -33,14 +34,24 @@ enum sandbox_kind {
 };
 extern const char *const sandbox_kind_names[SBX_NKINDS];
 
+/* Per kind of row: fixture rows created, restored (updated), already
+ * right; rows removed; rows of the sandbox publisher that are not
+ * fixtures, found and left (without --prune). */
 struct sandbox_counts {
-	int created, updated, unchanged, removed;
+	int created, updated, unchanged, removed, extra;
 };
 
 struct sandbox_report {
 	struct sandbox_counts kind[SBX_NKINDS];
 	int passwords_rehashed; /* users whose hash was replaced */
+	/* one line per change, "restored placement <id> (<name>): name
+	 * 'x' -> 'y'", "created ...", "removed ...", "extra, left ..."
+	 * (owned; sandbox_report_release()) */
+	struct buf changes;
 };
+
+/* Free what the report owns. NULL is a no-op. */
+void sandbox_report_release(struct sandbox_report *rep);
 
 /*
  * The sandbox commands write demo logins and data: in a production
@@ -63,13 +74,29 @@ int sandbox_report_changes(const struct sandbox_report *rep);
 int sandbox_lock(struct db *db, struct ops_err *err);
 void sandbox_unlock(struct db *db);
 
+struct sandbox_db_opts {
+	/* the sandbox login password (1..72 bytes, bcrypt's limit; longer
+	 * or empty is OPS_E_CONFIG naming SANDBOX_USER_PASSWORD) */
+	const char *password;
+	bool dry_run; /* roll back; the report says what a run would do */
+	bool prune;   /* remove the sandbox publisher's non-fixture rows */
+};
+
 /*
- * The database part, in one transaction: committed, or rolled back when
- * dry_run (the report then says what a real run would change). password
- * is the sandbox login password (1..72 bytes, bcrypt's limit; longer or
- * empty is OPS_E_CONFIG naming SANDBOX_USER_PASSWORD).
+ * The database part, in one transaction, committed (or rolled back when
+ * o->dry_run or on failure). Every fixture row (publisher, apps,
+ * placements, logins, adapters, adapter configs, waterfalls) is compared
+ * column by column with jobs/sandbox_fixtures.h and created or restored
+ * where it differs; a second config of a fixture adapter or a second
+ * waterfall of a fixture placement is removed (it would compete with the
+ * fixture's). Rows of the sandbox publisher that are not fixtures (apps,
+ * placements and their waterfalls, adapter configs, logins) are reported
+ * as extra and left, or removed with o->prune (an extra placement with its
+ * revenue_events rows). A sandbox login's email owned by another user is
+ * OPS_E_REFUSED (permanent: exit 1). *rep is filled on success and on
+ * failure; release it with sandbox_report_release().
  */
-int sandbox_bootstrap_db(struct db *db, const char *password, bool dry_run,
+int sandbox_bootstrap_db(struct db *db, const struct sandbox_db_opts *o,
 			 struct sandbox_report *rep, struct ops_err *err);
 
 /* Stripe provisioning steps, in order. */

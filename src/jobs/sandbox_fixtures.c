@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/xalloc.h"
 
@@ -110,6 +111,20 @@ sandbox_placement_index(const char *id)
 			if (strcmp(sandbox_apps[a].placement_ids[p], id) == 0)
 				return a * SANDBOX_NPLACEMENTS + p;
 	return -1;
+}
+
+char *
+sandbox_placement_id_array(void)
+{
+	struct buf b = BUF_INIT;
+
+	buf_puts(&b, "{");
+	for (int a = 0; a < SANDBOX_NAPPS; a++)
+		for (int p = 0; p < SANDBOX_NPLACEMENTS; p++)
+			buf_printf(&b, "%s%s", a + p > 0 ? "," : "",
+				   sandbox_apps[a].placement_ids[p]);
+	buf_puts(&b, "}");
+	return buf_detach(&b);
 }
 
 void

@@ -80,6 +80,10 @@ void sandbox_placement_name(const struct sandbox_app *a, int p, char *buf,
  * placement id, or -1 when id (may be NULL) is not one. */
 int sandbox_placement_index(const char *id);
 
+/* The 25 fixture placement ids as a uuid[] literal "{id,id,...}" for a
+ * query parameter. A new string the caller frees. */
+char *sandbox_placement_id_array(void);
+
 /* RFC 4122 version-5 UUID of name in namespace ns (a UUID string); out
  * gets 36 characters and a NUL. Returns OPS_E_INVALID for a bad ns. */
 int sandbox_uuid5(const char *ns, const char *name, char out[37]);

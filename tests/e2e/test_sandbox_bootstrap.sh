@@ -102,6 +102,44 @@ assert_eq "rerun converges to the same content" "$CONTENT1" "$(sums_content)"
 run_ops sandbox bootstrap
 assert_contains "and the run after that changes nothing" "$OUT" "database: no changes"
 
+# --- drift: every fixture column is compared and restored; extras are
+# listed and left (--prune removes them); revenue uses the fixtures only
+URLD=$(new_db sbxdrift)
+DATABASE_URL=$URLD run_ops sandbox bootstrap
+DATABASE_URL=$URLD run_ops sandbox revenue growth --start 2026-10-01 --days 30
+assert_contains "drift: the Growth demo on a fresh sandbox" "$OUT" "growth: 750 rows, total 50500.41 USD"
+EXTRA=00000000-0000-4000-8000-00000000abcd
+sql "$URLD" "UPDATE placements SET name = 'Renamed by hand' WHERE id = 'edcbe420-5e96-4c0f-b7ee-e5a10eb11db3'" >/dev/null
+sql "$URLD" "INSERT INTO placements (id, app_id, name, type) VALUES ('$EXTRA', '7bcfc807-1834-4d69-a1ca-27e258f4ce75', 'Android Added 01', 'banner')" >/dev/null
+sql "$URLD" "UPDATE adapter_configs SET config = jsonb_set(config, '{targetEcpm}', '9.9') WHERE id = '6f4b66b9-c7a1-42df-92b7-c3b5808140ea'" >/dev/null
+sql "$URLD" "UPDATE waterfall_configs SET adapter_priorities = jsonb_set(adapter_priorities, '{0,priority}', '7') WHERE placement_id = '92fe3cb3-8028-4a65-aacf-c9916b2efc29'" >/dev/null
+sql "$URLD" "UPDATE apps SET platform = 'web' WHERE id = '6b8213e3-b331-40b8-a32f-2bac1678e737'" >/dev/null
+DATABASE_URL=$URLD run_ops sandbox revenue growth --start 2026-10-01 --days 30
+assert_contains "drift: revenue ignores the added placement" "$OUT" "growth: 750 rows"
+DATABASE_URL=$URLD run_ops sandbox bootstrap
+expect_rc 0 "drift: bootstrap succeeds"
+assert_contains "drift: the renamed placement is restored and reported" "$OUT" "restored placement edcbe420-5e96-4c0f-b7ee-e5a10eb11db3 (Android Interstitial 01): name 'Renamed by hand' -> 'Android Interstitial 01'"
+assert_contains "drift: the eCPM is restored and reported" "$OUT" '"targetEcpm": 9.9} -> {'
+assert_contains "drift: the waterfall priority is restored and reported" "$OUT" "restored waterfall 64f3f8a9-d577-52b5-9af7-5c93458b001c (placement 92fe3cb3-8028-4a65-aacf-c9916b2efc29): adapter_priorities"
+assert_contains "drift: the app platform is restored and reported" "$OUT" "restored app 6b8213e3-b331-40b8-a32f-2bac1678e737 (Apex Sandbox iOS): platform 'web' -> 'ios'"
+assert_contains "drift: the counts say so" "$OUT" "placements       created 0, updated 1, unchanged 24, extra 1"
+assert_contains "drift: the added placement is reported and left" "$OUT" "extra, left placement $EXTRA (Android Added 01) (not a fixture)"
+assert_contains "drift: and how to remove it" "$OUT" "--prune removes them"
+assert_eq "drift: fixture content restored" "$(URL=$URL sums_content | tr ' ' '\n' | grep -v '^placements:\|^waterfall_configs:\|^users:' )" \
+	"$(URL=$URLD sums_content | tr ' ' '\n' | grep -v '^placements:\|^waterfall_configs:\|^users:')"
+assert_eq "drift: the placement has its fixture name, the config its eCPM, the waterfall its order" "Android Interstitial 01|8.1|1" \
+	"$(sql "$URLD" "SELECT (SELECT name FROM placements WHERE id = 'edcbe420-5e96-4c0f-b7ee-e5a10eb11db3') || '|' || (SELECT config->>'targetEcpm' FROM adapter_configs WHERE id = '6f4b66b9-c7a1-42df-92b7-c3b5808140ea') || '|' || (SELECT adapter_priorities->0->>'priority' FROM waterfall_configs WHERE placement_id = '92fe3cb3-8028-4a65-aacf-c9916b2efc29')")"
+assert_eq "drift: no waterfall was made for the added placement" 0 "$(sql "$URLD" "SELECT count(*) FROM waterfall_configs WHERE placement_id = '$EXTRA'")"
+DATABASE_URL=$URLD run_ops sandbox revenue growth --start 2026-10-01 --days 30
+assert_contains "drift: the Growth demo is back to 750 rows and \$50,500.41" "$OUT" "growth: 750 rows, total 50500.41 USD"
+DATABASE_URL=$URLD run_ops sandbox bootstrap
+assert_contains "drift: a second run changes nothing" "$OUT" "database: no changes"
+DATABASE_URL=$URLD run_ops sandbox bootstrap --prune
+expect_rc 0 "drift: --prune succeeds"
+assert_contains "drift: --prune removes the added placement" "$OUT" "removed placement $EXTRA (Android Added 01) (not a fixture)"
+assert_eq "drift: and its demo revenue" "0 0" "$(sql "$URLD" "SELECT (SELECT count(*) FROM placements WHERE id = '$EXTRA') || ' ' || (SELECT count(*) FROM revenue_events WHERE placement_id = '$EXTRA')")"
+assert_eq "drift: the sandbox is exactly the fixture set again" "$(URL=$URL sums_content | tr ' ' '\n' | grep '^placements:')" "$(URL=$URLD sums_content | tr ' ' '\n' | grep '^placements:')"
+
 # --- kill -9 in the middle of the transaction: nothing half-done remains
 URL2=$(new_db sbxkill)
 psql -X -q "$URL2" -c "BEGIN; LOCK TABLE waterfall_configs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &

@@ -161,14 +161,16 @@ test_bootstrap_writes_what_revenue_reads(void **state)
 {
 	struct ops_err err = OPS_ERR_INIT;
 	struct revenue_placements pl = { NULL, 0 };
+	struct sandbox_db_opts o = { "pw", false, false };
 	struct sandbox_report rep;
 	char *burl = itest_new_db("revenue_fixture", 1);
 	struct db *db = itest_connect(burl);
 	bool seen[SANDBOX_NALL_PLACEMENTS] = { false };
 
 	(void)state;
-	if (sandbox_bootstrap_db(db, "pw", false, &rep, &err) != 0)
+	if (sandbox_bootstrap_db(db, &o, &rep, &err) != 0)
 		fail_msg("sandbox_bootstrap_db: %s", err.msg);
+	sandbox_report_release(&rep);
 	assert_int_equal(revenue_check_prereqs(db, &err), 0);
 	assert_int_equal(revenue_load_placements(db, &pl, &err), 0);
 	assert_int_equal(pl.n, SANDBOX_NALL_PLACEMENTS);
