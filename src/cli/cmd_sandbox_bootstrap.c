@@ -31,9 +31,11 @@ const char cmd_sandbox_bootstrap_usage[] =
 	"\n"
 	"With STRIPE_SECRET_KEY set, after the commit: find or create the\n"
 	"owner's Stripe customer and attach a card (tok_visa), an ACH account\n"
-	"(btok_us_verified) and a SEPA debit (btok_sepa_debit), the card as\n"
-	"default source. A source Stripe refuses is reported with Stripe's\n"
-	"reason; any other Stripe failure exits 1, the database work kept.\n"
+	"(btok_us_verified) and a SEPA Direct Debit PaymentMethod (Stripe's\n"
+	"test IBAN DE89370400440532013000), the card as default source; the\n"
+	"output lists the attached methods with their ids. A method Stripe\n"
+	"refuses is reported with Stripe's reason; any other Stripe failure\n"
+	"exits 1, the database work kept.\n"
 	"\n"
 	"  --dry-run  do the database work in a transaction, report what it\n"
 	"             would change, roll back; Stripe is only read\n"
@@ -143,6 +145,34 @@ print_stripe(const struct sandbox_stripe_report *rep)
 	}
 	if (changes == 0 && failures == 0)
 		printf("stripe: no changes\n");
+	{
+		static const struct {
+			enum sandbox_stripe_step step;
+			const char *what;
+		} methods[] = {
+			{ SBX_ST_CARD, "card" },
+			{ SBX_ST_ACH, "ACH" },
+			{ SBX_ST_SEPA, "SEPA" },
+		};
+		const char *sep = "";
+
+		printf("stripe: payment methods on %s:",
+		       rep->step[SBX_ST_CUSTOMER].id[0]
+			       ? rep->step[SBX_ST_CUSTOMER].id
+			       : "(no customer yet)");
+		for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]);
+		     i++) {
+			const struct sandbox_stripe_item *it =
+				&rep->step[methods[i].step];
+
+			if (it->outcome != SBX_OUT_FOUND &&
+			    it->outcome != SBX_OUT_CREATED)
+				continue;
+			printf("%s %s %s", sep, methods[i].what, it->id);
+			sep = ",";
+		}
+		printf("%s\n", sep[0] ? "" : " none");
+	}
 }
 
 static int

@@ -10,11 +10,8 @@ const char *const sandbox_kind_names[SBX_NKINDS] = {
 };
 
 const char *const sandbox_stripe_step_names[SBX_ST_NSTEPS] = {
-	"customer",
-	"card (tok_visa)",
-	"ach (btok_us_verified)",
-	"sepa (btok_sepa_debit)",
-	"default source",
+	"customer",	     "card (tok_visa)", "ach (btok_us_verified)",
+	"sepa (sepa_debit)", "default source",
 };
 
 int

@@ -128,13 +128,16 @@ extern const char *const sandbox_stripe_step_names[SBX_ST_NSTEPS];
 
 /*
  * Find or create the owner's Stripe customer (stored in
- * users.stripe_customer_id), attach a card (tok_visa), an ACH bank account
- * (btok_us_verified) and a SEPA debit (btok_sepa_debit), and make the card
- * the default source. Each POST carries an idempotency key derived from
- * the customer and the step, so a crashed rerun replays. A source Stripe
- * refuses is recorded as SBX_OUT_REFUSED with Stripe's message and the
- * other steps go on. Returns an error when a step failed otherwise
- * (network, auth, 5xx) or the owner row is missing. dry_run sends no POST.
+ * users.stripe_customer_id), attach a card (source tok_visa) and an ACH
+ * bank account (source btok_us_verified), attach a SEPA Direct Debit
+ * PaymentMethod (type sepa_debit, Stripe's test IBAN
+ * DE89370400440532013000, billing name and email), and make the card the
+ * default source; each step's item gets the Stripe id (card_..., ba_...,
+ * pm_...). Each POST carries an idempotency key derived from the customer
+ * and the step, so a crashed rerun replays. A method Stripe refuses is
+ * recorded as SBX_OUT_REFUSED with Stripe's message and the other steps go
+ * on. Returns an error when a step failed otherwise (network, auth, 5xx)
+ * or the owner row is missing. dry_run sends no POST.
  */
 int sandbox_bootstrap_stripe(struct db *db, struct stripe *st, bool dry_run,
 			     struct sandbox_stripe_report *rep,

@@ -258,6 +258,76 @@ attach_step(struct stripe *st, bool dry_run, const char *cus,
 	return 0;
 }
 
+/* Stripe's test IBAN for SEPA Direct Debit (docs.stripe.com/testing): a
+ * PaymentMethod made from it attaches and its debits succeed. */
+#define SANDBOX_SEPA_IBAN "DE89370400440532013000"
+
+/*
+ * SEPA as Stripe documents it: a PaymentMethod of type sepa_debit from
+ * the test IBAN, with the billing name and email SEPA requires, attached
+ * to the customer. (There is no SEPA source token: btok_sepa_debit is
+ * refused by Stripe as "No such token".)
+ */
+static int
+sepa_step(struct stripe *st, bool dry_run, const char *cus, const char *email,
+	  struct sandbox_stripe_item *it, struct ops_err *err)
+{
+	struct stripe_error se;
+	json_t *params = NULL, *doc = NULL;
+	char key[320], pm[128];
+	int r;
+
+	memset(&se, 0, sizeof(se));
+	r = stripe_customer_find_payment_method(st, cus, "sepa_debit", it->id,
+						sizeof(it->id), &se, err);
+	if (r != 0)
+		goto fail;
+	if (it->id[0] != '\0') {
+		it->outcome = SBX_OUT_FOUND;
+		return 0;
+	}
+	if (dry_run) {
+		it->outcome = SBX_OUT_WOULD;
+		return 0;
+	}
+	params = json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "type", "sepa_debit",
+			   "sepa_debit", "iban", SANDBOX_SEPA_IBAN,
+			   "billing_details", "name", OWNER_NAME, "email",
+			   email);
+	snprintf(key, sizeof(key), "apexops-sandbox-%s-sepa-pm-v1", cus);
+	r = stripe_payment_method_create(st, params, key, &doc, &se, err);
+	json_decref(params);
+	if (r == 0 && !stripe_id_valid(jstr(doc, "id")))
+		r = ops_fail(err, OPS_E_HTTP, false,
+			     "stripe: payment method without an id");
+	if (r != 0)
+		goto fail;
+	snprintf(pm, sizeof(pm), "%s", jstr(doc, "id"));
+	json_decref(doc);
+	doc = NULL;
+	snprintf(key, sizeof(key), "apexops-sandbox-%s-sepa-attach-%s-v1", cus,
+		 pm);
+	r = stripe_payment_method_attach(st, pm, cus, key, &doc, &se, err);
+	if (r != 0)
+		goto fail;
+	set_id(it, pm);
+	it->outcome = SBX_OUT_CREATED;
+	json_decref(doc);
+	return 0;
+fail:
+	json_decref(doc);
+	{
+		bool refused = is_refusal(&se);
+
+		record_failure(it, &se, err, refused);
+		if (refused) {
+			ops_err_clear(err);
+			r = 0;
+		}
+	}
+	return r;
+}
+
 static int
 default_step(struct stripe *st, bool dry_run, const char *cus, const char *card,
 	     struct sandbox_stripe_item *it, struct ops_err *err)
@@ -315,7 +385,6 @@ sandbox_bootstrap_stripe(struct db *db, struct stripe *st, bool dry_run,
 	} sources[] = {
 		{ SBX_ST_CARD, "card", "tok_visa", "card" },
 		{ SBX_ST_ACH, "bank_account", "btok_us_verified", "ach" },
-		{ SBX_ST_SEPA, "source", "btok_sepa_debit", "sepa" },
 	};
 	struct ops_err first = OPS_ERR_INIT;
 	char *email = NULL, *stored = NULL, *cus = NULL;
@@ -349,6 +418,15 @@ sandbox_bootstrap_stripe(struct db *db, struct stripe *st, bool dry_run,
 		if (attach_step(st, dry_run, cus, customer, sources[i].object,
 				sources[i].token, sources[i].tag,
 				&rep->step[sources[i].step], &e) != 0) {
+			if (failed++ == 0)
+				first = e;
+		}
+	}
+	{
+		struct ops_err e = OPS_ERR_INIT;
+
+		if (sepa_step(st, dry_run, cus, email, &rep->step[SBX_ST_SEPA],
+			      &e) != 0) {
 			if (failed++ == 0)
 				first = e;
 		}

@@ -235,20 +235,36 @@ if [ -n "${OPS_TEST_STRIPE_DOUBLE_URL:-}" ]; then
 	STRIPE_SECRET_KEY=$KEY APEXOPS_STRIPE_API_BASE=$D run_ops sandbox bootstrap
 	remember
 	expect_rc 0 "stripe provisioning against the double succeeds"
+	# what apexops sent, before the probes below add requests of their own
+	curl -s "$D/__double/requests" >"$E2E_TMP/c.json"
 	CUS=$(sql "$URL" "SELECT stripe_customer_id FROM users WHERE id = '$OWNER'")
 	assert_eq "customer id stored on the owner" "cus_D0000000000001" "$CUS"
 	assert_contains "card attached" "$OUT" "attached card_"
 	assert_contains "ACH attached" "$OUT" "attached ba_"
-	assert_contains "SEPA refusal shows Stripe's message" "$OUT" "refused by Stripe: No such token: 'btok_sepa_debit'"
+	assert_contains "SEPA attached as a PaymentMethod" "$OUT" "stripe sepa (sepa_debit)        attached pm_"
+	assert_contains "the output names every attached method with its id" "$OUT" "stripe: payment methods on cus_D0000000000001: card card_D0000000000002, ACH ba_D0000000000003, SEPA pm_D0000000000004"
+	PM=$(curl -s -H "Authorization: Bearer $KEY" "$D/v1/payment_methods/pm_D0000000000004")
+	assert_eq "the SEPA PaymentMethod: Stripe's test IBAN, billing name and email, attached to the customer" \
+		"sepa_debit DE 3000 Apex Sandbox Owner owner@apex-sandbox.test cus_D0000000000001" \
+		"$(printf %s "$PM" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["type"], d["sepa_debit"]["country"], d["sepa_debit"]["last4"], d["billing_details"]["name"], d["billing_details"]["email"], d["customer"])')"
+	assert_eq "no request names the btok_sepa_debit token" "0" "$(curl -s "$D/__double/requests" | grep -c btok_sepa_debit)"
+	# the double answers the undocumented token as Stripe does
+	SEPA_TOK=$(curl -s -X POST -H "Authorization: Bearer $KEY" -d source=btok_sepa_debit "$D/v1/customers/cus_D0000000000001/sources")
+	assert_eq "the double refuses btok_sepa_debit like Stripe: resource_missing, No such token" \
+		"invalid_request_error resource_missing No such token: 'btok_sepa_debit'" \
+		"$(printf %s "$SEPA_TOK" | python3 -c 'import json,sys; e=json.load(sys.stdin)["error"]; print(e["type"], e["code"], e["message"])')"
+	BAD_PM=$(curl -s -X POST -H "Authorization: Bearer $KEY" -d type=sepa_debit -d 'sepa_debit[iban]=DE89370400440532013000' "$D/v1/payment_methods")
+	assert_contains "the double requires the billing name for SEPA" "$BAD_PM" "billing_details[name]"
+	BAD_PM=$(curl -s -X POST -H "Authorization: Bearer $KEY" -d type=sepa_debit -d 'sepa_debit[iban]=DE89370400440532013001' -d 'billing_details[name]=x' -d 'billing_details[email]=x@example.com' "$D/v1/payment_methods")
+	assert_contains "the double refuses an IBAN with bad check digits" "$BAD_PM" "invalid_bank_account_iban"
 	assert_contains "card is the default source" "$OUT" "stripe default source           already set card_"
-	curl -s "$D/__double/requests" >"$E2E_TMP/c.json"
 	assert_eq "every POST has a deterministic idempotency key, Bearer auth and the pinned version" "ok" \
 		"$(python3 -c 'import json,sys
 r=json.load(open(sys.argv[1]))
 bad=[x for x in r if x["headers"]["stripe-version"]!="2023-10-16" or x["headers"]["auth_scheme"]!="Bearer" or (x["method"]=="POST" and not (x["headers"]["idempotency-key"] or "").startswith("apexops-sandbox-"))]
 print("ok" if r and not bad else bad)' "$E2E_TMP/c.json")"
 	node "$PEERS_JS/stripe-sdk-replay.mjs" "$E2E_TMP/c.json" "$D" >"$E2E_TMP/sdk.json" 2>"$E2E_TMP/sdk.err"
-	assert_eq "the official stripe SDK sends the same method, path, parameters and headers" "same 10" \
+	assert_eq "the official stripe SDK sends the same method, path, parameters and headers (PaymentMethod calls included)" "same 11" \
 		"$(python3 -c 'import json,sys
 c=json.load(open(sys.argv[1])); s=json.load(open(sys.argv[2]))
 k=lambda x:(x["method"],x["path"],sorted(x["query"]),sorted(x["body"]),x["headers"]["stripe-version"],x["headers"]["idempotency-key"],x["headers"]["content-type"])
