@@ -247,7 +247,8 @@ cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 		rc = cli_report(ctx, &err);
 		goto out;
 	}
-	r = sandbox_lock(db, &err);
+	r = sandbox_lock_try(db, SANDBOX_BOOTSTRAP_LOCK,
+			     "another sandbox bootstrap", &err);
 	if (r != 0) {
 		rc = cli_report(ctx, &err);
 		goto out;
@@ -282,7 +283,7 @@ cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 	}
 out:
 	if (locked)
-		sandbox_unlock(db);
+		sandbox_lock_release(db, SANDBOX_BOOTSTRAP_LOCK);
 	sandbox_report_release(&rep);
 	db_close(db);
 	stripe_free(st);

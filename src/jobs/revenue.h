@@ -10,6 +10,7 @@
 #ifndef OPS_JOBS_REVENUE_H
 #define OPS_JOBS_REVENUE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -164,5 +165,49 @@ int revenue_write(struct db *db, const struct revenue_plan *plan,
 		  const struct revenue_placement *pl,
 		  const struct revenue_write_opts *o, struct progress *prog,
 		  struct revenue_write_stats *st, struct ops_err *err);
+
+/* What `apexops sandbox revenue` (and the job "sandbox-revenue") runs. */
+struct revenue_opts {
+	bool tiers[REVENUE_NTIERS]; /* which tiers; several only with dry_run */
+	int days;		    /* 1..REVENUE_MAX_DAYS */
+	bool have_start; /* else today (UTC, database clock) - days + 1 */
+	struct revenue_date start;
+	bool dry_run;	   /* compute, write nothing, take no lock */
+	bool keep_history; /* revenue_write_opts.keep_history */
+	bool row_checks;   /* revenue_write_opts.row_checks */
+	const char *plot;  /* write an SVG chart here (one tier), or NULL */
+	bool progress_tty; /* draw the COPY's progress on stderr */
+	volatile sig_atomic_t *stop; /* polled between tiers; may be NULL */
+};
+
+struct revenue_tier_result {
+	bool ran;
+	struct revenue_plan plan;	  /* owned by the result */
+	struct revenue_write_stats write; /* when !dry_run */
+};
+
+struct revenue_result {
+	struct revenue_tier_result tier[REVENUE_NTIERS];
+	size_t placements; /* fixture placements found */
+	bool written;	   /* at least one tier was written */
+};
+
+/* Free the plans. NULL is a no-op. */
+void revenue_result_release(struct revenue_result *res);
+
+/*
+ * The whole command as a library call: check the options, take the
+ * revenue lock (sandbox_lock_try(SANDBOX_REVENUE_LOCK): another writer is
+ * OPS_E_CONFLICT, exit 75; a dry run takes no lock), load the fixture
+ * placements (none: OPS_E_NOTFOUND telling to run the bootstrap), check
+ * the publisher and adapters exist, then per tier generate the plan,
+ * write the SVG (o->plot) and, unless o->dry_run, replace the window's
+ * rows (revenue_write()). *res is filled as far as the run got; release
+ * it with revenue_result_release() on every path. Prints nothing. Options
+ * out of range (days, several tiers without dry_run, plot with several
+ * tiers) are OPS_E_INVALID. A set *o->stop between tiers is OPS_E_STOPPED.
+ */
+int revenue_run(struct db *db, const struct revenue_opts *o,
+		struct revenue_result *res, struct ops_err *err);
 
 #endif

@@ -67,12 +67,22 @@ int sandbox_check_environment(const struct ops_config *cfg, bool force,
 /* Total of created + updated + removed over every kind. */
 int sandbox_report_changes(const struct sandbox_report *rep);
 
+/* Advisory lock names of the two sandbox commands. */
+#define SANDBOX_BOOTSTRAP_LOCK "apexops/sandbox-bootstrap"
+#define SANDBOX_REVENUE_LOCK   "apexops/sandbox-revenue"
+
 /*
- * Take the bootstrap's session advisory lock, waiting for another
- * bootstrap to finish; release it with sandbox_unlock().
+ * Take the session advisory lock called name, trying once: both sandbox
+ * commands behave alike (no waiting; the caller exits 75 and may rerun).
+ * When another session holds it: OPS_E_CONFLICT (transient) naming what
+ * holds it (e.g. "another sandbox bootstrap"), the lock and, where
+ * pg_locks shows it, the holder's pid, application_name and start. Release
+ * with sandbox_lock_release() (which ignores errors: the lock ends with
+ * the session anyway).
  */
-int sandbox_lock(struct db *db, struct ops_err *err);
-void sandbox_unlock(struct db *db);
+int sandbox_lock_try(struct db *db, const char *name, const char *what,
+		     struct ops_err *err);
+void sandbox_lock_release(struct db *db, const char *name);
 
 struct sandbox_db_opts {
 	/* the sandbox login password (1..72 bytes, bcrypt's limit; longer

@@ -70,35 +70,6 @@ out:
 	return r;
 }
 
-#define SANDBOX_LOCK_NAME "apexops/sandbox-bootstrap"
-
-int
-sandbox_lock(struct db *db, struct ops_err *err)
-{
-	int64_t key = db_lock_key(SANDBOX_LOCK_NAME);
-	bool got = false;
-	int r;
-
-	r = db_try_advisory_lock(db, key, &got, err);
-	if (r != 0 || got)
-		return r;
-	log_info("sandbox waiting for another bootstrap to finish");
-	r = db_advisory_lock(db, key, err);
-	if (r != 0 && err != NULL && strcmp(err->sqlstate, "55P03") == 0)
-		return ops_fail(err, OPS_E_CONFLICT, true,
-				"another sandbox bootstrap holds the lock; "
-				"run again when it has finished");
-	return r;
-}
-
-void
-sandbox_unlock(struct db *db)
-{
-	struct ops_err ignored = OPS_ERR_INIT;
-
-	(void)db_advisory_unlock(db, db_lock_key(SANDBOX_LOCK_NAME), &ignored);
-}
-
 /*
  * Convergence. Each fixture row is written by one statement of this shape:
  *

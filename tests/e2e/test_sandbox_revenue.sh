@@ -218,6 +218,27 @@ expect_rc 0 "production with --force: runs"
 assert_contains "production with --force: rewrote the window" "$OUT" "deleted 750 earlier rows"
 assert_eq "production with --force: the same rows" "$GROWTH_MD5" "$(dump $SANDBOX)"
 
+# --- the lock: another writer holds it -> exit 75 at once, naming it ----
+lock_key() { # the FNV-1a 64 key apexops derives from a lock name (db_lock_key)
+	python3 -c 'import sys
+h = 1469598103934665603
+for b in sys.argv[1].encode(): h = ((h ^ b) * 1099511628211) % 2**64
+print(h - 2**64 if h >= 2**63 else h)' "$1"
+}
+PGAPPNAME=revenue-holder-test psql -X -q "$URL" -c "SELECT pg_advisory_lock($(lock_key apexops/sandbox-revenue)); SELECT pg_sleep(60)" >/dev/null 2>&1 &
+HOLDER=$!
+wait_for "$URL" "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'revenue-holder-test'" ||
+	not_ok "the holder took the revenue lock"
+HOLDER_PID=$(sql "$URL" "SELECT pid FROM pg_stat_activity WHERE application_name = 'revenue-holder-test'")
+run_ops sandbox revenue growth --start=2025-01-01
+expect_rc 75 "a held revenue lock: exit 75"
+assert_contains "the message names the lock and its holder" "$ERR" "apexops sandbox revenue: error: another 'apexops sandbox revenue' holds the lock 'apexops/sandbox-revenue' (pid $HOLDER_PID, revenue-holder-test, since "
+assert_eq "a held lock: nothing rewritten" "$GROWTH_MD5" "$(dump $SANDBOX)"
+run_ops sandbox revenue growth --start=2025-01-01 --dry-run
+expect_rc 0 "a dry run takes no lock"
+sql "$URL" "SELECT pg_terminate_backend($HOLDER_PID)" >/dev/null
+wait "$HOLDER" 2>/dev/null
+
 # --- scale, with a chart --------------------------------------------------
 run_ops sandbox revenue --tier scale --start 2025-01-01 --plot "$E2E_TMP/scale.svg"
 expect_rc 0 "scale (default 30 days, --plot): exit 0"

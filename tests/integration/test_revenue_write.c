@@ -223,6 +223,74 @@ test_bootstrap_writes_what_revenue_reads(void **state)
 	free(burl);
 }
 
+/* revenue_run(): the command as a library call, lock included. */
+static void
+test_revenue_run(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct sandbox_db_opts so = { "pw", false, false };
+	struct sandbox_report rep;
+	struct revenue_opts o;
+	struct revenue_result res;
+	char *rurl = itest_new_db("revenue_run", 1);
+	struct db *db = itest_connect(rurl), *other = itest_connect(rurl);
+	int64_t key = db_lock_key(SANDBOX_REVENUE_LOCK);
+	bool got = false;
+
+	(void)state;
+	if (sandbox_bootstrap_db(db, &so, &rep, &err) != 0)
+		fail_msg("sandbox_bootstrap_db: %s", err.msg);
+	sandbox_report_release(&rep);
+	memset(&o, 0, sizeof(o));
+	o.tiers[REVENUE_GROWTH] = true;
+	o.days = 30;
+	o.have_start = true;
+	o.start = (struct revenue_date){ 2026, 10, 1 };
+	o.dry_run = true;
+	assert_int_equal(revenue_run(db, &o, &res, &err), 0);
+	assert_true(res.tier[REVENUE_GROWTH].ran);
+	assert_false(res.tier[REVENUE_STARTER].ran);
+	assert_int_equal(res.placements, SANDBOX_NALL_PLACEMENTS);
+	assert_int_equal(res.tier[REVENUE_GROWTH].plan.nrows, 750);
+	assert_int_equal(res.tier[REVENUE_GROWTH].plan.total_cents, 5050041);
+	assert_false(res.written);
+	assert_int_equal(count_rows(db), 0);
+	revenue_result_release(&res);
+
+	o.dry_run = false;
+	assert_int_equal(revenue_run(db, &o, &res, &err), 0);
+	assert_true(res.written);
+	assert_int_equal(res.tier[REVENUE_GROWTH].write.inserted, 750);
+	assert_int_equal(count_rows(db), 750);
+	revenue_result_release(&res);
+
+	/* another session holds the lock: refused at once, holder named */
+	assert_int_equal(db_try_advisory_lock(other, key, &got, &err), 0);
+	assert_true(got);
+	ops_err_clear(&err);
+	assert_int_equal(revenue_run(db, &o, &res, &err), OPS_E_CONFLICT);
+	assert_int_equal(ops_err_exit_code(&err), OPS_EXIT_TEMPFAIL);
+	assert_non_null(strstr(
+		err.msg, "holds the lock 'apexops/sandbox-revenue' (pid "));
+	assert_false(res.tier[REVENUE_GROWTH].ran);
+	revenue_result_release(&res);
+	/* a dry run takes no lock */
+	o.dry_run = true;
+	assert_int_equal(revenue_run(db, &o, &res, &err), 0);
+	revenue_result_release(&res);
+	assert_int_equal(db_advisory_unlock(other, key, &err), 0);
+
+	/* several tiers write the same window: only as a dry run */
+	o.dry_run = false;
+	o.tiers[REVENUE_SCALE] = true;
+	assert_int_equal(revenue_run(db, &o, &res, &err), OPS_E_INVALID);
+	revenue_result_release(&res);
+	assert_int_equal(count_rows(db), 750);
+	db_close(other);
+	db_close(db);
+	free(rurl);
+}
+
 int
 main(void)
 {
@@ -231,6 +299,7 @@ main(void)
 		cmocka_unit_test(
 			test_missing_reference_is_refused_by_both_paths),
 		cmocka_unit_test(test_bootstrap_writes_what_revenue_reads),
+		cmocka_unit_test(test_revenue_run),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
