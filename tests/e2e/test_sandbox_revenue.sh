@@ -39,7 +39,7 @@ INSERT INTO apps (id, publisher_id, name, bundle_id, platform) VALUES
   ('7bcfc807-1834-4d69-a1ca-27e258f4ce75', '$SANDBOX', 'Apex Sandbox Android', 'com.apex.sandbox.android', 'android'),
   ('6b8213e3-b331-40b8-a32f-2bac1678e737', '$SANDBOX', 'Apex Sandbox iOS', 'com.apex.sandbox.ios', 'ios'),
   ('26c1c1eb-9fe1-4d3d-9218-6a2d863d57ac', '$SANDBOX', 'Apex Sandbox Unity', 'com.apex.sandbox.unity', 'unity'),
-  ('3a6dac72-aa81-44af-909c-5b48ab9cbe67', '$SANDBOX', 'Apex Sandbox Android TV/CTV', 'com.apex.sandbox.androidtv', 'androidtv'),
+  ('3a6dac72-aa81-44af-909c-5b48ab9cbe67', '$SANDBOX', 'Apex Sandbox Android TV/CTV', 'com.apex.sandbox.androidtv', 'android_tv'),
   ('f79cd436-751a-4e26-b2cc-298d1029f794', '$SANDBOX', 'Apex Sandbox tvOS', 'com.apex.sandbox.tvos', 'tvos'),
   ('00000000-0000-4000-8000-0000000000ab', '$OTHER', 'Other App', 'com.other', 'android')
   ON CONFLICT DO NOTHING;
