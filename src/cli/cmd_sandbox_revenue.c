@@ -60,7 +60,6 @@ struct cli_revenue_opts {
 	struct revenue_opts run;
 	bool tier_all;
 	bool tier_set;
-	bool force;
 };
 
 static int
@@ -164,7 +163,7 @@ parse_args(int argc, char **argv, struct cli_revenue_opts *o)
 			o->run.plot = optarg;
 			break;
 		case O_FORCE:
-			o->force = true;
+			o->run.force = true;
 			break;
 		default:
 			return OPS_EXIT_USAGE; /* cli_getopt() said why */
@@ -282,7 +281,7 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;
-	r = sandbox_check_environment(&ctx->cfg, o.force,
+	r = sandbox_check_environment(&ctx->cfg, o.run.force,
 				      "sandbox revenue replaces the sandbox "
 				      "publisher's revenue_events rows",
 				      &err);

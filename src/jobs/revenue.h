@@ -177,6 +177,7 @@ struct revenue_opts {
 	bool row_checks;   /* revenue_write_opts.row_checks */
 	const char *plot;  /* write an SVG chart here (one tier), or NULL */
 	bool progress_tty; /* draw the COPY's progress on stderr */
+	bool force;	   /* run in production (the callers check it) */
 	volatile sig_atomic_t *stop; /* polled between tiers; may be NULL */
 };
 

@@ -16,7 +16,9 @@
 #include <cmocka.h>
 
 #include "itest.h"
+#include "jobs/job.h"
 #include "jobs/revenue.h"
+#include "jobs/revenue_job.h"
 #include "jobs/sandbox.h"
 
 #define P1   "11111111-1111-4111-8111-111111111111"
@@ -291,6 +293,93 @@ test_revenue_run(void **state)
 	free(rurl);
 }
 
+/* The run function of the job "sandbox-revenue", called as job_run()
+ * calls it: options in through args, the ledger's fields out. */
+static void
+test_revenue_job_run(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct sandbox_db_opts so = { "pw", false, false };
+	struct sandbox_report rep;
+	struct ops_config cfg;
+	struct revenue_opts o;
+	struct revenue_result res;
+	struct job_ctx ctx;
+	char *jurl = itest_new_db("revenue_job", 1);
+	struct db *db = itest_connect(jurl);
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	if (sandbox_bootstrap_db(db, &so, &rep, &err) != 0)
+		fail_msg("sandbox_bootstrap_db: %s", err.msg);
+	sandbox_report_release(&rep);
+	memset(&o, 0, sizeof(o));
+	o.tiers[REVENUE_GROWTH] = true;
+	o.days = 30;
+	o.have_start = true;
+	o.start = (struct revenue_date){ 2026, 10, 1 };
+
+	/* no options, as a scheduler would call it: refused */
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.db = db;
+	ctx.cfg = &cfg;
+	assert_int_equal(revenue_job_run(&ctx, &err), OPS_E_INVALID);
+	free(ctx.params);
+	free(ctx.counts);
+
+	/* a real run: execute, recorded, counts and params as JSON */
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&res, 0, sizeof(res));
+	ctx.db = db;
+	ctx.cfg = &cfg;
+	ctx.args = &o;
+	ctx.out = &res;
+	assert_int_equal(revenue_job_run(&ctx, &err), 0);
+	assert_string_equal(ctx.mode, "execute");
+	assert_false(ctx.no_record);
+	assert_string_equal(ctx.params,
+			    "{\"tiers\":[\"growth\"],\"days\":30,\"start\":"
+			    "\"2026-10-01\",\"keep_history\":false,"
+			    "\"row_checks\":false,\"plot\":null,"
+			    "\"force\":false}");
+	assert_non_null(strstr(ctx.counts, "\"growth\":{\"rows\":750,"
+					   "\"total_cents\":5050041,"));
+	assert_non_null(strstr(ctx.counts, "\"inserted\":750"));
+	assert_int_equal(res.tier[REVENUE_GROWTH].plan.nrows, 750);
+	assert_int_equal(count_rows(db), 750);
+	revenue_result_release(&res);
+	free(ctx.params);
+	free(ctx.counts);
+
+	/* a dry run: mode dry-run, not kept in the ledger */
+	o.dry_run = true;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.db = db;
+	ctx.cfg = &cfg;
+	ctx.args = &o;
+	assert_int_equal(revenue_job_run(&ctx, &err), 0);
+	assert_string_equal(ctx.mode, "dry-run");
+	assert_true(ctx.no_record);
+	assert_null(strstr(ctx.counts, "inserted"));
+	free(ctx.params);
+	free(ctx.counts);
+
+	/* production without force: refused, nothing written */
+	o.dry_run = false;
+	cfg.app_env = (char *)"production ";
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.db = db;
+	ctx.cfg = &cfg;
+	ctx.args = &o;
+	assert_int_equal(revenue_job_run(&ctx, &err), OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "APP_ENV is 'production '"));
+	free(ctx.params);
+	free(ctx.counts);
+	assert_int_equal(count_rows(db), 750);
+	db_close(db);
+	free(jurl);
+}
+
 int
 main(void)
 {
@@ -300,6 +389,7 @@ main(void)
 			test_missing_reference_is_refused_by_both_paths),
 		cmocka_unit_test(test_bootstrap_writes_what_revenue_reads),
 		cmocka_unit_test(test_revenue_run),
+		cmocka_unit_test(test_revenue_job_run),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
