@@ -255,13 +255,11 @@ print_tier(const struct revenue_opts *o, const struct revenue_tier_result *tr)
 		       st->inserted);
 	else
 		printf("  deleted %lld earlier rows of the sandbox publisher "
-		       "in "
-		       "the window; wrote %lld rows\n",
+		       "in the window; wrote %lld rows\n",
 		       st->deleted, st->inserted);
 	if (st->bulk_checked)
 		printf("  references: publisher, adapters and placements "
-		       "locked "
-		       "and checked once for the load\n");
+		       "locked and checked once for the load\n");
 	else
 		printf("  references: checked per row by the foreign-key "
 		       "triggers (%s)\n",
