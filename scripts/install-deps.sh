@@ -9,7 +9,7 @@ mode=${1:---test}
 
 RUNTIME="libpq5 libcurl4 libjansson4 libcrypt1 libmicrohttpd12 postgresql-15 postgresql-client-15"
 BUILD="gcc make cmake pkg-config libpq-dev libcurl4-openssl-dev libssl-dev libjansson-dev libcrypt-dev libmicrohttpd-dev"
-TEST="libcmocka-dev clang libclang-rt-14-dev postgresql-15-partman nodejs npm curl"
+TEST="libcmocka-dev clang libclang-rt-14-dev postgresql-15-partman nodejs npm curl libxml2-utils python3 bc"
 
 case "$mode" in
 --runtime) pkgs="$RUNTIME" ;;
@@ -39,9 +39,15 @@ fi
 
 if [ "$mode" = "--test" ]; then
 	if [ ! -f tests/peers/node_modules/.installed ] ||
-		[ tests/peers/package.json -nt tests/peers/node_modules/.installed ]; then
+		[ tests/peers/package.json -nt tests/peers/node_modules/.installed ] ||
+		[ tests/peers/package-lock.json -nt tests/peers/node_modules/.installed ]; then
 		echo "install-deps: installing npm test peers"
-		(cd tests/peers && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+		# the tests fail without the peers (tests/run.sh never skips them):
+		# say so here, where the cause is
+		if ! (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+			echo "install-deps: npm ci in tests/peers failed; the tests need these peers" >&2
+			exit 1
+		fi
 		touch tests/peers/node_modules/.installed
 	fi
 fi

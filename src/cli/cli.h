@@ -36,11 +36,21 @@ struct cli_cmd {
  */
 int cli_db_connect(struct cli_ctx *ctx, struct db **out, struct ops_err *err);
 
-/* Print "apexops CMD: MESSAGE" and the help hint to stderr; returns 64. */
+/* Print "apexops CMD: MESSAGE" and the help hint to stderr; returns 64.
+ * cmd NULL or "": "apexops: MESSAGE" and a hint to 'apexops --help'. */
 int cli_usage(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Print err as "apexops CMD: error: ..." and return its exit code. */
+/* Print err as "apexops CMD: error: ..." and return its exit code. ctx
+ * may be NULL (then "apexops: error: ..."); so may err (exit 1). */
 int cli_report(const struct cli_ctx *ctx, const struct ops_err *err);
+/*
+ * Print a warning, "apexops CMD: warning: MESSAGE" (cmd NULL or "":
+ * "apexops: warning: ..."). With APEXOPS_LOG_FORMAT=json, cli_usage(),
+ * cli_report() and cli_warn() each write one JSON line instead, so that
+ * every stderr line is JSON. Main thread.
+ */
+void cli_warn(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Print the --help text of a command to stdout; returns 0. */
 int cli_help(const char *cmd);
 /* Is stdout/stderr a terminal (for progress and sparklines)? */
@@ -52,6 +62,7 @@ int cmd_db(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_migrate(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_status(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_config(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_cron(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_purge(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv);
@@ -61,6 +72,7 @@ extern const char cmd_db_usage[];
 extern const char cmd_migrate_usage[];
 extern const char cmd_status_usage[];
 extern const char cmd_config_usage[];
+extern const char cmd_cron_usage[];
 extern const char cmd_purge_usage[];
 extern const char cmd_sandbox_usage[];
 extern const char cmd_sandbox_bootstrap_usage[];

@@ -19,5 +19,10 @@ cmd_config(struct cli_ctx *ctx, int argc, char **argv)
 	if (argc > 1)
 		return cli_usage("config", "takes no arguments");
 	config_show(&ctx->cfg);
+	if (ctx->cfg.confirm_raw != NULL && !ctx->cfg.confirm)
+		cli_warn("config",
+			 "CONFIRM='%s' is not exactly 1 or true: purge runs as "
+			 "a dry-run",
+			 ctx->cfg.confirm_raw);
 	return 0;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "db/cluster.h"
 
 const char cmd_db_usage[] =
@@ -15,7 +16,8 @@ const char cmd_db_usage[] =
 	"postgres user, with its data in /var/tmp/apexops-0-<hash>.\n"
 	"\n"
 	"  start   initialise if needed, start, create database apexops\n"
-	"  stop    stop the server (fast shutdown)\n"
+	"  stop    stop the server (fast shutdown); exit 1 when there is no\n"
+	"          cluster under APEXOPS_HOME\n"
 	"  status  print whether it is initialised and running; exit 3 if\n"
 	"          it is not running\n"
 	"  url     print the connection URL (no password: socket, trust)\n";
@@ -23,15 +25,21 @@ const char cmd_db_usage[] =
 int
 cmd_db(struct cli_ctx *ctx, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ NULL, 0, NULL, 0 },
+	};
 	struct ops_err err = OPS_ERR_INIT;
 	struct cluster cl;
 	const char *sub;
-	int r, rc = 0;
+	int c, r, rc = 0;
 
-	if (argc != 2)
+	optind = 1;
+	while ((c = cli_getopt("db", argc, argv, "", opts)) != -1)
+		return OPS_EXIT_USAGE; /* db takes no options; said why */
+	if (argc - optind != 1)
 		return cli_usage("db", "expected one of start, stop, status, "
 				       "url");
-	sub = argv[1];
+	sub = argv[optind];
 	if (strcmp(sub, "start") != 0 && strcmp(sub, "stop") != 0 &&
 	    strcmp(sub, "status") != 0 && strcmp(sub, "url") != 0)
 		return cli_usage("db",
@@ -53,9 +61,13 @@ cmd_db(struct cli_ctx *ctx, int argc, char **argv)
 			free(url);
 		}
 	} else if (strcmp(sub, "stop") == 0) {
+		bool init, running;
+
+		cluster_status(&cl, &init, &running, &err);
 		r = cluster_stop(&cl, &err);
 		if (r == 0)
-			printf("embedded cluster stopped\n");
+			printf("embedded cluster %s\n",
+			       running ? "stopped" : "was not running");
 	} else if (strcmp(sub, "status") == 0) {
 		bool init, running;
 

@@ -1,11 +1,13 @@
 /* apexops migrate up|down [N]|status|verify */
-#include <getopt.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/parse.h"
+#include "core/signals.h"
 #include "db/db.h"
 #include "db/migrate.h"
 
@@ -23,13 +25,20 @@ const char cmd_migrate_usage[] =
 	"migrators wait for each other on an advisory lock.\n"
 	"\n"
 	"  up       apply every pending migration (--to: stop after VERSION;\n"
-	"           --dry-run: list them, change nothing)\n"
+	"           --dry-run: list them, change nothing); refuses when the\n"
+	"           database has an unknown migration and some are pending\n"
 	"  down     revert the newest N applied migrations (default 1; 'all'\n"
 	"           reverts every one). Without --execute it only prints what\n"
 	"           it would revert. The baseline's down drops only the\n"
 	"           tables it created itself, never adopted ones.\n"
-	"  status   every migration: applied, pending, changed, file missing\n"
-	"  verify   exit 1 when an applied file changed or is missing\n";
+	"  status   every migration: applied, pending, changed, file missing;\n"
+	"           exit 1 when the database has a migration this binary\n"
+	"           does not know (the database is ahead of it)\n"
+	"  verify   exit 1 when an applied file changed or is unknown\n"
+	"\n"
+	"Migrations run with statement_timeout 0 and the session's\n"
+	"lock_timeout. A first SIGTERM/SIGINT stops before the next\n"
+	"migration; a second cancels the running one (rolled back).\n";
 
 static void
 report(void *arg, const struct migration *m, bool done, double seconds)
@@ -59,6 +68,40 @@ state_name(enum mig_state s)
 	return "?";
 }
 
+/* Name each applied migration this binary does not know, on stderr. */
+static void
+warn_unknown(const struct mig_status *st)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->v[i].state == MIG_FILE_MISSING)
+			fprintf(stderr,
+				"apexops migrate: warning: the database has "
+				"migration %s (applied %s), which this binary "
+				"does not know: the database is ahead of this "
+				"binary (a newer apexops migrated it) or the "
+				"file was removed\n",
+				st->v[i].id,
+				st->v[i].applied_at ? st->v[i].applied_at
+						    : "-");
+}
+
+/* After up: warn when the database has migrations this binary lacks. */
+static int
+count_unknown(struct db *db, const struct migration_set *set, size_t *missing,
+	      struct ops_err *err)
+{
+	struct mig_status st;
+	int r = migrate_status(db, set, &st, err);
+
+	*missing = 0;
+	if (r != 0)
+		return r;
+	warn_unknown(&st);
+	*missing = st.missing;
+	mig_status_release(&st);
+	return 0;
+}
+
 static int
 print_status(struct db *db, const struct migration_set *set, bool verify,
 	     struct ops_err *err)
@@ -76,6 +119,12 @@ print_status(struct db *db, const struct migration_set *set, bool verify,
 		       st.v[i].applied_at ? st.v[i].applied_at : "-");
 	printf("\n%zu applied, %zu pending, %zu changed, %zu file missing\n",
 	       st.applied, st.pending, st.changed, st.missing);
+	warn_unknown(&st);
+	if (!verify && st.missing > 0)
+		r = ops_fail(err, OPS_E_REFUSED, false,
+			     "the database is ahead of this binary: %zu "
+			     "applied migration(s) unknown to it",
+			     st.missing);
 	if (verify && (st.changed > 0 || st.missing > 0)) {
 		for (size_t i = 0; i < st.n; i++) {
 			if (st.v[i].state == MIG_CHANGED)
@@ -85,11 +134,6 @@ print_status(struct db *db, const struct migration_set *set, bool verify,
 					"%.12s, file %.12s)\n",
 					st.v[i].id, st.v[i].applied_checksum,
 					st.v[i].m->checksum);
-			else if (st.v[i].state == MIG_FILE_MISSING)
-				fprintf(stderr,
-					"apexops migrate: %s is applied but "
-					"its file is missing\n",
-					st.v[i].id);
 		}
 		r = ops_fail(err, OPS_E_REFUSED, false,
 			     "verify failed: %zu changed, %zu missing",
@@ -121,8 +165,15 @@ cmd_migrate(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_usage("migrate", "expected up, down, status or "
 					    "verify");
 	sub = argv[1];
+	/* "down -1" would read as an unknown option '-1': it is a count */
+	for (int i = 2; strcmp(sub, "down") == 0 && i < argc; i++)
+		if (argv[i][0] == '-' && isdigit((unsigned char)argv[i][1]))
+			return cli_usage("migrate",
+					 "down: invalid count '%s': N must be "
+					 "a whole number >= 1, or 'all'",
+					 argv[i]);
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt("migrate", argc, argv, "", opts)) != -1) {
 		switch (c) {
 		case 't':
 			to = optarg;
@@ -134,7 +185,7 @@ cmd_migrate(struct cli_ctx *ctx, int argc, char **argv)
 			execute = true;
 			break;
 		default:
-			return cli_usage("migrate", "unknown option");
+			return OPS_EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (strcmp(sub, "up") != 0 && strcmp(sub, "down") != 0 &&
@@ -153,9 +204,9 @@ cmd_migrate(struct cli_ctx *ctx, int argc, char **argv)
 				n = (size_t)v;
 			else
 				return cli_usage("migrate",
-						 "down: invalid count '%s': "
-						 "expected a whole number "
-						 "from 1 or 'all'",
+						 "down: invalid count '%s': N "
+						 "must be a whole number >= 1 "
+						 "(at most 100000), or 'all'",
 						 argv[optind]);
 			optind++;
 		}
@@ -169,6 +220,11 @@ cmd_migrate(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_usage("migrate", "unexpected argument '%s'",
 				 argv[optind]);
 
+	/*
+	 * main.c installed the signal handlers: a first SIGINT/SIGTERM lets
+	 * the running migration finish and stops before the next; a second
+	 * cancels the running statement (db_cancel_all).
+	 */
 	r = migrate_find_dir(ctx->cfg.migrations_dir, &dir, &err);
 	if (r == 0)
 		r = migrations_load(dir, &set, &err);
@@ -177,13 +233,20 @@ cmd_migrate(struct cli_ctx *ctx, int argc, char **argv)
 	if (r != 0)
 		goto out;
 	if (strcmp(sub, "up") == 0) {
+		size_t unknown = 0;
+
 		r = migrate_up(db, &set, to, dry, report,
 			       dry ? "would apply" : "applying", &count, &err);
+		if (r == 0)
+			r = count_unknown(db, &set, &unknown, &err);
 		if (r == 0)
 			printf("%s%zu migration(s)%s\n",
 			       dry ? "dry-run: would apply " : "applied ",
 			       count,
-			       count == 0 ? ": schema is up to date" : "");
+			       unknown > 0  ? ": the database is ahead of this "
+					      "binary (see the warning)"
+			       : count == 0 ? ": schema is up to date"
+					    : "");
 	} else if (strcmp(sub, "down") == 0) {
 		r = migrate_down(db, &set, n, dry, report,
 				 dry ? "would revert" : "reverting", &count,

@@ -3,22 +3,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "db/db.h"
 #include "db/migrate.h"
+#include "jobs/job_status.h"
 #include "jobs/status.h"
 
 const char cmd_status_usage[] =
 	"usage: apexops status\n"
 	"\n"
 	"One screen: whether the database answers and its version, migrations\n"
-	"applied and pending, then one section per capability (retention:\n"
-	"oldest retained row per table and the last purge run). Exit 0 when\n"
-	"the database answers and no migration is pending or changed, 1\n"
-	"otherwise, 69 when the database cannot be reached.\n";
+	"applied and pending, the scheduled jobs (schedule in CRON_TZ, next\n"
+	"fire time, last run and outcome, last success, OVERDUE when the last\n"
+	"success is older than the schedule allows, the scheduler replicas\n"
+	"seen in the last minute), then one section per capability\n"
+	"(retention: oldest retained row per table and the last purge run).\n"
+	"Exit 0 when the database answers, no migration is pending or\n"
+	"changed and no job is overdue, 1 otherwise, 69 when the database\n"
+	"cannot be reached.\n";
 
 int
 cmd_status(struct cli_ctx *ctx, int argc, char **argv)
@@ -80,6 +86,26 @@ cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 			rc = 1;
 	}
 	ops_err_clear(&err);
+	{
+		struct buf out = BUF_INIT;
+		int overdue = 0;
+
+		/* schedules and next fire times are in CRON_TZ */
+		setenv("TZ", ctx->cfg.cron_tz, 1);
+		tzset();
+		printf("\njobs (CRON_TZ %s)\n", ctx->cfg.cron_tz);
+		if (job_status_report(db, &ctx->cfg, &out, &overdue, &err) !=
+		    0) {
+			printf("  error        %s\n", err.msg);
+			ops_err_clear(&err);
+			db_rollback(db);
+		} else {
+			fputs(buf_str(&out), stdout);
+		}
+		if (overdue > 0)
+			rc = 1;
+		buf_release(&out);
+	}
 	for (size_t i = 0; status_sections[i].title != NULL; i++) {
 		struct buf out = BUF_INIT;
 

@@ -1,5 +1,5 @@
 /* apexops: the operations toolkit of the Apex Mediation platform. */
-#include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,10 +8,13 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/xalloc.h"
-#include "db/cluster.h"
 #include "db/db.h"
+#include "http/http.h"
+#include "http/url.h"
 
 static const struct cli_cmd commands[] = {
 	{ "db", cmd_db, "run the embedded PostgreSQL cluster", cmd_db_usage },
@@ -21,6 +24,8 @@ static const struct cli_cmd commands[] = {
 	  cmd_status_usage },
 	{ "config", cmd_config, "show the effective configuration",
 	  cmd_config_usage },
+	{ "cron", cmd_cron, "the scheduled jobs: list, run now, history",
+	  cmd_cron_usage },
 	{ "purge", cmd_purge, "retention purge (dry-run unless confirmed)",
 	  cmd_purge_usage },
 	{ "purge-old-usage", cmd_purge, "alias of purge", cmd_purge_usage },
@@ -65,32 +70,104 @@ usage_main(FILE *f)
 		   "'apexops config' shows every variable. See apexops(1).\n");
 }
 
+/* "apexops CMD" or, with no command (NULL or ""), "apexops" */
+static const char *
+prog(const char *cmd, char *buf, size_t n)
+{
+	if (cmd == NULL || *cmd == '\0')
+		return "apexops";
+	snprintf(buf, n, "apexops %s", cmd);
+	return buf;
+}
+
+/*
+ * With APEXOPS_LOG_FORMAT=json every stderr line is JSON: the final error
+ * or usage line and warnings go out as one log_line() each (message whole,
+ * hint and sqlstate as fields); otherwise as the familiar
+ * "apexops CMD: ..." lines.
+ */
+static void
+say(enum log_level lvl, const char *cmd, const char *what, const char *msg,
+    const char *const *fields)
+{
+	char p[96];
+
+	if (log_is_json()) {
+		log_line(lvl, cmd != NULL && *cmd != '\0' ? cmd : "apexops",
+			 msg, fields);
+		return;
+	}
+	fprintf(stderr, "%s: %s%s\n", prog(cmd, p, sizeof(p)), what, msg);
+}
+
 int
 cli_usage(const char *cmd, const char *fmt, ...)
 {
+	struct buf msg = BUF_INIT;
+	char hint[96];
+	const char *fields[] = { "hint", hint, "exit", "64", NULL };
 	va_list ap;
 
-	fprintf(stderr, "apexops %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (buf_vprintf(&msg, fmt, ap) != 0)
+		buf_reset(&msg);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'apexops help %s'.\n", cmd);
+	if (cmd == NULL || *cmd == '\0')
+		snprintf(hint, sizeof(hint), "Try 'apexops --help'.");
+	else
+		snprintf(hint, sizeof(hint), "Try 'apexops help %s'.", cmd);
+	say(LOG_ERROR, cmd, "", buf_str(&msg), fields);
+	if (!log_is_json())
+		fprintf(stderr, "%s\n", hint);
+	buf_release(&msg);
 	return OPS_EXIT_USAGE;
+}
+
+void
+cli_warn(const char *cmd, const char *fmt, ...)
+{
+	struct buf msg = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (buf_vprintf(&msg, fmt, ap) != 0)
+		buf_reset(&msg);
+	va_end(ap);
+	say(LOG_WARN, cmd, "warning: ", buf_str(&msg), NULL);
+	buf_release(&msg);
+}
+
+static int
+report(const char *cmd, const struct ops_err *err)
+{
+	int rc = ops_err_exit_code(err);
+	char msg[sizeof(err->msg)], exit_s[16], p[96];
+	const char *fields[] = {
+		"sqlstate",  err->sqlstate[0] != '\0' ? err->sqlstate : NULL,
+		"transient", err->transient ? "true" : "false",
+		"exit",	     exit_s,
+		NULL
+	};
+
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	log_scrub(msg);
+	snprintf(exit_s, sizeof(exit_s), "%d", rc);
+	say(LOG_ERROR, cmd, "error: ", msg, fields);
+	if (!log_is_json() && err->sqlstate[0] != '\0')
+		fprintf(stderr, "%s: sqlstate %s%s\n", prog(cmd, p, sizeof(p)),
+			err->sqlstate,
+			err->transient ? " (a retry may succeed)" : "");
+	return rc;
 }
 
 int
 cli_report(const struct cli_ctx *ctx, const struct ops_err *err)
 {
-	char msg[sizeof(err->msg)];
+	/* the NULL rule of err.h: no detail, still a failure */
+	static const struct ops_err unknown = { OPS_E_IO, false, "",
+						"failed (no detail)" };
 
-	snprintf(msg, sizeof(msg), "%s", err->msg);
-	log_scrub(msg);
-	fprintf(stderr, "apexops %s: error: %s\n", ctx ? ctx->cmd : "", msg);
-	if (err->sqlstate[0] != '\0')
-		fprintf(stderr, "apexops %s: sqlstate %s%s\n",
-			ctx ? ctx->cmd : "", err->sqlstate,
-			err->transient ? " (a retry may succeed)" : "");
-	return ops_err_exit_code(err);
+	return report(ctx ? ctx->cmd : NULL, err != NULL ? err : &unknown);
 }
 
 int
@@ -119,46 +196,13 @@ cli_isatty_out(void)
 int
 cli_db_connect(struct cli_ctx *ctx, struct db **out, struct ops_err *err)
 {
-	struct db_opts o;
-	char app[64];
-
-	*out = NULL;
-	if (ctx->db_url == NULL) {
-		if (ctx->cfg.database_url != NULL) {
-			ctx->db_url = xstrdup(ctx->cfg.database_url);
-		} else {
-			struct cluster cl;
-			int r = cluster_open(&cl, ctx->cfg.home,
-					     ctx->cfg.pg_bindir, err);
-
-			if (r == 0)
-				r = cluster_ensure_started(&cl, true, err);
-			if (r != 0) {
-				cluster_release(&cl);
-				return ops_err_prefix(err, "embedded cluster");
-			}
-			ctx->db_url = cluster_url(&cl);
-			ctx->embedded = true;
-			log_info("DATABASE_URL is unset: using the embedded "
-				 "cluster home=%s url=%s",
-				 log_q(cl.home), log_q(ctx->db_url));
-			cluster_release(&cl);
-		}
-	}
-	snprintf(app, sizeof(app), "apexops/%s", ctx->cmd);
-	o.url = ctx->db_url;
-	o.ssl = ctx->cfg.database_ssl;
-	o.appname = app;
-	o.connect_timeout_s = ctx->cfg.connect_timeout_s;
-	o.retries = ctx->cfg.connect_retries;
-	o.statement_timeout_ms = ctx->cfg.statement_timeout_ms;
-	o.lock_timeout_ms = ctx->cfg.lock_timeout_ms;
-	return db_connect(&o, out, err);
+	return db_connect_config(&ctx->cfg, ctx->cmd, &ctx->db_url,
+				 &ctx->embedded, out, err);
 }
 
 /* Take --env-file PATH / --env-file=PATH out of argv, wherever it is. */
 static int
-take_env_file(int *argc, char **argv, const char **path)
+take_env_file(int *argc, char **argv, const char **path, int *count)
 {
 	int w = 1;
 
@@ -172,10 +216,12 @@ take_env_file(int *argc, char **argv, const char **path)
 			if (i + 1 >= *argc)
 				return -1;
 			*path = argv[++i];
+			(*count)++;
 			continue;
 		}
 		if (strncmp(argv[i], "--env-file=", 11) == 0) {
 			*path = argv[i] + 11;
+			(*count)++;
 			continue;
 		}
 		argv[w++] = argv[i];
@@ -191,13 +237,20 @@ main(int argc, char **argv)
 	struct cli_ctx ctx;
 	struct ops_err err = OPS_ERR_INIT;
 	const struct cli_cmd *c;
-	const char *name;
-	int rc;
+	const char *name, *fmt_env;
+	int rc, env_files = 0;
 
 	memset(&ctx, 0, sizeof(ctx));
-	if (take_env_file(&argc, argv, &ctx.env_file) != 0)
-		return cli_usage("", "--env-file needs a path");
+	/* JSON from the first line when the environment asks for it: usage
+	 * and configuration errors come before the configuration is read */
+	fmt_env = getenv("APEXOPS_LOG_FORMAT");
+	if (fmt_env != NULL && strcmp(fmt_env, "json") == 0)
+		log_setup(LOG_INFO, LOG_FMT_JSON, "apexops");
+	if (take_env_file(&argc, argv, &ctx.env_file, &env_files) != 0)
+		return cli_usage(NULL, "--env-file needs a path");
 	if (argc < 2) {
+		if (log_is_json())
+			return cli_usage(NULL, "a command is needed");
 		usage_main(stderr);
 		return OPS_EXIT_USAGE;
 	}
@@ -223,6 +276,8 @@ main(int argc, char **argv)
 	}
 	c = find_command(name);
 	if (c == NULL) {
+		if (log_is_json())
+			return cli_usage(NULL, "unknown command '%s'", name);
 		fprintf(stderr, "apexops: unknown command '%s'\n\n", name);
 		usage_main(stderr);
 		return OPS_EXIT_USAGE;
@@ -243,8 +298,11 @@ main(int argc, char **argv)
 	ctx.cmd = c->name;
 	if (strcmp(c->name, "purge-old-usage") == 0)
 		ctx.cmd = "purge";
-	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0) {
+	/* every base URL through the one http rule before anything runs */
+	if (config_load(&ctx.cfg, ctx.env_file, NULL, &err) != 0 ||
+	    http_base_urls_check(&ctx.cfg, &err) != 0) {
 		rc = cli_report(&ctx, &err);
+		config_release(&ctx.cfg);
 		log_forget_secrets();
 		return rc;
 	}
@@ -252,11 +310,31 @@ main(int argc, char **argv)
 		  strcmp(ctx.cfg.log_format, "json") == 0 ? LOG_FMT_JSON
 							  : LOG_FMT_TEXT,
 		  ctx.cmd);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (env_files > 1)
+		cli_warn(ctx.cmd,
+			 "--env-file given %d times: only '%s' is read",
+			 env_files, ctx.env_file);
+	/* Every command: SIGINT/SIGTERM only set ops_stop_flag, which
+	 * commands, sleeps and HTTP retries poll; SIGPIPE is ignored so a
+	 * closed pipe is an EPIPE error, not a silent death. A command may
+	 * install handlers of its own over these (purge does, for now). */
+	if (ops_signals_install() != 0) {
+		ops_fail(&err, OPS_E_IO, false,
+			 "cannot install the signal handlers: %s",
+			 strerror(errno));
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
+	if (http_global_init(&err) != 0) {
+		rc = cli_report(&ctx, &err);
+		goto out;
+	}
 	/* getopt in each command starts after the command name */
 	optind = 1;
 	rc = c->fn(&ctx, argc - 1, argv + 1);
-	curl_global_cleanup();
+	http_global_cleanup();
+out:
+	/* the handlers stay: stdout is flushed by exit(), after this */
 	free(ctx.db_url);
 	config_release(&ctx.cfg);
 	log_forget_secrets();

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/xalloc.h"
@@ -35,23 +36,22 @@ const struct cfg_def cfg_defs[] = {
 	{ "PRIVACY_EXPIRY_DAYS", CFG_INT, OFF(privacy_expiry_days), "30", 1,
 	  3650, NULL, 0, "days before a privacy export expires" },
 	{ "STRIPE_SECRET_KEY", CFG_STR, OFF(stripe_secret_key), NULL, 0, 0,
-	  NULL, CFG_SECRET | CFG_EMPTY_UNSET, "Stripe secret key (sk_...)" },
+	  NULL, CFG_SECRET, "Stripe secret key (sk_...)" },
 	{ "STRIPE_API_VERSION", CFG_STR, OFF(stripe_api_version), "2023-10-16",
 	  0, 0, NULL, 0, "Stripe-Version header sent on every request" },
 	{ "APEXOPS_STRIPE_API_BASE", CFG_STR, OFF(stripe_api_base),
-	  "https://api.stripe.com", 0, 0, NULL, 0,
-	  "Stripe API base URL (tests point it at loopback)" },
+	  "https://api.stripe.com", 0, 0, NULL, CFG_BASE_URL,
+	  "Stripe API base URL: https://, or http:// to a loopback host" },
 	{ "STRIPE_WEBHOOK_SECRET", CFG_STR, OFF(stripe_webhook_secret), NULL, 0,
-	  0, NULL, CFG_SECRET | CFG_EMPTY_UNSET,
-	  "Stripe webhook signing secret" },
+	  0, NULL, CFG_SECRET, "Stripe webhook signing secret" },
 	{ "SANDBOX_USER_PASSWORD", CFG_STR, OFF(sandbox_user_password),
 	  "SandboxPass!2025", 0, 0, NULL, CFG_SECRET,
 	  "password of the three sandbox logins" },
 	{ "CRON_TZ", CFG_STR, OFF(cron_tz), "UTC", 0, 0, NULL, 0,
 	  "IANA time zone of schedules and retention windows" },
-	{ "APP_ENV", CFG_STR, OFF(app_env), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	{ "APP_ENV", CFG_STR, OFF(app_env), NULL, 0, 0, NULL, 0,
 	  "production makes sandbox commands refuse without --force" },
-	{ "NODE_ENV", CFG_STR, OFF(node_env), NULL, 0, 0, NULL, CFG_EMPTY_UNSET,
+	{ "NODE_ENV", CFG_STR, OFF(node_env), NULL, 0, 0, NULL, 0,
 	  "read like APP_ENV" },
 	{ "APEXOPS_HOME", CFG_STR, OFF(home), "./.apexops", 0, 0, NULL, 0,
 	  "state of the embedded cluster" },
@@ -72,43 +72,118 @@ const struct cfg_def cfg_defs[] = {
 	  "/usr/lib/postgresql/15/bin", 0, 0, NULL, 0,
 	  "PostgreSQL server binaries for the embedded cluster" },
 	{ "APEXOPS_MIGRATIONS_DIR", CFG_STR, OFF(migrations_dir), NULL, 0, 0,
-	  NULL, CFG_EMPTY_UNSET,
+	  NULL, 0,
 	  "migration files; unset: ./migrations/postgres, then next to the "
 	  "binary, then PREFIX/share/apexops" },
+	{ "APEXOPS_SCHEDULE_STRIPE_USAGE_SYNC", CFG_STR,
+	  OFF(schedule_stripe_usage_sync), NULL, 0, 0, NULL, 0,
+	  "cron expression of stripe-usage-sync, or off (default 0 2 * * *)" },
+	{ "APEXOPS_SCHEDULE_USAGE_PURGE", CFG_STR, OFF(schedule_usage_purge),
+	  NULL, 0, 0, NULL, 0,
+	  "cron expression of usage-purge, or off (default 30 2 * * *)" },
+	{ "APEXOPS_SCHEDULE_DUNNING_RETRIES", CFG_STR,
+	  OFF(schedule_dunning_retries), NULL, 0, 0, NULL, 0,
+	  "cron expression of dunning-retries, or off (default 0 3 * * *)" },
+	{ "APEXOPS_SCHEDULE_PRIVACY_EXPIRY", CFG_STR,
+	  OFF(schedule_privacy_expiry), NULL, 0, 0, NULL, 0,
+	  "cron expression of privacy-expiry, or off (default 0 4 * * *)" },
+	{ "APEXOPS_CRON_GRACE_S", CFG_INT, OFF(cron_grace_s), "60", 0, 86400,
+	  NULL, 0,
+	  "seconds running jobs get to finish after SIGTERM before they are "
+	  "told to stop" },
+	{ "APEXOPS_CRON_LEASE_S", CFG_INT, OFF(cron_lease_s), "30", 3, 3600,
+	  NULL, 0,
+	  "seconds a scheduler's claim on a run lasts unless renewed; another "
+	  "replica takes the run over after it lapses" },
+	{ "APEXOPS_CRON_DEADLINE_S", CFG_INT, OFF(cron_deadline_s), "21600", 0,
+	  31536000, NULL, 0,
+	  "a missed slot still runs (once) within this many seconds; older "
+	  "ones are recorded missed" },
+	{ "APEXOPS_HTTP_ADDR", CFG_STR, OFF(http_addr), NULL, 0, 0, NULL, 0,
+	  "HOST:PORT of the daemons' /healthz and /metrics; unset: off" },
+	{ "APEXOPS_CLOCK_START", CFG_STR, OFF(clock_start), NULL, 0, 0, NULL, 0,
+	  "virtual clock for tests and demos: what it reads at the epoch "
+	  "(RFC 3339); refused in production" },
+	{ "APEXOPS_CLOCK_EPOCH", CFG_STR, OFF(clock_epoch), NULL, 0, 0, NULL, 0,
+	  "real unix seconds at which the virtual clock reads START "
+	  "(default: the process start)" },
+	{ "APEXOPS_CLOCK_SPEED", CFG_STR, OFF(clock_speed), NULL, 0, 0, NULL, 0,
+	  "virtual seconds per real second (default 1)" },
 };
 const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
 
+/*
+ * The contents of a NAME_FILE secret, less exactly one trailing newline (as
+ * Docker and Kubernetes secret files end); nothing else is trimmed.
+ */
 static char *
 read_secret_file(const char *var, const char *path, struct ops_err *err)
 {
 	struct buf b = BUF_INIT;
-	char chunk[4096];
-	size_t n;
-	FILE *f = fopen(path, "r");
 
-	if (f == NULL) {
-		ops_fail(err, OPS_E_CONFIG, false,
-			 "%s_FILE: cannot read '%s': %s", var, path,
-			 strerror(errno));
+	if (ops_read_file(path, 64 * 1024, &b, err) != 0) {
+		ops_err_recode(err, OPS_E_CONFIG, "%s_FILE", var);
+		buf_release(&b);
 		return NULL;
 	}
-	b.max = 64 * 1024;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (buf_append(&b, chunk, n) != 0) {
-			fclose(f);
-			buf_release(&b);
-			ops_fail(err, OPS_E_CONFIG, false,
-				 "%s_FILE: '%s' is larger than 64 KiB", var,
-				 path);
-			return NULL;
-		}
+	if (b.len > 0 && b.data[b.len - 1] == '\n')
+		buf_truncate(&b, b.len - 1);
+	if (memchr(buf_str(&b), '\0', b.len) != NULL) {
+		explicit_bzero(b.data, b.len);
+		buf_release(&b);
+		ops_fail(err, OPS_E_CONFIG, false,
+			 "%s_FILE: '%s' holds a NUL byte: expected the secret "
+			 "as text",
+			 var, path);
+		return NULL;
 	}
-	fclose(f);
-	explicit_bzero(chunk, sizeof(chunk));
-	while (b.len > 0 &&
-	       (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
-		b.data[--b.len] = '\0';
 	return buf_detach(&b);
+}
+
+static bool
+all_space(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if (!isspace((unsigned char)*v))
+			return false;
+	return true;
+}
+
+/*
+ * The one rule for blank values, for every variable: empty or only white
+ * space is an error, never "unset" nor a directory named " "; leading or
+ * trailing white space is an error too, except in a secret key or
+ * password (CFG_SECRET without CFG_URL_SECRET), which is used as given.
+ */
+static int
+check_blank(const struct cfg_def *d, const char *v, const char *src,
+	    struct ops_err *err)
+{
+	size_t n = strlen(v);
+	bool raw_secret =
+		(d->flags & CFG_SECRET) && !(d->flags & CFG_URL_SECRET);
+
+	if (all_space(v))
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"%s: %s value (from the %s): set a value or "
+				"unset it",
+				d->name, n == 0 ? "empty" : "white-space-only",
+				src);
+	if (!raw_secret && (isspace((unsigned char)v[0]) ||
+			    isspace((unsigned char)v[n - 1]))) {
+		if (d->flags & CFG_SECRET)
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"%s: the value (from the %s) has "
+					"leading or trailing white space: "
+					"remove it",
+					d->name, src);
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"%s: invalid value '%s' (from the %s): "
+				"leading or trailing white space is not "
+				"allowed: remove it",
+				d->name, v, src);
+	}
+	return 0;
 }
 
 /* The password inside a URL or conninfo, or NULL. */
@@ -257,16 +332,6 @@ check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
 					"optional suffix such as .clover",
 					v);
 	}
-	if (strcmp(d->name, "APEXOPS_STRIPE_API_BASE") == 0 &&
-	    strncmp(v, "https://", 8) != 0 &&
-	    strncmp(v, "http://127.", 11) != 0 &&
-	    strncmp(v, "http://localhost", 16) != 0 &&
-	    strncmp(v, "http://[::1]", 12) != 0)
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"APEXOPS_STRIPE_API_BASE: invalid value '%s': "
-				"expected an https:// URL (http:// only for "
-				"loopback test peers)",
-				v);
 	if (strcmp(d->name, "CRON_TZ") == 0 && !valid_tz(v))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"CRON_TZ: unknown time zone '%s': expected an "
@@ -299,10 +364,13 @@ config_load(struct ops_config *cfg, const char *env_file,
 	if (r == OPS_E_NOTFOUND && env_file == NULL) {
 		r = 0; /* ./.env is optional */
 		ops_err_clear(err);
+	} else if (r == OPS_E_NOTFOUND) {
+		r = ops_fail(err, OPS_E_CONFIG, false,
+			     "--env-file: '%s' does not exist", path);
+		goto out;
 	} else if (r != 0) {
-		if (r == OPS_E_NOTFOUND)
-			r = ops_fail(err, OPS_E_CONFIG, false,
-				     "--env-file: '%s' does not exist", path);
+		if (env_file != NULL)
+			ops_err_prefix(err, "--env-file");
 		goto out;
 	}
 	for (int i = 0; i < cfg_ndefs; i++) {
@@ -316,12 +384,14 @@ config_load(struct ops_config *cfg, const char *env_file,
 			src = "env file";
 		}
 		if (d->flags & CFG_SECRET) {
-			const char *fv;
+			const char *fv, *fsrc = "environment";
 
 			snprintf(fname, sizeof(fname), "%s_FILE", d->name);
 			fv = getenv_fn(fname);
-			if (fv == NULL)
+			if (fv == NULL) {
 				fv = dotenv_get(&file, fname);
+				fsrc = "env file";
+			}
 			if (fv != NULL && v != NULL) {
 				r = ops_fail(err, OPS_E_CONFIG, false,
 					     "%s and %s are both set: use one",
@@ -329,6 +399,12 @@ config_load(struct ops_config *cfg, const char *env_file,
 				goto out;
 			}
 			if (fv != NULL) {
+				/* the path follows the rule of names */
+				struct cfg_def fd = { .name = fname };
+
+				r = check_blank(&fd, fv, fsrc, err);
+				if (r != 0)
+					goto out;
 				secret = read_secret_file(d->name, fv, err);
 				if (secret == NULL) {
 					r = OPS_E_CONFIG;
@@ -338,8 +414,13 @@ config_load(struct ops_config *cfg, const char *env_file,
 				src = "secret file";
 			}
 		}
-		if (v != NULL && *v == '\0' && (d->flags & CFG_EMPTY_UNSET))
-			v = NULL;
+		if (v != NULL) {
+			r = check_blank(d, v, src, err);
+			if (r != 0) {
+				freezero_str(secret);
+				goto out;
+			}
+		}
 		if (v == NULL) {
 			v = d->def;
 			src = "default";
@@ -389,32 +470,37 @@ config_release(struct ops_config *cfg)
 }
 
 /* Copy a URL query (from '?' on), replacing the value of password=. */
-static void
+static int
 redact_query(struct buf *b, const char *q)
 {
+	int r = 0;
+
 	while (*q != '\0') {
 		size_t n = strcspn(q + 1, "&") + 1; /* one "?k=v" or "&k=v" */
 
 		if (strncmp(q + 1, "password=", 9) == 0) {
-			buf_append(b, q, 10);
-			buf_puts(b, "***");
+			r |= buf_append(b, q, 10);
+			r |= buf_puts(b, "***");
 		} else {
-			buf_append(b, q, n);
+			r |= buf_append(b, q, n);
 		}
 		q += n;
 	}
+	return r;
 }
 
 /* Copy a key=value conninfo, replacing the value of password. */
-static void
+static int
 redact_conninfo(struct buf *b, const char *s)
 {
+	int r = 0;
+
 	while (*s != '\0') {
 		const char *k = s, *v;
 		size_t kl;
 
 		if (*s == ' ' || *s == '\t' || *s == '\n') {
-			buf_append(b, s++, 1);
+			r |= buf_append(b, s++, 1);
 			continue;
 		}
 		kl = strcspn(s, "= \t\n");
@@ -422,7 +508,7 @@ redact_conninfo(struct buf *b, const char *s)
 		while (*v == ' ' || *v == '\t')
 			v++;
 		if (*v != '=') { /* not a pair: copy the word */
-			buf_append(b, s, kl);
+			r |= buf_append(b, s, kl);
 			s += kl;
 			continue;
 		}
@@ -440,13 +526,14 @@ redact_conninfo(struct buf *b, const char *s)
 			s += strcspn(s, " \t\n");
 		}
 		if (kl == 8 && strncmp(k, "password", 8) == 0) {
-			buf_puts(b, "password=***");
+			r |= buf_puts(b, "password=***");
 		} else {
-			buf_append(b, k, kl);
-			buf_puts(b, "=");
-			buf_append(b, v, (size_t)(s - v));
+			r |= buf_append(b, k, kl);
+			r |= buf_puts(b, "=");
+			r |= buf_append(b, v, (size_t)(s - v));
 		}
 	}
+	return r;
 }
 
 char *
@@ -454,28 +541,34 @@ config_redact_url(const char *url)
 {
 	struct buf b = BUF_INIT;
 	const char *p, *end, *at, *colon;
+	int r = 0;
 
 	if (url == NULL)
 		return xstrdup("(unset)");
 	p = strstr(url, "://");
 	if (p == NULL) {
-		redact_conninfo(&b, url);
-		return buf_detach(&b);
+		r = redact_conninfo(&b, url);
+		goto out;
 	}
 	p += 3;
 	end = p + strcspn(p, "/?");
 	at = memrchr(p, '@', (size_t)(end - p));
 	colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
 	if (colon != NULL) { /* user:password@host */
-		buf_append(&b, url, (size_t)(colon - url) + 1);
-		buf_puts(&b, "***");
-		buf_append(&b, at, (size_t)(end - at));
+		r |= buf_append(&b, url, (size_t)(colon - url) + 1);
+		r |= buf_puts(&b, "***");
+		r |= buf_append(&b, at, (size_t)(end - at));
 	} else {
-		buf_append(&b, url, (size_t)(end - url));
+		r |= buf_append(&b, url, (size_t)(end - url));
 	}
 	p = end + strcspn(end, "?");
-	buf_append(&b, end, (size_t)(p - end)); /* the path */
-	redact_query(&b, p);
+	r |= buf_append(&b, end, (size_t)(p - end)); /* the path */
+	r |= redact_query(&b, p);
+out:
+	if (r != 0) { /* cannot happen without a maximum; never half a URL */
+		buf_release(&b);
+		return xstrdup("(too long to show)");
+	}
 	return buf_detach(&b);
 }
 

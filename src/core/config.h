@@ -40,15 +40,30 @@ struct ops_config {
 	long lock_timeout_ms;
 	char *pg_bindir;
 	char *migrations_dir;
+	/* the scheduler (apexops cron) */
+	char *schedule_stripe_usage_sync; /* APEXOPS_SCHEDULE_<JOB>: a cron */
+	char *schedule_usage_purge;	  /* expression or "off"; NULL: the */
+	char *schedule_dunning_retries;	  /* job's default */
+	char *schedule_privacy_expiry;
+	long cron_grace_s;
+	long cron_lease_s;
+	long cron_deadline_s;
+	char *http_addr;
+	char *clock_start; /* virtual clock (core/clock.h); NULL: real */
+	char *clock_epoch;
+	char *clock_speed;
 	/* where each value came from, for `apexops config` */
 	const char *source[64];
 };
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_CONFIRM };
 enum cfg_flags {
-	CFG_SECRET = 1 << 0,	  /* never printed; NAME_FILE accepted */
-	CFG_EMPTY_UNSET = 1 << 1, /* an empty value counts as unset */
-	CFG_URL_SECRET = 1 << 2	  /* printed with its password removed */
+	CFG_SECRET = 1 << 0,	 /* never printed; NAME_FILE accepted */
+	CFG_URL_SECRET = 1 << 2, /* printed with its password removed */
+	/* the base URL of a remote service: the loader only stores it; main()
+	 * checks every one with http_base_urls_check() (src/http/url.h), as
+	 * src/core does not include curl */
+	CFG_BASE_URL = 1 << 3
 };
 
 struct cfg_def {
@@ -72,16 +87,18 @@ extern const int cfg_ndefs;
  * validated; the first bad one fails with OPS_E_CONFIG naming it.
  */
 int config_load(struct ops_config *cfg, const char *env_file,
-		const char *(*getenv_fn)(const char *), struct ops_err *err);
+		const char *(*getenv_fn)(const char *), struct ops_err *err)
+	__attribute__((warn_unused_result));
 /* Free everything; secrets are wiped. */
 void config_release(struct ops_config *cfg);
 /* Print every variable, value (secrets masked) and source to stdout. */
 void config_show(const struct ops_config *cfg);
 /* A copy of a postgres URL or conninfo with its password replaced. */
-char *config_redact_url(const char *url);
+char *config_redact_url(const char *url) __attribute__((warn_unused_result));
 /* Validate n as a month count for name (1..1200); fills err. */
 int config_check_months(const char *name, const char *value, long *out,
-			struct ops_err *err);
+			struct ops_err *err)
+	__attribute__((warn_unused_result));
 
 /*
  * Is this a production environment? APP_ENV or NODE_ENV equal to

@@ -1,12 +1,12 @@
 #include "core/dotenv.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/xalloc.h"
 
 #define DOTENV_MAX_BYTES (1024 * 1024)
@@ -52,7 +52,7 @@ dotenv_parse(const char *text, size_t len, const char *name, struct dotenv *env,
 
 	while (i < len) {
 		size_t ks, ke;
-		int start_line = line;
+		int start_line = line, grow = 0;
 
 		/* leading blanks */
 		while (i < len &&
@@ -123,12 +123,13 @@ dotenv_parse(const char *text, size_t len, const char *name, struct dotenv *env,
 						       : e;
 					if (e != 'n' && e != 'r' && e != 't' &&
 					    e != '\\' && e != '"') {
-						buf_append(&val, "\\", 1);
+						grow |= buf_append(&val, "\\",
+								   1);
 						c = e;
 					}
 					i++;
 				}
-				buf_append(&val, &c, 1);
+				grow |= buf_append(&val, &c, 1);
 				i++;
 			}
 			if (!closed) {
@@ -169,7 +170,14 @@ dotenv_parse(const char *text, size_t len, const char *name, struct dotenv *env,
 				i++;
 			while (ve > vs && isspace((unsigned char)text[ve - 1]))
 				ve--;
-			buf_append(&val, text + vs, ve - vs);
+			grow |= buf_append(&val, text + vs, ve - vs);
+		}
+		if (grow != 0) {
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "%s:%d: the value of '%.*s' is too long",
+				     name, start_line, (int)(ke - ks),
+				     text + ks);
+			goto out;
 		}
 		if (memchr(buf_str(&val), '\0', val.len) != NULL) {
 			r = ops_fail(err, OPS_E_CONFIG, false,
@@ -194,31 +202,17 @@ int
 dotenv_load(const char *path, struct dotenv *env, struct ops_err *err)
 {
 	struct buf b = BUF_INIT;
-	char chunk[8192];
-	size_t n;
-	FILE *f;
 	int r;
 
-	f = fopen(path, "r");
-	if (f == NULL) {
-		int e = errno;
-
-		return ops_fail(
-			err, e == ENOENT ? OPS_E_NOTFOUND : OPS_E_CONFIG, false,
-			"cannot read env file '%s': %s", path, strerror(e));
+	r = ops_read_file(path, DOTENV_MAX_BYTES, &b, err);
+	if (r == 0)
+		r = dotenv_parse(buf_str(&b), b.len, path, env, err);
+	else if (r != OPS_E_NOTFOUND) {
+		/* the message names the file; the caller adds context */
+		if (err != NULL)
+			err->code = OPS_E_CONFIG;
+		r = OPS_E_CONFIG;
 	}
-	b.max = DOTENV_MAX_BYTES;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (buf_append(&b, chunk, n) != 0) {
-			fclose(f);
-			buf_release(&b);
-			return ops_fail(err, OPS_E_CONFIG, false,
-					"env file '%s' is larger than %d bytes",
-					path, DOTENV_MAX_BYTES);
-		}
-	}
-	fclose(f);
-	r = dotenv_parse(buf_str(&b), b.len, path, env, err);
 	if (b.data != NULL)
 		explicit_bzero(b.data, b.cap);
 	buf_release(&b);

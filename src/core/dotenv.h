@@ -35,9 +35,13 @@ struct dotenv {
  * env is left empty.
  */
 int dotenv_parse(const char *text, size_t len, const char *name,
-		 struct dotenv *env, struct ops_err *err);
-/* Read and parse a file. OPS_E_NOTFOUND when it does not exist. */
-int dotenv_load(const char *path, struct dotenv *env, struct ops_err *err);
+		 struct dotenv *env, struct ops_err *err)
+	__attribute__((warn_unused_result));
+/* Read and parse a file. OPS_E_NOTFOUND when it does not exist;
+ * OPS_E_CONFIG when it is not a regular file (a directory, a FIFO), cannot
+ * be read or is malformed. */
+int dotenv_load(const char *path, struct dotenv *env, struct ops_err *err)
+	__attribute__((warn_unused_result));
 /* The value for key, or NULL. Borrowed from env. */
 const char *dotenv_get(const struct dotenv *env, const char *key);
 /* Free entries (values are wiped: a .env holds secrets). */

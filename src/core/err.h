@@ -28,7 +28,14 @@ enum ops_errcode {
 #define OPS_EXIT_TEMPFAIL    75
 #define OPS_EXIT_CONFIG	     78
 
-/* Detail of a failure, filled by ops_fail(); owned by the caller. */
+/*
+ * Detail of a failure, filled by ops_fail(); owned by the caller.
+ *
+ * NULL rule: every function that takes a struct ops_err * accepts NULL,
+ * in src/core and everywhere else. The detail is then dropped; the return
+ * code is the same. Functions that only fill err never dereference it
+ * without checking, so a caller that needs no message may pass NULL.
+ */
 struct ops_err {
 	int code;	  /* enum ops_errcode */
 	bool transient;	  /* a later retry may succeed */
@@ -42,20 +49,34 @@ struct ops_err {
 	}
 
 /*
- * Fill err (may be NULL) and return code. The message is worded as git
- * does: lower case, no trailing period, the failure first.
+ * Fill err (NULL: nothing is filled) and return code. The message is
+ * worded as git does: lower case, no trailing period, the failure first.
  */
 int ops_fail(struct ops_err *err, int code, bool transient, const char *fmt,
 	     ...) __attribute__((format(printf, 4, 5)));
 
-/* Prefix err->msg with "what: ". NULL err is a no-op. Returns err->code. */
+/*
+ * Prefix err->msg with "what: " and return err->code. NULL err: nothing to
+ * prefix and no code to return, so OPS_E_INVALID (a failure) comes back;
+ * a caller that may have a NULL err and needs the exact code returns its
+ * own.
+ */
 int ops_err_prefix(struct ops_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Give err a new code and prefix its message with "what: " (as
+ * ops_err_prefix), e.g. to turn a file error into OPS_E_CONFIG. NULL err
+ * is fine. Returns code.
+ */
+int ops_err_recode(struct ops_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Reset err to "no error". NULL is a no-op. */
 void ops_err_clear(struct ops_err *err);
 
-/* The process exit code for an error (sysexits). */
+/* The process exit code for an error (sysexits); NULL: OPS_EXIT_FAIL.
+ * OPS_E_STOPPED and OPS_E_CONFLICT are 75: running again may finish. */
 int ops_err_exit_code(const struct ops_err *err);
 
 #endif

@@ -1,12 +1,15 @@
 #include "core/log.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/xalloc.h"
@@ -14,6 +17,8 @@
 enum log_level log_min_level = LOG_INFO;
 static enum log_format log_fmt = LOG_FMT_TEXT;
 static char log_component[32] = "apexops";
+/* the secret list: written rarely (start-up), read by every line */
+static pthread_rwlock_t secrets_lock = PTHREAD_RWLOCK_INITIALIZER;
 static char **secrets;
 static size_t nsecrets;
 
@@ -24,6 +29,12 @@ log_setup(enum log_level lvl, enum log_format fmt, const char *component)
 	log_fmt = fmt;
 	if (component != NULL)
 		snprintf(log_component, sizeof(log_component), "%s", component);
+}
+
+bool
+log_is_json(void)
+{
+	return log_fmt == LOG_FMT_JSON;
 }
 
 int
@@ -44,26 +55,34 @@ log_add_secret(const char *s)
 {
 	if (s == NULL || strlen(s) < 4) /* too short to scrub safely */
 		return;
-	for (size_t i = 0; i < nsecrets; i++)
-		if (strcmp(secrets[i], s) == 0)
+	pthread_rwlock_wrlock(&secrets_lock);
+	for (size_t i = 0; i < nsecrets; i++) {
+		if (strcmp(secrets[i], s) == 0) {
+			pthread_rwlock_unlock(&secrets_lock);
 			return;
+		}
+	}
 	secrets = xrealloc(secrets, (nsecrets + 1) * sizeof(*secrets));
 	secrets[nsecrets++] = xstrdup(s);
+	pthread_rwlock_unlock(&secrets_lock);
 }
 
 void
 log_forget_secrets(void)
 {
+	pthread_rwlock_wrlock(&secrets_lock);
 	for (size_t i = 0; i < nsecrets; i++)
 		freezero_str(secrets[i]);
 	free(secrets);
 	secrets = NULL;
 	nsecrets = 0;
+	pthread_rwlock_unlock(&secrets_lock);
 }
 
 void
 log_scrub(char *s)
 {
+	pthread_rwlock_rdlock(&secrets_lock);
 	for (size_t i = 0; i < nsecrets; i++) {
 		size_t n = strlen(secrets[i]);
 		char *p;
@@ -73,13 +92,15 @@ log_scrub(char *s)
 			memmove(p + 3, p + n, strlen(p + n) + 1);
 		}
 	}
+	pthread_rwlock_unlock(&secrets_lock);
 }
 
 const char *
 log_q(const char *s)
 {
-	static char ring[4][512];
-	static int next;
+	/* per thread: a daemon's threads quote at the same time */
+	static _Thread_local char ring[4][512];
+	static _Thread_local int next;
 	char *out = ring[next];
 	size_t o = 0;
 
@@ -103,21 +124,24 @@ level_name(enum log_level lvl)
 	return lvl <= LOG_ERROR ? n[lvl] : "off";
 }
 
-static void
+static int
 json_str(struct buf *b, const char *s, size_t n)
 {
-	buf_puts(b, "\"");
+	int r = 0;
+
+	r |= buf_puts(b, "\"");
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '"' || c == '\\')
-			buf_printf(b, "\\%c", c);
+			r |= buf_printf(b, "\\%c", c);
 		else if (c < 0x20)
-			buf_printf(b, "\\u%04x", c);
+			r |= buf_printf(b, "\\u%04x", c);
 		else
-			buf_append(b, &s[i], 1);
+			r |= buf_append(b, &s[i], 1);
 	}
-	buf_puts(b, "\"");
+	r |= buf_puts(b, "\"");
+	return r;
 }
 
 /* Length of a key at s ("[A-Za-z_][A-Za-z0-9_.]*="), 0 if none. */
@@ -134,18 +158,20 @@ key_len(const char *s)
 }
 
 /* Split "message k=v k2="v 2"" into JSON fields. */
-static void
+static int
 render_json(struct buf *out, const char *ts, enum log_level lvl,
 	    const char *func, const char *text)
 {
 	const char *p = text, *msg_end = NULL;
+	int r = 0;
 
-	buf_puts(out, "{\"ts\":");
-	json_str(out, ts, strlen(ts));
-	buf_printf(out, ",\"level\":\"%s\",\"component\":", level_name(lvl));
-	json_str(out, log_component, strlen(log_component));
-	buf_puts(out, ",\"func\":");
-	json_str(out, func, strlen(func));
+	r |= buf_puts(out, "{\"ts\":");
+	r |= json_str(out, ts, strlen(ts));
+	r |= buf_printf(out,
+			",\"level\":\"%s\",\"component\":", level_name(lvl));
+	r |= json_str(out, log_component, strlen(log_component));
+	r |= buf_puts(out, ",\"func\":");
+	r |= json_str(out, func, strlen(func));
 	for (const char *q = text; *q != '\0'; q++) {
 		if ((q == text || q[-1] == ' ') && key_len(q) > 0) {
 			msg_end = q;
@@ -159,8 +185,8 @@ render_json(struct buf *out, const char *ts, enum log_level lvl,
 
 		while (n > 0 && text[n - 1] == ' ')
 			n--;
-		buf_puts(out, ",\"msg\":");
-		json_str(out, text, n);
+		r |= buf_puts(out, ",\"msg\":");
+		r |= json_str(out, text, n);
 	}
 	p = msg_end;
 	while (*p != '\0') {
@@ -181,53 +207,136 @@ render_json(struct buf *out, const char *ts, enum log_level lvl,
 			for (ve = v; *ve != '\0' && *ve != '"'; ve++) {
 				if (*ve == '\\' && ve[1] != '\0')
 					ve++;
-				buf_append(&val, ve, 1);
+				r |= buf_append(&val, ve, 1);
 			}
 			p = *ve == '"' ? ve + 1 : ve;
 		} else {
 			for (ve = v; *ve != '\0' && *ve != ' '; ve++)
 				;
-			buf_append(&val, v, (size_t)(ve - v));
+			r |= buf_append(&val, v, (size_t)(ve - v));
 			p = ve;
 		}
-		buf_puts(out, ",");
-		json_str(out, key, kl);
-		buf_puts(out, ":");
-		json_str(out, buf_str(&val), val.len);
+		r |= buf_puts(out, ",");
+		r |= json_str(out, key, kl);
+		r |= buf_puts(out, ":");
+		r |= json_str(out, buf_str(&val), val.len);
 		buf_release(&val);
 		while (*p == ' ')
 			p++;
 	}
-	buf_puts(out, "}");
+	r |= buf_puts(out, "}");
+	return r;
+}
+
+/* Write all of b to stderr with as few write(2) calls as the kernel
+ * allows: one, for any line up to PIPE_BUF and in practice far more. */
+static void
+write_line(const struct buf *b)
+{
+	const char *p = buf_str(b);
+	size_t left = b->len;
+
+	while (left > 0) {
+		ssize_t n = write(STDERR_FILENO, p, left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* nowhere to report a failed log write */
+		p += n;
+		left -= (size_t)n;
+	}
+}
+
+static void
+timestamp(char *ts, size_t n)
+{
+	struct timeval tv;
+	struct tm tm;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	snprintf(ts, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
 }
 
 void
 log_emit(enum log_level lvl, const char *func, const char *fmt, ...)
 {
 	struct buf text = BUF_INIT, line = BUF_INIT;
-	struct timeval tv;
-	struct tm tm;
 	char ts[96];
 	va_list ap;
+	int r;
 
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+	timestamp(ts, sizeof(ts));
 	va_start(ap, fmt);
-	buf_vprintf(&text, fmt, ap);
+	r = buf_vprintf(&text, fmt, ap);
 	va_end(ap);
 	if (text.data != NULL)
 		log_scrub(text.data);
 	if (log_fmt == LOG_FMT_JSON)
-		render_json(&line, ts, lvl, func, buf_str(&text));
+		r |= render_json(&line, ts, lvl, func, buf_str(&text));
 	else
-		buf_printf(&line, "ts=%s level=%s component=%s %s", ts,
-			   level_name(lvl), log_component, buf_str(&text));
-	buf_puts(&line, "\n");
-	fputs(buf_str(&line), stderr);
-	fflush(stderr);
+		r |= buf_printf(&line, "ts=%s level=%s component=%s %s", ts,
+				level_name(lvl), log_component, buf_str(&text));
+	r |= buf_puts(&line, "\n");
+	if (r == 0) /* no maximum: only a broken format string fails */
+		write_line(&line);
+	buf_release(&text);
+	buf_release(&line);
+}
+
+void
+log_line(enum log_level lvl, const char *component, const char *msg,
+	 const char *const *fields)
+{
+	struct buf text = BUF_INIT, line = BUF_INIT;
+	char ts[96];
+	int r = 0;
+
+	timestamp(ts, sizeof(ts));
+	if (component == NULL)
+		component = log_component;
+	r |= buf_puts(&text, msg != NULL ? msg : "");
+	if (text.data != NULL)
+		log_scrub(text.data);
+	if (log_fmt == LOG_FMT_JSON) {
+		r |= buf_puts(&line, "{\"ts\":");
+		r |= json_str(&line, ts, strlen(ts));
+		r |= buf_printf(&line, ",\"level\":\"%s\",\"component\":",
+				level_name(lvl));
+		r |= json_str(&line, component, strlen(component));
+		r |= buf_puts(&line, ",\"msg\":");
+		/* strlen: scrubbing may have shortened it */
+		r |= json_str(&line, buf_str(&text), strlen(buf_str(&text)));
+	} else {
+		r |= buf_printf(&line, "ts=%s level=%s component=%s msg=%s", ts,
+				level_name(lvl), component,
+				log_q(buf_str(&text)));
+	}
+	for (size_t i = 0; fields != NULL && fields[i] != NULL; i += 2) {
+		char *v;
+
+		if (fields[i + 1] == NULL)
+			continue;
+		v = xstrdup(fields[i + 1]);
+		log_scrub(v);
+		if (log_fmt == LOG_FMT_JSON) {
+			r |= buf_puts(&line, ",");
+			r |= json_str(&line, fields[i], strlen(fields[i]));
+			r |= buf_puts(&line, ":");
+			r |= json_str(&line, v, strlen(v));
+		} else {
+			r |= buf_printf(&line, " %s=%s", fields[i], log_q(v));
+		}
+		free(v);
+	}
+	if (log_fmt == LOG_FMT_JSON)
+		r |= buf_puts(&line, "}");
+	r |= buf_puts(&line, "\n");
+	if (r == 0)
+		write_line(&line);
 	buf_release(&text);
 	buf_release(&line);
 }

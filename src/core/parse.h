@@ -9,11 +9,13 @@
 #include <stdbool.h>
 
 /* A decimal integer in [min, max]: an optional '-' then digits only. */
-int parse_long(const char *s, long min, long max, long *out);
+int parse_long(const char *s, long min, long max, long *out)
+	__attribute__((warn_unused_result));
 /* "true|false|1|0|yes|no|on|off" (case-insensitive). */
-int parse_bool(const char *s, bool *out);
+int parse_bool(const char *s, bool *out) __attribute__((warn_unused_result));
 /* A real calendar date YYYY-MM-DD (zero-padded, 1..9999, 2025-02-30 fails). */
-int parse_date(const char *s, int *y, int *m, int *d);
+int parse_date(const char *s, int *y, int *m, int *d)
+	__attribute__((warn_unused_result));
 /* A UUID in 8-4-4-4-12 hex form (either case). */
 bool is_uuid(const char *s);
 /* Days in month m (1..12) of year y. */

@@ -22,6 +22,9 @@ progress_start(struct progress *p, const char *what, long long total, bool tty)
 	p->done = 0;
 	p->started = clock_now();
 	p->last_shown = p->started;
+	/* with JSON logs every stderr line is JSON: no bar, log lines */
+	if (log_is_json())
+		tty = false;
 	if (p->interval <= 0)
 		p->interval = tty ? 0.2 : 10.0;
 	p->tty = tty;

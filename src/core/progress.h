@@ -18,7 +18,8 @@ struct progress {
 	bool drawn;
 };
 
-/* tty: draw on the terminal; false: periodic log lines. */
+/* tty: draw on the terminal; false: periodic log lines. With JSON logs
+ * (log_is_json()) always log lines, so that stderr stays JSON. */
 void progress_start(struct progress *p, const char *what, long long total,
 		    bool tty);
 /* Add n rows; shows progress when due. */

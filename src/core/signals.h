@@ -23,7 +23,7 @@ extern volatile sig_atomic_t ops_stop_twice; /* a second stop arrived */
 extern volatile sig_atomic_t ops_reload_flag;
 
 /* Install the handlers (idempotent). Returns 0 or OPS_E_IO. */
-int ops_signals_install(void);
+int ops_signals_install(void) __attribute__((warn_unused_result));
 /* Put back what was installed before ops_signals_install(). */
 void ops_signals_restore(void);
 /*

@@ -246,17 +246,191 @@ run_pg(const struct cluster *cl, const char *prog, const char *const *args,
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/*
+ * Open directory path without following a symbolic link in any of its
+ * components (each is opened with O_NOFOLLOW from the one before).
+ * Returns a descriptor, or -1 with errno set.
+ */
 static int
-chown_postgres(const struct cluster *cl, const char *path)
+open_dir_nofollow(const char *path)
 {
-	struct passwd *pw;
+	char comp[PATH_MAX];
+	const char *p = path;
+	int fd;
 
-	if (!cl->as_postgres)
-		return 0;
-	pw = getpwnam("postgres");
-	if (pw == NULL)
+	if (path[0] != '/') {
+		errno = EINVAL;
 		return -1;
-	return chown(path, pw->pw_uid, pw->pw_gid);
+	}
+	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	while (fd >= 0) {
+		size_t len;
+		int next;
+
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, "/");
+		if (len >= sizeof(comp)) {
+			close(fd);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		p += len;
+		next = openat(fd, comp,
+			      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = next;
+	}
+	return fd;
+}
+
+/*
+ * Create (or reopen) directory name under the directory dirfd, never
+ * through a symbolic link, and make sure it is ours: owned by the user
+ * apexops runs as or, as root, by postgres, which the cluster belongs
+ * to. A directory someone else made (in /var/tmp anyone can make one
+ * with the name apexops would use) is refused, never adopted, and left
+ * as it is. As root it is handed to postgres with fchown on the open
+ * descriptor, mode 0700. path is the full path, for messages. Returns
+ * the open descriptor, or -1 with err filled.
+ */
+static int
+own_dir_at(const struct cluster *cl, int dirfd, const char *name,
+	   const char *path, struct ops_err *err)
+{
+	struct passwd *pw = NULL;
+	struct stat st;
+	int fd, saved;
+
+	if (cl->as_postgres) {
+		pw = getpwnam("postgres");
+		if (pw == NULL) {
+			ops_fail(err, OPS_E_IO, false,
+				 "running as root needs the 'postgres' user to "
+				 "own the cluster (apt-get install "
+				 "postgresql-15 creates it)");
+			return -1;
+		}
+	}
+	if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST) {
+		saved = errno;
+		ops_fail(err, OPS_E_IO, false, "cannot create '%s': %s", path,
+			 strerror(saved));
+		return -1;
+	}
+	fd = openat(dirfd, name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		saved = errno;
+		ops_fail(err, OPS_E_REFUSED, false,
+			 "refusing to use '%s': %s; apexops only uses a "
+			 "directory it created itself: remove it or set "
+			 "APEXOPS_HOME elsewhere",
+			 path,
+			 saved == ELOOP || saved == ENOTDIR
+				 ? "it is a symbolic link or not a directory"
+				 : strerror(saved));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || (st.st_uid != geteuid() &&
+				    (pw == NULL || st.st_uid != pw->pw_uid))) {
+		ops_fail(err, OPS_E_REFUSED, false,
+			 "refusing to use '%s': it is owned by uid %u, not by "
+			 "%s; apexops never adopts a directory it did not "
+			 "create: remove it or set APEXOPS_HOME elsewhere",
+			 path, (unsigned)st.st_uid,
+			 pw != NULL ? "root or postgres" : "this user");
+		close(fd);
+		return -1;
+	}
+	if ((pw != NULL && fchown(fd, pw->pw_uid, pw->pw_gid) != 0) ||
+	    fchmod(fd, 0700) != 0) {
+		saved = errno;
+		ops_fail(err, OPS_E_IO, false, "cannot prepare '%s': %s", path,
+			 strerror(saved));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The cluster's base and run/ directories, created or checked; see
+ * own_dir_at(). */
+static int
+prepare_dirs(const struct cluster *cl, struct ops_err *err)
+{
+	char parent[PATH_MAX];
+	const char *name;
+	char *slash;
+	int pfd, bfd, rfd, saved;
+
+	snprintf(parent, sizeof(parent), "%s", cl->base);
+	slash = strrchr(parent, '/');
+	if (slash == NULL || slash == parent)
+		return ops_fail(err, OPS_E_IO, false,
+				"unexpected cluster directory '%s'", cl->base);
+	*slash = '\0';
+	name = slash + 1;
+	pfd = open_dir_nofollow(parent);
+	if (pfd < 0) {
+		saved = errno;
+		return ops_fail(err, OPS_E_REFUSED, false,
+				"cannot open '%s' without following symbolic "
+				"links: %s",
+				parent, strerror(saved));
+	}
+	bfd = own_dir_at(cl, pfd, name, cl->base, err);
+	close(pfd);
+	if (bfd < 0)
+		return err != NULL ? err->code : OPS_E_REFUSED;
+	rfd = own_dir_at(cl, bfd, "run", cl->sockdir, err);
+	close(bfd);
+	if (rfd < 0)
+		return err != NULL ? err->code : OPS_E_REFUSED;
+	close(rfd);
+	return 0;
+}
+
+/*
+ * Append text to DATADIR/postgresql.auto.conf, opened without following
+ * a symbolic link anywhere on the path (the data directory belongs to
+ * postgres; root must not write where a link points).
+ */
+static int
+append_conf(const struct cluster *cl, const char *text, struct ops_err *err)
+{
+	char path[PATH_MAX];
+	int dfd, fd, saved;
+	size_t len = strlen(text);
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/postgresql.auto.conf", cl->datadir);
+	dfd = open_dir_nofollow(cl->datadir);
+	if (dfd < 0) {
+		saved = errno;
+		return ops_fail(err, OPS_E_REFUSED, false,
+				"cannot open '%s' without following symbolic "
+				"links: %s",
+				cl->datadir, strerror(saved));
+	}
+	fd = openat(dfd, "postgresql.auto.conf",
+		    O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	saved = errno;
+	close(dfd);
+	if (fd < 0)
+		return ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s",
+				path, strerror(saved));
+	n = write(fd, text, len);
+	saved = errno;
+	close(fd);
+	if (n < 0 || (size_t)n != len)
+		return ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s",
+				path, n < 0 ? strerror(saved) : "short write");
+	return 0;
 }
 
 static int
@@ -273,8 +447,7 @@ cluster_init(struct cluster *cl, struct ops_err *err)
 			       "--auth-local=trust",
 			       "--auth-host=reject",
 			       NULL };
-	FILE *f;
-	int rc;
+	int r, rc;
 
 	if (cl->as_postgres && getpwnam("postgres") == NULL)
 		return ops_fail(err, OPS_E_IO, false,
@@ -286,14 +459,9 @@ cluster_init(struct cluster *cl, struct ops_err *err)
 				"PostgreSQL server binaries not found in '%s' "
 				"(APEXOPS_PG_BINDIR); install postgresql-15",
 				cl->bindir);
-	if (mkdir_p(cl->base, 0700) != 0 || chmod(cl->base, 0700) != 0 ||
-	    chown_postgres(cl, cl->base) != 0)
-		return ops_fail(err, OPS_E_IO, false, "cannot prepare '%s': %s",
-				cl->base, strerror(errno));
-	if (mkdir_p(cl->sockdir, 0700) != 0 ||
-	    chown_postgres(cl, cl->sockdir) != 0)
-		return ops_fail(err, OPS_E_IO, false, "cannot prepare '%s': %s",
-				cl->sockdir, strerror(errno));
+	r = prepare_dirs(cl, err);
+	if (r != 0)
+		return r;
 	snprintf(initlog, sizeof(initlog), "%s/initdb.log", cl->base);
 	log_info("initialising the embedded cluster datadir=%s",
 		 log_q(cl->datadir));
@@ -306,22 +474,18 @@ cluster_init(struct cluster *cl, struct ops_err *err)
 	if (cl->port < 0)
 		return ops_fail(err, OPS_E_IO, false,
 				"no free loopback port in 54320..55519");
-	snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf", cl->datadir);
-	f = fopen(conf, "a");
-	if (f == NULL)
-		return ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s",
-				conf, strerror(errno));
-	fprintf(f,
-		"# apexops embedded cluster\n"
-		"listen_addresses = '127.0.0.1'\n"
-		"port = %d\n"
-		"unix_socket_directories = '%s'\n"
-		"max_connections = 50\n"
-		"shared_buffers = '128MB'\n"
-		"logging_collector = off\n",
-		cl->port, cl->sockdir);
-	fclose(f);
-	chown_postgres(cl, conf);
+	snprintf(conf, sizeof(conf),
+		 "# apexops embedded cluster\n"
+		 "listen_addresses = '127.0.0.1'\n"
+		 "port = %d\n"
+		 "unix_socket_directories = '%s'\n"
+		 "max_connections = 50\n"
+		 "shared_buffers = '128MB'\n"
+		 "logging_collector = off\n",
+		 cl->port, cl->sockdir);
+	r = append_conf(cl, conf, err);
+	if (r != 0)
+		return r;
 	(void)initlog;
 	return write_state(cl, err);
 }
@@ -415,24 +579,22 @@ cluster_ensure_started(struct cluster *cl, bool init, struct ops_err *err)
 				       "-t",	"60",	     NULL };
 		int rc;
 
+		/* the directories first: nothing is written through a
+		 * directory apexops did not create */
+		r = prepare_dirs(cl, err);
+		if (r != 0)
+			goto out;
 		if (!port_free(cl->port)) {
-			char conf[PATH_MAX];
-			FILE *f;
+			char line[32];
 
 			cl->port = pick_port(cl->home);
-			snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf",
-				 cl->datadir);
-			f = fopen(conf, "a");
-			if (f != NULL) {
-				fprintf(f, "port = %d\n", cl->port);
-				fclose(f);
-			}
-			r = write_state(cl, err);
+			snprintf(line, sizeof(line), "port = %d\n", cl->port);
+			r = append_conf(cl, line, err);
+			if (r == 0)
+				r = write_state(cl, err);
 			if (r != 0)
 				goto out;
 		}
-		mkdir_p(cl->sockdir, 0700);
-		chown_postgres(cl, cl->sockdir);
 		rc = run_pg(cl, "pg_ctl", args, NULL);
 		if (rc != 0) {
 			r = ops_fail(err, OPS_E_IO, false,
@@ -458,6 +620,11 @@ cluster_stop(struct cluster *cl, struct ops_err *err)
 	bool initialised, running;
 
 	cluster_status(cl, &initialised, &running, err);
+	if (!initialised)
+		return ops_fail(err, OPS_E_NOTFOUND, false,
+				"no embedded cluster under '%s': nothing to "
+				"stop",
+				cl->home);
 	if (!running)
 		return 0;
 	if (run_pg(cl, "pg_ctl", args, NULL) != 0)

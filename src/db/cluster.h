@@ -29,6 +29,8 @@ int cluster_open(struct cluster *cl, const char *home, const char *bindir,
 /* initdb when needed (if allowed), start when stopped, create database
  * "apexops". Safe to call from several processes at once. */
 int cluster_ensure_started(struct cluster *cl, bool init, struct ops_err *err);
+/* Fast shutdown. A cluster that is not running is left alone (0); none
+ * initialised under cl->home is OPS_E_NOTFOUND. */
 int cluster_stop(struct cluster *cl, struct ops_err *err);
 /* *running: the server answers; *initialised: a data directory exists. */
 int cluster_status(struct cluster *cl, bool *initialised, bool *running,

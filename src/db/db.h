@@ -2,10 +2,17 @@
  * The PostgreSQL layer: the only module that includes libpq-fe.h. Every
  * statement takes parameters ($1, $2 ...) as text; no caller builds SQL
  * from data. Errors carry the SQLSTATE and whether a retry may help.
+ *
+ * Threads: a struct db belongs to one thread at a time. db_connect(),
+ * db_reconnect() and db_close() may run in several threads at once (the
+ * process-wide registry of cancel objects behind db_cancel_all() is
+ * locked); db_connect_config() may start the embedded cluster and logs
+ * through log_q(): call it from the main thread.
  */
 #ifndef OPS_DB_DB_H
 #define OPS_DB_DB_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +21,7 @@
 
 struct db;     /* one connection; not shared between threads */
 struct db_res; /* a query result */
+struct ops_config;
 
 struct db_opts {
 	const char *url; /* URL or conninfo (required) */
@@ -23,14 +31,48 @@ struct db_opts {
 	long retries; /* extra attempts after the first, with backoff */
 	long statement_timeout_ms; /* 0: none */
 	long lock_timeout_ms;	   /* 0: none */
+	/* a stop request ends connecting and waiting to retry early
+	 * (OPS_E_STOPPED); NULL: &ops_stop_flag (core/signals.h) */
+	const volatile sig_atomic_t *stop;
 };
 
 /*
- * Connect, retrying transient failures with exponential backoff and jitter.
- * *out is a new connection the caller closes with db_close(). Failure to
- * reach the server is OPS_E_CONNECT; the message never shows a password.
+ * Connect, retrying transient failures with exponential backoff and jitter
+ * (ops_backoff_equal_jitter, waits through ops_sleep_ms so a stop request
+ * ends them). *out is a new connection the caller closes with db_close().
+ * Failure to reach the server is OPS_E_CONNECT; the message never shows a
+ * password.
+ *
+ * Every session is pinned, whatever the role or database defaults are:
+ * DateStyle ISO, TimeZone UTC, IntervalStyle postgres, extra_float_digits
+ * 3, plus o's statement_timeout and lock_timeout. The strings in o are
+ * copied: o may go away after the call.
  */
 int db_connect(const struct db_opts *o, struct db **out, struct ops_err *err);
+
+/*
+ * Connect as command cmd_name (application_name "apexops/<cmd_name>")
+ * with the timeouts and retries of cfg. *url is in/out: when NULL it is
+ * resolved, from cfg->database_url or else by starting (or reusing) the
+ * embedded cluster under cfg->home, and set to a new string the caller
+ * frees; a later call reuses it. *embedded (may be NULL) says whether it
+ * points at the embedded cluster. *out as for db_connect().
+ */
+int db_connect_config(const struct ops_config *cfg, const char *cmd_name,
+		      char **url, bool *embedded, struct db **out,
+		      struct ops_err *err);
+
+/*
+ * For long-running callers: when the connection is broken (PQstatus
+ * CONNECTION_BAD, as after a server restart or pg_terminate_backend),
+ * connect again with the same options and backoff and apply the session
+ * settings again. A good connection is left alone (returns 0). Session
+ * state (advisory locks, an open transaction, temporary tables) does not
+ * survive: the caller takes its locks again. On failure db stays usable
+ * for db_close() and a later db_reconnect(); statements fail with
+ * OPS_E_CONNECT.
+ */
+int db_reconnect(struct db *db, struct ops_err *err);
 /* Close. NULL is a no-op. */
 void db_close(struct db *db);
 
@@ -93,6 +135,14 @@ int db_copy_out(struct db *db, const char *sql,
 
 /* Ask the server to cancel the running statement; async-signal-safe. */
 void db_cancel(struct db *db);
+/*
+ * Cancel the running statement of every open connection of the process.
+ * Async-signal-safe (PQcancel into a stack buffer): db_connect() sets it
+ * as the hook of a second SIGINT/SIGTERM (ops_signals_on_second_stop), so
+ * a second stop signal ends a long statement at once. The statement fails
+ * with SQLSTATE 57014 and its transaction rolls back.
+ */
+void db_cancel_all(void);
 /* "15.20" etc., borrowed. */
 const char *db_server_version(struct db *db);
 int db_server_version_num(struct db *db);

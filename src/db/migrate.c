@@ -15,8 +15,11 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/signals.h"
+#include "core/stop.h"
 #include "core/xalloc.h"
 #include "db/db.h"
+#include "db/lock.h"
 
 #define MIG_MAX_FILE (16 * 1024 * 1024)
 
@@ -346,31 +349,17 @@ mig_status_release(struct mig_status *st)
 
 #define MIGRATE_LOCK "apexops.migrate"
 
-/* Wait for the migration lock, saying so while another migrator runs. */
+/* Wait for the migration lock (30 minutes at most), saying who holds it;
+ * a stop signal ends the wait. */
 static int
 take_lock(struct db *db, struct ops_err *err)
 {
-	double start = clock_now(), last = start;
-	bool got = false;
-	int r;
+	int r = db_lock_wait(db, MIGRATE_LOCK, 30L * 60 * 1000, &ops_stop_flag,
+			     err);
 
-	for (;;) {
-		r = db_try_advisory_lock(db, db_lock_key(MIGRATE_LOCK), &got,
-					 err);
-		if (r != 0 || got)
-			return r;
-		if (clock_now() - last >= 5.0) {
-			last = clock_now();
-			log_info("waiting for another migrator to finish "
-				 "waited_s=%.0f",
-				 last - start);
-		}
-		if (clock_now() - start > 1800)
-			return ops_fail(err, OPS_E_CONFLICT, true,
-					"another migrator has held the "
-					"migration lock for 30 minutes");
-		usleep(100 * 1000);
-	}
+	if (r == OPS_E_CONFLICT)
+		ops_err_prefix(err, "another migrator has run for 30 minutes");
+	return r;
 }
 
 static void
@@ -378,7 +367,7 @@ drop_lock(struct db *db)
 {
 	struct ops_err e2 = OPS_ERR_INIT;
 
-	db_advisory_unlock(db, db_lock_key(MIGRATE_LOCK), &e2);
+	(void)db_lock_release(db, MIGRATE_LOCK, &e2);
 }
 
 static int
@@ -396,6 +385,40 @@ refuse_changed(const struct mig_status *st, struct ops_err *err)
 				st->v[i].m->checksum, st->v[i].m->up_path);
 	}
 	return 0;
+}
+
+/*
+ * The database has migrations this binary does not know (a newer apexops
+ * applied them, or their files were removed). Applying older pending
+ * migrations around them could undo or clash with what the newer ones
+ * did: refuse, naming the first. With nothing pending, up is a no-op and
+ * the caller warns (mig_status.missing).
+ */
+static int
+refuse_unknown(const struct mig_status *st, const struct migration_set *set,
+	       const char *to, struct ops_err *err)
+{
+	const char *unknown = NULL;
+	bool pending = false;
+
+	for (size_t i = 0; i < st->n; i++) {
+		const struct mig_status_row *row = &st->v[i];
+
+		if (row->state == MIG_FILE_MISSING && unknown == NULL)
+			unknown = row->id;
+		if (row->state == MIG_PENDING &&
+		    (to == NULL || strcmp(row->m->id, to) <= 0 ||
+		     strcmp(row->m->version, to) <= 0))
+			pending = true;
+	}
+	if (unknown == NULL || !pending)
+		return 0;
+	return ops_fail(err, OPS_E_REFUSED, false,
+			"the database has migration %s, which this binary "
+			"does not know (no file in '%s'): it is ahead of this "
+			"binary; refusing to apply older migrations around it "
+			"(use the apexops that applied %s)",
+			unknown, set->dir, unknown);
 }
 
 static int
@@ -432,7 +455,23 @@ run_file(struct db *db, const struct migration *m, const char *path, bool up,
 	r = db_exec(db, "SET LOCAL search_path TO public", 0, NULL, NULL, err);
 	if (r != 0)
 		goto out;
+	/*
+	 * No statement timeout: a CREATE INDEX on a large adopted table
+	 * takes as long as it takes, and the 30 s default would cancel it.
+	 * lock_timeout stays, so DDL never queues long behind live traffic.
+	 */
+	r = db_exec(db, "SET LOCAL statement_timeout TO 0", 0, NULL, NULL, err);
+	if (r != 0)
+		goto out;
 	r = db_exec_script(db, buf_str(&sql), err);
+	if (r != 0 && ops_stop_twice && err != NULL &&
+	    strcmp(err->sqlstate, "57014") == 0) {
+		r = ops_fail(err, OPS_E_STOPPED, false,
+			     "migration %s (%s) cancelled by a second stop "
+			     "signal: rolled back, the ledger is unchanged",
+			     m->id, up ? "up" : "down");
+		goto out;
+	}
 	if (r != 0) {
 		ops_err_prefix(err, "migration %s (%s) failed", m->id,
 			       up ? "up" : "down");
@@ -474,6 +513,12 @@ step(struct db *db, const struct migration *m, bool up, bool dry_run,
 	double t0 = clock_now();
 	int r;
 
+	/* a first stop signal lets the running migration finish, then
+	 * stops here; a second one cancels the running statement */
+	if (!dry_run && ops_stopped(&ops_stop_flag))
+		return ops_fail(err, OPS_E_STOPPED, false,
+				"stopped by a signal before migration %s",
+				m->id);
 	if (report)
 		report(arg, m, false, 0);
 	if (dry_run)
@@ -511,7 +556,8 @@ migrate_up(struct db *db, const struct migration_set *set, const char *to,
 	r = take_lock(db, err);
 	if (r != 0)
 		return r;
-	r = db_exec_script(db, ledger_sql, err);
+	/* a preview changes nothing: it reads a missing ledger as empty */
+	r = dry_run ? 0 : db_exec_script(db, ledger_sql, err);
 	if (r != 0) {
 		drop_lock(db);
 		return r;
@@ -520,6 +566,8 @@ migrate_up(struct db *db, const struct migration_set *set, const char *to,
 	r = migrate_status(db, set, &st, err);
 	if (r == 0)
 		r = refuse_changed(&st, err);
+	if (r == 0)
+		r = refuse_unknown(&st, set, to, err);
 	for (size_t i = 0; r == 0 && i < st.n; i++) {
 		const struct migration *m = st.v[i].m;
 
@@ -551,7 +599,7 @@ migrate_down(struct db *db, const struct migration_set *set, size_t n,
 	r = take_lock(db, err);
 	if (r != 0)
 		return r;
-	r = db_exec_script(db, ledger_sql, err);
+	r = dry_run ? 0 : db_exec_script(db, ledger_sql, err);
 	if (r != 0) {
 		drop_lock(db);
 		return r;
@@ -567,8 +615,10 @@ migrate_down(struct db *db, const struct migration_set *set, size_t n,
 			continue;
 		if (row->state == MIG_FILE_MISSING) {
 			r = ops_fail(err, OPS_E_REFUSED, false,
-				     "cannot revert %s: its files are not in "
-				     "'%s'",
+				     "cannot revert %s: this binary does not "
+				     "know it (no file in '%s'); the database "
+				     "is ahead of this binary: revert it with "
+				     "the apexops that applied it",
 				     row->id, set->dir);
 			goto out;
 		}

@@ -60,7 +60,9 @@ int migrations_load(const char *dir, struct migration_set *set,
 		    struct ops_err *err);
 void migrations_release(struct migration_set *set);
 
-/* Compare the ledger with the files. Creates the ledger if absent. */
+/* Compare the ledger with the files. Read-only: a missing ledger reads as
+ * empty. MIG_FILE_MISSING rows are migrations this binary does not know
+ * (the database is ahead of it, or a file was removed). */
 int migrate_status(struct db *db, const struct migration_set *set,
 		   struct mig_status *st, struct ops_err *err);
 void mig_status_release(struct mig_status *st);
@@ -71,16 +73,21 @@ typedef void (*mig_report_fn)(void *arg, const struct migration *m, bool done,
 
 /*
  * Apply pending migrations in order (up to and including `to` when not
- * NULL). Refuses, before doing anything, when an applied file changed.
- * *applied gets the count. dry_run: report what would run, change nothing.
+ * NULL). Refuses, before doing anything, when an applied file changed, or
+ * when the database has a migration this binary does not know and there
+ * is something to apply. *applied gets the count. dry_run: report what
+ * would run, change nothing (not even the ledger's creation). Each
+ * migration runs in its own transaction with statement_timeout 0 and the
+ * session's lock_timeout. A stop request (ops_stop_flag) ends the run
+ * before the next migration (OPS_E_STOPPED).
  */
 int migrate_up(struct db *db, const struct migration_set *set, const char *to,
 	       bool dry_run, mig_report_fn report, void *arg, size_t *applied,
 	       struct ops_err *err);
 /*
  * Revert the last n applied migrations, newest first. Refuses, before
- * doing anything, when one of them has no down file or a changed up file.
- * dry_run: report only.
+ * doing anything, when one of them has no down file, a changed up file or
+ * no file at all. dry_run: report only, change nothing.
  */
 int migrate_down(struct db *db, const struct migration_set *set, size_t n,
 		 bool dry_run, mig_report_fn report, void *arg,

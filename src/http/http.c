@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "core/signals.h"
+#include "core/stop.h"
 #include "core/xalloc.h"
 
 #ifndef APEXOPS_VERSION
@@ -22,6 +23,24 @@ struct http_client {
 	struct http_policy policy;
 	char *user_agent;
 };
+
+int
+http_global_init(struct ops_err *err)
+{
+	CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	if (cc != CURLE_OK)
+		return ops_fail(err, OPS_E_HTTP, false,
+				"http: cannot initialise libcurl: %s",
+				curl_easy_strerror(cc));
+	return 0;
+}
+
+void
+http_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
 
 void
 http_policy_default(struct http_policy *p)
@@ -107,13 +126,13 @@ retry_after_ms(const char *v)
 		      : (long)(s > 86400LL * 365 ? 86400LL * 365000 : s * 1000);
 }
 
-long
-http_retry_delay_ms(const struct http_policy *p, bool idempotent, int attempt,
-		    long status, const char *retry_after,
-		    const char *should_retry, double jitter01)
+/* The retry decision; backoff_ms is the jittered exponential step. */
+static long
+retry_delay(const struct http_policy *p, bool idempotent, int attempt,
+	    long status, const char *retry_after, const char *should_retry,
+	    long backoff_ms)
 {
-	double d;
-	long ra;
+	long ra, d = backoff_ms;
 	bool retry;
 
 	if (!idempotent || attempt > p->max_retries)
@@ -128,8 +147,23 @@ http_retry_delay_ms(const struct http_policy *p, bool idempotent, int attempt,
 		retry = status == 409 || status == 429 || status >= 500;
 	if (!retry)
 		return -1;
+	if (d < p->base_delay_ms)
+		d = p->base_delay_ms;
+	ra = retry_after_ms(retry_after);
+	if (ra > p->max_retry_after_ms)
+		ra = p->max_retry_after_ms;
+	if (ra > d)
+		d = ra;
+	return d;
+}
 
-	d = (double)p->base_delay_ms;
+long
+http_retry_delay_ms(const struct http_policy *p, bool idempotent, int attempt,
+		    long status, const char *retry_after,
+		    const char *should_retry, double jitter01)
+{
+	double d = (double)p->base_delay_ms;
+
 	for (int i = 1; i < attempt && d < (double)p->max_delay_ms; i++)
 		d *= 2;
 	if (d > (double)p->max_delay_ms)
@@ -137,15 +171,8 @@ http_retry_delay_ms(const struct http_policy *p, bool idempotent, int attempt,
 	if (jitter01 < 0 || jitter01 >= 1)
 		jitter01 = 0;
 	d *= 0.5 * (1.0 + jitter01); /* in [d/2, d), as stripe-node */
-	if (d < (double)p->base_delay_ms)
-		d = (double)p->base_delay_ms;
-
-	ra = retry_after_ms(retry_after);
-	if (ra > p->max_retry_after_ms)
-		ra = p->max_retry_after_ms;
-	if ((double)ra > d)
-		d = (double)ra;
-	return (long)d;
+	return retry_delay(p, idempotent, attempt, status, retry_after,
+			   should_retry, (long)d);
 }
 
 int
@@ -241,23 +268,18 @@ on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static double
-jitter(void)
+/* curl's progress callback: a non-zero return aborts the transfer */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	    curl_off_t ulnow)
 {
-	uint32_t v;
+	const volatile sig_atomic_t *stop = arg;
 
-	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = (uint32_t)clock();
-	return (double)v / 4294967296.0;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return ops_stopped(stop) ? 1 : 0;
 }
 
 /* Host and path of a URL without its query, for log lines. */
@@ -280,6 +302,8 @@ http_do(struct http_client *c, const struct http_request *req,
 	char where[256];
 	bool post = strcmp(req->method, "POST") == 0;
 	bool idempotent = req->idempotent || !post;
+	const volatile sig_atomic_t *stop =
+		req->stop != NULL ? req->stop : &ops_stop_flag;
 	int r = 0;
 
 	http_response_release(resp);
@@ -336,8 +360,25 @@ http_do(struct http_client *c, const struct http_request *req,
 					 req->method);
 		}
 
+		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION,
+				 on_progress);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, stop);
+
+		if (ops_stopped(stop)) {
+			r = ops_fail(err, OPS_E_STOPPED, true,
+				     "http: %s %s: stopped before attempt %d",
+				     req->method, where, attempt);
+			goto out;
+		}
 		resp->attempts = attempt;
 		cc = curl_easy_perform(c->curl);
+		if (cc == CURLE_ABORTED_BY_CALLBACK) {
+			r = ops_fail(err, OPS_E_STOPPED, true,
+				     "http: %s %s: stopped during attempt %d",
+				     req->method, where, attempt);
+			goto out;
+		}
 		if (cc == CURLE_OK) {
 			curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE,
 					  &status);
@@ -349,9 +390,13 @@ http_do(struct http_client *c, const struct http_request *req,
 			goto out;
 		}
 		resp->status = status;
-		delay = http_retry_delay_ms(p, idempotent, attempt, status,
-					    resp->retry_after,
-					    resp->should_retry, jitter());
+		/* [step/2, step], step doubling from the base up to the cap:
+		 * the rule of http_retry_delay_ms() with a seeded jitter */
+		delay = retry_delay(p, idempotent, attempt, status,
+				    resp->retry_after, resp->should_retry,
+				    ops_backoff_equal_jitter(p->base_delay_ms,
+							     p->max_delay_ms,
+							     attempt - 1));
 		if (delay < 0) {
 			if (cc != CURLE_OK) {
 				r = ops_fail(err, OPS_E_HTTP, true,
@@ -378,12 +423,20 @@ http_do(struct http_client *c, const struct http_request *req,
 				 "status=%ld delay_ms=%ld",
 				 req->method, log_q(where), attempt, status,
 				 delay);
-		sleep_ms(delay);
+		if (ops_sleep_ms(delay, stop) != 0) {
+			r = ops_fail(err, OPS_E_STOPPED, true,
+				     "http: %s %s: stopped while waiting to "
+				     "retry after attempt %d",
+				     req->method, where, attempt);
+			goto out;
+		}
 	}
 	r = 0;
 out:
-	/* the handle outlives errbuf and hdrs: forget both */
+	/* the handle outlives errbuf, hdrs and stop: forget them */
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);
 	return r;

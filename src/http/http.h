@@ -7,12 +7,21 @@
  * obvious choice (TLS, proxies, keep-alive); only the retry policy is ours,
  * modelled on stripe-node's RequestSender._shouldRetry.
  *
- * curl_global_init() must have run before the first client is made (main.c
- * does it).
+ * http_global_init() must have run before the first client is made and
+ * before threads start (main.c does it).
+ *
+ * A request is stopped by its stop flag (NULL: ops_stop_flag, which the
+ * signal handlers set): a backoff sleep returns at once and a transfer in
+ * progress is aborted from curl's progress callback, both as OPS_E_STOPPED.
+ *
+ * Thread safety: a client is used by one thread at a time; several
+ * threads may each use their own client. http_global_init/cleanup only
+ * from the main thread while no other thread runs.
  */
 #ifndef OPS_HTTP_HTTP_H
 #define OPS_HTTP_HTTP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,6 +29,11 @@
 #include "core/err.h"
 
 struct http_client; /* one curl easy handle: keep-alive, one thread */
+
+/* Initialise libcurl once per process (curl_global_init); returns 0 or
+ * OPS_E_HTTP. Pair with http_global_cleanup() at exit. */
+int http_global_init(struct ops_err *err) __attribute__((warn_unused_result));
+void http_global_cleanup(void);
 
 struct http_policy {
 	int max_retries;	 /* extra attempts after the first */
@@ -50,6 +64,9 @@ struct http_request {
 	 * is never retried.
 	 */
 	bool idempotent;
+	/* Stop request: when *stop becomes non-zero the request ends with
+	 * OPS_E_STOPPED. NULL: ops_stop_flag (core/signals.h). Borrowed. */
+	const volatile sig_atomic_t *stop;
 };
 
 struct http_response {
@@ -69,7 +86,7 @@ struct http_response {
 
 /* *out is a new client the caller frees with http_client_free(). */
 int http_client_new(const struct http_policy *p, struct http_client **out,
-		    struct ops_err *err);
+		    struct ops_err *err) __attribute__((warn_unused_result));
 /* NULL is a no-op. */
 void http_client_free(struct http_client *c);
 
@@ -77,11 +94,13 @@ void http_client_free(struct http_client *c);
  * Send req, retrying as the policy says. Returns 0 when a response
  * arrived, whatever its status (the caller judges resp->status); a
  * network failure or timeout that outlives the retries, or a body over
- * max_body, is OPS_E_HTTP (transient for network failures). resp must be
+ * max_body, is OPS_E_HTTP (transient for network failures); a stop
+ * (req->stop) during a transfer or a backoff is OPS_E_STOPPED. resp must be
  * HTTP_RESPONSE_INIT or released; the caller releases it on every path.
  */
 int http_do(struct http_client *c, const struct http_request *req,
-	    struct http_response *resp, struct ops_err *err);
+	    struct http_response *resp, struct ops_err *err)
+	__attribute__((warn_unused_result));
 
 /* Free what resp holds and reset it to HTTP_RESPONSE_INIT. */
 void http_response_release(struct http_response *resp);
@@ -101,6 +120,6 @@ long http_retry_delay_ms(const struct http_policy *p, bool idempotent,
  * and so do [ and ] when keep_brackets (as stripe-node does); everything
  * else is %XX. Appends to out. Returns 0, or -1 when out is full. */
 int http_url_encode(struct buf *out, const char *s, size_t len,
-		    bool keep_brackets);
+		    bool keep_brackets) __attribute__((warn_unused_result));
 
 #endif

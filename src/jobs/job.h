@@ -37,13 +37,18 @@ struct job_ctx {
 	bool progress_tty;	      /* draw progress on stderr */
 	const void *args;	      /* job-specific options, or NULL */
 	void *out;		      /* job-specific result, or NULL */
+	/* a run the scheduler already claimed: run_id set on entry, with the
+	 * attempt and lease owner that fence its completion */
+	int attempt;
+	const char *lease_owner;
 	/* filled by job_run() and the run function */
-	long long run_id;   /* the ledger row; 0 when not recorded */
-	char *params;	    /* JSON object text (run fn, malloc'ed) */
-	char *counts;	    /* JSON object text (run fn, malloc'ed) */
-	const char *mode;   /* "execute" / "dry-run" / NULL (run fn) */
-	const char *status; /* how job_run() settled the row */
-	bool no_record;	    /* run fn: do not keep this run in the ledger */
+	long long run_id;     /* the ledger row; 0 when not recorded */
+	char *params;	      /* JSON object text (run fn, malloc'ed) */
+	char *counts;	      /* JSON object text (run fn, malloc'ed) */
+	const char *mode;     /* "execute" / "dry-run" / NULL (run fn) */
+	const char *status;   /* how job_run() settled the row */
+	bool no_record;	      /* run fn: do not keep this run in the ledger */
+	double last_progress; /* job_progress(): monotonic seconds */
 };
 
 enum job_flags {
@@ -59,6 +64,7 @@ struct job_def {
 	/* NULL only with JOB_UNAVAILABLE */
 	int (*run)(struct job_ctx *ctx, struct ops_err *err);
 	const char *summary;
+	const char *noun; /* "purge": "another purge is running"; NULL: name */
 };
 
 extern const struct job_def job_table[];
@@ -69,12 +75,34 @@ const struct job_def *job_find(const char *name);
 
 /*
  * Run j once in ctx (db, cfg, trigger required): record a running ledger
- * row, take j->lock (OPS_E_CONFLICT naming the holder when another session
- * has it), call j->run, settle the row (succeeded, failed, stopped, or
- * unavailable for a JOB_UNAVAILABLE job) and release the lock. Returns the
- * run function's result. ctx->params/counts are freed by job_ctx_release().
+ * row (unless ctx->run_id names one the scheduler claimed), take j->lock
+ * (OPS_E_CONFLICT naming the holder when another session has it), call j->run,
+ * settle the row (succeeded, failed, stopped, or unavailable for a
+ * JOB_UNAVAILABLE job) and release the lock. Returns the run function's result.
+ * ctx->params/counts are freed by job_ctx_release().
  */
 int job_run(const struct job_def *j, struct job_ctx *ctx, struct ops_err *err);
+
+/*
+ * For run functions: record ctx->mode and ctx->params in the run row as
+ * soon as they are known (the row was written before the job started).
+ */
+int job_note_params(struct job_ctx *ctx, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * For run functions: store counts (JSON object text) in the run row, at
+ * most once a second unless force; a failed write is logged, never fatal.
+ */
+void job_progress(struct job_ctx *ctx, const char *counts, bool force);
+
+/*
+ * The schedule j runs on under cfg (may be NULL: the default): its
+ * APEXOPS_SCHEDULE_<JOB> value, else j->schedule; "off" when disabled or
+ * never scheduled. Borrowed from cfg or the table; not validated (the
+ * scheduler and `cron list` parse it).
+ */
+const char *job_schedule(const struct ops_config *cfg, const struct job_def *j);
 
 /* Free what job_run() and the run function left in ctx. */
 void job_ctx_release(struct job_ctx *ctx);

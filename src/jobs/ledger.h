@@ -23,6 +23,7 @@ struct db;
 /* Statuses a run row may have (the migration's CHECK has the same list). */
 #define LEDGER_RUNNING	   "running"
 #define LEDGER_SUCCEEDED   "succeeded"
+#define LEDGER_PARTIAL	   "partial" /* done, but some work was left */
 #define LEDGER_FAILED	   "failed"
 #define LEDGER_STOPPED	   "stopped"
 #define LEDGER_ABANDONED   "abandoned"
@@ -48,6 +49,12 @@ struct ledger_start {
 int ledger_start(struct db *db, const struct ledger_start *s, long long *id,
 		 struct ops_err *err) __attribute__((warn_unused_result));
 
+/* Record what a run was asked to do, once it knows: mode (NULL keeps
+ * it) and params (JSON object text; NULL keeps it). */
+int ledger_set_params(struct db *db, long long id, const char *mode,
+		      const char *params, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
 /* Store counts (JSON object text) on a running row; callers bound the
  * rate (a write per second is plenty). */
 int ledger_progress(struct db *db, long long id, const char *counts,
@@ -64,8 +71,25 @@ int ledger_finish(struct db *db, long long id, const char *status,
 		  const char *counts, const char *error, struct ops_err *err)
 	__attribute__((warn_unused_result));
 
+/* Delete a run row (a run that asked not to be kept). */
+int ledger_forget(struct db *db, long long id, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * ledger_finish() for a leased run (the scheduler's): only when the row is
+ * still running under attempt and owner, the fencing token. A holder
+ * whose lease lapsed and was taken over gets OPS_E_CONFLICT and changes
+ * nothing.
+ */
+int ledger_finish_fenced(struct db *db, long long id, int attempt,
+			 const char *owner, const char *status,
+			 const char *counts, const char *error,
+			 struct ops_err *err)
+	__attribute__((warn_unused_result));
+
 /* Mark running rows of job (NULL: any job) whose owner backend is gone as
- * abandoned; *n (may be NULL) gets how many. */
+ * abandoned; *n (may be NULL) gets how many. Leased rows (the
+ * scheduler's) are left to their lease. */
 int ledger_abandon_stale(struct db *db, const char *job, int *n,
 			 struct ops_err *err)
 	__attribute__((warn_unused_result));

@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "http/url.h"
 
 struct stripe {
 	struct http_client *http;
@@ -50,11 +51,14 @@ stripe_new(const struct stripe_opts *o, struct stripe **out,
 	int r;
 
 	*out = NULL;
-	if (o->api_base == NULL || (strncmp(o->api_base, "https://", 8) != 0 &&
-				    strncmp(o->api_base, "http://", 7) != 0))
+	if (o->api_base == NULL)
 		return ops_fail(err, OPS_E_CONFIG, false,
-				"APEXOPS_STRIPE_API_BASE must be an http:// or "
-				"https:// URL such as https://api.stripe.com");
+				"APEXOPS_STRIPE_API_BASE is unset: expected a "
+				"URL such as https://api.stripe.com");
+	/* main() checked it already; a library caller may not have */
+	r = http_base_url_check("APEXOPS_STRIPE_API_BASE", o->api_base, err);
+	if (r != 0)
+		return r;
 	if (o->secret_key == NULL || *o->secret_key == '\0' ||
 	    !header_value_ok(o->secret_key) || strchr(o->secret_key, ' '))
 		return ops_fail(err, OPS_E_CONFIG, false,

@@ -17,6 +17,11 @@ for c in db migrate status config purge sandbox; do
 	run_ops "$c" --help
 	[ "$RC" -eq 0 ] && [ -n "$OUT" ] && ok "$c --help" || not_ok "$c --help"
 done
+run_ops --env-file
+expect_rc 64 "--env-file without a path is a usage error"
+assert_contains "it says what is missing" "$ERR" "apexops: --env-file needs a path"
+assert_contains "it points at --help" "$ERR" "Try 'apexops --help'."
+assert_not_contains "no empty command name" "$ERR" "apexops :"
 run_ops frobnicate
 expect_rc 64 "an unknown command is a usage error (64)"
 assert_contains "the unknown command is named" "$ERR" "frobnicate"
@@ -157,5 +162,21 @@ OUT=$(DATABASE_URL=$D "$APEXOPS_BIN" migrate down 1 --execute 2>&1); rc=$?
 assert_eq "down 1 --execute reverts one" "$((nmig - 1))" "$(sql "$D" "SELECT count(*) FROM apexops.schema_migrations")"
 OUT=$(DATABASE_URL=$D "$APEXOPS_BIN" migrate up 2>&1)
 assert_eq "up re-applies it" "$nmig" "$(sql "$D" "SELECT count(*) FROM apexops.schema_migrations")"
+
+# --- signals ------------------------------------------------------------------
+# stdout is a pipe whose reader is gone before the first write: with SIGPIPE
+# at its default the process dies of it (-13); apexops ignores it for every
+# command, so the write fails with EPIPE instead
+for cmd in config "migrate status"; do
+	# shellcheck disable=SC2086
+	rc=$(DATABASE_URL=$URL python3 -c '
+import os, subprocess, sys
+r, w = os.pipe()
+os.close(r)
+p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.DEVNULL)
+print(p.returncode)' "$APEXOPS_BIN" $cmd)
+	[ "$rc" != -13 ] && ok "$cmd: a closed stdout is not a SIGPIPE death (rc=$rc)" ||
+		not_ok "$cmd: killed by SIGPIPE"
+done
 
 done_testing

@@ -252,6 +252,8 @@ else
 fi
 if command -v xmllint >/dev/null; then
 	if xmllint --noout "$E2E_TMP/scale.svg"; then ok "scale: xmllint accepts the SVG"; else not_ok "scale: xmllint rejects the SVG"; fi
+else
+	not_ok "scale: xmllint is not installed (libxml2-utils; install it with scripts/install-deps.sh --test)"
 fi
 SVG=$(cat "$E2E_TMP/scale.svg" 2>/dev/null)
 assert_contains "SVG: legend FakeNetworkA" "$SVG" ">FakeNetworkA<"
@@ -312,6 +314,8 @@ if [ "$(sql "$URL" "SHOW server_version_num")" -ge 150000 ]; then
 	assert_contains "GRANT SET ON PARAMETER allows the bulk checks" "$OUT" "locked and checked once for the load"
 	assert_eq "GRANT SET ON PARAMETER: same rows" "$MD5_1" "$(dump $SANDBOX)"
 	sql "$URL" "REVOKE SET ON PARAMETER session_replication_role FROM $ROLE" >/dev/null
+else
+	not_ok "GRANT SET ON PARAMETER needs PostgreSQL 15, which scripts/install-deps.sh installs"
 fi
 sql "$URL" "DROP OWNED BY $ROLE; DROP ROLE $ROLE" >/dev/null
 
@@ -357,6 +361,8 @@ if command -v script >/dev/null; then
 	*) not_ok "terminal: no sparkline" "$TTY_OUT" ;;
 	esac
 	assert_not_contains "pipe: no sparkline" "$OUT" "daily"
+else
+	not_ok "terminal: script(1) is not installed (bsdutils, part of every Debian system)"
 fi
 
 # --- with the real bootstrap ---------------------------------------------

@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for configuration parsing: the input is a .env file
- * whose values go through the full validation of every variable, plus the
- * strict number/date/uuid parsers and URL redaction.
+ * whose values go through the full validation of every variable and the
+ * base-URL rule main() applies after loading, plus the strict
+ * number/date/uuid parsers and URL redaction.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/xalloc.h"
+#include "http/url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -50,6 +52,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (cfg.retention_months < 1 ||
 			    cfg.retention_months > 1200)
 				__builtin_trap();
+			/* the blank rule: no loaded value is padded */
+			if (cfg.cron_tz == NULL || cfg.cron_tz[0] == ' ' ||
+			    cfg.home == NULL || cfg.home[0] == ' ')
+				__builtin_trap();
+			(void)http_base_urls_check(&cfg, &err);
 			config_release(&cfg);
 		}
 		log_forget_secrets();

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
@@ -233,6 +234,135 @@ test_connect_failure_is_bounded_and_secret_free(void **state)
 	assert_non_null(strstr(err.msg, "bogus_option"));
 }
 
+/* A login role whose own defaults read values differently: DMY dates,
+ * Indian time. Returns the role's URL (caller frees). */
+static char *
+odd_role_url(const char *role)
+{
+	struct db *admin = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	char sql[512], *u, *at;
+
+	/* test-only DDL: the names are ours, not data */
+	snprintf(sql, sizeof(sql), "DROP ROLE IF EXISTS %s", role);
+	itest_exec(admin, sql);
+	snprintf(sql, sizeof(sql),
+		 "CREATE ROLE %s LOGIN SUPERUSER; ALTER ROLE %s SET DateStyle "
+		 "= 'SQL, DMY'; ALTER ROLE %s SET TimeZone = 'Asia/Kolkata';"
+		 " ALTER ROLE %s SET IntervalStyle = 'sql_standard';"
+		 " ALTER ROLE %s SET extra_float_digits = -3",
+		 role, role, role, role, role);
+	if (db_exec_script(admin, sql, &err) != 0)
+		fail_msg("%s: %s", sql, err.msg);
+	db_close(admin);
+	/* postgresql://postgres@host:port/db -> postgresql://ROLE@host... */
+	at = strchr(url, '@');
+	assert_non_null(at);
+	u = xasprintf("postgresql://%s%s", role, at);
+	return u;
+}
+
+static void
+assert_pinned(struct db *db)
+{
+	char *v;
+
+	v = itest_value(db, "SHOW DateStyle");
+	assert_string_equal(v, "ISO, MDY");
+	free(v);
+	v = itest_value(db, "SHOW TimeZone");
+	assert_string_equal(v, "UTC");
+	free(v);
+	v = itest_value(db, "SHOW IntervalStyle");
+	assert_string_equal(v, "postgres");
+	free(v);
+	v = itest_value(db, "SHOW extra_float_digits");
+	assert_string_equal(v, "3");
+	free(v);
+	/* a timestamptz written and read back the same way */
+	v = itest_value(db, "SELECT '2026-03-04 05:06:07Z'::timestamptz");
+	assert_string_equal(v, "2026-03-04 05:06:07+00");
+	free(v);
+	v = itest_value(db, "SELECT '2026-03-04'::date");
+	assert_string_equal(v, "2026-03-04");
+	free(v);
+	v = itest_value(db, "SELECT interval '1 day 02:03:04'");
+	assert_string_equal(v, "1 day 02:03:04");
+	free(v);
+	v = itest_value(db, "SELECT 0.1::float8");
+	assert_string_equal(v, "0.1");
+	free(v);
+}
+
+static void
+test_session_is_pinned(void **state)
+{
+	char *role_url = odd_role_url("it_odd_session");
+	struct db *db;
+	char *v;
+
+	(void)state;
+	db = itest_connect(role_url);
+	/* the role's own defaults are in place, and do not apply */
+	v = itest_value(db, "SELECT array_to_string(s.setconfig, ';') FROM "
+			    "pg_db_role_setting s JOIN pg_roles r ON r.oid = "
+			    "s.setrole WHERE r.rolname = current_user");
+	assert_non_null(strstr(v, "DateStyle=SQL, DMY"));
+	assert_non_null(strstr(v, "TimeZone=Asia/Kolkata"));
+	free(v);
+	assert_pinned(db);
+	db_close(db);
+	free(role_url);
+}
+
+static void
+test_reconnect_after_terminate(void **state)
+{
+	char *role_url = odd_role_url("it_odd_reconnect");
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(role_url), *admin = itest_connect(url);
+	char pid_s[24];
+	const char *params[1] = { pid_s };
+	char *v = NULL;
+	int pid;
+
+	(void)state;
+	pid = db_backend_pid(db);
+	assert_int_equal(db_reconnect(db, &err), 0); /* good: left alone */
+	assert_int_equal(db_backend_pid(db), pid);
+	snprintf(pid_s, sizeof(pid_s), "%d", pid);
+	assert_int_equal(db_query_value(admin,
+					"SELECT pg_terminate_backend($1::int)",
+					1, params, &v, &err),
+			 0);
+	assert_string_equal(v, "t");
+	free(v);
+	/* wait until the backend is gone, not for a fixed time */
+	for (;;) {
+		assert_int_equal(db_query_value(admin,
+						"SELECT count(*) FROM "
+						"pg_stat_activity WHERE pid = "
+						"$1::int",
+						1, params, &v, &err),
+				 0);
+		if (strcmp(v, "0") == 0)
+			break;
+		free(v);
+		usleep(10 * 1000);
+	}
+	free(v);
+	assert_int_equal(db_exec(db, "SELECT 1", 0, NULL, NULL, &err),
+			 OPS_E_CONNECT);
+	assert_true(err.transient);
+	assert_int_equal(db_reconnect(db, &err), 0);
+	assert_int_not_equal(db_backend_pid(db), pid);
+	/* the session settings came back with the new connection */
+	assert_pinned(db);
+	db_close(db);
+	db_close(admin);
+	free(role_url);
+}
+
 int
 main(void)
 {
@@ -244,6 +374,8 @@ main(void)
 		cmocka_unit_test(test_copy_in_and_out),
 		cmocka_unit_test(
 			test_connect_failure_is_bounded_and_secret_free),
+		cmocka_unit_test(test_session_is_pinned),
+		cmocka_unit_test(test_reconnect_after_terminate),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

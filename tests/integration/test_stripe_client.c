@@ -28,9 +28,8 @@ double_post(const char *path, const char *body)
 	struct http_policy p;
 	struct http_client *c = NULL;
 	struct http_response resp = HTTP_RESPONSE_INIT;
-	struct http_request req = {
-		"POST", url, NULL, body, strlen(body), true
-	};
+	struct http_request req = { "POST",	  url,	NULL, body,
+				    strlen(body), true, NULL };
 	struct ops_err err = OPS_ERR_INIT;
 
 	snprintf(url, sizeof(url), "%s%s", base, path);
@@ -318,10 +317,10 @@ main(void)
 
 	base = getenv("OPS_TEST_STRIPE_DOUBLE_URL");
 	if (base == NULL) {
-		/* tests/run.sh always starts the double: not a reason to skip
-		 */
-		printf("1..1\nnot ok 1 - OPS_TEST_STRIPE_DOUBLE_URL unset "
-		       "(run through tests/run.sh)\n");
+		/* the double is a project peer: never a reason to skip */
+		printf("1..1\nnot ok 1 - OPS_TEST_STRIPE_DOUBLE_URL unset: run "
+		       "through tests/run.sh, which starts the Stripe double "
+		       "(install it with scripts/install-deps.sh --test)\n");
 		return 1;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);

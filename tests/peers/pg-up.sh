@@ -24,5 +24,13 @@ synchronous_commit = off
 full_page_writes = off
 max_connections = 200
 CONF
+# one role logs in with a password over TCP, for the tests of refused
+# logins (a wrong password is not retried); every other role is trusted
+{
+	echo "host all ops_pwuser 127.0.0.1/32 scram-sha-256"
+	cat "$PGTMP/data/pg_hba.conf"
+} >"$PGTMP/pg_hba.new"
+$AS cp "$PGTMP/pg_hba.new" "$PGTMP/data/pg_hba.conf"
+rm -f "$PGTMP/pg_hba.new"
 $AS "$PGBIN/pg_ctl" -D "$PGTMP/data" -l "$PGTMP/server.log" -w -t 60 start >/dev/null
 echo "$PGTMP"

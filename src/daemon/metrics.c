@@ -1,0 +1,385 @@
+/* Daemon health and Prometheus metrics; see metrics.h. */
+#include "daemon/metrics.h"
+
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#ifdef HAVE_MHD
+#include <microhttpd.h>
+#endif
+
+#include "core/parse.h"
+#include "core/xalloc.h"
+
+#define METRICS_JOBS	 16
+#define METRICS_STATUSES 8
+/* The loop wakes at least every third of a lease (10 s by default), and
+ * at most every 60 s: older than this, it is stuck. */
+#define ALIVE_S 90.0
+
+static const char *const statuses[METRICS_STATUSES] = {
+	"succeeded", "partial",	    "failed",	   "stopped",
+	"abandoned", "unavailable", "not-started", "other",
+};
+
+struct mjob {
+	char name[64];
+	unsigned long long runs[METRICS_STATUSES];
+	double duration_sum;
+	unsigned long long duration_count;
+	double last_success;
+	unsigned long long takeovers, missed, claims;
+	double lateness_sum, lateness_max;
+};
+
+struct metrics {
+	pthread_mutex_t mu;
+	struct mjob jobs[METRICS_JOBS];
+	int njobs;
+	double last_tick; /* monotonic */
+	bool db_ok;
+	double db_down_since; /* monotonic; 0 when up */
+	double db_down_total;
+#ifdef HAVE_MHD
+	struct MHD_Daemon *httpd;
+#endif
+};
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct metrics *
+metrics_new(void)
+{
+	struct metrics *m = xcalloc(1, sizeof(*m));
+
+	pthread_mutex_init(&m->mu, NULL);
+	m->last_tick = mono();
+	return m;
+}
+
+void
+metrics_free(struct metrics *m)
+{
+	if (m == NULL)
+		return;
+#ifdef HAVE_MHD
+	if (m->httpd != NULL)
+		MHD_stop_daemon(m->httpd);
+#endif
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+/* The job's slot, added on first use; under m->mu. */
+static struct mjob *
+job_of(struct metrics *m, const char *job)
+{
+	for (int i = 0; i < m->njobs; i++)
+		if (strcmp(m->jobs[i].name, job) == 0)
+			return &m->jobs[i];
+	if (m->njobs == METRICS_JOBS)
+		return &m->jobs[METRICS_JOBS - 1];
+	snprintf(m->jobs[m->njobs].name, sizeof(m->jobs[0].name), "%s", job);
+	return &m->jobs[m->njobs++];
+}
+
+void
+metrics_tick(struct metrics *m)
+{
+	pthread_mutex_lock(&m->mu);
+	m->last_tick = mono();
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_set_health(struct metrics *m, bool db_ok)
+{
+	double now = mono();
+
+	pthread_mutex_lock(&m->mu);
+	if (!db_ok && m->db_down_since == 0)
+		m->db_down_since = now;
+	if (db_ok && m->db_down_since != 0) {
+		m->db_down_total += now - m->db_down_since;
+		m->db_down_since = 0;
+	}
+	m->db_ok = db_ok;
+	m->last_tick = now;
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_claimed(struct metrics *m, const char *job, double lateness)
+{
+	struct mjob *j;
+
+	pthread_mutex_lock(&m->mu);
+	j = job_of(m, job);
+	j->claims++;
+	if (lateness < 0)
+		lateness = 0;
+	j->lateness_sum += lateness;
+	if (lateness > j->lateness_max)
+		j->lateness_max = lateness;
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_finished(struct metrics *m, const char *job, const char *status,
+		 double seconds, double success_at)
+{
+	struct mjob *j;
+	int s = METRICS_STATUSES - 1;
+
+	for (int i = 0; i < METRICS_STATUSES - 1; i++)
+		if (strcmp(statuses[i], status) == 0)
+			s = i;
+	pthread_mutex_lock(&m->mu);
+	j = job_of(m, job);
+	j->runs[s]++;
+	j->duration_sum += seconds;
+	j->duration_count++;
+	if (success_at > 0)
+		j->last_success = success_at;
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_takeover(struct metrics *m, const char *job)
+{
+	pthread_mutex_lock(&m->mu);
+	job_of(m, job)->takeovers++;
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_missed(struct metrics *m, const char *job, int n)
+{
+	pthread_mutex_lock(&m->mu);
+	job_of(m, job)->missed += (unsigned long long)(n > 0 ? n : 0);
+	pthread_mutex_unlock(&m->mu);
+}
+
+bool
+metrics_healthy(struct metrics *m)
+{
+	bool ok;
+
+	pthread_mutex_lock(&m->mu);
+	ok = m->db_ok && mono() - m->last_tick < ALIVE_S;
+	pthread_mutex_unlock(&m->mu);
+	return ok;
+}
+
+/* Job names are the job table's ([a-z0-9-]), so no label escaping. */
+void
+metrics_render(struct metrics *m, struct buf *out)
+{
+	double now = mono();
+	bool alive;
+
+	pthread_mutex_lock(&m->mu);
+	alive = now - m->last_tick < ALIVE_S;
+	(void)buf_printf(out,
+			 "# HELP apexops_up 1 while the daemon's loop is "
+			 "alive.\n# TYPE apexops_up gauge\napexops_up %d\n",
+			 alive ? 1 : 0);
+	(void)buf_printf(out,
+			 "# HELP apexops_database_up 1 when the database "
+			 "answered on the last pass.\n# TYPE "
+			 "apexops_database_up gauge\napexops_database_up %d\n",
+			 m->db_ok ? 1 : 0);
+	(void)buf_printf(
+		out,
+		"# HELP apexops_database_down_seconds_total Time without a "
+		"database, in which no replica could claim a run here.\n"
+		"# TYPE apexops_database_down_seconds_total counter\n"
+		"apexops_database_down_seconds_total %.3f\n",
+		m->db_down_total +
+			(m->db_down_since != 0 ? now - m->db_down_since : 0));
+	(void)buf_puts(out, "# HELP apexops_cron_runs_total Runs this process "
+			    "finished, by job and status.\n"
+			    "# TYPE apexops_cron_runs_total counter\n");
+	for (int i = 0; i < m->njobs; i++)
+		for (int s = 0; s < METRICS_STATUSES; s++)
+			(void)buf_printf(out,
+					 "apexops_cron_runs_total{job=\"%s\","
+					 "status=\"%s\"} %llu\n",
+					 m->jobs[i].name, statuses[s],
+					 m->jobs[i].runs[s]);
+	(void)buf_puts(out, "# HELP apexops_cron_run_duration_seconds How "
+			    "long runs took.\n# TYPE "
+			    "apexops_cron_run_duration_seconds summary\n");
+	for (int i = 0; i < m->njobs; i++)
+		(void)buf_printf(out,
+				 "apexops_cron_run_duration_seconds_sum{job="
+				 "\"%s\"} %.6f\n"
+				 "apexops_cron_run_duration_seconds_count{job="
+				 "\"%s\"} %llu\n",
+				 m->jobs[i].name, m->jobs[i].duration_sum,
+				 m->jobs[i].name, m->jobs[i].duration_count);
+	(void)buf_puts(out, "# HELP apexops_cron_start_lateness_seconds From "
+			    "the slot to the claim of its run.\n# TYPE "
+			    "apexops_cron_start_lateness_seconds summary\n");
+	for (int i = 0; i < m->njobs; i++)
+		(void)buf_printf(out,
+				 "apexops_cron_start_lateness_seconds_sum{job="
+				 "\"%s\"} %.6f\n"
+				 "apexops_cron_start_lateness_seconds_count{"
+				 "job=\"%s\"} %llu\n",
+				 m->jobs[i].name, m->jobs[i].lateness_sum,
+				 m->jobs[i].name, m->jobs[i].claims);
+	(void)buf_puts(out, "# HELP apexops_cron_last_success_timestamp_"
+			    "seconds When a run of the job last succeeded "
+			    "here (scheduler clock).\n# TYPE "
+			    "apexops_cron_last_success_timestamp_seconds "
+			    "gauge\n");
+	for (int i = 0; i < m->njobs; i++)
+		if (m->jobs[i].last_success > 0)
+			(void)buf_printf(out,
+					 "apexops_cron_last_success_timestamp_"
+					 "seconds{job=\"%s\"} %.3f\n",
+					 m->jobs[i].name,
+					 m->jobs[i].last_success);
+	(void)buf_puts(out, "# HELP apexops_cron_takeovers_total Runs taken "
+			    "over after another replica's lease lapsed.\n"
+			    "# TYPE apexops_cron_takeovers_total counter\n");
+	for (int i = 0; i < m->njobs; i++)
+		(void)buf_printf(out,
+				 "apexops_cron_takeovers_total{job=\"%s\"} "
+				 "%llu\n",
+				 m->jobs[i].name, m->jobs[i].takeovers);
+	(void)buf_puts(out, "# HELP apexops_cron_missed_total Slots recorded "
+			    "missed by this process.\n# TYPE "
+			    "apexops_cron_missed_total counter\n");
+	for (int i = 0; i < m->njobs; i++)
+		(void)buf_printf(out,
+				 "apexops_cron_missed_total{job=\"%s\"} %llu\n",
+				 m->jobs[i].name, m->jobs[i].missed);
+	pthread_mutex_unlock(&m->mu);
+}
+
+#ifdef HAVE_MHD
+static bool
+port_ok(const char *p)
+{
+	long v;
+
+	return parse_long(p, 1, 65535, &v) == 0;
+}
+
+static enum MHD_Result
+answer(void *cls, struct MHD_Connection *conn, const char *url,
+       const char *method, const char *version, const char *upload,
+       size_t *upload_size, void **req)
+{
+	struct metrics *m = cls;
+	struct MHD_Response *resp;
+	struct buf out = BUF_INIT;
+	unsigned int code = MHD_HTTP_OK;
+	const char *type = "text/plain; charset=utf-8";
+	enum MHD_Result ret;
+	size_t len;
+	char *body;
+
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)req;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		code = MHD_HTTP_METHOD_NOT_ALLOWED;
+		(void)buf_puts(&out, "method not allowed\n");
+	} else if (strcmp(url, "/healthz") == 0) {
+		bool ok = metrics_healthy(m);
+
+		code = ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+		(void)buf_puts(&out, ok ? "ok\n" : "unhealthy\n");
+	} else if (strcmp(url, "/metrics") == 0) {
+		type = "text/plain; version=0.0.4; charset=utf-8";
+		metrics_render(m, &out);
+	} else {
+		code = MHD_HTTP_NOT_FOUND;
+		(void)buf_puts(&out, "not found: /healthz, /metrics\n");
+	}
+	len = out.len;
+	body = buf_detach(&out);
+	resp = MHD_create_response_from_buffer(len, body,
+					       MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, "Content-Type", type);
+	ret = MHD_queue_response(conn, code, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+#endif
+
+int
+metrics_serve(struct metrics *m, const char *addr, struct ops_err *err)
+{
+#ifdef HAVE_MHD
+	struct addrinfo hints, *ai = NULL;
+	char host[256], port[16];
+	const char *colon;
+	int gr;
+
+	colon = strrchr(addr, ':');
+	if (colon == NULL) {
+		snprintf(host, sizeof(host), "127.0.0.1");
+		snprintf(port, sizeof(port), "%s", addr);
+	} else {
+		size_t hl = (size_t)(colon - addr);
+
+		if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+			addr++;
+			hl -= 2;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)hl, addr);
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		if (host[0] == '\0')
+			snprintf(host, sizeof(host), "127.0.0.1");
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	gr = getaddrinfo(host, port, &hints, &ai);
+	if (gr != 0 || ai == NULL || !port_ok(port)) {
+		if (ai != NULL)
+			freeaddrinfo(ai);
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"APEXOPS_HTTP_ADDR '%s': expected HOST:PORT "
+				"with a numeric address and a port from 1 to "
+				"65535, e.g. 127.0.0.1:9187",
+				addr);
+	}
+	m->httpd = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+			(ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		MHD_OPTION_CONNECTION_LIMIT, 32U, MHD_OPTION_CONNECTION_TIMEOUT,
+		10U, MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (m->httpd == NULL)
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"APEXOPS_HTTP_ADDR '%s': cannot listen there "
+				"(in use, or not an address of this host)",
+				addr);
+	return 0;
+#else
+	(void)m;
+	return ops_fail(err, OPS_E_CONFIG, false,
+			"APEXOPS_HTTP_ADDR '%s': this apexops was built "
+			"without libmicrohttpd",
+			addr);
+#endif
+}

@@ -1,0 +1,51 @@
+/*
+ * Health and metrics of a daemon (`apexops cron`, later `apexops worker`):
+ * counters kept in memory and, when asked, served over HTTP by
+ * libmicrohttpd: GET /healthz (200 while the loop is alive and the
+ * database reachable, 503 otherwise) and GET /metrics (Prometheus text
+ * exposition format 0.0.4).
+ *
+ * Thread safety: every function may be called from several threads (the
+ * loop, job threads, the HTTP server's thread); a mutex guards the state.
+ */
+#ifndef OPS_DAEMON_METRICS_H
+#define OPS_DAEMON_METRICS_H
+
+#include <stdbool.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+struct metrics;
+
+struct metrics *metrics_new(void);
+/* Stop serving and free. NULL is a no-op. */
+void metrics_free(struct metrics *m);
+
+/*
+ * Serve /healthz and /metrics on addr ("127.0.0.1:9187", "[::1]:9187",
+ * "0.0.0.0:9187"; a port alone means 127.0.0.1). OPS_E_CONFIG for an
+ * address that cannot be parsed or bound, naming APEXOPS_HTTP_ADDR.
+ */
+int metrics_serve(struct metrics *m, const char *addr, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/* The loop made a pass (it is alive). */
+void metrics_tick(struct metrics *m);
+/* Whether the database answered on the last pass. */
+void metrics_set_health(struct metrics *m, bool db_ok);
+/* A run of job was claimed lateness seconds after its slot. */
+void metrics_claimed(struct metrics *m, const char *job, double lateness);
+/* A run ended with status after seconds; success_at: clock time of a
+ * success (0: not a success). */
+void metrics_finished(struct metrics *m, const char *job, const char *status,
+		      double seconds, double success_at);
+void metrics_takeover(struct metrics *m, const char *job);
+void metrics_missed(struct metrics *m, const char *job, int n);
+
+/* The /metrics text into out; the /healthz answer as the return value
+ * (true: healthy). Exposed for tests. */
+void metrics_render(struct metrics *m, struct buf *out);
+bool metrics_healthy(struct metrics *m);
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * S3 client for the privacy exports: PUT object (multipart above a
+ * threshold), DELETE, HEAD and presigned GET URLs, signed with SigV4
+ * (storage/sigv4.h) and sent over src/http. Works with S3-compatible
+ * stores, including the GCS XML API with HMAC keys (region "auto").
+ *
+ * Addressing: path-style (endpoint/bucket/key) when the endpoint's host is
+ * an IP address or localhost, when force_path_style is set
+ * (APEXOPS_S3_FORCE_PATH_STYLE=true), or when the bucket name cannot be a
+ * DNS label; virtual-hosted style (bucket.host/key) otherwise, as the AWS
+ * SDKs do.
+ *
+ * Every request carries x-amz-content-sha256 (the body's SHA-256) and
+ * x-amz-date, and, with SSE configured, x-amz-server-side-encryption on
+ * PUT and CreateMultipartUpload.
+ *
+ * A struct s3_client is used by one thread at a time (it owns one
+ * http_client); make one per thread. Secrets are wiped when it is freed
+ * and never reach logs or error text.
+ */
+#ifndef OPS_STORAGE_S3_H
+#define OPS_STORAGE_S3_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "http/http.h"
+
+/* S3's multipart limits */
+#define S3_MIN_PART_SIZE ((size_t)5 * 1024 * 1024)
+#define S3_MAX_PARTS	 10000
+/* defaults of s3_opts */
+#define S3_DEFAULT_THRESHOLD ((size_t)64 * 1024 * 1024)
+#define S3_DEFAULT_PART_SIZE ((size_t)16 * 1024 * 1024)
+
+/* All strings borrowed; s3_client_new() copies what it keeps. */
+struct s3_opts {
+	/* "https://host[:port]" (no path); NULL: AWS's endpoint for region,
+	 * https://s3.<region>.amazonaws.com */
+	const char *endpoint;
+	const char *region; /* "us-east-1"; "auto" for GCS */
+	const char *bucket;
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *session_token; /* NULL or "": none */
+	bool force_path_style;
+	const char *sse; /* NULL or "": none; "AES256" or "aws:kms" */
+	/* objects larger than this go up in parts; 0: the default. At
+	 * least S3_MIN_PART_SIZE. */
+	size_t multipart_threshold;
+	/* 0: the default; at least S3_MIN_PART_SIZE; grown so that an object
+	 * needs at most S3_MAX_PARTS parts */
+	size_t part_size;
+	const struct http_policy *policy; /* NULL: http_policy_default() */
+};
+
+/*
+ * Fill o from the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN (optional), AWS_REGION, AWS_ENDPOINT_URL_S3 (else
+ * AWS_ENDPOINT_URL, else AWS), APEXOPS_S3_FORCE_PATH_STYLE (true/false),
+ * APEXOPS_S3_SSE (AES256, aws:kms). bucket is the caller's. The strings
+ * point into the environment: use o before the environment changes. A
+ * missing or bad value is OPS_E_CONFIG naming the variable (never its
+ * value when it is a secret). The secret key and the session token are
+ * registered with log_add_secret(). Call it before starting threads.
+ * NEEDSWORK: the shared credentials and config
+ * files (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE) are not read yet.
+ */
+int s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+struct s3_client;
+
+/*
+ * *out is a new client the caller frees with s3_client_free(). A bad
+ * endpoint, region, bucket, SSE mode or size is OPS_E_CONFIG.
+ */
+int s3_client_new(const struct s3_opts *o, struct s3_client **out,
+		  struct ops_err *err) __attribute__((warn_unused_result));
+/* Wipe the keys, free c. NULL is a no-op. */
+void s3_client_free(struct s3_client *c);
+
+/* One signed request as it goes on the wire, and what came back. */
+struct s3_wire_request {
+	const char *method;
+	const char *url;
+	const char *const *headers; /* NULL-terminated "Name: value" */
+	const void *body;
+	size_t body_len;
+	bool idempotent; /* may be sent twice */
+};
+
+struct s3_wire_response {
+	long status;
+	struct buf body;
+	char *etag; /* ETag response header, or NULL when not known */
+};
+
+#define S3_WIRE_RESPONSE_INIT     \
+	{                         \
+		0, BUF_INIT, NULL \
+	}
+
+void s3_wire_response_release(struct s3_wire_response *r);
+
+/*
+ * Sends one request; returns 0 when a response arrived (any status), or
+ * an OPS_E_* code. resp is S3_WIRE_RESPONSE_INIT on entry.
+ */
+typedef int s3_send_fn(void *arg, const struct s3_wire_request *req,
+		       struct s3_wire_response *resp, struct ops_err *err);
+
+/*
+ * The default transport: http_do() on the struct http_client *arg, with
+ * retries for GET, DELETE and the POSTs of multipart uploads (which S3
+ * treats as idempotent). NEEDSWORK: src/http's http_do sends no body with
+ * PUT, waits for a body after HEAD, and returns no ETag; until it does,
+ * this refuses PUT and HEAD with OPS_E_INVALID ("needs http support"), so
+ * uploads need another transport (s3_client_set_send). Part ETags are then
+ * the parts' MD5, which S3 returns for unencrypted and SSE-S3 parts.
+ */
+s3_send_fn s3_send_http;
+
+/* Replace the transport (tests; a future streaming transport). fn NULL
+ * restores s3_send_http. arg is borrowed. */
+void s3_client_set_send(struct s3_client *c, s3_send_fn *fn, void *arg);
+
+/* Replace the clock that dates requests (tests of skew and expiry). fn
+ * NULL restores time(). */
+void s3_client_set_clock(struct s3_client *c, time_t (*fn)(void));
+
+/*
+ * Store len bytes of data under key, in one PUT up to the multipart
+ * threshold, else as a multipart upload that is aborted when a part
+ * fails. content_type may be NULL (application/octet-stream). key: 1 to
+ * 1024 bytes. Errors: OPS_E_INVALID (bad key), OPS_E_HTTP (S3's code and
+ * message in err; transient for 5xx and network failures).
+ */
+int s3_put_object(struct s3_client *c, const char *key, const void *data,
+		  size_t len, const char *content_type, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/* 0 when key exists, OPS_E_NOTFOUND when not, else an error. */
+int s3_head_object(struct s3_client *c, const char *key, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/* Delete key; a missing key is success, as in S3. */
+int s3_delete_object(struct s3_client *c, const char *key, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * The multipart steps, for callers that stream. *upload_id is a new
+ * string the caller frees. etag (at least 67 bytes) receives the part's
+ * quoted ETag. parts are the ETags of parts 1..nparts in order.
+ */
+int s3_multipart_create(struct s3_client *c, const char *key,
+			const char *content_type, char **upload_id,
+			struct ops_err *err)
+	__attribute__((warn_unused_result));
+int s3_multipart_upload_part(struct s3_client *c, const char *key,
+			     const char *upload_id, int part_number,
+			     const void *data, size_t len, char etag[67],
+			     struct ops_err *err)
+	__attribute__((warn_unused_result));
+int s3_multipart_complete(struct s3_client *c, const char *key,
+			  const char *upload_id, const char *const *etags,
+			  int nparts, struct ops_err *err)
+	__attribute__((warn_unused_result));
+int s3_multipart_abort(struct s3_client *c, const char *key,
+		       const char *upload_id, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * *url is a new presigned GET URL for key, valid for expires seconds
+ * (1 to 604800, 7 days; more is OPS_E_INVALID), that the caller frees.
+ * It carries the session token, if any, but never the secret key.
+ */
+int s3_presign_get(struct s3_client *c, const char *key, long expires,
+		   char **url, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * The URL of key (no query) as the client addresses it. *url is new;
+ * the caller frees it. For tests and log lines.
+ */
+int s3_object_url(const struct s3_client *c, const char *key, char **url,
+		  struct ops_err *err) __attribute__((warn_unused_result));
+
+/*
+ * Append the text of the first <tag>...</tag> element of an S3 XML
+ * document (entities &amp; &lt; &gt; &quot; &apos; decoded), at most max
+ * bytes of it. Returns 0, or -1 when there is no such element. Never reads
+ * past len; doc need not be NUL-terminated.
+ */
+int s3_xml_text(const char *doc, size_t len, const char *tag, size_t max,
+		struct buf *out);
+
+#endif

@@ -1,0 +1,130 @@
+// s3rver 3.7.1 behind a SigV4-checking front, both on 127.0.0.1, for the
+// S3 client's integration test (see TEST-PEERS.md section 2: s3rver alone
+// accepts any V4 signature). The front recomputes each request's
+// AWS4-HMAC-SHA256 signature with AWS's own signer (@smithy/signature-v4),
+// checks the x-amz-content-sha256 against the body and the x-amz-date
+// against the clock (15 minutes, as S3), and answers as S3 would
+// (403 SignatureDoesNotMatch, 400 XAmzContentSHA256Mismatch,
+// 403 RequestTimeTooSkewed, 403 AccessDenied) or forwards the request
+// unchanged to s3rver. Presigned URLs are checked too, with their expiry.
+// env: PORT (0: any free port), S3_DIR (s3rver's store, required),
+//      BUCKETS (comma-separated, created at start), EXTRA_AK/EXTRA_SK (a
+//      second key pair, e.g. a GCS HMAC key GOOG1...).
+// Prints "s3 front on 127.0.0.1:PORT" once both listen. Run with
+// node --openssl-legacy-provider (s3rver's continuation tokens use DES).
+import crypto from 'node:crypto';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import { SignatureV4 } from '@smithy/signature-v4';
+
+const require = createRequire(import.meta.url);
+const S3rver = require('s3rver');
+const AWSAccount = require('s3rver/lib/models/account');
+
+const KEYS = { S3RVER: 'S3RVER' };
+if (process.env.EXTRA_AK) {
+  KEYS[process.env.EXTRA_AK] = process.env.EXTRA_SK || '';
+  AWSAccount.DUMMY_ACCOUNT.createKeyPair(process.env.EXTRA_AK, process.env.EXTRA_SK || '');
+}
+const buckets = (process.env.BUCKETS || '').split(',').filter(Boolean).map((name) => ({ name, configs: [] }));
+const s3rver = new S3rver({ address: '127.0.0.1', port: 0, directory: process.env.S3_DIR, silent: true,
+                            vhostBuckets: true, configureBuckets: buckets });
+const up = await s3rver.run();
+
+class Sha256 {
+  constructor(k) { this.h = k ? crypto.createHmac('sha256', k) : crypto.createHash('sha256'); }
+  update(d) { this.h.update(d); }
+  async digest() { return new Uint8Array(this.h.digest()); }
+}
+const xmlErr = (code, msg) => `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${msg}</Message></Error>`;
+const awsEnc = (x) => encodeURIComponent(x).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+const SKEW_MS = 15 * 60 * 1000;
+
+const server = http.createServer(async (req, res) => {
+  const fail = (status, code, msg) => {
+    res.writeHead(status, { 'content-type': 'application/xml' });
+    res.end(xmlErr(code, msg));
+  };
+  try {
+    const [rawPath, rawQuery = ''] = req.url.split(/\?(.*)/s);
+    const query = {};
+    for (const part of rawQuery.split('&').filter(Boolean)) { // '+' stays '+'
+      const i = part.indexOf('=');
+      const k = decodeURIComponent(i < 0 ? part : part.slice(0, i));
+      const v = i < 0 ? '' : decodeURIComponent(part.slice(i + 1));
+      query[k] = k in query ? [].concat(query[k], v) : v;
+    }
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const payload = Buffer.concat(chunks);
+    const presigned = 'X-Amz-Signature' in query;
+    let ak, region, service, signed, sig, amzDate, expires;
+    if (presigned) {
+      const cm = /^([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request$/.exec(query['X-Amz-Credential'] || '');
+      if (query['X-Amz-Algorithm'] !== 'AWS4-HMAC-SHA256' || !cm) return fail(403, 'AccessDenied', 'malformed presigned URL');
+      [, ak, region, service] = cm;
+      signed = query['X-Amz-SignedHeaders']; sig = query['X-Amz-Signature'];
+      amzDate = query['X-Amz-Date']; expires = +query['X-Amz-Expires'];
+      if (!(expires >= 1 && expires <= 604800)) return fail(400, 'AuthorizationQueryParametersError', 'X-Amz-Expires must be 1 to 604800');
+      for (const k of Object.keys(query))
+        if (/^X-Amz-(Algorithm|Credential|Date|Expires|SignedHeaders|Signature)$/.test(k)) delete query[k];
+    } else {
+      const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(req.headers.authorization || '');
+      if (!m) return fail(403, 'AccessDenied', 'missing or malformed AWS4-HMAC-SHA256 Authorization header');
+      [, ak, , region, service, signed, sig] = m;
+      amzDate = req.headers['x-amz-date'];
+      const ph = req.headers['x-amz-content-sha256'];
+      if (ph === undefined) return fail(400, 'InvalidRequest', 'Missing required header for this request: x-amz-content-sha256');
+      if (ph !== 'UNSIGNED-PAYLOAD' && ph !== crypto.createHash('sha256').update(payload).digest('hex'))
+        return fail(400, 'XAmzContentSHA256Mismatch', 'The provided x-amz-content-sha256 header does not match what was computed.');
+      // S3 wants every x-amz-* header it is sent to be signed
+      const names = signed.split(';');
+      for (const h of Object.keys(req.headers))
+        if (h.startsWith('x-amz-') && !names.includes(h))
+          return fail(403, 'AccessDenied', `header ${h} is not signed`);
+    }
+    if (!(ak in KEYS)) return fail(403, 'InvalidAccessKeyId', 'unknown access key');
+    if (!/^\d{8}T\d{6}Z$/.test(amzDate || '')) return fail(403, 'AccessDenied', 'missing or malformed x-amz-date');
+    const date = new Date(amzDate.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
+    if (presigned) {
+      if (Date.now() > date.getTime() + expires * 1000) return fail(403, 'AccessDenied', 'Request has expired');
+    } else if (Math.abs(Date.now() - date.getTime()) > SKEW_MS) {
+      return fail(403, 'RequestTimeTooSkewed', 'The difference between the request time and the current time is too large.');
+    }
+    const headers = {};
+    for (const h of signed.split(';')) headers[h] = req.headers[h] ?? '';
+    if (!('host' in headers)) return fail(403, 'AccessDenied', 'host is not signed');
+    const signer = new SignatureV4({ service, region, sha256: Sha256, uriEscapePath: service !== 's3',
+                                     applyChecksum: false,
+                                     credentials: { accessKeyId: ak, secretAccessKey: KEYS[ak] } });
+    // S3's canonical URI: the path as sent, each segment decoded and encoded once
+    const path = service === 's3' ? rawPath.split('/').map((seg) => awsEnc(decodeURIComponent(seg))).join('/') : rawPath;
+    const request = { method: req.method, protocol: 'http:', hostname: headers.host, path, query, headers, body: payload };
+    let want;
+    if (presigned) {
+      if (!('x-amz-content-sha256' in headers)) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      const p = await signer.presign(request, { signingDate: date, expiresIn: expires,
+        unhoistableHeaders: new Set(Object.keys(request.headers)),
+        unsignableHeaders: signed.includes('x-amz-content-sha256') ? undefined : new Set(['x-amz-content-sha256']) });
+      want = p.query['X-Amz-Signature'];
+    } else {
+      const s = await signer.sign(request, { signingDate: date });
+      want = /Signature=([0-9a-f]{64})/.exec(s.headers.authorization)[1];
+    }
+    if (want !== sig) return fail(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
+    const fwd = http.request({ host: '127.0.0.1', port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    fwd.on('error', (e) => fail(502, 'BadGateway', e.message));
+    fwd.end(payload);
+  } catch (e) {
+    fail(500, 'InternalError', String(e && e.message));
+  }
+});
+server.listen(+(process.env.PORT || 0), '127.0.0.1', () => {
+  console.log(`s3 front on 127.0.0.1:${server.address().port}`);
+});
+const stop = () => { server.close(); s3rver.close().finally(() => process.exit(0)); };
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
