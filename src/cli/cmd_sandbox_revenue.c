@@ -12,7 +12,10 @@
 #include "core/buf.h"
 #include "core/parse.h"
 #include "db/db.h"
+#include "jobs/job.h"
+#include "jobs/ledger.h"
 #include "jobs/revenue.h"
+#include "jobs/revenue_job.h"
 #include "jobs/sandbox.h"
 
 #define CMD "sandbox revenue"
@@ -272,10 +275,12 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 	struct ops_err err = OPS_ERR_INIT;
 	struct revenue_result res;
 	struct cli_revenue_opts o;
+	struct job_ctx jc;
 	struct db *db = NULL;
 	int rc, r;
 
 	memset(&res, 0, sizeof(res));
+	memset(&jc, 0, sizeof(jc));
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;
@@ -287,15 +292,33 @@ cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_report(ctx, &err);
 	r = cli_db_connect(ctx, &db, &err);
 	if (r == 0) {
-		o.run.progress_tty = cli_isatty_err();
-		r = revenue_run(db, &o.run, &res, &err);
+		const struct job_def *j = job_find(REVENUE_JOB_NAME);
+
+		/* through the job runner, so the run is in the ledger */
+		memset(&jc, 0, sizeof(jc));
+		jc.db = db;
+		jc.cfg = &ctx->cfg;
+		jc.trigger = LEDGER_MANUAL;
+		jc.progress_tty = cli_isatty_err();
+		jc.args = &o.run;
+		jc.out = &res;
+		r = j != NULL ? job_run(j, &jc, &err)
+			      : ops_fail(&err, OPS_E_CONFIG, false,
+					 "job %s is not in the job table",
+					 REVENUE_JOB_NAME);
 	}
 	/* what was done, even when a later tier failed */
 	for (int t = 0; t < REVENUE_NTIERS; t++)
 		if (res.tier[t].ran)
 			print_tier(&o.run, &res.tier[t]);
+	if (jc.run_id != 0 && !jc.no_record)
+		printf("%s: run %lld %s ('apexops cron history %s')\n",
+		       REVENUE_JOB_NAME, jc.run_id,
+		       jc.status ? jc.status : "not recorded",
+		       REVENUE_JOB_NAME);
 	fflush(stdout);
 	rc = r == 0 ? OPS_EXIT_OK : cli_report(ctx, &err);
+	job_ctx_release(&jc);
 	revenue_result_release(&res);
 	db_close(db);
 	return rc;

@@ -201,14 +201,32 @@ else
 	not_ok "growth: rows differ from the JavaScript oracle" "$(head -4 "$E2E_TMP/diff")"
 fi
 
+# --- the run ledger: each write is a run of the job sandbox-revenue ------
+assert_contains "growth: the run is in the ledger" "$OUT" "sandbox-revenue: run "
+assert_eq "ledger: the growth run, its parameters and counts" \
+	"sandbox-revenue|manual|succeeded|execute|growth|30|2025-01-01|750|750" \
+	"$(sql "$URL" "SELECT job || '|' || trigger || '|' || status || '|' || mode || '|' || (params->'tiers'->>0) || '|' || (params->>'days') || '|' || (params->>'start') || '|' || (counts->'growth'->>'rows') || '|' || (counts->'growth'->>'inserted') FROM apexops.job_runs WHERE job = 'sandbox-revenue' ORDER BY id DESC LIMIT 1")"
+RUNS=$(sql "$URL" "SELECT count(*) FROM apexops.job_runs WHERE job = 'sandbox-revenue'")
+run_ops sandbox revenue growth --start=2025-01-01 --dry-run
+expect_rc 0 "a dry run: exit 0"
+assert_eq "ledger: a dry run (a preview) is not kept" "$RUNS" "$(sql "$URL" "SELECT count(*) FROM apexops.job_runs WHERE job = 'sandbox-revenue'")"
+assert_not_contains "a dry run names no run" "$OUT" "sandbox-revenue: run "
+
 # --- production: refused without --force, nothing written ---------------
 GROWTH_MD5=$(dump $SANDBOX)
 for env in "APP_ENV=production" "APP_ENV=production " "NODE_ENV=PRODUCTION" "APP_ENV= production"; do
 	env "$env" "$APEXOPS_BIN" sandbox revenue growth --start=2025-01-01 >"$E2E_TMP/prod.out" 2>"$E2E_TMP/prod.err"
 	RC=$? ERR=$(cat "$E2E_TMP/prod.err")
 	expect_rc 78 "production ('$env'): refused with exit 78"
-	assert_contains "production ('$env'): the message names the variable" "$ERR" "apexops sandbox revenue: error: refusing to run: ${env%%=*} is '${env#*=}'"
-	assert_contains "production ('$env'): and --force" "$ERR" "--force"
+	assert_contains "production ('$env'): the message names the variable" "$ERR" "${env%%=*}"
+	case "$env" in
+	*=production | *=PRODUCTION)
+		assert_contains "production ('$env'): says it is production" "$ERR" "apexops sandbox revenue: error: refusing to run: ${env%%=*} is '${env#*=}'"
+		assert_contains "production ('$env'): and --force" "$ERR" "--force" ;;
+	*)	# the configuration refuses a value with surrounding spaces
+		# outright (src/core/config.c); either way nothing is written
+		assert_contains "production ('$env'): names the value's spaces" "$ERR" "white space" ;;
+	esac
 done
 APP_ENV=production run_ops sandbox revenue --dry-run
 expect_rc 78 "production: a dry run is refused too"
@@ -296,7 +314,7 @@ assert_eq "and the same rows as the first starter run" "$MD5_1" "$(dump $SANDBOX
 # a role that may not set session_replication_role: per row, same rows
 ROLE=ops_rev_$$
 sql "$URL" "DROP ROLE IF EXISTS $ROLE" >/dev/null 2>&1
-sql "$URL" "CREATE ROLE $ROLE LOGIN; GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA public TO $ROLE; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO $ROLE; GRANT USAGE ON SCHEMA apexops TO $ROLE; GRANT SELECT ON ALL TABLES IN SCHEMA apexops TO $ROLE" >/dev/null
+sql "$URL" "CREATE ROLE $ROLE LOGIN; GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA public TO $ROLE; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO $ROLE; GRANT USAGE ON SCHEMA apexops TO $ROLE; GRANT SELECT ON ALL TABLES IN SCHEMA apexops TO $ROLE; GRANT INSERT, UPDATE, DELETE ON apexops.job_runs TO $ROLE; GRANT USAGE ON ALL SEQUENCES IN SCHEMA apexops TO $ROLE" >/dev/null
 RURL=${URL/postgres@/$ROLE@}
 DATABASE_URL=$RURL run_ops sandbox revenue starter --start 2025-01-01 --days 30
 expect_rc 0 "non-superuser: exit 0"
