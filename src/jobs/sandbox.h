@@ -72,13 +72,13 @@ int sandbox_report_changes(const struct sandbox_report *rep);
 #define SANDBOX_REVENUE_LOCK   "apexops/sandbox-revenue"
 
 /*
- * Take the session advisory lock called name, trying once: both sandbox
- * commands behave alike (no waiting; the caller exits 75 and may rerun).
- * When another session holds it: OPS_E_CONFLICT (transient) naming what
- * holds it (e.g. "another sandbox bootstrap"), the lock and, where
- * pg_locks shows it, the holder's pid, application_name and start. Release
- * with sandbox_lock_release() (which ignores errors: the lock ends with
- * the session anyway).
+ * Take the session advisory lock called name, trying once (db_lock_try()):
+ * both sandbox commands behave alike (no waiting; the caller exits 75 and
+ * may rerun). When another session holds it: OPS_E_CONFLICT (transient),
+ * "<what> is running: lock '<name>' ... held by backend pid N
+ * (application_name ..., client ..., connected since ...); run again when
+ * it has finished". Release with sandbox_lock_release() (which ignores
+ * errors: db_close() releases the session's locks anyway).
  */
 int sandbox_lock_try(struct db *db, const char *name, const char *what,
 		     struct ops_err *err);

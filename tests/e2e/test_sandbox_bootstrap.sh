@@ -179,7 +179,7 @@ wait_for "$URL4" "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING 
 HOLDER_PID=$(sql "$URL4" "SELECT pid FROM pg_stat_activity WHERE application_name = 'lock-holder-test'")
 DATABASE_URL=$URL4 run_ops sandbox bootstrap
 expect_rc 75 "a held bootstrap lock: exit 75 at once, not a wait"
-assert_contains "the message names the lock and its holder" "$ERR" "apexops sandbox bootstrap: error: another sandbox bootstrap holds the lock 'apexops/sandbox-bootstrap' (pid $HOLDER_PID, lock-holder-test, since "
+assert_contains "the message names the lock and its holder" "$ERR" "apexops sandbox bootstrap: error: another sandbox bootstrap is running: lock 'apexops/sandbox-bootstrap' is held by backend pid $HOLDER_PID (application_name 'lock-holder-test', "
 assert_eq "nothing was written" 0 "$(sql "$URL4" "SELECT count(*) FROM placements")"
 sql "$URL4" "SELECT pg_terminate_backend($HOLDER_PID)" >/dev/null
 wait "$HOLDER" 2>/dev/null

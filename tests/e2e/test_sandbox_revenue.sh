@@ -250,7 +250,7 @@ wait_for "$URL" "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (
 HOLDER_PID=$(sql "$URL" "SELECT pid FROM pg_stat_activity WHERE application_name = 'revenue-holder-test'")
 run_ops sandbox revenue growth --start=2025-01-01
 expect_rc 75 "a held revenue lock: exit 75"
-assert_contains "the message names the lock and its holder" "$ERR" "apexops sandbox revenue: error: another 'apexops sandbox revenue' holds the lock 'apexops/sandbox-revenue' (pid $HOLDER_PID, revenue-holder-test, since "
+assert_contains "the message names the lock and its holder" "$ERR" "apexops sandbox revenue: error: another 'apexops sandbox revenue' is running: lock 'apexops/sandbox-revenue' is held by backend pid $HOLDER_PID (application_name 'revenue-holder-test', "
 assert_eq "a held lock: nothing rewritten" "$GROWTH_MD5" "$(dump $SANDBOX)"
 run_ops sandbox revenue growth --start=2025-01-01 --dry-run
 expect_rc 0 "a dry run takes no lock"

@@ -272,8 +272,9 @@ test_revenue_run(void **state)
 	ops_err_clear(&err);
 	assert_int_equal(revenue_run(db, &o, &res, &err), OPS_E_CONFLICT);
 	assert_int_equal(ops_err_exit_code(&err), OPS_EXIT_TEMPFAIL);
-	assert_non_null(strstr(
-		err.msg, "holds the lock 'apexops/sandbox-revenue' (pid "));
+	assert_non_null(strstr(err.msg,
+			       "is running: lock 'apexops/sandbox-revenue' "
+			       "is held by backend pid "));
 	assert_false(res.tier[REVENUE_GROWTH].ran);
 	revenue_result_release(&res);
 	/* a dry run takes no lock */
