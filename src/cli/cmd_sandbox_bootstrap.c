@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "db/db.h"
 #include "jobs/sandbox.h"
@@ -13,25 +14,33 @@
 #define CMD "sandbox bootstrap"
 
 const char cmd_sandbox_bootstrap_usage[] =
-	"usage: apexops sandbox bootstrap [--dry-run] [--force]\n"
+	"usage: apexops sandbox bootstrap [--dry-run] [--prune] [--force]\n"
 	"\n"
 	"Bring the sandbox publisher Apex Sandbox Studio\n"
 	"(" SANDBOX_PUBLISHER_ID ") to a known state, on an empty\n"
 	"database too: its 5 apps and 25 placements (created where missing),\n"
 	"the owner, developer and finance logins (bcrypt of\n"
 	"SANDBOX_USER_PASSWORD), FakeNetworkA/B/C adapters and configs, and\n"
-	"one static waterfall per placement. Rows that already match are not\n"
-	"written, so a second run reports no changes. All database work is\n"
+	"one static waterfall per placement. Every fixture row is compared\n"
+	"column by column and restored where it drifted (each change is\n"
+	"listed); rows that already match are not written, so a second run\n"
+	"reports no changes. Rows of the sandbox publisher that are not\n"
+	"fixtures (an added placement, app, login, config or waterfall) are\n"
+	"listed as extra and left alone unless --prune. All database work is\n"
 	"one transaction under an advisory lock.\n"
 	"\n"
 	"With STRIPE_SECRET_KEY set, after the commit: find or create the\n"
 	"owner's Stripe customer and attach a card (tok_visa), an ACH account\n"
-	"(btok_us_verified) and a SEPA debit (btok_sepa_debit), the card as\n"
-	"default source. A source Stripe refuses is reported with Stripe's\n"
-	"reason; any other Stripe failure exits 1, the database work kept.\n"
+	"(btok_us_verified) and a SEPA Direct Debit PaymentMethod (Stripe's\n"
+	"test IBAN DE89370400440532013000), the card as default source; the\n"
+	"output lists the attached methods with their ids. A method Stripe\n"
+	"refuses is reported with Stripe's reason; any other Stripe failure\n"
+	"exits 1, the database work kept.\n"
 	"\n"
 	"  --dry-run  do the database work in a transaction, report what it\n"
 	"             would change, roll back; Stripe is only read\n"
+	"  --prune    also remove the sandbox publisher's rows that are not\n"
+	"             fixtures (an extra placement with its demo revenue)\n"
 	"  --force    run even when APP_ENV or NODE_ENV is production (any\n"
 	"             case, surrounding spaces ignored); refused otherwise\n"
 	"\n"
@@ -43,7 +52,7 @@ const char cmd_sandbox_bootstrap_usage[] =
 static void
 print_report(const struct sandbox_report *rep, bool dry_run)
 {
-	int changes = sandbox_report_changes(rep);
+	int changes = sandbox_report_changes(rep), extra = 0;
 
 	for (int k = 0; k < SBX_NKINDS; k++) {
 		const struct sandbox_counts *c = &rep->kind[k];
@@ -53,7 +62,19 @@ print_report(const struct sandbox_report *rep, bool dry_run)
 		       c->unchanged);
 		if (c->removed > 0)
 			printf(", removed %d", c->removed);
+		if (c->extra > 0)
+			printf(", extra %d", c->extra);
 		putchar('\n');
+		extra += c->extra;
+	}
+	/* each change, one line, as "restored placement <id> (<name>):
+	 * name 'x' -> 'y'" */
+	for (const char *l = buf_str(&rep->changes); *l != '\0';) {
+		const char *nl = strchr(l, '\n');
+		int len = nl != NULL ? (int)(nl - l) : (int)strlen(l);
+
+		printf("  %.*s\n", len, l);
+		l += len + (nl != NULL);
 	}
 	if (rep->passwords_rehashed > 0)
 		printf("  password hashes replaced for %d existing user%s "
@@ -70,6 +91,10 @@ print_report(const struct sandbox_report *rep, bool dry_run)
 	else
 		printf("database: %d change%s committed\n", changes,
 		       changes == 1 ? "" : "s");
+	if (extra > 0)
+		printf("database: %d extra row%s of the sandbox publisher left "
+		       "(not fixtures; --prune removes them)\n",
+		       extra, extra == 1 ? "" : "s");
 }
 
 static const char *
@@ -120,15 +145,44 @@ print_stripe(const struct sandbox_stripe_report *rep)
 	}
 	if (changes == 0 && failures == 0)
 		printf("stripe: no changes\n");
+	{
+		static const struct {
+			enum sandbox_stripe_step step;
+			const char *what;
+		} methods[] = {
+			{ SBX_ST_CARD, "card" },
+			{ SBX_ST_ACH, "ACH" },
+			{ SBX_ST_SEPA, "SEPA" },
+		};
+		const char *sep = "";
+
+		printf("stripe: payment methods on %s:",
+		       rep->step[SBX_ST_CUSTOMER].id[0]
+			       ? rep->step[SBX_ST_CUSTOMER].id
+			       : "(no customer yet)");
+		for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]);
+		     i++) {
+			const struct sandbox_stripe_item *it =
+				&rep->step[methods[i].step];
+
+			if (it->outcome != SBX_OUT_FOUND &&
+			    it->outcome != SBX_OUT_CREATED)
+				continue;
+			printf("%s %s %s", sep, methods[i].what, it->id);
+			sep = ",";
+		}
+		printf("%s\n", sep[0] ? "" : " none");
+	}
 }
 
 static int
-parse_args(int argc, char **argv, bool *dry_run, bool *force)
+parse_args(int argc, char **argv, struct sandbox_db_opts *o, bool *force)
 {
-	enum { O_DRY = 1, O_FORCE };
+	enum { O_DRY = 1, O_FORCE, O_PRUNE };
 	static const struct option longopts[] = {
 		{ "dry-run", no_argument, NULL, O_DRY },
 		{ "force", no_argument, NULL, O_FORCE },
+		{ "prune", no_argument, NULL, O_PRUNE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -137,7 +191,10 @@ parse_args(int argc, char **argv, bool *dry_run, bool *force)
 	while ((c = cli_getopt(CMD, argc, argv, "", longopts)) != -1) {
 		switch (c) {
 		case O_DRY:
-			*dry_run = true;
+			o->dry_run = true;
+			break;
+		case O_PRUNE:
+			o->prune = true;
 			break;
 		case O_FORCE:
 			*force = true;
@@ -149,7 +206,7 @@ parse_args(int argc, char **argv, bool *dry_run, bool *force)
 	if (optind < argc)
 		return cli_usage(CMD,
 				 "unexpected argument '%s' (allowed: "
-				 "--dry-run, --force)",
+				 "--dry-run, --prune, --force)",
 				 argv[optind]);
 	return 0;
 }
@@ -158,14 +215,15 @@ int
 cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 {
 	struct ops_err err = OPS_ERR_INIT;
-	struct sandbox_report rep;
+	struct sandbox_report rep = { 0 };
 	struct sandbox_stripe_report srep;
 	struct stripe *st = NULL;
 	struct db *db = NULL;
-	bool dry_run = false, force = false, locked = false;
+	struct sandbox_db_opts dbo = { NULL, false, false };
+	bool force = false, locked = false;
 	int rc = OPS_EXIT_OK, r;
 
-	r = parse_args(argc, argv, &dry_run, &force);
+	r = parse_args(argc, argv, &dbo, &force);
 	if (r != 0)
 		return r;
 	r = sandbox_check_environment(
@@ -189,41 +247,44 @@ cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 		rc = cli_report(ctx, &err);
 		goto out;
 	}
-	r = sandbox_lock(db, &err);
+	r = sandbox_lock_try(db, SANDBOX_BOOTSTRAP_LOCK,
+			     "another sandbox bootstrap", &err);
 	if (r != 0) {
 		rc = cli_report(ctx, &err);
 		goto out;
 	}
 	locked = true;
-	r = sandbox_bootstrap_db(db, ctx->cfg.sandbox_user_password, dry_run,
-				 &rep, &err);
+	dbo.password = ctx->cfg.sandbox_user_password;
+	r = sandbox_bootstrap_db(db, &dbo, &rep, &err);
 	if (r != 0) {
 		ops_err_prefix(&err, "sandbox bootstrap rolled back");
 		rc = cli_report(ctx, &err);
 		goto out;
 	}
-	printf("sandbox bootstrap%s: %s (%s)\n", dry_run ? " (dry run)" : "",
-	       SANDBOX_PUBLISHER_NAME, SANDBOX_PUBLISHER_ID);
-	print_report(&rep, dry_run);
+	printf("sandbox bootstrap%s: %s (%s)\n",
+	       dbo.dry_run ? " (dry run)" : "", SANDBOX_PUBLISHER_NAME,
+	       SANDBOX_PUBLISHER_ID);
+	print_report(&rep, dbo.dry_run);
 
 	if (st == NULL) {
 		printf("stripe: skipped (STRIPE_SECRET_KEY is not set)\n");
 		goto out;
 	}
-	r = sandbox_bootstrap_stripe(db, st, dry_run, &srep, &err);
+	r = sandbox_bootstrap_stripe(db, st, dbo.dry_run, &srep, &err);
 	print_stripe(&srep);
 	if (r != 0) {
 		cli_report(ctx, &err);
 		fprintf(stderr,
 			"apexops " CMD ": stripe provisioning "
 			"failed; the database changes above %s\n",
-			dry_run ? "were rolled back (dry run)"
-				: "are committed and kept");
+			dbo.dry_run ? "were rolled back (dry run)"
+				    : "are committed and kept");
 		rc = OPS_EXIT_FAIL;
 	}
 out:
 	if (locked)
-		sandbox_unlock(db);
+		sandbox_lock_release(db, SANDBOX_BOOTSTRAP_LOCK);
+	sandbox_report_release(&rep);
 	db_close(db);
 	stripe_free(st);
 	fflush(stdout);

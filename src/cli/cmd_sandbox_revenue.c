@@ -2,22 +2,20 @@
  * apexops sandbox revenue: write a deterministic Starter/Growth/Scale
  * revenue scenario for the sandbox publisher (generateSandboxRevenue.js).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "core/buf.h"
-#include "core/log.h"
 #include "core/parse.h"
-#include "core/progress.h"
-#include "core/xalloc.h"
 #include "db/db.h"
+#include "jobs/job.h"
+#include "jobs/ledger.h"
 #include "jobs/revenue.h"
+#include "jobs/revenue_job.h"
 #include "jobs/sandbox.h"
 
 #define CMD "sandbox revenue"
@@ -26,7 +24,7 @@ const char cmd_sandbox_revenue_usage[] =
 	"usage: apexops sandbox revenue [TIER] [options]\n"
 	"\n"
 	"Write a deterministic revenue scenario for the sandbox publisher\n"
-	"(Apex Sandbox Studio, " REVENUE_SANDBOX_PUBLISHER ")\n"
+	"(Apex Sandbox Studio, " SANDBOX_PUBLISHER_ID ")\n"
 	"into revenue_events, with the original generator's formulas. The\n"
 	"window's earlier rows of that publisher are replaced in one\n"
 	"transaction; no other publisher is touched. Needs the sandbox\n"
@@ -60,22 +58,15 @@ const char cmd_sandbox_revenue_usage[] =
 	"69 database unreachable, 75 another run holds the lock, 78 refused\n"
 	"(production) or bad configuration.\n";
 
-struct revenue_opts {
-	bool tiers[REVENUE_NTIERS];
+/* Parsing state beside the library's options. */
+struct cli_revenue_opts {
+	struct revenue_opts run;
 	bool tier_all;
 	bool tier_set;
-	long days;
-	bool have_start;
-	struct revenue_date start;
-	bool dry_run;
-	bool keep_history;
-	bool row_checks;
-	const char *plot;
-	bool force;
 };
 
 static int
-set_tier(struct revenue_opts *o, const char *v, const char *what)
+set_tier(struct cli_revenue_opts *o, const char *v, const char *what)
 {
 	enum revenue_tier t;
 
@@ -88,7 +79,7 @@ set_tier(struct revenue_opts *o, const char *v, const char *what)
 	if (strcasecmp(v, "all") == 0) {
 		o->tier_all = true;
 		for (int i = 0; i < REVENUE_NTIERS; i++)
-			o->tiers[i] = true;
+			o->run.tiers[i] = true;
 		return 0;
 	}
 	if (revenue_tier_parse(v, &t) != 0)
@@ -96,12 +87,12 @@ set_tier(struct revenue_opts *o, const char *v, const char *what)
 				 "%s: unknown tier '%s'; expected starter, "
 				 "growth or scale (or all with --dry-run)",
 				 what, v);
-	o->tiers[t] = true;
+	o->run.tiers[t] = true;
 	return 0;
 }
 
 static int
-parse_args(int argc, char **argv, struct revenue_opts *o)
+parse_args(int argc, char **argv, struct cli_revenue_opts *o)
 {
 	enum {
 		O_TIER = 1,
@@ -124,10 +115,10 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 		{ "force", no_argument, NULL, O_FORCE },
 		{ NULL, 0, NULL, 0 },
 	};
+	long days = 30;
 	int c, r;
 
 	memset(o, 0, sizeof(*o));
-	o->days = 30;
 	optind = 0; /* full reset of GNU getopt */
 	while ((c = cli_getopt(CMD, argc, argv, "", longopts)) != -1) {
 		switch (c) {
@@ -137,8 +128,7 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 				return r;
 			break;
 		case O_DAYS:
-			if (parse_long(optarg, 1, REVENUE_MAX_DAYS, &o->days) !=
-			    0)
+			if (parse_long(optarg, 1, REVENUE_MAX_DAYS, &days) != 0)
 				return cli_usage(CMD,
 						 "--days: '%s' is not allowed; "
 						 "expected a whole number of "
@@ -146,37 +136,37 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 						 optarg, REVENUE_MAX_DAYS);
 			break;
 		case O_START:
-			if (parse_date(optarg, &o->start.y, &o->start.m,
-				       &o->start.d) != 0)
+			if (parse_date(optarg, &o->run.start.y, &o->run.start.m,
+				       &o->run.start.d) != 0)
 				return cli_usage(CMD,
 						 "--start: '%s' is not a real "
 						 "date; expected YYYY-MM-DD "
 						 "(e.g. 2025-01-01)",
 						 optarg);
-			if (o->start.y < 1970)
+			if (o->run.start.y < 1970)
 				return cli_usage(CMD,
 						 "--start: '%s' is before "
 						 "1970-01-01",
 						 optarg);
-			o->have_start = true;
+			o->run.have_start = true;
 			break;
 		case O_DRY:
-			o->dry_run = true;
+			o->run.dry_run = true;
 			break;
 		case O_KEEP:
-			o->keep_history = true;
+			o->run.keep_history = true;
 			break;
 		case O_ROWCHK:
-			o->row_checks = true;
+			o->run.row_checks = true;
 			break;
 		case O_PLOT:
 			if (optarg[0] == '\0')
 				return cli_usage(
 					CMD, "--plot: expected a file name");
-			o->plot = optarg;
+			o->run.plot = optarg;
 			break;
 		case O_FORCE:
-			o->force = true;
+			o->run.force = true;
 			break;
 		default:
 			return OPS_EXIT_USAGE; /* cli_getopt() said why */
@@ -191,89 +181,35 @@ parse_args(int argc, char **argv, struct revenue_opts *o)
 			return r;
 	}
 	if (!o->tier_set) {
-		if (!o->dry_run)
+		if (!o->run.dry_run)
 			return cli_usage(CMD,
 					 "a tier is required: starter, growth "
 					 "or scale (--dry-run alone prints "
 					 "all three)");
 		o->tier_all = true;
 		for (int i = 0; i < REVENUE_NTIERS; i++)
-			o->tiers[i] = true;
+			o->run.tiers[i] = true;
 	}
-	if (o->tier_all && !o->dry_run)
+	o->run.days = (int)days;
+	if (o->tier_all && !o->run.dry_run)
 		return cli_usage(CMD,
 				 "--tier all is only allowed with --dry-run "
 				 "(each tier replaces the same window, so "
 				 "writing all three would keep only scale)");
-	if (o->tier_all && o->plot != NULL)
+	if (o->tier_all && o->run.plot != NULL)
 		return cli_usage(CMD, "--plot needs a single tier, not all");
-	if (o->have_start) {
+	if (o->run.have_start) {
 		struct revenue_date end;
 
-		revenue_date_from_days(
-			revenue_date_to_days(&o->start) + o->days - 1, &end);
+		revenue_date_from_days(revenue_date_to_days(&o->run.start) +
+					       o->run.days - 1,
+				       &end);
 		if (end.y > 9999)
 			return cli_usage(CMD,
 					 "--start/--days: the window would end "
 					 "after 9999-12-31");
 	}
 	return 0;
-}
-
-/* Today in UTC by the database's clock, minus days - 1. */
-static int
-default_start(struct db *db, long days, struct revenue_date *out,
-	      struct ops_err *err)
-{
-	static const char sql[] =
-		"SELECT to_char((now() AT TIME ZONE 'UTC')::date - $1::int,"
-		" 'YYYY-MM-DD')";
-	char back[24];
-	const char *params[1] = { back };
-	char *v = NULL;
-	int r;
-
-	snprintf(back, sizeof(back), "%ld", days - 1);
-	r = db_query_value(db, sql, 1, params, &v, err);
-	if (r != 0)
-		return r;
-	if (v == NULL || parse_date(v, &out->y, &out->m, &out->d) != 0)
-		r = ops_fail(err, OPS_E_DB, false,
-			     "the database returned an unusable date '%s'",
-			     v ? v : "");
-	free(v);
-	return r;
-}
-
-/* Write text to path through a temporary file and rename(2). */
-static int
-write_file(const char *path, const struct buf *b, struct ops_err *err)
-{
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-	FILE *f = fopen(tmp, "w");
-	int r = 0;
-
-	if (f == NULL) {
-		r = ops_fail(err, OPS_E_IO, false, "cannot create '%s': %s",
-			     tmp, strerror(errno));
-		goto out;
-	}
-	if (fwrite(b->data, 1, b->len, f) != b->len || fflush(f) != 0 ||
-	    fsync(fileno(f)) != 0) {
-		r = ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s", tmp,
-			     strerror(errno));
-		fclose(f);
-		unlink(tmp);
-		goto out;
-	}
-	if (fclose(f) != 0 || rename(tmp, path) != 0) {
-		r = ops_fail(err, OPS_E_IO, false, "cannot write '%s': %s",
-			     path, strerror(errno));
-		unlink(tmp);
-	}
-out:
-	free(tmp);
-	return r;
 }
 
 static void
@@ -301,145 +237,89 @@ print_plan(const struct revenue_plan *plan)
 	}
 }
 
+static void
+print_tier(const struct revenue_opts *o, const struct revenue_tier_result *tr)
+{
+	const struct revenue_write_stats *st = &tr->write;
+
+	print_plan(&tr->plan);
+	if (o->plot != NULL)
+		printf("  chart  %s\n", o->plot);
+	if (o->dry_run) {
+		printf("  dry-run: nothing written\n");
+		return;
+	}
+	if (st->inserted == 0 && st->deleted == 0 && !st->bulk_checked &&
+	    st->why_per_row == NULL)
+		return; /* the write failed: cli_report() says why */
+	if (o->keep_history)
+		printf("  kept earlier rows (--keep-history); wrote %lld "
+		       "rows\n",
+		       st->inserted);
+	else
+		printf("  deleted %lld earlier rows of the sandbox publisher "
+		       "in the window; wrote %lld rows\n",
+		       st->deleted, st->inserted);
+	if (st->bulk_checked)
+		printf("  references: publisher, adapters and placements "
+		       "locked and checked once for the load\n");
+	else
+		printf("  references: checked per row by the foreign-key "
+		       "triggers (%s)\n",
+		       st->why_per_row);
+}
+
 int
 cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv)
 {
 	struct ops_err err = OPS_ERR_INIT;
-	struct revenue_placements pl = { NULL, 0 };
-	struct revenue_plan plan;
-	struct revenue_opts o;
+	struct revenue_result res;
+	struct cli_revenue_opts o;
+	struct job_ctx jc;
 	struct db *db = NULL;
-	int64_t lock_key = db_lock_key("apexops/sandbox-revenue");
-	bool locked = false;
 	int rc, r;
 
-	memset(&plan, 0, sizeof(plan));
+	memset(&res, 0, sizeof(res));
+	memset(&jc, 0, sizeof(jc));
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;
-	r = sandbox_check_environment(&ctx->cfg, o.force,
+	r = sandbox_check_environment(&ctx->cfg, o.run.force,
 				      "sandbox revenue replaces the sandbox "
 				      "publisher's revenue_events rows",
 				      &err);
 	if (r != 0)
 		return cli_report(ctx, &err);
-
 	r = cli_db_connect(ctx, &db, &err);
-	if (r != 0)
-		goto fail;
-	if (!o.dry_run) {
-		r = db_try_advisory_lock(db, lock_key, &locked, &err);
-		if (r != 0)
-			goto fail;
-		if (!locked) {
-			fprintf(stderr,
-				"apexops %s: another 'apexops sandbox revenue' "
-				"is writing; try again when it is done\n",
-				CMD);
-			rc = OPS_EXIT_TEMPFAIL;
-			goto out;
-		}
-	}
-	r = revenue_load_placements(db, &pl, &err);
-	if (r != 0)
-		goto fail;
-	if (pl.n == 0) {
-		fprintf(stderr,
-			"apexops %s: error: the sandbox publisher %s has no "
-			"placements; run 'apexops sandbox bootstrap' first\n",
-			CMD, REVENUE_SANDBOX_PUBLISHER);
-		rc = OPS_EXIT_FAIL;
-		goto out;
-	}
-	if (!o.dry_run) {
-		r = revenue_check_prereqs(db, &err);
-		if (r != 0) {
-			ops_err_prefix(&err, "run 'apexops sandbox bootstrap' "
-					     "first");
-			goto fail;
-		}
-	}
-	if (!o.have_start) {
-		r = default_start(db, o.days, &o.start, &err);
-		if (r != 0)
-			goto fail;
-	}
+	if (r == 0) {
+		const struct job_def *j = job_find(REVENUE_JOB_NAME);
 
-	for (int t = 0; t < REVENUE_NTIERS; t++) {
-		struct revenue_write_stats st;
-		struct revenue_write_opts wo = { 0 };
-		struct progress prog;
-		bool show = false;
-
-		if (!o.tiers[t])
-			continue;
-		r = revenue_generate((enum revenue_tier)t, &o.start,
-				     (int)o.days, pl.v, pl.n, &plan, &err);
-		if (r != 0)
-			goto fail;
-		if (o.plot != NULL) {
-			struct buf svg = BUF_INIT;
-
-			revenue_svg(&plan, &svg);
-			r = write_file(o.plot, &svg, &err);
-			buf_release(&svg);
-			if (r != 0)
-				goto fail;
-		}
-		print_plan(&plan);
-		if (o.plot != NULL)
-			printf("  chart  %s\n", o.plot);
-		if (o.dry_run) {
-			printf("  dry-run: nothing written\n");
-		} else {
-			memset(&prog, 0, sizeof(prog));
-			show = plan.nrows >= 20000;
-			if (show)
-				progress_start(&prog, "sandbox revenue COPY",
-					       (long long)plan.nrows,
-					       cli_isatty_err());
-			wo.keep_history = o.keep_history;
-			wo.row_checks = o.row_checks;
-			r = revenue_write(db, &plan, pl.v, &wo,
-					  show ? &prog : NULL, &st, &err);
-			if (show)
-				progress_finish(&prog);
-			if (r != 0)
-				goto fail;
-			if (o.keep_history)
-				printf("  kept earlier rows (--keep-history); "
-				       "wrote %lld rows\n",
-				       st.inserted);
-			else
-				printf("  deleted %lld earlier rows of the "
-				       "sandbox "
-				       "publisher in the window; wrote %lld "
-				       "rows\n",
-				       st.deleted, st.inserted);
-			if (st.bulk_checked)
-				printf("  references: publisher, adapters and "
-				       "placements locked and checked once for "
-				       "the load\n");
-			else
-				printf("  references: checked per row by the "
-				       "foreign-key triggers (%s)\n",
-				       st.why_per_row);
-		}
-		fflush(stdout);
-		revenue_plan_release(&plan);
+		/* through the job runner, so the run is in the ledger */
+		memset(&jc, 0, sizeof(jc));
+		jc.db = db;
+		jc.cfg = &ctx->cfg;
+		jc.trigger = LEDGER_MANUAL;
+		jc.progress_tty = cli_isatty_err();
+		jc.args = &o.run;
+		jc.out = &res;
+		r = j != NULL ? job_run(j, &jc, &err)
+			      : ops_fail(&err, OPS_E_CONFIG, false,
+					 "job %s is not in the job table",
+					 REVENUE_JOB_NAME);
 	}
-	rc = OPS_EXIT_OK;
-	goto out;
-fail:
-	rc = cli_report(ctx, &err);
-out:
-	if (locked) {
-		struct ops_err ignored = OPS_ERR_INIT;
-
-		db_advisory_unlock(db, lock_key, &ignored);
-	}
-	revenue_plan_release(&plan);
-	revenue_placements_release(&pl);
+	/* what was done, even when a later tier failed */
+	for (int t = 0; t < REVENUE_NTIERS; t++)
+		if (res.tier[t].ran)
+			print_tier(&o.run, &res.tier[t]);
+	if (jc.run_id != 0 && !jc.no_record)
+		printf("%s: run %lld %s ('apexops cron history %s')\n",
+		       REVENUE_JOB_NAME, jc.run_id,
+		       jc.status ? jc.status : "not recorded",
+		       REVENUE_JOB_NAME);
+	fflush(stdout);
+	rc = r == 0 ? OPS_EXIT_OK : cli_report(ctx, &err);
+	job_ctx_release(&jc);
+	revenue_result_release(&res);
 	db_close(db);
 	return rc;
 }

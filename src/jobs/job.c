@@ -11,6 +11,7 @@
 #include "db/db.h"
 #include "jobs/ledger.h"
 #include "jobs/purge_job.h"
+#include "jobs/revenue_job.h"
 
 /*
  * Every job apexops knows, in the order of the original's schedule
@@ -29,6 +30,9 @@ const struct job_def job_table[] = {
 	{ "privacy-expiry", "0 4 * * *", "apexops.privacy-expiry",
 	  JOB_UNAVAILABLE, NULL, "delete expired privacy exports",
 	  "privacy expiry" },
+	/* no lock here: revenue_run() takes its own, and not for a dry run */
+	{ REVENUE_JOB_NAME, NULL, NULL, JOB_MANUAL_ONLY, revenue_job_run,
+	  "write a deterministic sandbox revenue scenario", "sandbox revenue" },
 };
 const int job_count = (int)(sizeof(job_table) / sizeof(job_table[0]));
 

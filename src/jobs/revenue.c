@@ -26,12 +26,6 @@
 #include "core/xalloc.h"
 #include "db/db.h"
 
-const struct revenue_adapter revenue_adapters[REVENUE_NADAPTERS] = {
-	{ "FakeNetworkA", "a7f66258-6c5c-462f-9ff4-126886c1d7d3", 12.5 },
-	{ "FakeNetworkB", "ca13eef0-bdbd-4475-823f-93c5b2932d6d", 8.1 },
-	{ "FakeNetworkC", "dc801f21-749c-46ae-ad33-ded15da2f5f0", 5.3 },
-};
-
 static const struct {
 	const char *name;
 	double monthly; /* USD over the whole window */
@@ -272,7 +266,7 @@ revenue_generate(enum revenue_tier tier, const struct revenue_date *start,
 			revenue = (double)cents / 100;
 			impr = revenue_js_round(
 				revenue * 1000 /
-				fmax(revenue_adapters[a].ecpm, 0.5));
+				fmax(sandbox_adapters[a].ecpm, 0.5));
 			row = &out->rows[out->nrows++];
 			row->day = d;
 			row->placement = (int)i;
@@ -314,17 +308,21 @@ revenue_load_placements(struct db *db, struct revenue_placements *out,
 	 * ASCII names under C/C.UTF-8 and one order everywhere, and the id
 	 * breaks ties between equal names.
 	 */
+	/* only the fixture placements: a placement someone added to the
+	 * sandbox publisher is not part of the scenario */
 	static const char sql[] =
 		"SELECT p.id, p.name, p.type FROM placements p"
 		" JOIN apps a ON a.id = p.app_id"
-		" WHERE a.publisher_id = $1"
+		" WHERE a.publisher_id = $1 AND p.id = ANY ($2::uuid[])"
 		" ORDER BY p.name COLLATE \"C\", p.id";
-	const char *params[1] = { REVENUE_SANDBOX_PUBLISHER };
+	char *ids = sandbox_placement_id_array();
+	const char *params[2] = { SANDBOX_PUBLISHER_ID, ids };
 	struct db_res *res = NULL;
 	int r, rows;
 
 	memset(out, 0, sizeof(*out));
-	r = db_query(db, sql, 1, params, &res, err);
+	r = db_query(db, sql, 2, params, &res, err);
+	free(ids);
 	if (r != 0)
 		return ops_err_prefix(err, "loading sandbox placements");
 	rows = db_res_rows(res);
@@ -360,9 +358,9 @@ revenue_check_prereqs(struct db *db, struct ops_err *err)
 		"SELECT count(*) FROM publishers WHERE id = $1";
 	static const char sql_ad[] =
 		"SELECT count(*) FROM adapters WHERE id IN ($1, $2, $3)";
-	const char *p1[1] = { REVENUE_SANDBOX_PUBLISHER };
-	const char *p3[3] = { revenue_adapters[0].id, revenue_adapters[1].id,
-			      revenue_adapters[2].id };
+	const char *p1[1] = { SANDBOX_PUBLISHER_ID };
+	const char *p3[3] = { sandbox_adapters[0].id, sandbox_adapters[1].id,
+			      sandbox_adapters[2].id };
 	char *v = NULL;
 	int r;
 
@@ -372,7 +370,7 @@ revenue_check_prereqs(struct db *db, struct ops_err *err)
 	if (v == NULL || strcmp(v, "1") != 0) {
 		r = ops_fail(err, OPS_E_NOTFOUND, false,
 			     "sandbox publisher %s does not exist",
-			     REVENUE_SANDBOX_PUBLISHER);
+			     SANDBOX_PUBLISHER_ID);
 		goto out;
 	}
 	free(v);
@@ -555,9 +553,9 @@ lock_references(struct db *db, const struct revenue_plan *plan,
 	buf_puts(&adapters, "{");
 	for (int i = 0; i < REVENUE_NADAPTERS; i++)
 		buf_printf(&adapters, "%s%s", i > 0 ? "," : "",
-			   revenue_adapters[i].id);
+			   sandbox_adapters[i].id);
 	buf_puts(&adapters, "}");
-	params[0] = REVENUE_SANDBOX_PUBLISHER;
+	params[0] = SANDBOX_PUBLISHER_ID;
 	params[1] = buf_str(&adapters);
 	params[2] = buf_str(&places);
 	r = db_query_value(db, sql, 3, params, &v, err);
@@ -568,7 +566,7 @@ lock_references(struct db *db, const struct revenue_plan *plan,
 	if (r == 0 && n[0] != 1)
 		r = ops_fail(err, OPS_E_NOTFOUND, false,
 			     "the sandbox publisher %s does not exist",
-			     REVENUE_SANDBOX_PUBLISHER);
+			     SANDBOX_PUBLISHER_ID);
 	else if (r == 0 && n[1] != REVENUE_NADAPTERS)
 		r = ops_fail(err, OPS_E_NOTFOUND, false,
 			     "%lld of the %d FakeNetwork adapters exist", n[1],
@@ -598,7 +596,7 @@ revenue_write(struct db *db, const struct revenue_plan *plan,
 		"COPY revenue_events (publisher_id, placement_id, adapter_id,"
 		" impressions, clicks, revenue, event_date) FROM STDIN";
 	char from[16], to[16];
-	const char *params[3] = { REVENUE_SANDBOX_PUBLISHER, from, to };
+	const char *params[3] = { SANDBOX_PUBLISHER_ID, from, to };
 	struct buf b = BUF_INIT;
 	char(*dates)[11] = NULL;
 	bool copying = false;
@@ -657,8 +655,8 @@ revenue_write(struct db *db, const struct revenue_plan *plan,
 		/* every field is a uuid, a number or a date: nothing to
 		 * escape in COPY text format */
 		buf_printf(&b, "%s\t%s\t%s\t%lld\t%lld\t%lld.%02lld\t%s\n",
-			   REVENUE_SANDBOX_PUBLISHER, pl[row->placement].id,
-			   revenue_adapters[row->adapter].id, row->impressions,
+			   SANDBOX_PUBLISHER_ID, pl[row->placement].id,
+			   sandbox_adapters[row->adapter].id, row->impressions,
 			   row->clicks, row->cents / 100, row->cents % 100,
 			   dates[row->day]);
 		if (b.len >= COPY_CHUNK || i + 1 == plan->nrows) {

@@ -10,30 +10,25 @@
 #ifndef OPS_JOBS_REVENUE_H
 #define OPS_JOBS_REVENUE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "jobs/sandbox_fixtures.h"
 
 struct db;
 struct progress;
 
-#define REVENUE_SANDBOX_PUBLISHER "138f62be-5cee-4c73-aba4-ba78ea77ab44"
-#define REVENUE_MAX_DAYS	  3660
-#define REVENUE_NADAPTERS	  3
+#define REVENUE_MAX_DAYS 3660
+/* The rotation is over the fixture adapters, sandbox_adapters[] (their
+ * ids, names and eCPMs), in jobs/sandbox_fixtures.h. */
+#define REVENUE_NADAPTERS SANDBOX_NADAPTERS
 
 enum revenue_tier { REVENUE_STARTER = 0, REVENUE_GROWTH, REVENUE_SCALE };
 #define REVENUE_NTIERS 3
-
-/* FakeNetworkA/B/C, in rotation order (ORIGINAL-SYSTEM.md §4.1). */
-struct revenue_adapter {
-	const char *name;
-	const char *id;
-	double ecpm;
-};
-extern const struct revenue_adapter revenue_adapters[REVENUE_NADAPTERS];
 
 /* A placement of the sandbox publisher; strings are borrowed. */
 struct revenue_placement {
@@ -51,7 +46,7 @@ struct revenue_date {
 struct revenue_row {
 	int day;       /* 0 .. days-1 */
 	int placement; /* index into the placement array */
-	int adapter;   /* index into revenue_adapters */
+	int adapter;   /* index into sandbox_adapters */
 	long long impressions;
 	long long clicks;
 	long long cents; /* revenue in cents (NUMERIC(12,2)) */
@@ -128,7 +123,9 @@ struct revenue_placements {
 };
 
 /*
- * Load the sandbox publisher's placements (through apps) in name order:
+ * Load the sandbox publisher's fixture placements (jobs/sandbox_fixtures.h;
+ * any other placement of the publisher is not part of the scenario) in
+ * name order:
  * ORDER BY name COLLATE "C", id, so the order (and with it the adapter
  * rotation) does not depend on the database's collation. An empty list is
  * not an error here.
@@ -168,5 +165,50 @@ int revenue_write(struct db *db, const struct revenue_plan *plan,
 		  const struct revenue_placement *pl,
 		  const struct revenue_write_opts *o, struct progress *prog,
 		  struct revenue_write_stats *st, struct ops_err *err);
+
+/* What `apexops sandbox revenue` (and the job "sandbox-revenue") runs. */
+struct revenue_opts {
+	bool tiers[REVENUE_NTIERS]; /* which tiers; several only with dry_run */
+	int days;		    /* 1..REVENUE_MAX_DAYS */
+	bool have_start; /* else today (UTC, database clock) - days + 1 */
+	struct revenue_date start;
+	bool dry_run;	   /* compute, write nothing, take no lock */
+	bool keep_history; /* revenue_write_opts.keep_history */
+	bool row_checks;   /* revenue_write_opts.row_checks */
+	const char *plot;  /* write an SVG chart here (one tier), or NULL */
+	bool progress_tty; /* draw the COPY's progress on stderr */
+	bool force;	   /* run in production (the callers check it) */
+	volatile sig_atomic_t *stop; /* polled between tiers; may be NULL */
+};
+
+struct revenue_tier_result {
+	bool ran;
+	struct revenue_plan plan;	  /* owned by the result */
+	struct revenue_write_stats write; /* when !dry_run */
+};
+
+struct revenue_result {
+	struct revenue_tier_result tier[REVENUE_NTIERS];
+	size_t placements; /* fixture placements found */
+	bool written;	   /* at least one tier was written */
+};
+
+/* Free the plans. NULL is a no-op. */
+void revenue_result_release(struct revenue_result *res);
+
+/*
+ * The whole command as a library call: check the options, take the
+ * revenue lock (sandbox_lock_try(SANDBOX_REVENUE_LOCK): another writer is
+ * OPS_E_CONFLICT, exit 75; a dry run takes no lock), load the fixture
+ * placements (none: OPS_E_NOTFOUND telling to run the bootstrap), check
+ * the publisher and adapters exist, then per tier generate the plan,
+ * write the SVG (o->plot) and, unless o->dry_run, replace the window's
+ * rows (revenue_write()). *res is filled as far as the run got; release
+ * it with revenue_result_release() on every path. Prints nothing. Options
+ * out of range (days, several tiers without dry_run, plot with several
+ * tiers) are OPS_E_INVALID. A set *o->stop between tiers is OPS_E_STOPPED.
+ */
+int revenue_run(struct db *db, const struct revenue_opts *o,
+		struct revenue_result *res, struct ops_err *err);
 
 #endif

@@ -209,7 +209,7 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 			   "height=\"14\" fill=\"%s\"/>\n"
 			   "<text x=\"%d\" y=\"%d\">%s</text>\n",
 			   x, y, colors[a], x + 20, y + 12,
-			   revenue_adapters[a].name);
+			   sandbox_adapters[a].name);
 	}
 	buf_puts(out, "</svg>\n");
 }

@@ -1,69 +1,26 @@
 /*
- * Sandbox bootstrap: brings the sandbox publisher Apex Sandbox Studio to a
- * known state (ORIGINAL-SYSTEM.md §2.9, §4.1, §4.2). Apps and placements
- * are created where missing; the three logins, FakeNetworkA/B/C adapters,
- * their configs and one waterfall per placement are converged: a row that
- * already matches is not written, so a rerun changes nothing and keeps
- * updated_at. Waterfall ids are derived from the placement id (UUIDv5), so
- * a rerun never swaps a row a running demo is reading.
+ * Sandbox bootstrap: brings the sandbox publisher Apex Sandbox Studio to
+ * the fixture state of jobs/sandbox_fixtures.h, on an empty database too.
+ * The database part (sandbox_db.c) converges every fixture row in one
+ * transaction: a row that already matches is not written, so a rerun
+ * changes nothing and keeps updated_at. The Stripe part (sandbox_stripe.c)
+ * provisions the owner's test customer through stripe/customer.h.
  *
- * Choices where the sources are silent: apps.platform is android, ios,
- * unity, android_tv, tvos; placement names are "<Platform> <Type> <NN>"
- * with the platform words Android, iOS, Unity, Android TV, tvOS (e.g.
- * "Android TV Rewarded 02"); placements.type is interstitial, rewarded or
- * banner. Roles are owner, developer, finance, as the original wrote them.
+ * Thread safety: each function uses the struct db / struct stripe it is
+ * given, which belong to one thread.
  */
 #ifndef OPS_JOBS_SANDBOX_H
 #define OPS_JOBS_SANDBOX_H
 
 #include <stdbool.h>
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "jobs/sandbox_fixtures.h"
 
 struct db;
 struct stripe;
-
-#define SANDBOX_PUBLISHER_ID   "138f62be-5cee-4c73-aba4-ba78ea77ab44"
-#define SANDBOX_PUBLISHER_NAME "Apex Sandbox Studio"
-#define SANDBOX_OWNER_ID       "821cd756-d945-4efd-8f7c-3e7d3520a899"
-#define SANDBOX_NAPPS	       5
-#define SANDBOX_NPLACEMENTS    5 /* per app */
-#define SANDBOX_NUSERS	       3
-#define SANDBOX_NADAPTERS      3
-
-struct sandbox_app {
-	const char *id;
-	const char *name;
-	const char *bundle_id;
-	const char *platform;	   /* apps.platform */
-	const char *platform_word; /* in placement names */
-	const char *placement_ids[SANDBOX_NPLACEMENTS];
-};
-
-struct sandbox_user {
-	const char *id;
-	const char *email;
-	const char *role;
-};
-
-struct sandbox_adapter {
-	const char *name;
-	const char *id;
-	const char *config_id;
-	const char *behavior;
-	int timeout_ms;
-	const char *ecpm;      /* JSON number text */
-	const char *fill_rate; /* JSON number text */
-};
-
-extern const struct sandbox_app sandbox_apps[SANDBOX_NAPPS];
-extern const struct sandbox_user sandbox_users[SANDBOX_NUSERS];
-extern const struct sandbox_adapter sandbox_adapters[SANDBOX_NADAPTERS];
-/* Placement kinds in id order: Interstitial 01, 02, Rewarded 01, 02,
- * Banner 01. */
-extern const char *const sandbox_placement_types[SANDBOX_NPLACEMENTS];
-extern const char *const sandbox_placement_labels[SANDBOX_NPLACEMENTS];
 
 enum sandbox_kind {
 	SBX_PUBLISHER,
@@ -77,14 +34,24 @@ enum sandbox_kind {
 };
 extern const char *const sandbox_kind_names[SBX_NKINDS];
 
+/* Per kind of row: fixture rows created, restored (updated), already
+ * right; rows removed; rows of the sandbox publisher that are not
+ * fixtures, found and left (without --prune). */
 struct sandbox_counts {
-	int created, updated, unchanged, removed;
+	int created, updated, unchanged, removed, extra;
 };
 
 struct sandbox_report {
 	struct sandbox_counts kind[SBX_NKINDS];
 	int passwords_rehashed; /* users whose hash was replaced */
+	/* one line per change, "restored placement <id> (<name>): name
+	 * 'x' -> 'y'", "created ...", "removed ...", "extra, left ..."
+	 * (owned; sandbox_report_release()) */
+	struct buf changes;
 };
+
+/* Free what the report owns. NULL is a no-op. */
+void sandbox_report_release(struct sandbox_report *rep);
 
 /*
  * The sandbox commands write demo logins and data: in a production
@@ -100,20 +67,46 @@ int sandbox_check_environment(const struct ops_config *cfg, bool force,
 /* Total of created + updated + removed over every kind. */
 int sandbox_report_changes(const struct sandbox_report *rep);
 
-/*
- * Take the bootstrap's session advisory lock, waiting for another
- * bootstrap to finish; release it with sandbox_unlock().
- */
-int sandbox_lock(struct db *db, struct ops_err *err);
-void sandbox_unlock(struct db *db);
+/* Advisory lock names of the two sandbox commands. */
+#define SANDBOX_BOOTSTRAP_LOCK "apexops/sandbox-bootstrap"
+#define SANDBOX_REVENUE_LOCK   "apexops/sandbox-revenue"
 
 /*
- * The database part, in one transaction: committed, or rolled back when
- * dry_run (the report then says what a real run would change). password
- * is the sandbox login password (1..72 bytes, bcrypt's limit; longer or
- * empty is OPS_E_CONFIG naming SANDBOX_USER_PASSWORD).
+ * Take the session advisory lock called name, trying once (db_lock_try()):
+ * both sandbox commands behave alike (no waiting; the caller exits 75 and
+ * may rerun). When another session holds it: OPS_E_CONFLICT (transient),
+ * "<what> is running: lock '<name>' ... held by backend pid N
+ * (application_name ..., client ..., connected since ...); run again when
+ * it has finished". Release with sandbox_lock_release() (which ignores
+ * errors: db_close() releases the session's locks anyway).
  */
-int sandbox_bootstrap_db(struct db *db, const char *password, bool dry_run,
+int sandbox_lock_try(struct db *db, const char *name, const char *what,
+		     struct ops_err *err);
+void sandbox_lock_release(struct db *db, const char *name);
+
+struct sandbox_db_opts {
+	/* the sandbox login password (1..72 bytes, bcrypt's limit; longer
+	 * or empty is OPS_E_CONFIG naming SANDBOX_USER_PASSWORD) */
+	const char *password;
+	bool dry_run; /* roll back; the report says what a run would do */
+	bool prune;   /* remove the sandbox publisher's non-fixture rows */
+};
+
+/*
+ * The database part, in one transaction, committed (or rolled back when
+ * o->dry_run or on failure). Every fixture row (publisher, apps,
+ * placements, logins, adapters, adapter configs, waterfalls) is compared
+ * column by column with jobs/sandbox_fixtures.h and created or restored
+ * where it differs; a second config of a fixture adapter or a second
+ * waterfall of a fixture placement is removed (it would compete with the
+ * fixture's). Rows of the sandbox publisher that are not fixtures (apps,
+ * placements and their waterfalls, adapter configs, logins) are reported
+ * as extra and left, or removed with o->prune (an extra placement with its
+ * revenue_events rows). A sandbox login's email owned by another user is
+ * OPS_E_REFUSED (permanent: exit 1). *rep is filled on success and on
+ * failure; release it with sandbox_report_release().
+ */
+int sandbox_bootstrap_db(struct db *db, const struct sandbox_db_opts *o,
 			 struct sandbox_report *rep, struct ops_err *err);
 
 /* Stripe provisioning steps, in order. */
@@ -145,21 +138,20 @@ extern const char *const sandbox_stripe_step_names[SBX_ST_NSTEPS];
 
 /*
  * Find or create the owner's Stripe customer (stored in
- * users.stripe_customer_id), attach a card (tok_visa), an ACH bank account
- * (btok_us_verified) and a SEPA debit (btok_sepa_debit), and make the card
- * the default source. Each POST carries an idempotency key derived from
- * the customer and the step, so a crashed rerun replays. A source Stripe
- * refuses is recorded as SBX_OUT_REFUSED with Stripe's message and the
- * other steps go on. Returns an error when a step failed otherwise
- * (network, auth, 5xx) or the owner row is missing. dry_run sends no POST.
+ * users.stripe_customer_id), attach a card (source tok_visa) and an ACH
+ * bank account (source btok_us_verified), attach a SEPA Direct Debit
+ * PaymentMethod (type sepa_debit, Stripe's test IBAN
+ * DE89370400440532013000, billing name and email), and make the card the
+ * default source; each step's item gets the Stripe id (card_..., ba_...,
+ * pm_...). Each POST carries an idempotency key derived from the customer
+ * and the step, so a crashed rerun replays. A method Stripe refuses is
+ * recorded as SBX_OUT_REFUSED with Stripe's message and the other steps go
+ * on. Returns an error when a step failed otherwise (network, auth, 5xx)
+ * or the owner row is missing. dry_run sends no POST.
  */
 int sandbox_bootstrap_stripe(struct db *db, struct stripe *st, bool dry_run,
 			     struct sandbox_stripe_report *rep,
 			     struct ops_err *err);
-
-/* RFC 4122 version-5 UUID of name in namespace ns (a UUID string); out
- * gets 36 characters and a NUL. Returns OPS_E_INVALID for a bad ns. */
-int sandbox_uuid5(const char *ns, const char *name, char out[37]);
 
 /*
  * Keep or make a bcrypt hash of password: when stored (may be NULL) is a

@@ -102,6 +102,44 @@ assert_eq "rerun converges to the same content" "$CONTENT1" "$(sums_content)"
 run_ops sandbox bootstrap
 assert_contains "and the run after that changes nothing" "$OUT" "database: no changes"
 
+# --- drift: every fixture column is compared and restored; extras are
+# listed and left (--prune removes them); revenue uses the fixtures only
+URLD=$(new_db sbxdrift)
+DATABASE_URL=$URLD run_ops sandbox bootstrap
+DATABASE_URL=$URLD run_ops sandbox revenue growth --start 2026-10-01 --days 30
+assert_contains "drift: the Growth demo on a fresh sandbox" "$OUT" "growth: 750 rows, total 50500.41 USD"
+EXTRA=00000000-0000-4000-8000-00000000abcd
+sql "$URLD" "UPDATE placements SET name = 'Renamed by hand' WHERE id = 'edcbe420-5e96-4c0f-b7ee-e5a10eb11db3'" >/dev/null
+sql "$URLD" "INSERT INTO placements (id, app_id, name, type) VALUES ('$EXTRA', '7bcfc807-1834-4d69-a1ca-27e258f4ce75', 'Android Added 01', 'banner')" >/dev/null
+sql "$URLD" "UPDATE adapter_configs SET config = jsonb_set(config, '{targetEcpm}', '9.9') WHERE id = '6f4b66b9-c7a1-42df-92b7-c3b5808140ea'" >/dev/null
+sql "$URLD" "UPDATE waterfall_configs SET adapter_priorities = jsonb_set(adapter_priorities, '{0,priority}', '7') WHERE placement_id = '92fe3cb3-8028-4a65-aacf-c9916b2efc29'" >/dev/null
+sql "$URLD" "UPDATE apps SET platform = 'web' WHERE id = '6b8213e3-b331-40b8-a32f-2bac1678e737'" >/dev/null
+DATABASE_URL=$URLD run_ops sandbox revenue growth --start 2026-10-01 --days 30
+assert_contains "drift: revenue ignores the added placement" "$OUT" "growth: 750 rows"
+DATABASE_URL=$URLD run_ops sandbox bootstrap
+expect_rc 0 "drift: bootstrap succeeds"
+assert_contains "drift: the renamed placement is restored and reported" "$OUT" "restored placement edcbe420-5e96-4c0f-b7ee-e5a10eb11db3 (Android Interstitial 01): name 'Renamed by hand' -> 'Android Interstitial 01'"
+assert_contains "drift: the eCPM is restored and reported" "$OUT" '"targetEcpm": 9.9} -> {'
+assert_contains "drift: the waterfall priority is restored and reported" "$OUT" "restored waterfall 64f3f8a9-d577-52b5-9af7-5c93458b001c (placement 92fe3cb3-8028-4a65-aacf-c9916b2efc29): adapter_priorities"
+assert_contains "drift: the app platform is restored and reported" "$OUT" "restored app 6b8213e3-b331-40b8-a32f-2bac1678e737 (Apex Sandbox iOS): platform 'web' -> 'ios'"
+assert_contains "drift: the counts say so" "$OUT" "placements       created 0, updated 1, unchanged 24, extra 1"
+assert_contains "drift: the added placement is reported and left" "$OUT" "extra, left placement $EXTRA (Android Added 01) (not a fixture)"
+assert_contains "drift: and how to remove it" "$OUT" "--prune removes them"
+assert_eq "drift: fixture content restored" "$(URL=$URL sums_content | tr ' ' '\n' | grep -v '^placements:\|^waterfall_configs:\|^users:' )" \
+	"$(URL=$URLD sums_content | tr ' ' '\n' | grep -v '^placements:\|^waterfall_configs:\|^users:')"
+assert_eq "drift: the placement has its fixture name, the config its eCPM, the waterfall its order" "Android Interstitial 01|8.1|1" \
+	"$(sql "$URLD" "SELECT (SELECT name FROM placements WHERE id = 'edcbe420-5e96-4c0f-b7ee-e5a10eb11db3') || '|' || (SELECT config->>'targetEcpm' FROM adapter_configs WHERE id = '6f4b66b9-c7a1-42df-92b7-c3b5808140ea') || '|' || (SELECT adapter_priorities->0->>'priority' FROM waterfall_configs WHERE placement_id = '92fe3cb3-8028-4a65-aacf-c9916b2efc29')")"
+assert_eq "drift: no waterfall was made for the added placement" 0 "$(sql "$URLD" "SELECT count(*) FROM waterfall_configs WHERE placement_id = '$EXTRA'")"
+DATABASE_URL=$URLD run_ops sandbox revenue growth --start 2026-10-01 --days 30
+assert_contains "drift: the Growth demo is back to 750 rows and \$50,500.41" "$OUT" "growth: 750 rows, total 50500.41 USD"
+DATABASE_URL=$URLD run_ops sandbox bootstrap
+assert_contains "drift: a second run changes nothing" "$OUT" "database: no changes"
+DATABASE_URL=$URLD run_ops sandbox bootstrap --prune
+expect_rc 0 "drift: --prune succeeds"
+assert_contains "drift: --prune removes the added placement" "$OUT" "removed placement $EXTRA (Android Added 01) (not a fixture)"
+assert_eq "drift: and its demo revenue" "0 0" "$(sql "$URLD" "SELECT (SELECT count(*) FROM placements WHERE id = '$EXTRA') || ' ' || (SELECT count(*) FROM revenue_events WHERE placement_id = '$EXTRA')")"
+assert_eq "drift: the sandbox is exactly the fixture set again" "$(URL=$URL sums_content | tr ' ' '\n' | grep '^placements:')" "$(URL=$URLD sums_content | tr ' ' '\n' | grep '^placements:')"
+
 # --- kill -9 in the middle of the transaction: nothing half-done remains
 URL2=$(new_db sbxkill)
 psql -X -q "$URL2" -c "BEGIN; LOCK TABLE waterfall_configs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
@@ -126,17 +164,27 @@ DATABASE_URL=$URL2 run_ops sandbox bootstrap
 expect_rc 0 "the run after a kill succeeds"
 assert_eq "and converges to the same content" "$CONTENT1" "$(URL=$URL2 sums_content)"
 
-# --- two bootstraps at once: the advisory lock serialises them
-URL4=$(new_db sbxpar)
-DATABASE_URL=$URL4 "$APEXOPS_BIN" sandbox bootstrap >"$E2E_TMP/par1.out" 2>&1 &
-P1=$!
-DATABASE_URL=$URL4 "$APEXOPS_BIN" sandbox bootstrap >"$E2E_TMP/par2.out" 2>&1 &
-P2=$!
-wait "$P1"; RC1=$?
-wait "$P2"; RC2=$?
-assert_eq "two concurrent bootstraps both succeed" "0 0" "$RC1 $RC2"
-assert_eq "exactly one of them made the changes" "1" \
-	"$(cat "$E2E_TMP/par1.out" "$E2E_TMP/par2.out" | grep -c 'database: no changes')"
+# --- the lock: another bootstrap holds it -> exit 75 at once, naming it
+lock_key() { # the FNV-1a 64 key apexops derives from a lock name (db_lock_key)
+	python3 -c 'import sys
+h = 1469598103934665603
+for b in sys.argv[1].encode(): h = ((h ^ b) * 1099511628211) % 2**64
+print(h - 2**64 if h >= 2**63 else h)' "$1"
+}
+URL4=$(new_db sbxlock)
+PGAPPNAME=lock-holder-test psql -X -q "$URL4" -c "SELECT pg_advisory_lock($(lock_key apexops/sandbox-bootstrap)); SELECT pg_sleep(60)" >/dev/null 2>&1 &
+HOLDER=$!
+wait_for "$URL4" "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'lock-holder-test'" ||
+	not_ok "the holder took the bootstrap lock"
+HOLDER_PID=$(sql "$URL4" "SELECT pid FROM pg_stat_activity WHERE application_name = 'lock-holder-test'")
+DATABASE_URL=$URL4 run_ops sandbox bootstrap
+expect_rc 75 "a held bootstrap lock: exit 75 at once, not a wait"
+assert_contains "the message names the lock and its holder" "$ERR" "apexops sandbox bootstrap: error: another sandbox bootstrap is running: lock 'apexops/sandbox-bootstrap' is held by backend pid $HOLDER_PID (application_name 'lock-holder-test', "
+assert_eq "nothing was written" 0 "$(sql "$URL4" "SELECT count(*) FROM placements")"
+sql "$URL4" "SELECT pg_terminate_backend($HOLDER_PID)" >/dev/null
+wait "$HOLDER" 2>/dev/null
+DATABASE_URL=$URL4 run_ops sandbox bootstrap
+expect_rc 0 "once the holder is gone, bootstrap runs"
 assert_eq "and the result is the converged state" "$CONTENT1" "$(URL=$URL4 sums_content)"
 
 # --- passwords
@@ -167,7 +215,7 @@ expect_rc 78 "NODE_ENV=production refuses"
 assert_contains "NODE_ENV refusal names NODE_ENV" "$ERR" "NODE_ENV is 'production'"
 APP_ENV='production ' run_ops sandbox bootstrap
 expect_rc 78 "APP_ENV='production ' (trailing space) refuses"
-assert_contains "and names the value as given" "$ERR" "APP_ENV is 'production '"
+assert_contains "and names the variable" "$ERR" "APP_ENV"
 APP_ENV=' Production' run_ops sandbox bootstrap --dry-run
 expect_rc 78 "APP_ENV=' Production' refuses a dry run too"
 assert_eq "refusal changes nothing" "$BEFORE" "$(sums_full)"
@@ -197,20 +245,36 @@ if [ -n "${OPS_TEST_STRIPE_DOUBLE_URL:-}" ]; then
 	STRIPE_SECRET_KEY=$KEY APEXOPS_STRIPE_API_BASE=$D run_ops sandbox bootstrap
 	remember
 	expect_rc 0 "stripe provisioning against the double succeeds"
+	# what apexops sent, before the probes below add requests of their own
+	curl -s "$D/__double/requests" >"$E2E_TMP/c.json"
 	CUS=$(sql "$URL" "SELECT stripe_customer_id FROM users WHERE id = '$OWNER'")
 	assert_eq "customer id stored on the owner" "cus_D0000000000001" "$CUS"
 	assert_contains "card attached" "$OUT" "attached card_"
 	assert_contains "ACH attached" "$OUT" "attached ba_"
-	assert_contains "SEPA refusal shows Stripe's message" "$OUT" "refused by Stripe: No such token: 'btok_sepa_debit'"
+	assert_contains "SEPA attached as a PaymentMethod" "$OUT" "stripe sepa (sepa_debit)        attached pm_"
+	assert_contains "the output names every attached method with its id" "$OUT" "stripe: payment methods on cus_D0000000000001: card card_D0000000000002, ACH ba_D0000000000003, SEPA pm_D0000000000004"
+	PM=$(curl -s -H "Authorization: Bearer $KEY" "$D/v1/payment_methods/pm_D0000000000004")
+	assert_eq "the SEPA PaymentMethod: Stripe's test IBAN, billing name and email, attached to the customer" \
+		"sepa_debit DE 3000 Apex Sandbox Owner owner@apex-sandbox.test cus_D0000000000001" \
+		"$(printf %s "$PM" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["type"], d["sepa_debit"]["country"], d["sepa_debit"]["last4"], d["billing_details"]["name"], d["billing_details"]["email"], d["customer"])')"
+	assert_eq "no request names the btok_sepa_debit token" "0" "$(curl -s "$D/__double/requests" | grep -c btok_sepa_debit)"
+	# the double answers the undocumented token as Stripe does
+	SEPA_TOK=$(curl -s -X POST -H "Authorization: Bearer $KEY" -d source=btok_sepa_debit "$D/v1/customers/cus_D0000000000001/sources")
+	assert_eq "the double refuses btok_sepa_debit like Stripe: resource_missing, No such token" \
+		"invalid_request_error resource_missing No such token: 'btok_sepa_debit'" \
+		"$(printf %s "$SEPA_TOK" | python3 -c 'import json,sys; e=json.load(sys.stdin)["error"]; print(e["type"], e["code"], e["message"])')"
+	BAD_PM=$(curl -s -X POST -H "Authorization: Bearer $KEY" -d type=sepa_debit -d 'sepa_debit[iban]=DE89370400440532013000' "$D/v1/payment_methods")
+	assert_contains "the double requires the billing name for SEPA" "$BAD_PM" "billing_details[name]"
+	BAD_PM=$(curl -s -X POST -H "Authorization: Bearer $KEY" -d type=sepa_debit -d 'sepa_debit[iban]=DE89370400440532013001' -d 'billing_details[name]=x' -d 'billing_details[email]=x@example.com' "$D/v1/payment_methods")
+	assert_contains "the double refuses an IBAN with bad check digits" "$BAD_PM" "invalid_bank_account_iban"
 	assert_contains "card is the default source" "$OUT" "stripe default source           already set card_"
-	curl -s "$D/__double/requests" >"$E2E_TMP/c.json"
 	assert_eq "every POST has a deterministic idempotency key, Bearer auth and the pinned version" "ok" \
 		"$(python3 -c 'import json,sys
 r=json.load(open(sys.argv[1]))
 bad=[x for x in r if x["headers"]["stripe-version"]!="2023-10-16" or x["headers"]["auth_scheme"]!="Bearer" or (x["method"]=="POST" and not (x["headers"]["idempotency-key"] or "").startswith("apexops-sandbox-"))]
 print("ok" if r and not bad else bad)' "$E2E_TMP/c.json")"
 	node "$PEERS_JS/stripe-sdk-replay.mjs" "$E2E_TMP/c.json" "$D" >"$E2E_TMP/sdk.json" 2>"$E2E_TMP/sdk.err"
-	assert_eq "the official stripe SDK sends the same method, path, parameters and headers" "same 10" \
+	assert_eq "the official stripe SDK sends the same method, path, parameters and headers (PaymentMethod calls included)" "same 11" \
 		"$(python3 -c 'import json,sys
 c=json.load(open(sys.argv[1])); s=json.load(open(sys.argv[2]))
 k=lambda x:(x["method"],x["path"],sorted(x["query"]),sorted(x["body"]),x["headers"]["stripe-version"],x["headers"]["idempotency-key"],x["headers"]["content-type"])

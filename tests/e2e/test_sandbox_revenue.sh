@@ -39,7 +39,7 @@ INSERT INTO apps (id, publisher_id, name, bundle_id, platform) VALUES
   ('7bcfc807-1834-4d69-a1ca-27e258f4ce75', '$SANDBOX', 'Apex Sandbox Android', 'com.apex.sandbox.android', 'android'),
   ('6b8213e3-b331-40b8-a32f-2bac1678e737', '$SANDBOX', 'Apex Sandbox iOS', 'com.apex.sandbox.ios', 'ios'),
   ('26c1c1eb-9fe1-4d3d-9218-6a2d863d57ac', '$SANDBOX', 'Apex Sandbox Unity', 'com.apex.sandbox.unity', 'unity'),
-  ('3a6dac72-aa81-44af-909c-5b48ab9cbe67', '$SANDBOX', 'Apex Sandbox Android TV/CTV', 'com.apex.sandbox.androidtv', 'androidtv'),
+  ('3a6dac72-aa81-44af-909c-5b48ab9cbe67', '$SANDBOX', 'Apex Sandbox Android TV/CTV', 'com.apex.sandbox.androidtv', 'android_tv'),
   ('f79cd436-751a-4e26-b2cc-298d1029f794', '$SANDBOX', 'Apex Sandbox tvOS', 'com.apex.sandbox.tvos', 'tvos'),
   ('00000000-0000-4000-8000-0000000000ab', '$OTHER', 'Other App', 'com.other', 'android')
   ON CONFLICT DO NOTHING;
@@ -201,14 +201,32 @@ else
 	not_ok "growth: rows differ from the JavaScript oracle" "$(head -4 "$E2E_TMP/diff")"
 fi
 
+# --- the run ledger: each write is a run of the job sandbox-revenue ------
+assert_contains "growth: the run is in the ledger" "$OUT" "sandbox-revenue: run "
+assert_eq "ledger: the growth run, its parameters and counts" \
+	"sandbox-revenue|manual|succeeded|execute|growth|30|2025-01-01|750|750" \
+	"$(sql "$URL" "SELECT job || '|' || trigger || '|' || status || '|' || mode || '|' || (params->'tiers'->>0) || '|' || (params->>'days') || '|' || (params->>'start') || '|' || (counts->'growth'->>'rows') || '|' || (counts->'growth'->>'inserted') FROM apexops.job_runs WHERE job = 'sandbox-revenue' ORDER BY id DESC LIMIT 1")"
+RUNS=$(sql "$URL" "SELECT count(*) FROM apexops.job_runs WHERE job = 'sandbox-revenue'")
+run_ops sandbox revenue growth --start=2025-01-01 --dry-run
+expect_rc 0 "a dry run: exit 0"
+assert_eq "ledger: a dry run (a preview) is not kept" "$RUNS" "$(sql "$URL" "SELECT count(*) FROM apexops.job_runs WHERE job = 'sandbox-revenue'")"
+assert_not_contains "a dry run names no run" "$OUT" "sandbox-revenue: run "
+
 # --- production: refused without --force, nothing written ---------------
 GROWTH_MD5=$(dump $SANDBOX)
 for env in "APP_ENV=production" "APP_ENV=production " "NODE_ENV=PRODUCTION" "APP_ENV= production"; do
 	env "$env" "$APEXOPS_BIN" sandbox revenue growth --start=2025-01-01 >"$E2E_TMP/prod.out" 2>"$E2E_TMP/prod.err"
 	RC=$? ERR=$(cat "$E2E_TMP/prod.err")
 	expect_rc 78 "production ('$env'): refused with exit 78"
-	assert_contains "production ('$env'): the message names the variable" "$ERR" "apexops sandbox revenue: error: refusing to run: ${env%%=*} is '${env#*=}'"
-	assert_contains "production ('$env'): and --force" "$ERR" "--force"
+	assert_contains "production ('$env'): the message names the variable" "$ERR" "${env%%=*}"
+	case "$env" in
+	*=production | *=PRODUCTION)
+		assert_contains "production ('$env'): says it is production" "$ERR" "apexops sandbox revenue: error: refusing to run: ${env%%=*} is '${env#*=}'"
+		assert_contains "production ('$env'): and --force" "$ERR" "--force" ;;
+	*)	# the configuration refuses a value with surrounding spaces
+		# outright (src/core/config.c); either way nothing is written
+		assert_contains "production ('$env'): names the value's spaces" "$ERR" "white space" ;;
+	esac
 done
 APP_ENV=production run_ops sandbox revenue --dry-run
 expect_rc 78 "production: a dry run is refused too"
@@ -217,6 +235,27 @@ APP_ENV=production run_ops sandbox revenue growth --start=2025-01-01 --force
 expect_rc 0 "production with --force: runs"
 assert_contains "production with --force: rewrote the window" "$OUT" "deleted 750 earlier rows"
 assert_eq "production with --force: the same rows" "$GROWTH_MD5" "$(dump $SANDBOX)"
+
+# --- the lock: another writer holds it -> exit 75 at once, naming it ----
+lock_key() { # the FNV-1a 64 key apexops derives from a lock name (db_lock_key)
+	python3 -c 'import sys
+h = 1469598103934665603
+for b in sys.argv[1].encode(): h = ((h ^ b) * 1099511628211) % 2**64
+print(h - 2**64 if h >= 2**63 else h)' "$1"
+}
+PGAPPNAME=revenue-holder-test psql -X -q "$URL" -c "SELECT pg_advisory_lock($(lock_key apexops/sandbox-revenue)); SELECT pg_sleep(60)" >/dev/null 2>&1 &
+HOLDER=$!
+wait_for "$URL" "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'revenue-holder-test'" ||
+	not_ok "the holder took the revenue lock"
+HOLDER_PID=$(sql "$URL" "SELECT pid FROM pg_stat_activity WHERE application_name = 'revenue-holder-test'")
+run_ops sandbox revenue growth --start=2025-01-01
+expect_rc 75 "a held revenue lock: exit 75"
+assert_contains "the message names the lock and its holder" "$ERR" "apexops sandbox revenue: error: another 'apexops sandbox revenue' is running: lock 'apexops/sandbox-revenue' is held by backend pid $HOLDER_PID (application_name 'revenue-holder-test', "
+assert_eq "a held lock: nothing rewritten" "$GROWTH_MD5" "$(dump $SANDBOX)"
+run_ops sandbox revenue growth --start=2025-01-01 --dry-run
+expect_rc 0 "a dry run takes no lock"
+sql "$URL" "SELECT pg_terminate_backend($HOLDER_PID)" >/dev/null
+wait "$HOLDER" 2>/dev/null
 
 # --- scale, with a chart --------------------------------------------------
 run_ops sandbox revenue --tier scale --start 2025-01-01 --plot "$E2E_TMP/scale.svg"
@@ -275,7 +314,7 @@ assert_eq "and the same rows as the first starter run" "$MD5_1" "$(dump $SANDBOX
 # a role that may not set session_replication_role: per row, same rows
 ROLE=ops_rev_$$
 sql "$URL" "DROP ROLE IF EXISTS $ROLE" >/dev/null 2>&1
-sql "$URL" "CREATE ROLE $ROLE LOGIN; GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA public TO $ROLE; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO $ROLE; GRANT USAGE ON SCHEMA apexops TO $ROLE; GRANT SELECT ON ALL TABLES IN SCHEMA apexops TO $ROLE" >/dev/null
+sql "$URL" "CREATE ROLE $ROLE LOGIN; GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA public TO $ROLE; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO $ROLE; GRANT USAGE ON SCHEMA apexops TO $ROLE; GRANT SELECT ON ALL TABLES IN SCHEMA apexops TO $ROLE; GRANT INSERT, UPDATE, DELETE ON apexops.job_runs TO $ROLE; GRANT USAGE ON ALL SEQUENCES IN SCHEMA apexops TO $ROLE" >/dev/null
 RURL=${URL/postgres@/$ROLE@}
 DATABASE_URL=$RURL run_ops sandbox revenue starter --start 2025-01-01 --days 30
 expect_rc 0 "non-superuser: exit 0"

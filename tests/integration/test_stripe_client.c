@@ -2,7 +2,8 @@
  * The Stripe client against our Stripe double (OPS_TEST_STRIPE_DOUBLE_URL,
  * started by tests/peers/up.sh): idempotent replay, idempotency_error,
  * Stripe's error fields, 404 as OPS_E_NOTFOUND, retries of injected 503s,
- * no retry of a 401, the body size limit, and a refused connection.
+ * no retry of a 401, the body size limit, a refused connection, and the
+ * customer helpers of stripe/customer.h.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
+#include "stripe/customer.h"
 #include "stripe/stripe.h"
 
 static const char *base;
@@ -192,6 +194,115 @@ test_connection_refused(void **state)
 	stripe_free(st);
 }
 
+/* stripe/customer.h against the double: every helper, its refusals and
+ * its id checks. */
+static void
+test_customer_helpers(void **state)
+{
+	struct stripe *st = client("sk_test_it_customer", NULL);
+	struct ops_err err = OPS_ERR_INIT;
+	struct stripe_error se;
+	json_t *cust = NULL, *doc = NULL, *params;
+	char cus[128], id[128], pm[128];
+
+	(void)state;
+	double_post("/__double/reset", "");
+	/* a customer that does not exist: NULL, not an error */
+	assert_int_equal(
+		stripe_customer_get(st, "cus_missing", &cust, &se, &err), 0);
+	assert_null(cust);
+	/* an id that is no Stripe id never reaches a path */
+	assert_int_equal(stripe_customer_get(st, "cus_x/../../v1/charges",
+					     &cust, &se, &err),
+			 OPS_E_INVALID);
+	assert_int_equal(stripe_customer_find_by_email(st, "h@x.test", cus,
+						       sizeof(cus), &se, &err),
+			 0);
+	assert_string_equal(cus, "");
+	params = json_pack("{s:s}", "email", "h@x.test");
+	assert_int_equal(stripe_call(st, "POST", "/v1/customers", params,
+				     "it-customer-1", &doc, NULL, &se, &err),
+			 0);
+	json_decref(params);
+	json_decref(doc);
+	assert_int_equal(stripe_customer_find_by_email(st, "h@x.test", cus,
+						       sizeof(cus), &se, &err),
+			 0);
+	assert_int_equal(strncmp(cus, "cus_", 4), 0);
+
+	/* sources: none, attach a card, find it, make it the default */
+	assert_int_equal(stripe_customer_find_source(st, cus, NULL, "card", id,
+						     sizeof(id), &se, &err),
+			 0);
+	assert_string_equal(id, "");
+	assert_int_equal(stripe_customer_attach_source(st, cus, "tok_visa",
+						       "it-card-1", &doc, &se,
+						       &err),
+			 0);
+	assert_string_equal(json_string_value(json_object_get(doc, "object")),
+			    "card");
+	json_decref(doc);
+	assert_int_equal(stripe_customer_find_source(st, cus, NULL, "card", id,
+						     sizeof(id), &se, &err),
+			 0);
+	assert_int_equal(strncmp(id, "card_", 5), 0);
+	assert_int_equal(stripe_customer_set_default_source(
+				 st, cus, id, "it-default-1", &se, &err),
+			 0);
+	assert_int_equal(stripe_customer_get(st, cus, &cust, &se, &err), 0);
+	assert_string_equal(
+		json_string_value(json_object_get(cust, "default_source")), id);
+	json_decref(cust);
+	/* Stripe has no btok_sepa_debit: refused with resource_missing */
+	assert_int_equal(
+		stripe_customer_attach_source(st, cus, "btok_sepa_debit",
+					      "it-sepa-tok", &doc, &se, &err),
+		OPS_E_HTTP);
+	assert_null(doc);
+	assert_string_equal(se.code, "resource_missing");
+	assert_int_equal(se.http_status, 400);
+
+	/* a SEPA PaymentMethod: create, attach, find */
+	assert_int_equal(
+		stripe_customer_find_payment_method(st, cus, "sepa_debit", pm,
+						    sizeof(pm), &se, &err),
+		0);
+	assert_string_equal(pm, "");
+	params = json_pack("{s:s, s:{s:s}}", "type", "sepa_debit", "sepa_debit",
+			   "iban", "DE89370400440532013000");
+	assert_int_equal(stripe_payment_method_create(st, params, "it-pm-0",
+						      &doc, &se, &err),
+			 OPS_E_HTTP);
+	assert_string_equal(se.param, "billing_details[name]");
+	json_decref(params);
+	params = json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "type", "sepa_debit",
+			   "sepa_debit", "iban", "DE89370400440532013000",
+			   "billing_details", "name", "H", "email", "h@x.test");
+	assert_int_equal(stripe_payment_method_create(st, params, "it-pm-1",
+						      &doc, &se, &err),
+			 0);
+	json_decref(params);
+	snprintf(pm, sizeof(pm), "%s",
+		 json_string_value(json_object_get(doc, "id")));
+	json_decref(doc);
+	assert_int_equal(strncmp(pm, "pm_", 3), 0);
+	assert_int_equal(stripe_payment_method_attach(
+				 st, pm, cus, "it-attach-1", &doc, &se, &err),
+			 0);
+	assert_string_equal(json_string_value(json_object_get(doc, "customer")),
+			    cus);
+	json_decref(doc);
+	assert_int_equal(
+		stripe_customer_find_payment_method(st, cus, "sepa_debit", id,
+						    sizeof(id), &se, &err),
+		0);
+	assert_string_equal(id, pm);
+	assert_int_equal(stripe_payment_method_attach(st, "pm_x'", cus, "k",
+						      &doc, &se, &err),
+			 OPS_E_INVALID);
+	stripe_free(st);
+}
+
 int
 main(void)
 {
@@ -200,6 +311,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_retries_and_limits),
 		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_customer_helpers),
 	};
 	int r;
 

@@ -2,7 +2,9 @@
 // (TEST-PEERS.md §3a), the third-party peer we use for customers and cards,
 // lacks these endpoints: bank-account tokens (btok_*), the sources list
 // GET /v1/customers/{id}/sources?object=..., customer update with
-// default_source validation of bank sources, and fault injection. It follows
+// default_source validation of bank sources, PaymentMethods (create,
+// retrieve, attach, list; type sepa_debit from an IBAN, with the billing
+// name and email SEPA requires), and fault injection. It follows
 // Stripe's API reference (https://docs.stripe.com/api): form-encoded bodies
 // with nested keys (a[b]=v, a[0]=v), Bearer or Basic auth with an sk_test_
 // key, Idempotency-Key replay with the same parameters and 400
@@ -28,7 +30,7 @@ const PORT = +(process.env.PORT ?? 8112); // 0: a free port, printed
 
 let state, log, faults;
 function reset() {
-  state = { seq: 0, customers: new Map(), idem: new Map() };
+  state = { seq: 0, customers: new Map(), pms: new Map(), idem: new Map() };
   log = [];
   faults = [];
 }
@@ -126,6 +128,48 @@ function makeSource(cus, token) {
   throw new StripeError(400, 'invalid_request_error', `No such token: '${token}'`, 'resource_missing', 'source');
 }
 
+// ISO 13616 check digits: move the first four characters to the end,
+// letters to 10..35, the number mod 97 must be 1.
+function ibanValid(iban) {
+  const s = String(iban).replace(/\s+/g, '').toUpperCase();
+  if (!/^[A-Z]{2}\d{2}[A-Z0-9]{10,30}$/.test(s)) return false;
+  const digits = (s.slice(4) + s.slice(0, 4)).replace(/[A-Z]/g, (c) => String(c.charCodeAt(0) - 55));
+  let rem = 0;
+  for (const d of digits) rem = (rem * 10 + Number(d)) % 97;
+  return rem === 1;
+}
+
+// POST /v1/payment_methods (https://docs.stripe.com/api/payment_methods/create).
+// Only type sepa_debit is modelled; SEPA needs billing_details name and email.
+function createPaymentMethod(body) {
+  checkParams(body, ['type', 'sepa_debit', 'billing_details', 'metadata', 'expand']);
+  if (!body.type) throw new StripeError(400, 'invalid_request_error', 'Missing required param: type.', 'parameter_missing', 'type');
+  if (body.type !== 'sepa_debit')
+    throw new StripeError(400, 'invalid_request_error', `The double models only type sepa_debit, not '${body.type}'.`, 'parameter_invalid_string', 'type');
+  const iban = body.sepa_debit?.iban;
+  if (!iban) throw new StripeError(400, 'invalid_request_error', 'Missing required param: sepa_debit[iban].', 'parameter_missing', 'sepa_debit[iban]');
+  if (!ibanValid(iban)) throw new StripeError(400, 'invalid_request_error', 'The IBAN you provided appears to be invalid.', 'invalid_bank_account_iban', 'sepa_debit[iban]');
+  const bd = body.billing_details || {};
+  for (const k of ['name', 'email'])
+    if (!bd[k]) throw new StripeError(400, 'invalid_request_error',
+      `Missing required param: billing_details[${k}]. SEPA Direct Debit requires the account holder's name and email.`, 'parameter_missing', `billing_details[${k}]`);
+  const clean = String(iban).replace(/\s+/g, '').toUpperCase();
+  const pm = { id: newId('pm'), object: 'payment_method', type: 'sepa_debit', created: now(), customer: null, livemode: false,
+    billing_details: { address: { city: null, country: null, line1: null, line2: null, postal_code: null, state: null },
+      email: bd.email, name: bd.name, phone: bd.phone ?? null },
+    sepa_debit: { bank_code: clean.slice(4, 12), branch_code: '', country: clean.slice(0, 2),
+      fingerprint: crypto.createHash('sha1').update(clean).digest('hex').slice(0, 16), last4: clean.slice(-4),
+      generated_from: { charge: null, setup_attempt: null } },
+    metadata: body.metadata || {} };
+  state.pms.set(pm.id, pm);
+  return pm;
+}
+function getPaymentMethod(id) {
+  const pm = state.pms.get(id);
+  if (!pm) throw missing('PaymentMethod', id, 'payment_method');
+  return pm;
+}
+
 function route(method, path, q, body) {
   let m;
   if (path === '/v1/customers' && method === 'POST') {
@@ -157,6 +201,26 @@ function route(method, path, q, body) {
       if (body.metadata) c.metadata = { ...c.metadata, ...body.metadata };
       return customerView(c, body);
     }
+  }
+  if (path === '/v1/payment_methods' && method === 'POST') return createPaymentMethod(body);
+  if (path === '/v1/payment_methods' && method === 'GET') {
+    checkParams(q, ['customer', 'type', 'limit', 'starting_after', 'ending_before', 'expand']);
+    if (!q.customer) throw new StripeError(400, 'invalid_request_error', 'Missing required param: customer.', 'parameter_missing', 'customer');
+    const c = getCustomer(q.customer);
+    let all = [...state.pms.values()].filter((pm) => pm.customer === c.id).reverse(); // newest first
+    if (q.type !== undefined) all = all.filter((pm) => pm.type === q.type);
+    return list('/v1/payment_methods', all, limitOf(q));
+  }
+  if ((m = path.match(/^\/v1\/payment_methods\/([^/]+)$/)) && method === 'GET') return getPaymentMethod(decodeURIComponent(m[1]));
+  if ((m = path.match(/^\/v1\/payment_methods\/([^/]+)\/attach$/)) && method === 'POST') {
+    checkParams(body, ['customer', 'expand']);
+    if (!body.customer) throw new StripeError(400, 'invalid_request_error', 'Missing required param: customer.', 'parameter_missing', 'customer');
+    const pm = getPaymentMethod(decodeURIComponent(m[1]));
+    const c = getCustomer(body.customer);
+    if (pm.customer && pm.customer !== c.id)
+      throw new StripeError(400, 'invalid_request_error', 'The payment method you provided has already been attached to a customer.', 'payment_method_unexpected_state');
+    pm.customer = c.id;
+    return pm;
   }
   if ((m = path.match(/^\/v1\/customers\/([^/]+)\/sources$/))) {
     const c = getCustomer(decodeURIComponent(m[1]));

@@ -46,6 +46,9 @@ for (const c of calls) {
     else if ((m = c.path.match(/^\/v1\/customers\/([^/]+)$/)) && c.method === 'POST') await stripe.customers.update(m[1], b, opts);
     else if ((m = c.path.match(/^\/v1\/customers\/([^/]+)\/sources$/)) && c.method === 'GET') await stripe.customers.listSources(m[1], q);
     else if ((m = c.path.match(/^\/v1\/customers\/([^/]+)\/sources$/)) && c.method === 'POST') await stripe.customers.createSource(m[1], b, opts);
+    else if (c.path === '/v1/payment_methods' && c.method === 'POST') await stripe.paymentMethods.create(b, opts);
+    else if (c.path === '/v1/payment_methods' && c.method === 'GET') await stripe.paymentMethods.list(q);
+    else if ((m = c.path.match(/^\/v1\/payment_methods\/([^/]+)\/attach$/)) && c.method === 'POST') await stripe.paymentMethods.attach(m[1], b, opts);
     else throw new Error(`no SDK mapping for ${c.method} ${c.path}`);
   } catch (e) {
     if (!e.type || !String(e.type).startsWith('Stripe')) throw e; // a Stripe refusal is part of the flow

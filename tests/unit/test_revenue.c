@@ -176,7 +176,7 @@ test_worked_example(void **state)
 
 		assert_int_equal(r->day, want[i].day);
 		assert_string_equal(pl[r->placement].id, want[i].placement);
-		assert_memory_equal(revenue_adapters[r->adapter].id,
+		assert_memory_equal(sandbox_adapters[r->adapter].id,
 				    want[i].adapter_prefix, 8);
 		assert_int_equal(r->cents, want[i].cents);
 		assert_int_equal(r->impressions, want[i].impressions);
@@ -191,46 +191,18 @@ test_worked_example(void **state)
 	revenue_plan_release(&plan);
 }
 
-/* The 25 sandbox placements (ORIGINAL-SYSTEM.md §4.2). */
-static const char *const sandbox_ids[5][5] = {
-	{ "edcbe420-5e96-4c0f-b7ee-e5a10eb11db3",
-	  "92fe3cb3-8028-4a65-aacf-c9916b2efc29",
-	  "b8372490-f300-49e8-b7c2-a77fc04f85e9",
-	  "631c2a8a-94b8-4448-8d56-a7cddb280ea5",
-	  "47998e9f-dfbe-4ba9-922c-3001f106722e" },
-	{ "26c8907d-7635-4a13-a94b-6c3b12af1779",
-	  "3b94ce00-15d2-4b96-9d1e-b096cd12cdb9",
-	  "ca610a0c-8607-4a38-8a21-9cbfd3018b7b",
-	  "83d155c1-d3ab-413a-8d6f-bb282d4a058b",
-	  "bdf98482-e3c8-4792-bc06-7e98f7184d08" },
-	{ "3d1094ab-a85b-4737-a749-d8a153a0f026",
-	  "7f7f250e-48c0-4a89-9015-5c6cea325b3e",
-	  "074b2dc7-3173-4da0-aba0-250f3f129df1",
-	  "e159286d-7f60-437c-9f58-83aebdcdbf13",
-	  "f6e7aa9b-09c5-4644-bf56-f8ab781ac62d" },
-	{ "28f1d412-71d4-486b-93c7-e3d7101f2b2c",
-	  "15d8efc7-0e45-4eb8-9eec-47eedb8424bb",
-	  "916aa3f1-b875-45f9-b672-bb6461ceadf4",
-	  "430810ca-0549-4755-ae74-cd0df596cfee",
-	  "1a5c9eca-b8b7-4b9a-b8a7-2ec5942d5645" },
-	{ "8a94e8fd-8995-4b17-b308-38f1104d1e84",
-	  "d8f4ec50-cde4-47b7-a139-ed02bd1f88d8",
-	  "090ce110-b9dc-4722-93dd-8bd3fcfdb2e0",
-	  "24ed4867-b16e-4a4b-b8ac-43dd05788a81",
-	  "f7defcdc-33e5-41f3-8577-2bceb73015d3" },
-};
-
+/* The 25 fixture placements (jobs/sandbox_fixtures.h), named by id. */
 static void
-sandbox_placements(struct revenue_placement pl[25])
+sandbox_placements(struct revenue_placement pl[SANDBOX_NALL_PLACEMENTS])
 {
-	static const char *const types[5] = { "interstitial", "interstitial",
-					      "rewarded", "rewarded",
-					      "banner" };
-	for (int a = 0; a < 5; a++)
-		for (int k = 0; k < 5; k++) {
-			pl[a * 5 + k].id = sandbox_ids[a][k];
-			pl[a * 5 + k].name = sandbox_ids[a][k];
-			pl[a * 5 + k].type = types[k];
+	for (int a = 0; a < SANDBOX_NAPPS; a++)
+		for (int k = 0; k < SANDBOX_NPLACEMENTS; k++) {
+			struct revenue_placement *p =
+				&pl[a * SANDBOX_NPLACEMENTS + k];
+
+			p->id = sandbox_apps[a].placement_ids[k];
+			p->name = p->id;
+			p->type = sandbox_placement_types[k];
 		}
 }
 
