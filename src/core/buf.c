@@ -69,6 +69,43 @@ buf_printf(struct buf *b, const char *fmt, ...)
 	return r;
 }
 
+static void
+unbounded_failed(const struct buf *b)
+{
+	fprintf(stderr,
+		"apexops: internal error: buf_add* on a buffer limited to %zu "
+		"bytes overflowed (use buf_append and check it)\n",
+		b->max);
+	abort();
+}
+
+void
+buf_addn(struct buf *b, const void *data, size_t n)
+{
+	if (buf_append(b, data, n) != 0)
+		unbounded_failed(b);
+}
+
+void
+buf_adds(struct buf *b, const char *s)
+{
+	if (buf_append(b, s, strlen(s)) != 0)
+		unbounded_failed(b);
+}
+
+void
+buf_addf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = buf_vprintf(b, fmt, ap);
+	va_end(ap);
+	if (r != 0)
+		unbounded_failed(b);
+}
+
 void
 buf_truncate(struct buf *b, size_t len)
 {

@@ -19,19 +19,26 @@ struct buf {
 
 /*
  * Append; returns 0, or -1 when the result would pass b->max (then b is
- * unchanged). A dropped -1 is text silently lost: check it. src/core and
- * src/http check every result.
- *
- * NEEDSWORK: buf_append, buf_puts and buf_printf should carry
- * warn_unused_result as buf_vprintf does; callers in src/jobs, src/stripe
- * and tests/integration still drop results, so it waits for them.
+ * unchanged). A dropped -1 is text silently lost: check it, or use the
+ * buf_add* functions below on a buffer without a maximum.
  */
-int buf_append(struct buf *b, const void *data, size_t n);
-int buf_puts(struct buf *b, const char *s);
+int buf_append(struct buf *b, const void *data, size_t n)
+	__attribute__((warn_unused_result));
+int buf_puts(struct buf *b, const char *s) __attribute__((warn_unused_result));
 int buf_printf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+	__attribute__((format(printf, 2, 3), warn_unused_result));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((warn_unused_result));
+/*
+ * The same for a buffer without a maximum (b->max == 0), where appending
+ * can only fail when memory runs out, which aborts anyway (git's
+ * strbuf_addf): no result to check. On a bounded buffer that overflows
+ * they abort, naming the caller's mistake.
+ */
+void buf_addn(struct buf *b, const void *data, size_t n);
+void buf_adds(struct buf *b, const char *s);
+void buf_addf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
 /* Cut the contents back to len bytes (len <= b->len), keeping the
  * storage: for building on a common prefix (git's strbuf_setlen). */

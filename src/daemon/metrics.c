@@ -192,82 +192,79 @@ metrics_render(struct metrics *m, struct buf *out)
 
 	pthread_mutex_lock(&m->mu);
 	alive = now - m->last_tick < ALIVE_S;
-	(void)buf_printf(out,
-			 "# HELP apexops_up 1 while the daemon's loop is "
-			 "alive.\n# TYPE apexops_up gauge\napexops_up %d\n",
-			 alive ? 1 : 0);
-	(void)buf_printf(out,
-			 "# HELP apexops_database_up 1 when the database "
-			 "answered on the last pass.\n# TYPE "
-			 "apexops_database_up gauge\napexops_database_up %d\n",
-			 m->db_ok ? 1 : 0);
-	(void)buf_printf(
-		out,
-		"# HELP apexops_database_down_seconds_total Time without a "
-		"database, in which no replica could claim a run here.\n"
-		"# TYPE apexops_database_down_seconds_total counter\n"
-		"apexops_database_down_seconds_total %.3f\n",
-		m->db_down_total +
-			(m->db_down_since != 0 ? now - m->db_down_since : 0));
-	(void)buf_puts(out, "# HELP apexops_cron_runs_total Runs this process "
-			    "finished, by job and status.\n"
-			    "# TYPE apexops_cron_runs_total counter\n");
+	buf_addf(out,
+		 "# HELP apexops_up 1 while the daemon's loop is "
+		 "alive.\n# TYPE apexops_up gauge\napexops_up %d\n",
+		 alive ? 1 : 0);
+	buf_addf(out,
+		 "# HELP apexops_database_up 1 when the database "
+		 "answered on the last pass.\n# TYPE "
+		 "apexops_database_up gauge\napexops_database_up %d\n",
+		 m->db_ok ? 1 : 0);
+	buf_addf(out,
+		 "# HELP apexops_database_down_seconds_total Time without a "
+		 "database, in which no replica could claim a run here.\n"
+		 "# TYPE apexops_database_down_seconds_total counter\n"
+		 "apexops_database_down_seconds_total %.3f\n",
+		 m->db_down_total +
+			 (m->db_down_since != 0 ? now - m->db_down_since : 0));
+	buf_adds(out, "# HELP apexops_cron_runs_total Runs this process "
+		      "finished, by job and status.\n"
+		      "# TYPE apexops_cron_runs_total counter\n");
 	for (int i = 0; i < m->njobs; i++)
 		for (int s = 0; s < METRICS_STATUSES; s++)
-			(void)buf_printf(out,
-					 "apexops_cron_runs_total{job=\"%s\","
-					 "status=\"%s\"} %llu\n",
-					 m->jobs[i].name, statuses[s],
-					 m->jobs[i].runs[s]);
-	(void)buf_puts(out, "# HELP apexops_cron_run_duration_seconds How "
-			    "long runs took.\n# TYPE "
-			    "apexops_cron_run_duration_seconds summary\n");
+			buf_addf(out,
+				 "apexops_cron_runs_total{job=\"%s\","
+				 "status=\"%s\"} %llu\n",
+				 m->jobs[i].name, statuses[s],
+				 m->jobs[i].runs[s]);
+	buf_adds(out, "# HELP apexops_cron_run_duration_seconds How "
+		      "long runs took.\n# TYPE "
+		      "apexops_cron_run_duration_seconds summary\n");
 	for (int i = 0; i < m->njobs; i++)
-		(void)buf_printf(out,
-				 "apexops_cron_run_duration_seconds_sum{job="
-				 "\"%s\"} %.6f\n"
-				 "apexops_cron_run_duration_seconds_count{job="
-				 "\"%s\"} %llu\n",
-				 m->jobs[i].name, m->jobs[i].duration_sum,
-				 m->jobs[i].name, m->jobs[i].duration_count);
-	(void)buf_puts(out, "# HELP apexops_cron_start_lateness_seconds From "
-			    "the slot to the claim of its run.\n# TYPE "
-			    "apexops_cron_start_lateness_seconds summary\n");
+		buf_addf(out,
+			 "apexops_cron_run_duration_seconds_sum{job="
+			 "\"%s\"} %.6f\n"
+			 "apexops_cron_run_duration_seconds_count{job="
+			 "\"%s\"} %llu\n",
+			 m->jobs[i].name, m->jobs[i].duration_sum,
+			 m->jobs[i].name, m->jobs[i].duration_count);
+	buf_adds(out, "# HELP apexops_cron_start_lateness_seconds From "
+		      "the slot to the claim of its run.\n# TYPE "
+		      "apexops_cron_start_lateness_seconds summary\n");
 	for (int i = 0; i < m->njobs; i++)
-		(void)buf_printf(out,
-				 "apexops_cron_start_lateness_seconds_sum{job="
-				 "\"%s\"} %.6f\n"
-				 "apexops_cron_start_lateness_seconds_count{"
-				 "job=\"%s\"} %llu\n",
-				 m->jobs[i].name, m->jobs[i].lateness_sum,
-				 m->jobs[i].name, m->jobs[i].claims);
-	(void)buf_puts(out, "# HELP apexops_cron_last_success_timestamp_"
-			    "seconds When a run of the job last succeeded "
-			    "here (scheduler clock).\n# TYPE "
-			    "apexops_cron_last_success_timestamp_seconds "
-			    "gauge\n");
+		buf_addf(out,
+			 "apexops_cron_start_lateness_seconds_sum{job="
+			 "\"%s\"} %.6f\n"
+			 "apexops_cron_start_lateness_seconds_count{"
+			 "job=\"%s\"} %llu\n",
+			 m->jobs[i].name, m->jobs[i].lateness_sum,
+			 m->jobs[i].name, m->jobs[i].claims);
+	buf_adds(out, "# HELP apexops_cron_last_success_timestamp_"
+		      "seconds When a run of the job last succeeded "
+		      "here (scheduler clock).\n# TYPE "
+		      "apexops_cron_last_success_timestamp_seconds "
+		      "gauge\n");
 	for (int i = 0; i < m->njobs; i++)
 		if (m->jobs[i].last_success > 0)
-			(void)buf_printf(out,
-					 "apexops_cron_last_success_timestamp_"
-					 "seconds{job=\"%s\"} %.3f\n",
-					 m->jobs[i].name,
-					 m->jobs[i].last_success);
-	(void)buf_puts(out, "# HELP apexops_cron_takeovers_total Runs taken "
-			    "over after another replica's lease lapsed.\n"
-			    "# TYPE apexops_cron_takeovers_total counter\n");
+			buf_addf(out,
+				 "apexops_cron_last_success_timestamp_"
+				 "seconds{job=\"%s\"} %.3f\n",
+				 m->jobs[i].name, m->jobs[i].last_success);
+	buf_adds(out, "# HELP apexops_cron_takeovers_total Runs taken "
+		      "over after another replica's lease lapsed.\n"
+		      "# TYPE apexops_cron_takeovers_total counter\n");
 	for (int i = 0; i < m->njobs; i++)
-		(void)buf_printf(out,
-				 "apexops_cron_takeovers_total{job=\"%s\"} "
-				 "%llu\n",
-				 m->jobs[i].name, m->jobs[i].takeovers);
-	(void)buf_puts(out, "# HELP apexops_cron_missed_total Slots recorded "
-			    "missed by this process.\n# TYPE "
-			    "apexops_cron_missed_total counter\n");
+		buf_addf(out,
+			 "apexops_cron_takeovers_total{job=\"%s\"} "
+			 "%llu\n",
+			 m->jobs[i].name, m->jobs[i].takeovers);
+	buf_adds(out, "# HELP apexops_cron_missed_total Slots recorded "
+		      "missed by this process.\n# TYPE "
+		      "apexops_cron_missed_total counter\n");
 	for (int i = 0; i < m->njobs; i++)
-		(void)buf_printf(out,
-				 "apexops_cron_missed_total{job=\"%s\"} %llu\n",
-				 m->jobs[i].name, m->jobs[i].missed);
+		buf_addf(out, "apexops_cron_missed_total{job=\"%s\"} %llu\n",
+			 m->jobs[i].name, m->jobs[i].missed);
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -300,18 +297,18 @@ answer(void *cls, struct MHD_Connection *conn, const char *url,
 	(void)req;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		code = MHD_HTTP_METHOD_NOT_ALLOWED;
-		(void)buf_puts(&out, "method not allowed\n");
+		buf_adds(&out, "method not allowed\n");
 	} else if (strcmp(url, "/healthz") == 0) {
 		bool ok = metrics_healthy(m);
 
 		code = ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
-		(void)buf_puts(&out, ok ? "ok\n" : "unhealthy\n");
+		buf_adds(&out, ok ? "ok\n" : "unhealthy\n");
 	} else if (strcmp(url, "/metrics") == 0) {
 		type = "text/plain; version=0.0.4; charset=utf-8";
 		metrics_render(m, &out);
 	} else {
 		code = MHD_HTTP_NOT_FOUND;
-		(void)buf_puts(&out, "not found: /healthz, /metrics\n");
+		buf_adds(&out, "not found: /healthz, /metrics\n");
 	}
 	len = out.len;
 	body = buf_detach(&out);

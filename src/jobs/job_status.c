@@ -57,13 +57,12 @@ replicas(struct db *db, struct buf *out, struct ops_err *err)
 	if (r != 0)
 		return r;
 	if (db_res_rows(res) == 0)
-		(void)buf_puts(out, "  schedulers   none seen in the last "
-				    "minute ('apexops cron' is not running)\n");
+		buf_adds(out, "  schedulers   none seen in the last "
+			      "minute ('apexops cron' is not running)\n");
 	for (int i = 0; i < db_res_rows(res); i++)
-		(void)buf_printf(
-			out, "  scheduler    %s (apexops %s, since %s, %s)\n",
-			db_res_get(res, i, 0), db_res_get(res, i, 1),
-			db_res_get(res, i, 3), db_res_get(res, i, 2));
+		buf_addf(out, "  scheduler    %s (apexops %s, since %s, %s)\n",
+			 db_res_get(res, i, 0), db_res_get(res, i, 1),
+			 db_res_get(res, i, 3), db_res_get(res, i, 2));
 	db_res_free(res);
 	return 0;
 }
@@ -84,8 +83,8 @@ job_status_report(struct db *db, const struct ops_config *cfg, struct buf *out,
 	if (r != 0)
 		return r;
 	if (reg == NULL) {
-		(void)buf_puts(out, "  (apexops.job_runs is missing: run "
-				    "'apexops migrate up')\n");
+		buf_adds(out, "  (apexops.job_runs is missing: run "
+			      "'apexops migrate up')\n");
 		return 0;
 	}
 	free(reg);
@@ -124,19 +123,17 @@ job_status_report(struct db *db, const struct ops_config *cfg, struct buf *out,
 		for (int k = 0; k < db_res_rows(res); k++)
 			if (strcmp(db_res_get(res, k, 0), j->name) == 0)
 				row = k;
-		(void)buf_printf(out, "  %-18s %s%s\n", j->name,
-				 (j->flags & JOB_MANUAL_ONLY) ? "(manual only)"
-							      : sched,
-				 (j->flags & JOB_UNAVAILABLE)
-					 ? "  (not available in this version)"
-					 : "");
+		buf_addf(out, "  %-18s %s%s\n", j->name,
+			 (j->flags & JOB_MANUAL_ONLY) ? "(manual only)" : sched,
+			 (j->flags & JOB_UNAVAILABLE)
+				 ? "  (not available in this version)"
+				 : "");
 		if (parsed && cron_next(&ce, now, &next) == 0) {
 			char l[64], u[32];
 
 			fmt_local(next, l, sizeof(l));
-			(void)buf_printf(
-				out, "    next       %s (%s)\n", l,
-				ops_format_rfc3339(next, u, sizeof(u)));
+			buf_addf(out, "    next       %s (%s)\n", l,
+				 ops_format_rfc3339(next, u, sizeof(u)));
 		}
 		if (row >= 0 && db_res_get(res, row, 8) != NULL)
 			ok_at = db_res_ll(res, row, 8);
@@ -149,38 +146,33 @@ job_status_report(struct db *db, const struct ops_config *cfg, struct buf *out,
 		    ok_at < (long long)owed) {
 			char u[32];
 
-			(void)buf_printf(
-				out,
-				"    OVERDUE    no success since the "
-				"%s slot\n",
-				ops_format_rfc3339(owed, u, sizeof(u)));
+			buf_addf(out,
+				 "    OVERDUE    no success since the "
+				 "%s slot\n",
+				 ops_format_rfc3339(owed, u, sizeof(u)));
 			if (overdue != NULL)
 				(*overdue)++;
 		}
 		if (row < 0) {
-			(void)buf_puts(out, "    last run   never\n");
+			buf_adds(out, "    last run   never\n");
 			continue;
 		}
-		(void)buf_printf(out, "    last run   %s (%s) at %s",
-				 db_res_get(res, row, 1),
-				 db_res_get(res, row, 2),
-				 db_res_get(res, row, 3));
+		buf_addf(out, "    last run   %s (%s) at %s",
+			 db_res_get(res, row, 1), db_res_get(res, row, 2),
+			 db_res_get(res, row, 3));
 		if (db_res_get(res, row, 4) != NULL)
-			(void)buf_printf(out, ", %s s",
-					 db_res_get(res, row, 4));
-		(void)buf_puts(out, "\n");
-		(void)buf_printf(out, "    last ok    %s\n",
-				 db_res_get(res, row, 5)
-					 ? db_res_get(res, row, 5)
-					 : "never");
+			buf_addf(out, ", %s s", db_res_get(res, row, 4));
+		buf_adds(out, "\n");
+		buf_addf(out, "    last ok    %s\n",
+			 db_res_get(res, row, 5) ? db_res_get(res, row, 5)
+						 : "never");
 		if (db_res_ll(res, row, 6) > 0)
-			(void)buf_printf(out,
-					 "    running    %lld run(s) now\n",
-					 db_res_ll(res, row, 6));
+			buf_addf(out, "    running    %lld run(s) now\n",
+				 db_res_ll(res, row, 6));
 		if (db_res_get(res, row, 7) != NULL &&
 		    strcmp(db_res_get(res, row, 1), "succeeded") != 0)
-			(void)buf_printf(out, "    error      %.160s\n",
-					 db_res_get(res, row, 7));
+			buf_addf(out, "    error      %.160s\n",
+				 db_res_get(res, row, 7));
 	}
 	db_res_free(res);
 	if (db_query_value(db, "SELECT to_regclass('apexops.cron_replicas')", 0,

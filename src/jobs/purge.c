@@ -411,10 +411,9 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 		if (r != 0)
 			goto out;
 		if (reg == NULL) {
-			buf_printf(
-				out,
-				"  %-26s table missing (skipped by purges)\n",
-				disp);
+			buf_addf(out,
+				 "  %-26s table missing (skipped by purges)\n",
+				 disp);
 			continue;
 		}
 		free(reg);
@@ -429,11 +428,11 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 		if (r != 0)
 			goto out;
 		if (db_res_get(res, 0, 0) == NULL)
-			buf_printf(out, "  %-26s no dated rows\n", disp);
+			buf_addf(out, "  %-26s no dated rows\n", disp);
 		else
-			buf_printf(out, "  %-26s oldest %s %s (%s days old)\n",
-				   disp, p->column, db_res_get(res, 0, 0),
-				   db_res_get(res, 0, 1));
+			buf_addf(out, "  %-26s oldest %s %s (%s days old)\n",
+				 disp, p->column, db_res_get(res, 0, 0),
+				 db_res_get(res, 0, 1));
 		db_res_free(res);
 		res = NULL;
 	}
@@ -442,7 +441,7 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 	if (r != 0)
 		goto out;
 	if (reg == NULL) {
-		buf_puts(out, "  last purge                 none "
+		buf_adds(out, "  last purge                 none "
 			      "(apexops.job_runs missing)\n");
 		goto out;
 	}
@@ -461,9 +460,9 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 	if (r != 0)
 		goto out;
 	if (db_res_rows(res) == 0)
-		buf_puts(out, "  last purge                 never\n");
+		buf_adds(out, "  last purge                 never\n");
 	else
-		buf_printf(
+		buf_addf(
 			out,
 			"  last purge                 run %s %s %s %s at %s,\n"
 			"                             months %s, cutoff %s, %s "

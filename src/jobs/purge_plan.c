@@ -180,10 +180,10 @@ plan_references(struct db *db, const struct purge_policy *p,
 		if (r != 0)
 			break;
 		if (ref_blocks(ref->action))
-			buf_printf(&keep,
-				   " AND NOT EXISTS (SELECT 1 FROM %s r"
-				   " WHERE %s)",
-				   child, match);
+			buf_addf(&keep,
+				 " AND NOT EXISTS (SELECT 1 FROM %s r"
+				 " WHERE %s)",
+				 child, match);
 		log_info("purge plan reference table=%s referenced_by=%s "
 			 "constraint=%s action=%s referencing_rows=%lld "
 			 "referenced_rows=%lld",
@@ -372,12 +372,12 @@ purge_check_references(const struct purge_result *res, struct ops_err *err)
 			if (!ref_blocks(ref->action) ||
 			    ref->referenced_rows == 0)
 				continue;
-			buf_printf(&msg,
-				   "%s%lld expired rows of %s are referenced "
-				   "by %s (constraint %s, ON DELETE %s)",
-				   msg.len ? "; " : "", ref->referenced_rows,
-				   t->name, ref->table, ref->constraint,
-				   ref->action);
+			buf_addf(&msg,
+				 "%s%lld expired rows of %s are referenced "
+				 "by %s (constraint %s, ON DELETE %s)",
+				 msg.len ? "; " : "", ref->referenced_rows,
+				 t->name, ref->table, ref->constraint,
+				 ref->action);
 		}
 	}
 	if (msg.len > 0)

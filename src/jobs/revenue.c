@@ -542,19 +542,19 @@ lock_references(struct db *db, const struct revenue_plan *plan,
 	used = xcalloc(npl + 1, 1);
 	for (size_t i = 0; i < plan->nrows; i++)
 		used[plan->rows[i].placement] = 1;
-	buf_puts(&places, "{");
+	buf_adds(&places, "{");
 	for (size_t i = 0; i < npl; i++) {
 		if (!used[i])
 			continue;
-		buf_printf(&places, "%s%s", want_pl > 0 ? "," : "", pl[i].id);
+		buf_addf(&places, "%s%s", want_pl > 0 ? "," : "", pl[i].id);
 		want_pl++;
 	}
-	buf_puts(&places, "}");
-	buf_puts(&adapters, "{");
+	buf_adds(&places, "}");
+	buf_adds(&adapters, "{");
 	for (int i = 0; i < REVENUE_NADAPTERS; i++)
-		buf_printf(&adapters, "%s%s", i > 0 ? "," : "",
-			   sandbox_adapters[i].id);
-	buf_puts(&adapters, "}");
+		buf_addf(&adapters, "%s%s", i > 0 ? "," : "",
+			 sandbox_adapters[i].id);
+	buf_adds(&adapters, "}");
 	params[0] = SANDBOX_PUBLISHER_ID;
 	params[1] = buf_str(&adapters);
 	params[2] = buf_str(&places);
@@ -654,11 +654,11 @@ revenue_write(struct db *db, const struct revenue_plan *plan,
 
 		/* every field is a uuid, a number or a date: nothing to
 		 * escape in COPY text format */
-		buf_printf(&b, "%s\t%s\t%s\t%lld\t%lld\t%lld.%02lld\t%s\n",
-			   SANDBOX_PUBLISHER_ID, pl[row->placement].id,
-			   sandbox_adapters[row->adapter].id, row->impressions,
-			   row->clicks, row->cents / 100, row->cents % 100,
-			   dates[row->day]);
+		buf_addf(&b, "%s\t%s\t%s\t%lld\t%lld\t%lld.%02lld\t%s\n",
+			 SANDBOX_PUBLISHER_ID, pl[row->placement].id,
+			 sandbox_adapters[row->adapter].id, row->impressions,
+			 row->clicks, row->cents / 100, row->cents % 100,
+			 dates[row->day]);
 		if (b.len >= COPY_CHUNK || i + 1 == plan->nrows) {
 			r = db_copy_put(db, b.data, b.len, err);
 			if (r != 0)

@@ -52,7 +52,7 @@ revenue_sparkline(const struct revenue_plan *plan, int width, struct buf *out,
 	for (int c = 0; c < ncols; c++) {
 		int level = hi > lo ? (int)((vals[c] - lo) * 7 / (hi - lo)) : 3;
 
-		buf_puts(out, bars[level]);
+		buf_adds(out, bars[level]);
 	}
 	if (per_char != NULL)
 		*per_char = step;
@@ -123,17 +123,17 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 	revenue_date_format(&plan->start, from, sizeof(from));
 	revenue_date_format(&plan->end, to, sizeof(to));
 
-	buf_printf(out,
-		   "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-		   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
-		   "height=\"%d\" viewBox=\"0 0 %d %d\" "
-		   "font-family=\"sans-serif\" font-size=\"12\">\n"
-		   "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n"
-		   "<text x=\"%d\" y=\"28\" font-size=\"16\" "
-		   "font-weight=\"bold\">Sandbox revenue: %s tier, %s to %s, "
-		   "total $%s</text>\n",
-		   W, H, W, H, W, H, left, revenue_tier_name(plan->tier), from,
-		   to, total);
+	buf_addf(out,
+		 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+		 "height=\"%d\" viewBox=\"0 0 %d %d\" "
+		 "font-family=\"sans-serif\" font-size=\"12\">\n"
+		 "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n"
+		 "<text x=\"%d\" y=\"28\" font-size=\"16\" "
+		 "font-weight=\"bold\">Sandbox revenue: %s tier, %s to %s, "
+		 "total $%s</text>\n",
+		 W, H, W, H, W, H, left, revenue_tier_name(plan->tier), from,
+		 to, total);
 
 	/* y axis: 5 gridlines with dollar labels */
 	for (int i = 0; i <= 5; i++) {
@@ -142,17 +142,17 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 		money(ymax * i / 5, lab, sizeof(lab));
 		if (ymax % 500 == 0) /* every tick in whole dollars */
 			lab[strlen(lab) - 3] = '\0';
-		buf_printf(out,
-			   "<line x1=\"%d\" y1=\"%.2f\" x2=\"%.2f\" "
-			   "y2=\"%.2f\" stroke=\"#dddddd\"/>\n"
-			   "<text x=\"%d\" y=\"%.2f\" text-anchor=\"end\">"
-			   "$%s</text>\n",
-			   left, y, left + pw, y, left - 6, y + 4, lab);
+		buf_addf(out,
+			 "<line x1=\"%d\" y1=\"%.2f\" x2=\"%.2f\" "
+			 "y2=\"%.2f\" stroke=\"#dddddd\"/>\n"
+			 "<text x=\"%d\" y=\"%.2f\" text-anchor=\"end\">"
+			 "$%s</text>\n",
+			 left, y, left + pw, y, left - 6, y + 4, lab);
 	}
-	buf_printf(out,
-		   "<text x=\"30\" y=\"%.2f\" text-anchor=\"middle\" "
-		   "transform=\"rotate(-90 30 %.2f)\">USD per day</text>\n",
-		   top + ph / 2, top + ph / 2);
+	buf_addf(out,
+		 "<text x=\"30\" y=\"%.2f\" text-anchor=\"middle\" "
+		 "transform=\"rotate(-90 30 %.2f)\">USD per day</text>\n",
+		 top + ph / 2, top + ph / 2);
 
 	/* stacked bars, FakeNetworkA at the bottom */
 	for (int d = 0; d < plan->days; d++) {
@@ -167,21 +167,21 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 			if (c == 0)
 				continue;
 			base -= h;
-			buf_printf(out,
-				   "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" "
-				   "height=\"%.2f\" fill=\"%s\"/>\n",
-				   x, base, bar, h, colors[a]);
+			buf_addf(out,
+				 "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" "
+				 "height=\"%.2f\" fill=\"%s\"/>\n",
+				 x, base, bar, h, colors[a]);
 		}
 	}
 
 	/* axes */
-	buf_printf(out,
-		   "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%.2f\" "
-		   "stroke=\"#333333\"/>\n"
-		   "<line x1=\"%d\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
-		   "stroke=\"#333333\"/>\n",
-		   left, top, left, top + ph, left, top + ph, left + pw,
-		   top + ph);
+	buf_addf(out,
+		 "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%.2f\" "
+		 "stroke=\"#333333\"/>\n"
+		 "<line x1=\"%d\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+		 "stroke=\"#333333\"/>\n",
+		 left, top, left, top + ph, left, top + ph, left + pw,
+		 top + ph);
 
 	/* x axis: a date label every label_step days */
 	for (int d = 0; d < plan->days; d += label_step) {
@@ -191,25 +191,25 @@ revenue_svg(const struct revenue_plan *plan, struct buf *out)
 		revenue_date_from_days(revenue_date_to_days(&plan->start) + d,
 				       &dt);
 		revenue_date_format(&dt, lab, sizeof(lab));
-		buf_printf(out,
-			   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" "
-			   "y2=\"%.2f\" stroke=\"#333333\"/>\n"
-			   "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" "
-			   "font-size=\"11\" transform=\"rotate(-40 %.2f "
-			   "%.2f)\">%s</text>\n",
-			   x, y, x, y + 4, x, y + 16, x, y + 16, lab);
+		buf_addf(out,
+			 "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" "
+			 "y2=\"%.2f\" stroke=\"#333333\"/>\n"
+			 "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" "
+			 "font-size=\"11\" transform=\"rotate(-40 %.2f "
+			 "%.2f)\">%s</text>\n",
+			 x, y, x, y + 4, x, y + 16, x, y + 16, lab);
 	}
 
 	/* legend */
 	for (int a = 0; a < REVENUE_NADAPTERS; a++) {
 		int x = W - right + 20, y = top + 10 + a * 22;
 
-		buf_printf(out,
-			   "<rect x=\"%d\" y=\"%d\" width=\"14\" "
-			   "height=\"14\" fill=\"%s\"/>\n"
-			   "<text x=\"%d\" y=\"%d\">%s</text>\n",
-			   x, y, colors[a], x + 20, y + 12,
-			   sandbox_adapters[a].name);
+		buf_addf(out,
+			 "<rect x=\"%d\" y=\"%d\" width=\"14\" "
+			 "height=\"14\" fill=\"%s\"/>\n"
+			 "<text x=\"%d\" y=\"%d\">%s</text>\n",
+			 x, y, colors[a], x + 20, y + 12,
+			 sandbox_adapters[a].name);
 	}
-	buf_puts(out, "</svg>\n");
+	buf_adds(out, "</svg>\n");
 }

@@ -102,11 +102,11 @@ converge(struct db *db, const char *sql, int n, const char *const *params,
 		c->unchanged++;
 	} else if (strcmp(db_res_get(res, 0, 0), "t") == 0) {
 		c->created++;
-		buf_printf(&rep->changes, "created %s\n", label);
+		buf_addf(&rep->changes, "created %s\n", label);
 	} else {
 		c->updated++;
-		buf_printf(&rep->changes, "restored %s: %s\n", label,
-			   db_res_get(res, 0, 1) ? db_res_get(res, 0, 1) : "");
+		buf_addf(&rep->changes, "restored %s: %s\n", label,
+			 db_res_get(res, 0, 1) ? db_res_get(res, 0, 1) : "");
 	}
 	db_res_free(res);
 	return 0;
@@ -118,10 +118,10 @@ id_array(const char *const *ids, int n)
 {
 	struct buf b = BUF_INIT;
 
-	buf_puts(&b, "{");
+	buf_adds(&b, "{");
 	for (int i = 0; i < n; i++)
-		buf_printf(&b, "%s%s", i > 0 ? "," : "", ids[i]);
-	buf_puts(&b, "}");
+		buf_addf(&b, "%s%s", i > 0 ? "," : "", ids[i]);
+	buf_adds(&b, "}");
 	return buf_detach(&b);
 }
 
@@ -373,8 +373,8 @@ remove_rows(struct db *db, const char *sql, int n, const char *const *params,
 		return r;
 	for (int i = 0; i < db_res_rows(res); i++) {
 		rep->kind[kind].removed++;
-		buf_printf(&rep->changes, "removed %s (%s)\n",
-			   db_res_get(res, i, 0), why);
+		buf_addf(&rep->changes, "removed %s (%s)\n",
+			 db_res_get(res, i, 0), why);
 	}
 	db_res_free(res);
 	return 0;
@@ -638,9 +638,9 @@ do_extras(struct db *db, const struct fixture_ids *f, bool prune,
 			break;
 		found = db_res_rows(res);
 		for (int j = 0; j < found; j++)
-			buf_printf(&rep->changes, "%s %s (not a fixture)\n",
-				   prune ? "removed" : "extra, left",
-				   db_res_get(res, j, 0));
+			buf_addf(&rep->changes, "%s %s (not a fixture)\n",
+				 prune ? "removed" : "extra, left",
+				 db_res_get(res, j, 0));
 		db_res_free(res);
 		if (!prune) {
 			rep->kind[k].extra += found;

@@ -118,12 +118,12 @@ sandbox_placement_id_array(void)
 {
 	struct buf b = BUF_INIT;
 
-	buf_puts(&b, "{");
+	buf_adds(&b, "{");
 	for (int a = 0; a < SANDBOX_NAPPS; a++)
 		for (int p = 0; p < SANDBOX_NPLACEMENTS; p++)
-			buf_printf(&b, "%s%s", a + p > 0 ? "," : "",
-				   sandbox_apps[a].placement_ids[p]);
-	buf_puts(&b, "}");
+			buf_addf(&b, "%s%s", a + p > 0 ? "," : "",
+				 sandbox_apps[a].placement_ids[p]);
+	buf_adds(&b, "}");
 	return buf_detach(&b);
 }
 

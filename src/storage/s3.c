@@ -450,10 +450,10 @@ check_key(const char *key, struct ops_err *err)
 static void
 object_path(const struct s3_client *c, const char *key, struct buf *out)
 {
-	(void)buf_puts(out, "/");
+	buf_adds(out, "/");
 	if (c->path_style) {
 		(void)sigv4_encode_path(out, c->bucket, strlen(c->bucket));
-		(void)buf_puts(out, "/");
+		buf_adds(out, "/");
 	}
 	(void)sigv4_encode_path(out, key, strlen(key));
 }
@@ -462,19 +462,18 @@ static void
 base_url(const struct s3_client *c, struct buf *out)
 {
 	if (c->path_style)
-		(void)buf_printf(out, "%s://%s", c->scheme, c->host);
+		buf_addf(out, "%s://%s", c->scheme, c->host);
 	else
-		(void)buf_printf(out, "%s://%s.%s", c->scheme, c->bucket,
-				 c->host);
+		buf_addf(out, "%s://%s.%s", c->scheme, c->bucket, c->host);
 }
 
 static void
 host_header(const struct s3_client *c, struct buf *out)
 {
 	if (c->path_style)
-		(void)buf_puts(out, c->host);
+		buf_adds(out, c->host);
 	else
-		(void)buf_printf(out, "%s.%s", c->bucket, c->host);
+		buf_addf(out, "%s.%s", c->bucket, c->host);
 }
 
 int
@@ -595,7 +594,7 @@ s3_fail(struct ops_err *err, const char *method, const char *key,
 	}
 	clean_text(code_s, sizeof(code_s), &code);
 	clean_text(msg_s, sizeof(msg_s), &msg);
-	(void)buf_puts(&kb, key != NULL ? key : "");
+	buf_adds(&kb, key != NULL ? key : "");
 	clean_text(key_s, sizeof(key_s), &kb);
 	if (strcmp(code_s, "SlowDown") == 0 ||
 	    strcmp(code_s, "InternalError") == 0 ||
@@ -661,9 +660,9 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 	if (r != 0)
 		goto out;
 	base_url(c, &url);
-	(void)buf_puts(&url, buf_str(&path));
+	buf_adds(&url, buf_str(&path));
 	if (sig.query[0] != '\0')
-		(void)buf_printf(&url, "?%s", sig.query);
+		buf_addf(&url, "?%s", sig.query);
 
 	lines[nl++] = xasprintf("Host: %s", buf_str(&host));
 	lines[nl++] = xasprintf("x-amz-date: %s", sig.amz_date);
@@ -808,16 +807,16 @@ xml_escape(struct buf *out, const char *s)
 	for (; *s != '\0'; s++) {
 		switch (*s) {
 		case '&':
-			(void)buf_puts(out, "&amp;");
+			buf_adds(out, "&amp;");
 			break;
 		case '<':
-			(void)buf_puts(out, "&lt;");
+			buf_adds(out, "&lt;");
 			break;
 		case '>':
-			(void)buf_puts(out, "&gt;");
+			buf_adds(out, "&gt;");
 			break;
 		default:
-			(void)buf_append(out, s, 1);
+			buf_addn(out, s, 1);
 		}
 	}
 }
@@ -840,16 +839,15 @@ s3_multipart_complete(struct s3_client *c, const char *key,
 		return ops_fail(err, OPS_E_INVALID, false,
 				"s3: a multipart upload needs 1 to %d parts",
 				S3_MAX_PARTS);
-	(void)buf_puts(&body, "<CompleteMultipartUpload xmlns=\"http://s3."
-			      "amazonaws.com/doc/2006-03-01/\">");
+	buf_adds(&body, "<CompleteMultipartUpload xmlns=\"http://s3."
+			"amazonaws.com/doc/2006-03-01/\">");
 	for (int i = 0; i < nparts; i++) {
-		(void)buf_printf(&body,
-				 "<Part><PartNumber>%d</PartNumber><ETag>",
-				 i + 1);
+		buf_addf(&body, "<Part><PartNumber>%d</PartNumber><ETag>",
+			 i + 1);
 		xml_escape(&body, etags[i]);
-		(void)buf_puts(&body, "</ETag></Part>");
+		buf_adds(&body, "</ETag></Part>");
 	}
-	(void)buf_puts(&body, "</CompleteMultipartUpload>");
+	buf_adds(&body, "</CompleteMultipartUpload>");
 	r = s3_request(c, "POST", key, q, 1, h, 1, body.data, body.len, true,
 		       &resp, err);
 	if (r != 0)
@@ -1026,7 +1024,7 @@ s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 	if (r != 0)
 		goto out;
 	base_url(c, &u);
-	(void)buf_printf(&u, "%s?%s", buf_str(&path), sig.query);
+	buf_addf(&u, "%s?%s", buf_str(&path), sig.query);
 	*url = buf_detach(&u); /* to the caller */
 out:
 	sigv4_signed_release(&sig);

@@ -89,11 +89,11 @@ percent_decode(struct buf *out, const char *s, size_t len)
 		if (s[i] == '%' && hi >= 0 && lo >= 0) {
 			char c = (char)(hi << 4 | lo);
 
-			(void)buf_append(out, &c, 1);
+			buf_addn(out, &c, 1);
 			i += 2;
 			continue;
 		}
-		(void)buf_append(out, &s[i], 1);
+		buf_addn(out, &s[i], 1);
 	}
 }
 
@@ -248,8 +248,8 @@ canonical_query(struct buf *out, const struct sigv4_param *params, size_t n,
 	qsort(q, total, sizeof(*q), qparam_cmp);
 	for (size_t i = 0; i < total; i++) {
 		if (i > 0)
-			(void)buf_append(out, "&", 1);
-		(void)buf_printf(out, "%s=%s", q[i].name, q[i].value);
+			buf_addn(out, "&", 1);
+		buf_addf(out, "%s=%s", q[i].name, q[i].value);
 		free(q[i].name);
 		free(q[i].value);
 	}
@@ -461,17 +461,17 @@ canonical_headers(const struct sigv4_request *req,
 		bool same = j > 0 && strcmp(h[j].name, h[j - 1].name) == 0;
 
 		if (same) {
-			(void)buf_printf(lines, ",%s", h[j].value);
+			buf_addf(lines, ",%s", h[j].value);
 			continue;
 		}
 		if (j > 0) {
-			(void)buf_append(lines, "\n", 1);
-			(void)buf_append(signed_list, ";", 1);
+			buf_addn(lines, "\n", 1);
+			buf_addn(signed_list, ";", 1);
 		}
-		(void)buf_printf(lines, "%s:%s", h[j].name, h[j].value);
-		(void)buf_puts(signed_list, h[j].name);
+		buf_addf(lines, "%s:%s", h[j].name, h[j].value);
+		buf_adds(signed_list, h[j].name);
 	}
-	(void)buf_append(lines, "\n", 1);
+	buf_addn(lines, "\n", 1);
 out:
 	for (size_t j = 0; j < i && j < total; j++) {
 		free(h[j].name);
@@ -567,8 +567,8 @@ sign_common(const struct sigv4_request *req, const struct sigv4_creds *creds,
 	else
 		sigv4_sha256_hex(req->body != NULL ? req->body : "",
 				 req->body_len, out->payload_hash);
-	(void)buf_printf(&scope, "%s/%s/%s/aws4_request", date8, req->region,
-			 req->service);
+	buf_addf(&scope, "%s/%s/%s/aws4_request", date8, req->region,
+		 req->service);
 
 	if (!presign) {
 		extra[nextra++] =
@@ -616,8 +616,7 @@ sign_common(const struct sigv4_request *req, const struct sigv4_creds *creds,
 			}
 		}
 		snprintf(expires_s, sizeof(expires_s), "%ld", expires);
-		(void)buf_printf(&cred, "%s/%s", creds->access_key_id,
-				 buf_str(&scope));
+		buf_addf(&cred, "%s/%s", creds->access_key_id, buf_str(&scope));
 		qextra[nqextra++] =
 			(struct sigv4_param){ "X-Amz-Algorithm", ALGORITHM };
 		qextra[nqextra++] = (struct sigv4_param){ "X-Amz-Credential",
@@ -636,31 +635,29 @@ sign_common(const struct sigv4_request *req, const struct sigv4_creds *creds,
 	}
 	canonical_query(&query, req->query, req->nquery, qextra, nqextra);
 
-	(void)buf_printf(&creq, "%s\n", req->method);
+	buf_addf(&creq, "%s\n", req->method);
 	if (sigv4_canonical_uri(&creq, req->path, req->flags) != 0) {
 		r = ops_fail(err, OPS_E_INVALID, false, "sigv4: path too long");
 		goto out;
 	}
-	(void)buf_printf(&creq, "\n%s\n%s\n%s\n%s", buf_str(&query),
-			 buf_str(&hdrs), buf_str(&signed_list),
-			 out->payload_hash);
+	buf_addf(&creq, "\n%s\n%s\n%s\n%s", buf_str(&query), buf_str(&hdrs),
+		 buf_str(&signed_list), out->payload_hash);
 	sigv4_sha256_hex(creq.data, creq.len, hash);
-	(void)buf_printf(&sts, "%s\n%s\n%s\n%s", ALGORITHM, out->amz_date,
-			 buf_str(&scope), hash);
+	buf_addf(&sts, "%s\n%s\n%s\n%s", ALGORITHM, out->amz_date,
+		 buf_str(&scope), hash);
 	compute_signature(creds, date8, req->region, req->service,
 			  buf_str(&sts), out->signature);
 
 	if (presign) {
-		(void)buf_printf(&query, "&X-Amz-Signature=%s", out->signature);
+		buf_addf(&query, "&X-Amz-Signature=%s", out->signature);
 	} else {
 		struct buf auth = BUF_INIT;
 
-		(void)buf_printf(&auth,
-				 "%s Credential=%s/%s, SignedHeaders=%s, "
-				 "Signature=%s",
-				 ALGORITHM, creds->access_key_id,
-				 buf_str(&scope), buf_str(&signed_list),
-				 out->signature);
+		buf_addf(&auth,
+			 "%s Credential=%s/%s, SignedHeaders=%s, "
+			 "Signature=%s",
+			 ALGORITHM, creds->access_key_id, buf_str(&scope),
+			 buf_str(&signed_list), out->signature);
 		out->authorization = buf_detach(&auth);
 	}
 	out->query = buf_detach(&query);

@@ -278,10 +278,10 @@ stripe_call(struct stripe *st, const char *method, const char *path,
 		/* url holds the query so far; build base + path + ? + query */
 		char *q = buf_detach(&url);
 
-		buf_printf(&url, "%s%s?%s", st->api_base, path, q);
+		buf_addf(&url, "%s%s?%s", st->api_base, path, q);
 		free(q);
 	} else {
-		buf_printf(&url, "%s%s", st->api_base, path);
+		buf_addf(&url, "%s%s", st->api_base, path);
 	}
 
 	headers[nh++] = st->auth_header;

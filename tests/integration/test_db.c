@@ -178,7 +178,7 @@ collect(void *arg, const char *row, size_t len)
 {
 	struct buf *b = arg;
 
-	buf_append(b, row, len);
+	buf_addn(b, row, len);
 	return 0;
 }
 

@@ -131,7 +131,7 @@ struct transport {
 static size_t
 on_body(char *p, size_t size, size_t n, void *arg)
 {
-	buf_append(arg, p, size * n);
+	buf_addn(arg, p, size * n);
 	return size * n;
 }
 
@@ -285,7 +285,7 @@ sdk_get(const char *region, const char *ak, const char *sk, const char *bucket,
 
 		assert_non_null(fp);
 		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-			buf_append(out, chunk, n);
+			buf_addn(out, chunk, n);
 		fclose(fp);
 		unlink(file);
 		status = 0;
@@ -480,8 +480,8 @@ get_url(const char *url, long *status, struct buf *body)
 	if (http_do(hc, &req, &resp, &err) != 0)
 		fail_msg("GET: %s", err.msg);
 	*status = resp.status;
-	buf_append(body, resp.body.data != NULL ? resp.body.data : "",
-		   resp.body.len);
+	buf_addn(body, resp.body.data != NULL ? resp.body.data : "",
+		 resp.body.len);
 	http_response_release(&resp);
 	http_client_free(hc);
 }

@@ -63,10 +63,10 @@ percent_decode(const char *s, size_t len, struct buf *out)
 		    sscanf(s + i + 1, "%2x", &c) == 1) {
 			char ch = (char)c;
 
-			buf_append(out, &ch, 1);
+			buf_addn(out, &ch, 1);
 			i += 2;
 		} else {
-			buf_append(out, &s[i], 1);
+			buf_addn(out, &s[i], 1);
 		}
 	}
 }
@@ -772,7 +772,7 @@ rnd_text(struct buf *b, size_t max_atoms, bool allow_slash)
 
 		if (!allow_slash && strchr(a, '/') != NULL)
 			a = "x";
-		buf_puts(b, a);
+		buf_adds(b, a);
 	}
 }
 
@@ -783,10 +783,10 @@ rnd_segment_path(bool s3)
 	size_t n = 1 + rnd(4);
 
 	for (size_t i = 0; i < n; i++) {
-		buf_puts(&b, "/");
+		buf_adds(&b, "/");
 		switch (rnd(8)) {
 		case 0:
-			buf_puts(&b, rnd(2) ? "." : "..");
+			buf_adds(&b, rnd(2) ? "." : "..");
 			break;
 		case 1:
 			break; /* an empty segment: "//" */
@@ -795,7 +795,7 @@ rnd_segment_path(bool s3)
 		}
 	}
 	if (!s3 && rnd(3) == 0)
-		buf_puts(&b, "/");
+		buf_adds(&b, "/");
 	return buf_detach(&b);
 }
 
@@ -862,11 +862,11 @@ gen(struct gen_case *c)
 
 		/* names repeat often (duplicates), values are often empty */
 		if (rnd(2))
-			buf_puts(&b, qnames[rnd(5)]);
+			buf_adds(&b, qnames[rnd(5)]);
 		else
 			rnd_text(&b, 3, true);
 		if (b.len == 0)
-			buf_puts(&b, "k");
+			buf_adds(&b, "k");
 		c->names[i] = buf_detach(&b);
 		rnd_text(&b, rnd(2) ? 0 : 6, true);
 		c->values[i] = buf_detach(&b);
@@ -880,13 +880,13 @@ gen(struct gen_case *c)
 		used[k] = true;
 		c->hnames[c->nh] = xstrdup(hpool[k]);
 		if (rnd(2))
-			buf_puts(&b, rnd(2) ? "  " : "\t");
+			buf_adds(&b, rnd(2) ? "  " : "\t");
 		rnd_text(&b, 4, true);
 		if (rnd(2))
-			buf_puts(&b, " \t  mid  ");
+			buf_adds(&b, " \t  mid  ");
 		rnd_text(&b, 3, true);
 		if (rnd(2))
-			buf_puts(&b, "   ");
+			buf_adds(&b, "   ");
 		c->hvalues[c->nh++] = buf_detach(&b);
 	}
 	c->body_len = rnd(65);
@@ -985,7 +985,7 @@ test_differential_smithy(void **state)
 		size_t n;
 
 		while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
-			buf_append(&outb, chunk, n);
+			buf_addn(&outb, chunk, n);
 	}
 	assert_int_equal(pclose(p), 0); /* node and the SDK are installed */
 	unlink(file);
