@@ -248,8 +248,7 @@ cron_run(struct cli_ctx *ctx, int argc, char **argv)
 	if (cli_db_connect(ctx, &db, &err) != 0)
 		return cli_report(ctx, &err);
 	if (ops_signals_install() != 0)
-		fprintf(stderr, "apexops cron: warning: cannot install signal "
-				"handlers\n");
+		cli_warn("cron", "cannot install signal handlers");
 	memset(&jc, 0, sizeof(jc));
 	jc.db = db;
 	jc.cfg = &ctx->cfg;

@@ -74,15 +74,15 @@ warn_unknown(const struct mig_status *st)
 {
 	for (size_t i = 0; i < st->n; i++)
 		if (st->v[i].state == MIG_FILE_MISSING)
-			fprintf(stderr,
-				"apexops migrate: warning: the database has "
-				"migration %s (applied %s), which this binary "
-				"does not know: the database is ahead of this "
-				"binary (a newer apexops migrated it) or the "
-				"file was removed\n",
-				st->v[i].id,
-				st->v[i].applied_at ? st->v[i].applied_at
-						    : "-");
+			cli_warn("migrate",
+				 "the database has "
+				 "migration %s (applied %s), which this binary "
+				 "does not know: the database is ahead of this "
+				 "binary (a newer apexops migrated it) or the "
+				 "file was removed",
+				 st->v[i].id,
+				 st->v[i].applied_at ? st->v[i].applied_at
+						     : "-");
 }
 
 /* After up: warn when the database has migrations this binary lacks. */
@@ -128,12 +128,11 @@ print_status(struct db *db, const struct migration_set *set, bool verify,
 	if (verify && (st.changed > 0 || st.missing > 0)) {
 		for (size_t i = 0; i < st.n; i++) {
 			if (st.v[i].state == MIG_CHANGED)
-				fprintf(stderr,
-					"apexops migrate: %s changed on disk "
-					"after it was applied (applied "
-					"%.12s, file %.12s)\n",
-					st.v[i].id, st.v[i].applied_checksum,
-					st.v[i].m->checksum);
+				cli_warn("migrate",
+					 "%s changed on disk after it was "
+					 "applied (applied %.12s, file %.12s)",
+					 st.v[i].id, st.v[i].applied_checksum,
+					 st.v[i].m->checksum);
 		}
 		r = ops_fail(err, OPS_E_REFUSED, false,
 			     "verify failed: %zu changed, %zu missing",

@@ -279,7 +279,11 @@ print_history(const char *json, bool as_json)
 	arr = json_loads(json, 0, &jerr);
 	if (arr == NULL || !json_is_array(arr)) {
 		json_decref(arr);
-		fprintf(stderr, "apexops purge: error: unreadable history\n");
+		struct ops_err e = OPS_ERR_INIT;
+
+		ops_fail(&e, OPS_E_DB, false,
+			 "purge history: the ledger's answer is unreadable");
+		cli_report(NULL, &e);
 		return OPS_EXIT_FAIL;
 	}
 	printf("%-6s %-19s %-9s %-8s %-10s %-6s %-12s %-25s %10s %10s %s\n",
@@ -528,10 +532,10 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		execute = true;
 	if (!scheduled && !execute && ctx->cfg.confirm_raw != NULL &&
 	    ctx->cfg.confirm_raw[0] != '\0' && !ctx->cfg.confirm)
-		fprintf(stderr,
-			"apexops purge: warning: CONFIRM='%s' is not exactly "
-			"'1' or 'true': this is a dry-run\n",
-			ctx->cfg.confirm_raw);
+		cli_warn("purge",
+			 "CONFIRM='%s' is not exactly '1' or 'true': this is "
+			 "a dry-run",
+			 ctx->cfg.confirm_raw);
 	if (o.allow_future_as_of && execute)
 		return cli_usage("purge",
 				 "--allow-future-as-of is for a dry-run only: "

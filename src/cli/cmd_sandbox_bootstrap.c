@@ -274,11 +274,11 @@ cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv)
 	print_stripe(&srep);
 	if (r != 0) {
 		cli_report(ctx, &err);
-		fprintf(stderr,
-			"apexops " CMD ": stripe provisioning "
-			"failed; the database changes above %s\n",
-			dbo.dry_run ? "were rolled back (dry run)"
-				    : "are committed and kept");
+		cli_warn(CMD,
+			 "stripe provisioning failed; the database changes "
+			 "above %s",
+			 dbo.dry_run ? "were rolled back (dry run)"
+				     : "are committed and kept");
 		rc = OPS_EXIT_FAIL;
 	}
 out:
