@@ -458,11 +458,14 @@ cmd_worker(struct cli_ctx *ctx, int argc, char **argv)
 				known = known ||
 					strcmp(worker_kinds[i].kind, tok) == 0;
 			if (!known || nk == 16) {
-				free(kinds_copy);
-				return cli_usage("worker",
-						 "--kinds: '%s' is not a kind "
-						 "this worker handles (noop)",
-						 tok);
+				int rc = cli_usage("worker",
+						   "--kinds: '%s' is not a "
+						   "kind this worker handles "
+						   "(noop)",
+						   tok);
+
+				free(kinds_copy); /* tok points into it */
+				return rc;
 			}
 			kinds[nk++] = tok;
 		}

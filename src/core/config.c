@@ -87,6 +87,9 @@ const struct cfg_def cfg_defs[] = {
 	{ "APEXOPS_SCHEDULE_PRIVACY_EXPIRY", CFG_STR,
 	  OFF(schedule_privacy_expiry), NULL, 0, 0, NULL, 0,
 	  "cron expression of privacy-expiry, or off (default 0 4 * * *)" },
+	{ "APEXOPS_SCHEDULE_QUEUE_PRUNE", CFG_STR, OFF(schedule_queue_prune),
+	  NULL, 0, 0, NULL, 0,
+	  "cron expression of queue-prune, or off (default 15 4 * * *)" },
 	{ "APEXOPS_CRON_GRACE_S", CFG_INT, OFF(cron_grace_s), "60", 0, 86400,
 	  NULL, 0,
 	  "seconds running jobs get to finish after SIGTERM before they are "

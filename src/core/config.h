@@ -45,6 +45,7 @@ struct ops_config {
 	char *schedule_usage_purge;	  /* expression or "off"; NULL: the */
 	char *schedule_dunning_retries;	  /* job's default */
 	char *schedule_privacy_expiry;
+	char *schedule_queue_prune;
 	long cron_grace_s;
 	long cron_lease_s;
 	long cron_deadline_s;

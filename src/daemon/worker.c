@@ -610,6 +610,12 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			log_warn("reporting the last results failed error=%s",
 				 log_q(e.msg));
 	}
+	/* results the database never took: their leases lapse and the jobs
+	 * are retried elsewhere */
+	for (int i = 0; i < w.done_n; i++)
+		free_item(w.done[i]);
+	for (int i = 0; i < w.todo_n; i++)
+		free_item(w.todo[(w.todo_head + i) % w.todo_cap]);
 	pthread_sigmask(SIG_SETMASK, &orig, NULL);
 	log_info("worker stopped owner=%s claimed=%lld", w.owner,
 		 claimed_total);

@@ -11,6 +11,7 @@
 #include "db/db.h"
 #include "jobs/ledger.h"
 #include "jobs/purge_job.h"
+#include "jobs/queue_job.h"
 #include "jobs/revenue_job.h"
 
 /*
@@ -30,6 +31,9 @@ const struct job_def job_table[] = {
 	{ "privacy-expiry", "0 4 * * *", "apexops.privacy-expiry",
 	  JOB_UNAVAILABLE, NULL, "delete expired privacy exports",
 	  "privacy expiry" },
+	{ "queue-prune", "15 4 * * *", "apexops.queue-prune", 0,
+	  queue_prune_job_run, "delete finished queue jobs past their age",
+	  "queue prune" },
 	/* no lock here: revenue_run() takes its own, and not for a dry run */
 	{ REVENUE_JOB_NAME, NULL, NULL, JOB_MANUAL_ONLY, revenue_job_run,
 	  "write a deterministic sandbox revenue scenario", "sandbox revenue" },
@@ -256,6 +260,8 @@ job_schedule(const struct ops_config *cfg, const struct job_def *j)
 			v = cfg->schedule_dunning_retries;
 		else if (strcmp(j->name, "privacy-expiry") == 0)
 			v = cfg->schedule_privacy_expiry;
+		else if (strcmp(j->name, "queue-prune") == 0)
+			v = cfg->schedule_queue_prune;
 	}
 	return v != NULL ? v : j->schedule;
 }

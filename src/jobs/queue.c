@@ -233,8 +233,9 @@ queue_fail(struct db *db, long long id, int attempt, const char *owner,
 		" state = CASE WHEN NOT $5::bool AND q.attempt < q.max_attempts"
 		"  THEN 'failed-retrying' ELSE 'dead' END,"
 		" run_at = now() + $6::bigint * interval '1 ms',"
-		" last_error = $4, errors = q.errors || jsonb_build_array("
-		"  jsonb_build_object('attempt', q.attempt, 'error', $4,"
+		" last_error = $4::text, errors = q.errors || "
+		"jsonb_build_array("
+		"  jsonb_build_object('attempt', q.attempt, 'error', $4::text,"
 		"  'at', " TS(
 			"now()") ", 'permanent', $5::bool)),"
 				 " finished_at = CASE WHEN NOT $5::bool AND"
@@ -515,5 +516,47 @@ queue_show_json(struct db *db, long long id, char **json, struct ops_err *err)
 		return ops_err_prefix(err, "reading job %lld", id);
 	if (*json == NULL)
 		return ops_fail(err, OPS_E_NOTFOUND, false, "no job %lld", id);
+	return 0;
+}
+
+int
+queue_status_report(struct db *db, struct buf *out, struct ops_err *err)
+{
+	struct db_res *res = NULL;
+	char *reg = NULL;
+	int r;
+
+	r = db_query_value(db, "SELECT to_regclass('apexops.queue_jobs')::text",
+			   0, NULL, &reg, err);
+	if (r != 0)
+		return r;
+	if (reg == NULL) {
+		buf_adds(out, "  (apexops.queue_jobs is missing: run 'apexops "
+			      "migrate up')\n");
+		return 0;
+	}
+	free(reg);
+	r = db_query(db,
+		     "SELECT count(*) FILTER (WHERE state IN ('available',"
+		     "  'failed-retrying') AND run_at <= now()),"
+		     " count(*) FILTER (WHERE state = 'running'),"
+		     " count(*) FILTER (WHERE state = 'failed-retrying'),"
+		     " count(*) FILTER (WHERE state = 'dead'),"
+		     " COALESCE(round(extract(epoch FROM now() - min(run_at)"
+		     "  FILTER (WHERE state IN ('available', 'failed-retrying')"
+		     "  AND run_at <= now())))::bigint, 0)"
+		     " FROM apexops.queue_jobs",
+		     0, NULL, &res, err);
+	if (r != 0)
+		return r;
+	buf_addf(out, "  depth        %lld due, %lld running, %lld retrying\n",
+		 db_res_ll(res, 0, 0), db_res_ll(res, 0, 1),
+		 db_res_ll(res, 0, 2));
+	buf_addf(out, "  dead         %lld%s\n", db_res_ll(res, 0, 3),
+		 db_res_ll(res, 0, 3) > 0 ? " ('apexops queue list --state "
+					    "dead')"
+					  : "");
+	buf_addf(out, "  oldest due   %lld s\n", db_res_ll(res, 0, 4));
+	db_res_free(res);
 	return 0;
 }

@@ -135,4 +135,9 @@ int queue_list_json(struct db *db, const char *state, const char *kind,
 int queue_show_json(struct db *db, long long id, char **json,
 		    struct ops_err *err) __attribute__((warn_unused_result));
 
+/* The "queue" section of `apexops status`: depth, running, retrying,
+ * dead, the oldest due job's age. */
+struct buf;
+int queue_status_report(struct db *db, struct buf *out, struct ops_err *err);
+
 #endif

@@ -3,8 +3,10 @@
 #include <stddef.h>
 
 #include "jobs/purge.h"
+#include "jobs/queue.h"
 
 const struct status_section status_sections[] = {
 	{ "retention", purge_status_report },
+	{ "queue", queue_status_report },
 	{ NULL, NULL },
 };

@@ -21,8 +21,8 @@ sql "$url" "ALTER TABLE usage_events DROP CONSTRAINT IF EXISTS usage_events_cust
 
 run_ops cron list --json
 expect_rc 0 "cron list --json"
-assert_eq "four scheduled jobs, in the original's order" \
-	"stripe-usage-sync 0 2 * * *,usage-purge 30 2 * * *,dunning-retries 0 3 * * *,privacy-expiry 0 4 * * *" \
+assert_eq "the original's four scheduled jobs in its order, then queue-prune" \
+	"stripe-usage-sync 0 2 * * *,usage-purge 30 2 * * *,dunning-retries 0 3 * * *,privacy-expiry 0 4 * * *,queue-prune 15 4 * * *" \
 	"$(jget "$OUT" '{}' | psql -X -At "$OPS_TEST_ADMIN_URL" -v j="$OUT" \
 		<<<"SELECT string_agg((e->>'job') || ' ' || (e->>'schedule'), ',' ORDER BY o) FROM jsonb_array_elements(:'j'::jsonb) WITH ORDINALITY AS t(e, o) WHERE (e->>'scheduled')::bool")"
 run_ops cron list

@@ -50,6 +50,7 @@ static const char *const good[][2] = {
 	{ "APEXOPS_SCHEDULE_USAGE_PURGE", "off" },
 	{ "APEXOPS_SCHEDULE_DUNNING_RETRIES", "@daily" },
 	{ "APEXOPS_SCHEDULE_PRIVACY_EXPIRY", "0 4 * * *" },
+	{ "APEXOPS_SCHEDULE_QUEUE_PRUNE", "15 4 * * *" },
 	{ "APEXOPS_CRON_GRACE_S", "60" },
 	{ "APEXOPS_CRON_LEASE_S", "30" },
 	{ "APEXOPS_CRON_DEADLINE_S", "21600" },
