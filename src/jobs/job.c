@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/stop.h"
 #include "db/db.h"
+#include "db/lock.h"
 #include "jobs/ledger.h"
 #include "jobs/purge_job.h"
 #include "jobs/queue_job.h"
@@ -60,45 +61,33 @@ mono_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Take j's lock once; on conflict name the session that holds it. */
+/* Take j's lock once (db/lock.h); on conflict name the session that
+ * holds it, in the job's own words. */
 static int
 take_lock(struct db *db, const struct job_def *j, struct ops_err *err)
 {
-	char key[32];
-	const char *params[1] = { key };
-	struct db_res *res = NULL;
-	bool got = false;
-	int64_t k = db_lock_key(j->lock);
+	struct db_lock_holder h;
+	bool held = false;
 	int r;
 
-	r = db_try_advisory_lock(db, k, &got, err);
-	if (r != 0 || got)
+	r = db_lock_try(db, j->lock, err);
+	if (r != OPS_E_CONFLICT)
 		return r;
-	snprintf(key, sizeof(key), "%lld", (long long)k);
-	r = db_query(db,
-		     "SELECT a.pid, COALESCE(a.application_name, ''),"
-		     " COALESCE(to_char(a.backend_start AT TIME ZONE 'UTC',"
-		     "  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '?')"
-		     " FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-		     " WHERE l.locktype = 'advisory' AND l.granted"
-		     " AND l.objsubid = 1 AND ((l.classid::bigint << 32)"
-		     "  | l.objid::bigint) = $1::bigint LIMIT 1",
-		     1, params, &res, err);
-	if (r == 0 && db_res_rows(res) > 0)
-		r = ops_fail(err, OPS_E_CONFLICT, true,
-			     "another %s is running (job %s, backend pid %s, "
-			     "%s, connected since %s): wait for it to finish "
-			     "or stop it, then run again",
-			     j->noun ? j->noun : "run of the job", j->name,
-			     db_res_get(res, 0, 0), db_res_get(res, 0, 1),
-			     db_res_get(res, 0, 2));
-	else
-		r = ops_fail(err, OPS_E_CONFLICT, true,
-			     "another %s is running (job %s): wait for it to "
-			     "finish, then run again",
-			     j->noun ? j->noun : "run of the job", j->name);
-	db_res_free(res);
-	return r;
+	ops_err_clear(err);
+	if (db_lock_holder(db, j->lock, &h, &held, err) == 0 && held &&
+	    h.pid != 0)
+		return ops_fail(err, OPS_E_CONFLICT, true,
+				"another %s is running (job %s, backend pid "
+				"%d, %s, %s, connected since %s): wait for it "
+				"to finish or stop it, then run again",
+				j->noun ? j->noun : "run of the job", j->name,
+				h.pid, h.appname[0] ? h.appname : "no name",
+				h.client, h.since);
+	return ops_fail(
+		err, OPS_E_CONFLICT, true,
+		"another %s is running (job %s): wait for it to finish, "
+		"then run again",
+		j->noun ? j->noun : "run of the job", j->name);
 }
 
 static const char *
@@ -202,8 +191,7 @@ out:
 	if (locked) {
 		struct ops_err uerr = OPS_ERR_INIT;
 
-		if (db_advisory_unlock(ctx->db, db_lock_key(j->lock), &uerr) !=
-		    0)
+		if (db_lock_release(ctx->db, j->lock, &uerr) != 0)
 			log_warn("could not release the lock job=%s error=%s",
 				 j->name, log_q(uerr.msg));
 	}
