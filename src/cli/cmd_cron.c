@@ -275,7 +275,7 @@ print_history_text(const json_t *arr)
 	size_t i;
 	json_t *row;
 
-	printf("%-6s %-18s %-20s %-9s %-11s %-7s %-19s %9s %s\n", "run", "job",
+	printf("%-6s %-18s %-24s %-9s %-11s %-7s %-19s %9s %s\n", "run", "job",
 	       "slot", "trigger", "status", "attempt", "started", "seconds",
 	       "error");
 	json_array_foreach(arr, i, row)
@@ -290,7 +290,7 @@ print_history_text(const json_t *arr)
 		if (json_is_integer(ms))
 			snprintf(secs, sizeof(secs), "%.1f",
 				 (double)json_integer_value(ms) / 1000.0);
-		printf("%-6lld %-18s %-20.20s %-9s %-11s %-7lld %-19.19s %9s "
+		printf("%-6lld %-18s %-24.24s %-9s %-11s %-7lld %-19.19s %9s "
 		       "%.80s\n",
 		       (long long)json_integer_value(
 			       json_object_get(row, "id")),

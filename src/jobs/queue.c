@@ -361,8 +361,10 @@ queue_reap(struct db *db, int *n, struct ops_err *err)
 	return 0;
 }
 
-int
-queue_retry(struct db *db, long long id, int *n, struct ops_err *err)
+/* Run sql with the job id as $1; *n gets the rows changed. */
+static int
+exec_on_id(struct db *db, const char *sql, long long id, int *n,
+	   const char *what, struct ops_err *err)
 {
 	char ids[24];
 	const char *p[1] = { ids };
@@ -371,40 +373,35 @@ queue_retry(struct db *db, long long id, int *n, struct ops_err *err)
 
 	*n = 0;
 	snprintf(ids, sizeof(ids), "%lld", id);
-	r = db_exec(db,
-		    "UPDATE apexops.queue_jobs SET state = 'available',"
-		    " run_at = now(), attempt = 0, finished_at = NULL,"
-		    " updated_at = now()"
-		    " WHERE CASE WHEN $1::bigint = 0 THEN state = 'dead'"
-		    "  ELSE id = $1::bigint AND state IN ('dead', 'cancelled',"
-		    "  'failed-retrying') END",
-		    1, p, &count, err);
+	r = db_exec(db, sql, 1, p, &count, err);
 	if (r != 0)
-		return ops_err_prefix(err, "retrying");
+		return ops_err_prefix(err, "%s job %lld", what, id);
 	*n = (int)count;
 	return 0;
 }
 
 int
+queue_retry(struct db *db, long long id, int *n, struct ops_err *err)
+{
+	return exec_on_id(db,
+			  "UPDATE apexops.queue_jobs SET state = 'available',"
+			  " run_at = now(), attempt = 0, finished_at = NULL,"
+			  " updated_at = now()"
+			  " WHERE CASE WHEN $1::bigint = 0 THEN state = 'dead'"
+			  "  ELSE id = $1::bigint AND state IN ('dead',"
+			  "  'cancelled', 'failed-retrying') END",
+			  id, n, "retrying", err);
+}
+
+int
 queue_cancel(struct db *db, long long id, int *n, struct ops_err *err)
 {
-	char ids[24];
-	const char *p[1] = { ids };
-	long long count = 0;
-	int r;
-
-	*n = 0;
-	snprintf(ids, sizeof(ids), "%lld", id);
-	r = db_exec(db,
-		    "UPDATE apexops.queue_jobs SET state = 'cancelled',"
-		    " finished_at = now(), updated_at = now()"
-		    " WHERE id = $1::bigint"
-		    " AND state IN ('available', 'failed-retrying')",
-		    1, p, &count, err);
-	if (r != 0)
-		return ops_err_prefix(err, "cancelling job %lld", id);
-	*n = (int)count;
-	return 0;
+	return exec_on_id(db,
+			  "UPDATE apexops.queue_jobs SET state = 'cancelled',"
+			  " finished_at = now(), updated_at = now()"
+			  " WHERE id = $1::bigint"
+			  " AND state IN ('available', 'failed-retrying')",
+			  id, n, "cancelling", err);
 }
 
 int
