@@ -431,7 +431,8 @@ schedule_job(struct daemon *d, struct cjob *cj, double now, struct ops_err *err)
 	if (cj->running || !cj->enabled)
 		return 0;
 	r = sched_takeover(d->db, cj->def->name, d->replica, now, lease_until,
-			   true, MAX_ATTEMPTS, &c, &taken, &abandoned, err);
+			   !(cj->def->flags & JOB_ABANDON_ON_TAKEOVER),
+			   MAX_ATTEMPTS, &c, &taken, &abandoned, err);
 	if (r != 0)
 		return r;
 	if (abandoned)

@@ -53,7 +53,11 @@ struct job_ctx {
 
 enum job_flags {
 	JOB_UNAVAILABLE = 1 << 0, /* capability not built: recorded as such */
-	JOB_MANUAL_ONLY = 1 << 1  /* never scheduled (sandbox revenue) */
+	JOB_MANUAL_ONLY = 1 << 1, /* never scheduled (sandbox revenue) */
+	/* the scheduler's takeover policy: a run whose holder died is
+	 * recorded abandoned instead of retried (for a job whose rerun is
+	 * not safe; every job today is, so none sets it) */
+	JOB_ABANDON_ON_TAKEOVER = 1 << 2
 };
 
 struct job_def {

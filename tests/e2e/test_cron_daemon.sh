@@ -219,6 +219,18 @@ if wait_for "$U" "SELECT (count(*) >= 1)::int FROM apexops.job_runs WHERE status
 else
 	not_ok "after the database is back, slots run again"
 fi
+# and a real restart of the server under the running daemon
+AS=""
+[ "$(id -u)" = 0 ] && AS="runuser -u postgres --"
+$AS "${PGBIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$OPS_TEST_PGDIR/data" -l "$OPS_TEST_PGDIR/server.log" \
+	-w -t 60 -m fast restart >/dev/null && ok "the server restarted" || not_ok "the server restarted"
+back=$(date +%s)
+if wait_for "$U" "SELECT (count(*) >= 1)::int FROM apexops.job_runs WHERE status = 'succeeded' AND finished_at > to_timestamp($back)"; then
+	ok "after the server restarted, slots run again"
+else
+	not_ok "after the server restarted, slots run again"
+fi
+if kill -0 "$D" 2>/dev/null; then ok "the daemon survived the restart"; else not_ok "the daemon survived the restart"; fi
 assert_eq "no run is left running across the outage" 0 "$(sql "$U" "SELECT count(*) FROM apexops.job_runs WHERE status = 'running' AND lease_expires_at < now() - interval '1 hour'")"
 
 # ---- SIGHUP: a bad schedule is refused and the old one kept; a good one applies

@@ -6,7 +6,7 @@
 # its lease), a job that fails twice then succeeds, one that always fails
 # (dead, every error kept), a permanent failure, a unique key under
 # concurrent enqueue, a graceful stop with a job running, the database
-# going away, and the queue subcommands with their refusals.
+# going away and the server restarting, and the queue subcommands with their refusals.
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -168,6 +168,13 @@ psql -X -q "$OPS_TEST_ADMIN_URL" -c "ALTER DATABASE $DB WITH ALLOW_CONNECTIONS t
 run_ops queue enqueue noop --count 10
 wait_for "$U" "SELECT (count(*) = 20)::int FROM apexops.queue_jobs WHERE state = 'succeeded'" &&
 	ok "after the database is back, new jobs run" || not_ok "after the database is back, new jobs run"
+AS=""
+[ "$(id -u)" = 0 ] && AS="runuser -u postgres --"
+$AS "${PGBIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$OPS_TEST_PGDIR/data" -l "$OPS_TEST_PGDIR/server.log" \
+	-w -t 60 -m fast restart >/dev/null && ok "the server restarted under the worker" || not_ok "the server restarted under the worker"
+run_ops queue enqueue noop --count 10
+wait_for "$U" "SELECT (count(*) = 30)::int FROM apexops.queue_jobs WHERE state = 'succeeded'" &&
+	ok "after the restart, new jobs run" || not_ok "after the restart, new jobs run"
 kill -TERM "$W"
 wait_exit "$W"
 expect_rc 0 "and it stops cleanly"

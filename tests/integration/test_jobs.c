@@ -397,6 +397,20 @@ test_sched_claim_takeover_fencing(void **state)
 					" WHERE status = 'abandoned' AND"
 					" finished_at IS NOT NULL"),
 			 1);
+	/* the other policy (JOB_ABANDON_ON_TAKEOVER): abandoned at once */
+	assert_int_equal(sched_claim(db, "usage-purge", slot + 3 * 86400,
+				     LEDGER_SCHEDULED, "host-a:1",
+				     (double)slot + 3 * 86400 + 30, &a,
+				     &claimed, &err),
+			 0);
+	assert_int_equal(sched_takeover(db, "usage-purge", "host-b:2",
+					(double)slot + 3 * 86400 + 31,
+					(double)slot + 3 * 86400 + 61, false, 3,
+					&b, &taken, &abandoned, &err),
+			 0);
+	assert_false(taken);
+	assert_true(abandoned);
+	assert_int_equal(b.attempt, 1);
 	/* a claim that could not start is withdrawn: the slot is free */
 	assert_int_equal(sched_claim(db, "usage-purge", slot + 2 * 86400,
 				     LEDGER_SCHEDULED, "host-a:1",
