@@ -60,7 +60,7 @@ const char cmd_purge_usage[] =
 	"(pacer 100,\n"
 	"                      off 200)\n"
 	"  --batch-min N       first and smallest batch, in rows (500)\n"
-	"  --batch-max N       largest batch, in rows (pacer 10000, off "
+	"  --batch-max N       largest batch, in rows (pacer 500, off "
 	"2000)\n"
 	"  --max-rate N        delete at most N rows per second\n"
 	"  --sleep MS          pause after each batch\n"

@@ -258,7 +258,19 @@ report(struct worker *w, struct db *db, struct item **inflight, int *ninflight,
 				 it->job.id, it->job.kind, it->job.attempt,
 				 state, log_q(it->error));
 	}
-	if (r != 0) {
+	if (r != 0 &&
+	    !(err != NULL && (err->transient || err->code == OPS_E_CONNECT))) {
+		/* a failure a retry will not cure: let these jobs go, so
+		 * that their leases lapse and they are retried (by the reaper,
+		 * on any worker) rather than held here for ever */
+		log_error("cannot record results; their jobs will be retried "
+			  "after their leases count=%d error=%s",
+			  n, log_q(err != NULL ? err->msg : ""));
+		for (int i = 0; i < n; i++) {
+			forget(inflight, ninflight, done[i]);
+			free_item(done[i]);
+		}
+	} else if (r != 0) {
 		/* the database went away: keep them for the next pass (the
 		 * leases protect the jobs meanwhile) */
 		pthread_mutex_lock(&w->mu);

@@ -305,7 +305,11 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 		memset(&po, 0, sizeof(po));
 		po.target_ms = opts.batch_ms;
 		po.min_batch = opts.batch_min;
-		po.max_batch = opts.batch_max;
+		/* 500 by default: measured on an idle 2-core machine
+		 * (bench/purge, 5 M rows, a 200 tx/s writer), batches up to
+		 * 10000 put the writer's p99 at 8.6x idle, up to 1000 at 2.3x,
+		 * 500 at 1.75-2.0x, each still above 250k rows/s */
+		po.max_batch = opts.batch_max > 0 ? opts.batch_max : 500;
 		x.pace = pace_new(&po);
 		res->paced = true;
 	}
