@@ -333,23 +333,16 @@ push_todo(struct worker *w, struct queue_batch *b, struct item **inflight,
 	pthread_mutex_unlock(&w->mu);
 }
 
-/* The ids and attempts of every job this process holds (todo, running
- * is not tracked by id: handlers hold items; collect from todo and the
- * in-flight list kept by the caller). */
-static int
-held(struct worker *w, struct item **inflight, int ninflight, long long **ids,
-     int **att)
+/* The ids of every job this process holds, for lease renewal (caller
+ * frees). */
+static long long *
+held_ids(struct item **inflight, int ninflight)
 {
-	int n = 0;
+	long long *ids = xcalloc((size_t)ninflight + 1, sizeof(*ids));
 
-	*ids = xcalloc((size_t)ninflight + 1, sizeof(**ids));
-	*att = xcalloc((size_t)ninflight + 1, sizeof(**att));
-	for (int i = 0; i < ninflight; i++) {
-		(*ids)[n] = inflight[i]->job.id;
-		(*att)[n++] = inflight[i]->job.attempt;
-	}
-	(void)w;
-	return n;
+	for (int i = 0; i < ninflight; i++)
+		ids[i] = inflight[i]->job.id;
+	return ids;
 }
 
 static double
@@ -476,7 +469,6 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		pthread_mutex_unlock(&w.mu);
 		if (stopping) {
 			/* give back what no handler started */
-			struct queue_batch back = { NULL, 0 };
 			long long *ids = NULL;
 			int *att = NULL, nb = 0;
 
@@ -504,7 +496,6 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 					 nb);
 			free(ids);
 			free(att);
-			(void)back;
 			if (busy == 0)
 				break;
 			if (!passed &&
@@ -551,15 +542,14 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		}
 		/* leases of what we hold; reaping of dead workers' jobs */
 		if (now >= next_renew && ninflight > 0) {
-			long long *ids;
-			int *att, n = held(&w, inflight, ninflight, &ids, &att);
+			long long *ids = held_ids(inflight, ninflight);
 
-			if (queue_renew(db, ids, n, w.owner, o->lease_s, NULL,
-					&e) != 0)
+			if (queue_renew(db, ids, ninflight, w.owner, o->lease_s,
+					NULL, &e) != 0)
 				log_warn("renewing leases failed error=%s",
 					 log_q(e.msg));
 			free(ids);
-			free(att);
+
 			next_renew = now + (double)o->lease_s / 3.0;
 		}
 		if (now >= next_reap) {

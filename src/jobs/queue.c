@@ -44,6 +44,22 @@ num_array(const long long *ll, const int *in, int n)
 	return buf_detach(&b);
 }
 
+/* Run sql with $1 the ids, $2 their attempts (number arrays) and $3 the
+ * owner: the fenced batch updates. *count (may be NULL) gets the rows. */
+static int
+exec_fenced(struct db *db, const char *sql, const long long *ids,
+	    const int *attempts, int n, const char *owner, long long *count,
+	    struct ops_err *err)
+{
+	char *ia = num_array(ids, NULL, n), *aa = num_array(NULL, attempts, n);
+	const char *p[3] = { ia, aa, owner };
+	int r = db_exec(db, sql, 3, p, count, err);
+
+	free(ia);
+	free(aa);
+	return r;
+}
+
 int
 queue_enqueue(struct db *db, const char *kind, const char *payload,
 	      const char *run_at, int priority, int max_attempts,
@@ -175,8 +191,6 @@ int
 queue_complete(struct db *db, const long long *ids, const int *attempts, int n,
 	       const char *owner, int *done, struct ops_err *err)
 {
-	char *ia, *aa;
-	const char *p[3];
 	long long count = 0;
 	int r;
 
@@ -184,21 +198,15 @@ queue_complete(struct db *db, const long long *ids, const int *attempts, int n,
 		*done = 0;
 	if (n <= 0)
 		return 0;
-	ia = num_array(ids, NULL, n);
-	aa = num_array(NULL, attempts, n);
-	p[0] = ia;
-	p[1] = aa;
-	p[2] = owner;
-	r = db_exec(db,
-		    "UPDATE apexops.queue_jobs q SET state = 'succeeded',"
-		    " finished_at = now(), updated_at = now(),"
-		    " lease_owner = NULL, lease_expires_at = NULL"
-		    " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
-		    " WHERE q.id = c.id AND q.attempt = c.attempt"
-		    " AND q.state = 'running' AND q.lease_owner = $3",
-		    3, p, &count, err);
-	free(ia);
-	free(aa);
+	r = exec_fenced(
+		db,
+		"UPDATE apexops.queue_jobs q SET state = 'succeeded',"
+		" finished_at = now(), updated_at = now(),"
+		" lease_owner = NULL, lease_expires_at = NULL"
+		" FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
+		" WHERE q.id = c.id AND q.attempt = c.attempt"
+		" AND q.state = 'running' AND q.lease_owner = $3",
+		ids, attempts, n, owner, &count, err);
 	if (r != 0)
 		return ops_err_prefix(err, "completing %d job(s)", n);
 	if (done != NULL)
@@ -298,28 +306,20 @@ int
 queue_release(struct db *db, const long long *ids, const int *attempts, int n,
 	      const char *owner, struct ops_err *err)
 {
-	char *ia, *aa;
-	const char *p[3];
 	int r;
 
 	if (n <= 0)
 		return 0;
-	ia = num_array(ids, NULL, n);
-	aa = num_array(NULL, attempts, n);
-	p[0] = ia;
-	p[1] = aa;
-	p[2] = owner;
-	r = db_exec(db,
-		    "UPDATE apexops.queue_jobs q SET state = 'available',"
-		    " attempt = q.attempt - 1, run_at = now(),"
-		    " lease_owner = NULL, lease_expires_at = NULL,"
-		    " updated_at = now()"
-		    " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
-		    " WHERE q.id = c.id AND q.attempt = c.attempt"
-		    " AND q.state = 'running' AND q.lease_owner = $3",
-		    3, p, NULL, err);
-	free(ia);
-	free(aa);
+	r = exec_fenced(
+		db,
+		"UPDATE apexops.queue_jobs q SET state = 'available',"
+		" attempt = q.attempt - 1, run_at = now(),"
+		" lease_owner = NULL, lease_expires_at = NULL,"
+		" updated_at = now()"
+		" FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
+		" WHERE q.id = c.id AND q.attempt = c.attempt"
+		" AND q.state = 'running' AND q.lease_owner = $3",
+		ids, attempts, n, owner, NULL, err);
 	if (r != 0)
 		return ops_err_prefix(err, "releasing %d job(s)", n);
 	return 0;
