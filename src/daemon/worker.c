@@ -25,70 +25,6 @@
 #define REAP_MS		     5000 /* lapsed leases of dead workers */
 #define FINAL_WAIT_S	     30.0 /* after the stop flag */
 
-/*
- * Tests count executions: when the process environment (never a payload)
- * names a file in APEXOPS_TEST_NOOP_LOG, each noop execution appends
- * "id attempt" to it in one write (O_APPEND keeps lines whole across
- * processes). Not a configuration variable: nothing an operator sets.
- */
-static void
-noop_record(const struct worker_job *job, const char *what)
-{
-	const char *path = getenv("APEXOPS_TEST_NOOP_LOG");
-	char line[96];
-	int fd, len;
-
-	if (path == NULL || path[0] == '\0')
-		return;
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	len = snprintf(line, sizeof(line), "%s %lld %d\n", what, job->id,
-		       job->attempt);
-	if (write(fd, line, (size_t)len) != len)
-		log_warn("noop: cannot record to the test log");
-	close(fd);
-}
-
-/* The built-in kind: does nothing but sleep payload.sleep_ms (default 0);
- * the benchmark and the tests use it. */
-static int
-noop_handle(struct worker_job *job)
-{
-	json_t *doc = json_loads(job->payload, 0, NULL);
-	json_t *ms = json_object_get(doc, "sleep_ms");
-	long sleep_ms = json_is_integer(ms) ? (long)json_integer_value(ms) : 0;
-	json_t *fail = json_object_get(doc, "fail_attempts");
-	int r = 0;
-
-	noop_record(job, "start");
-	/* tests: fail the first fail_attempts attempts, then succeed */
-	if (json_is_integer(fail) && job->attempt <= json_integer_value(fail)) {
-		snprintf(job->error, sizeof(job->error),
-			 "noop: failing attempt %d of the first %lld as asked",
-			 job->attempt, (long long)json_integer_value(fail));
-		job->permanent =
-			json_is_true(json_object_get(doc, "permanent"));
-		json_decref(doc);
-		return -1;
-	}
-	json_decref(doc);
-	if (sleep_ms > 0 && ops_sleep_ms(sleep_ms, job->stop) != 0) {
-		snprintf(job->error, sizeof(job->error),
-			 "noop: stopped after part of its %ld ms", sleep_ms);
-		r = -1;
-	}
-	if (r == 0)
-		noop_record(job, "done");
-	return r;
-}
-
-const struct worker_kind worker_kinds[] = {
-	{ "noop", noop_handle, 5,
-	  "does nothing ({\"sleep_ms\": N} sleeps); for tests and benchmarks" },
-};
-const int worker_nkinds = (int)(sizeof(worker_kinds) / sizeof(worker_kinds[0]));
-
 static const struct worker_kind *
 kind_of(const char *kind)
 {
@@ -121,6 +57,7 @@ struct worker {
 	volatile sig_atomic_t stop; /* passed to running handlers */
 	int wake[2];
 	struct metrics *m;
+	const struct ops_config *cfg;
 };
 
 static void
@@ -163,6 +100,8 @@ handler_thread(void *arg)
 		job.payload = it->job.payload;
 		job.attempt = it->job.attempt;
 		job.stop = &w->stop;
+		job.cfg = w->cfg;
+		job.db_url = w->o->db_url;
 		k = kind_of(it->job.kind);
 		if (k == NULL) {
 			it->rc = -1;
@@ -373,6 +312,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 
 	memset(&w, 0, sizeof(w));
 	w.o = o;
+	w.cfg = cfg;
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';

@@ -27,10 +27,18 @@ struct worker_job {
 	const char *kind;
 	const char *payload; /* JSON text */
 	int attempt;
-	volatile sig_atomic_t *stop; /* set when the worker stops */
+	volatile sig_atomic_t *stop;  /* set when the worker stops */
+	const struct ops_config *cfg; /* the worker's configuration */
+	const char *db_url; /* connect with this (handlers open their own) */
 	/* the handler fills on failure */
 	bool permanent; /* do not retry */
 	char error[256];
+};
+
+/* Which concurrency limit a kind counts against. */
+enum worker_pool {
+	WORKER_POOL_DEFAULT, /* APEXOPS_WORKER_CONCURRENCY handlers */
+	WORKER_POOL_PRIVACY  /* at most PRIVACY_WORKER_CONCURRENCY of them */
 };
 
 /* A job kind and its handler: 0 on success, else a failure with
@@ -39,9 +47,12 @@ struct worker_kind {
 	const char *kind;
 	int (*handle)(struct worker_job *job);
 	int max_attempts; /* default for enqueue; informational */
+	enum worker_pool pool;
 	const char *summary;
 };
 
+/* defined in worker_kinds.c; handlers run on handler threads and must
+ * be thread-safe */
 extern const struct worker_kind worker_kinds[];
 extern const int worker_nkinds;
 
