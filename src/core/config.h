@@ -59,8 +59,19 @@ struct ops_config {
 	long worker_lease_s;
 	long worker_grace_s;
 	long queue_keep_days;
+	/* privacy exports (jobs/privacy*.c, storage/) */
+	char *privacy_export_dir;
+	char *gcs_endpoint;
+	char *gcs_hmac_access_id;
+	char *gcs_hmac_secret;
+	char *google_application_credentials;
+	/* Stripe usage sync and dunning */
+	long stripe_max_rps; /* 0: 25 with a test key, 100 with a live key */
+	long stripe_concurrency;
+	char *stripe_meter_events; /* "metric=event_name,..."; NULL: names */
+	char *dunning_retry_days;  /* "3,5,7" */
 	/* where each value came from, for `apexops config` */
-	const char *source[64];
+	const char *source[96];
 };
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_CONFIRM };

@@ -63,6 +63,15 @@ static const char *const good[][2] = {
 	{ "APEXOPS_WORKER_LEASE_S", "60" },
 	{ "APEXOPS_WORKER_GRACE_S", "60" },
 	{ "APEXOPS_QUEUE_KEEP_DAYS", "7" },
+	{ "PRIVACY_EXPORT_DIR", "/tmp/exports" },
+	{ "APEXOPS_GCS_ENDPOINT", "http://127.0.0.1:4443" },
+	{ "APEXOPS_GCS_HMAC_ACCESS_ID", "GOOG1EXAMPLE" },
+	{ "APEXOPS_GCS_HMAC_SECRET", "c2VjcmV0" },
+	{ "GOOGLE_APPLICATION_CREDENTIALS", "/tmp/sa.json" },
+	{ "STRIPE_MAX_RPS", "25" },
+	{ "APEXOPS_STRIPE_CONCURRENCY", "4" },
+	{ "APEXOPS_STRIPE_METER_EVENTS", "impressions=apex_impressions" },
+	{ "DUNNING_RETRY_DAYS", "3,5,7" },
 };
 
 static const char *const *fake_env;
