@@ -22,9 +22,24 @@
 // N API requests get that status; a fault answer is not recorded in
 // idempotency state).
 //
+// POST /__double/ratelimit with JSON {"rps":N,"burst":B,"shouldRetry":"false"}
+// (rps 0: off) applies a token bucket to every API request, as Stripe's own
+// limiter does: over the rate, 429 with error code rate_limit (and the
+// Stripe-Should-Retry header when given). GET /__double/stats counts API
+// requests and throttled ones.
+//
+// Endpoints beyond customers and payment methods live in route modules
+// (stripe-double-*.mjs below): each exports route(method, path, q, body,
+// api), returning the answer or undefined when the path is not its own,
+// and may export reset(api).
+//
 // env: PORT (default 8112). Binds 127.0.0.1 only.
 import http from 'node:http';
 import crypto from 'node:crypto';
+import * as meters from './stripe-double-meters.mjs';
+import * as billing from './stripe-double-billing.mjs';
+
+const modules = [meters, billing];
 
 const PORT = +(process.env.PORT ?? 8112); // 0: a free port, printed
 
@@ -33,8 +48,16 @@ function reset() {
   state = { seq: 0, customers: new Map(), pms: new Map(), idem: new Map() };
   log = [];
   faults = [];
+  stats = { requests: 0, throttled: 0 };
+  bucket = { rps: 0, burst: 1, tokens: 1, at: 0, shouldRetry: undefined };
+  for (const mod of modules) mod.reset?.(api);
 }
-reset();
+let stats, bucket;
+const api = {
+  get state() { return state; },
+  newId: (prefix) => newId(prefix), now: () => now(),
+  StripeError: null, missing: null, checkParams: null, list: null, limitOf: null,
+};
 
 const newId = (prefix) => `${prefix}_D${String(++state.seq).padStart(13, '0')}`;
 const now = () => Math.floor(Date.now() / 1000);
@@ -170,8 +193,26 @@ function getPaymentMethod(id) {
   return pm;
 }
 
+Object.assign(api, { StripeError, missing, checkParams: (p, a) => checkParams(p, a), list: (u, i, l) => list(u, i, l),
+  limitOf: (q) => limitOf(q) });
+reset();
+
+// Token bucket: true when the request may go on.
+function takeToken() {
+  if (!bucket.rps) return true;
+  const t = Date.now() / 1000;
+  bucket.tokens = Math.min(bucket.burst, bucket.tokens + (t - bucket.at) * bucket.rps);
+  bucket.at = t;
+  if (bucket.tokens >= 1) { bucket.tokens -= 1; return true; }
+  return false;
+}
+
 function route(method, path, q, body) {
   let m;
+  for (const mod of modules) {
+    const r = mod.route?.(method, path, q, body, api);
+    if (r !== undefined) return r;
+  }
   if (path === '/v1/customers' && method === 'POST') {
     checkParams(body, ['email', 'name', 'description', 'metadata', 'phone', 'source']);
     const c = { id: newId('cus'), object: 'customer', created: now(), default_source: null, description: body.description ?? null,
@@ -276,6 +317,13 @@ const server = http.createServer((req, res) => {
     if (path === '/__double/reset' && req.method === 'POST') { reset(); return send(res, 200, { ok: true }); }
     if (path === '/__double/requests') return send(res, 200, log);
     if (path === '/__double/faults' && req.method === 'POST') { faults.push(JSON.parse(raw || '{}')); return send(res, 200, { ok: true }); }
+    if (path === '/__double/ratelimit' && req.method === 'POST') {
+      const o = JSON.parse(raw || '{}');
+      bucket = { rps: +o.rps || 0, burst: Math.max(1, +(o.burst ?? o.rps) || 1), tokens: Math.max(1, +(o.burst ?? o.rps) || 1),
+        at: Date.now() / 1000, shouldRetry: o.shouldRetry };
+      return send(res, 200, { ok: true });
+    }
+    if (path === '/__double/stats') return send(res, 200, stats);
     if (path === '/') return send(res, 200, { ok: true });
 
     const rawQuery = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
@@ -295,6 +343,13 @@ const server = http.createServer((req, res) => {
       const shown = key ? key.slice(0, 8) + '*'.repeat(Math.max(0, key.length - 12)) + key.slice(-4) : '';
       return send(res, 401, { error: { type: 'invalid_request_error',
         message: key ? `Invalid API Key provided: ${shown}` : "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')." } });
+    }
+    stats.requests++;
+    if (!takeToken()) {
+      stats.throttled++;
+      const h = bucket.shouldRetry !== undefined ? { 'stripe-should-retry': String(bucket.shouldRetry) } : {};
+      return send(res, 429, { error: { type: 'invalid_request_error', code: 'rate_limit',
+        message: 'Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.' } }, h);
     }
     if (faults.length > 0) {
       const f = faults[0];
