@@ -350,6 +350,10 @@ assert_eq "the total per customer and metric equals recorded usage exactly" "$(u
 assert_eq "Stripe holds 3,000 events" 3000 "$(dget /__double/meter_events | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).length))')"
 assert_eq "no identifier was sent with two different values" 0 \
 	"$(dget /__double/requests | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const m=new Map();let bad=0;for(const r of JSON.parse(s)){if(r.path!=="/v1/billing/meter_events")continue;const id=r.body.find(b=>b.startsWith("identifier="));const v=JSON.stringify(r.body);if(m.has(id)&&m.get(id)!==v)bad++;m.set(id,v)}console.log(bad)})')"
+assert_eq "billing_audit: every customer's day is recorded synced, even what a killed run delivered" "1000 0" \
+	"$(sql "$url" "SELECT count(DISTINCT customer_id) FILTER (WHERE event_type = 'stripe_usage_synced') || ' ' || count(*) FILTER (WHERE event_type = 'stripe_usage_sync_failed') FROM billing_audit WHERE data->>'day' = '$day' AND customer_id::text LIKE '00000000-0000-0000-0001-%' AND created_at > (SELECT min(created_at) FROM apexops.stripe_usage_events)")"
+assert_eq "each event audited once" 3000 \
+	"$(sql "$url" "SELECT count(*) FROM billing_audit, jsonb_array_elements(data->'events') e WHERE event_type = 'stripe_usage_synced' AND data->>'day' = '$day' AND created_at > (SELECT min(created_at) FROM apexops.stripe_usage_events)")"
 before=$(requests)
 sync --date "$day"
 assert_eq "a rerun after that sends zero events" "$before" "$(requests)"
@@ -377,7 +381,7 @@ assert_contains "naming STRIPE_SECRET_KEY" "$ERR" "STRIPE_SECRET_KEY"
 # ---- the cancellation migration reverts and reapplies ------------------------
 sql "$url" "UPDATE apexops.stripe_usage_events SET status = 'cancelled' WHERE id = (SELECT min(id) FROM apexops.stripe_usage_events)" >/dev/null
 # this migration and any newer one (other capabilities' migrations may follow)
-n=$(find "$OPS_ROOT/migrations/postgres" -name '*.up.sql' | sort | sed -n '/20261201_130001_stripe_usage_cancelled/,$p' | wc -l)
+n=$(find "$OPS_ROOT/migrations/postgres" -name '*.up.sql' | sort | sed -n '/20261201_130001_stripe_usage_ledger_v2/,$p' | wc -l)
 APEXOPS_MIGRATIONS_DIR="$OPS_ROOT/migrations/postgres" run_ops migrate down "$n" --execute
 expect_rc 0 "the cancellation migration reverts"
 assert_eq "a cancelled row went back to sent" "0 3000" "$(sql "$url" "SELECT count(*) FILTER (WHERE status = 'cancelled') || ' ' || count(*) FILTER (WHERE status = 'sent') FROM apexops.stripe_usage_events")"
