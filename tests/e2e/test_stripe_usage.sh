@@ -381,7 +381,7 @@ assert_contains "naming STRIPE_SECRET_KEY" "$ERR" "STRIPE_SECRET_KEY"
 # ---- the cancellation migration reverts and reapplies ------------------------
 sql "$url" "UPDATE apexops.stripe_usage_events SET status = 'cancelled' WHERE id = (SELECT min(id) FROM apexops.stripe_usage_events)" >/dev/null
 # this migration and any newer one (other capabilities' migrations may follow)
-n=$(find "$OPS_ROOT/migrations/postgres" -name '*.up.sql' | sort | sed -n '/20261201_130001_stripe_usage_ledger_v2/,$p' | wc -l)
+n=$(find "$OPS_ROOT/migrations/postgres" -name '*.up.sql' | sort | sed -n '/20261201_130001_stripe_usage_cancelled/,$p' | wc -l)
 APEXOPS_MIGRATIONS_DIR="$OPS_ROOT/migrations/postgres" run_ops migrate down "$n" --execute
 expect_rc 0 "the cancellation migration reverts"
 assert_eq "a cancelled row went back to sent" "0 3000" "$(sql "$url" "SELECT count(*) FILTER (WHERE status = 'cancelled') || ' ' || count(*) FILTER (WHERE status = 'sent') FROM apexops.stripe_usage_events")"

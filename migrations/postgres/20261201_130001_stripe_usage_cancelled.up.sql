@@ -1,5 +1,5 @@
--- Usage sync ledger, second step. A row may be marked cancelled by an
--- operator who cancelled its event at Stripe (a meter event adjustment, possible within
+-- Usage sync: a ledger row may be marked cancelled by an operator who
+-- cancelled its event at Stripe (a meter event adjustment, possible within
 -- 24 hours of receipt). A cancelled row no longer counts as reported; its
 -- seq stays taken, so the next run sends the day's correct total under
 -- the next seq and a new identifier (Stripe keeps the old one).
@@ -17,16 +17,12 @@ BEGIN
 			       c.conname);
 	END LOOP;
 END $$;
--- audited_at: when billing_audit last recorded the row's settlement
--- (NULL: not since it was settled); a run audits what a killed run left.
 ALTER TABLE apexops.stripe_usage_events
-	ADD COLUMN IF NOT EXISTS audited_at timestamptz,
 	ADD CONSTRAINT stripe_usage_events_status_check
 		CHECK (status IN ('pending', 'sent', 'failed', 'cancelled')),
 	ADD CONSTRAINT stripe_usage_events_sent_at_check
 		CHECK (status <> 'sent' OR sent_at IS NOT NULL);
--- Settling a row must be a HOT update (no index entry touched): the
--- partial index on status defeated that, and stripe_usage_events_day_idx
--- finds a day's open rows as well; pages keep room for the new versions.
 DROP INDEX IF EXISTS apexops.stripe_usage_events_open_idx;
-ALTER TABLE apexops.stripe_usage_events SET (fillfactor = 70);
+CREATE INDEX stripe_usage_events_open_idx
+	ON apexops.stripe_usage_events (usage_day)
+	WHERE status IN ('pending', 'failed');

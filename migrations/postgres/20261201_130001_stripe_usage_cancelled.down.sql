@@ -4,13 +4,12 @@ UPDATE apexops.stripe_usage_events SET status = 'sent',
 	sent_at = COALESCE(sent_at, updated_at)
 	WHERE status = 'cancelled';
 ALTER TABLE apexops.stripe_usage_events
-	DROP COLUMN IF EXISTS audited_at,
 	DROP CONSTRAINT IF EXISTS stripe_usage_events_status_check,
 	DROP CONSTRAINT IF EXISTS stripe_usage_events_sent_at_check,
 	ADD CONSTRAINT stripe_usage_events_status_check
 		CHECK (status IN ('pending', 'sent', 'failed')),
 	ADD CONSTRAINT stripe_usage_events_sent_at_check
 		CHECK ((status = 'sent') = (sent_at IS NOT NULL));
-ALTER TABLE apexops.stripe_usage_events RESET (fillfactor);
-CREATE INDEX IF NOT EXISTS stripe_usage_events_open_idx
+DROP INDEX IF EXISTS apexops.stripe_usage_events_open_idx;
+CREATE INDEX stripe_usage_events_open_idx
 	ON apexops.stripe_usage_events (usage_day) WHERE status <> 'sent';
