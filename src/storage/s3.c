@@ -33,6 +33,7 @@ struct s3_client {
 	s3_send_fn *send;
 	void *send_arg;
 	time_t (*now)(void); /* NULL: time() */
+	const volatile sig_atomic_t *stop;
 };
 
 /* A parsed endpoint. */
@@ -295,6 +296,7 @@ s3_send_http(void *arg, const struct s3_wire_request *req,
 	r.body = req->body;
 	r.body_len = req->body_len;
 	r.idempotent = req->idempotent;
+	r.stop = req->stop;
 	rc = http_do(hc, &r, &hr, err);
 	if (rc == 0) {
 		resp->status = hr.status;
@@ -317,6 +319,12 @@ s3_client_set_send(struct s3_client *c, s3_send_fn *fn, void *arg)
 		c->send = fn;
 		c->send_arg = arg;
 	}
+}
+
+void
+s3_client_set_stop(struct s3_client *c, const volatile sig_atomic_t *stop)
+{
+	c->stop = stop;
 }
 
 void
@@ -656,18 +664,18 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 	r = sigv4_sign(&req, &creds, &sig, err);
 	if (r != 0)
 		goto out;
-	base_url(c, &url);
-	buf_adds(&url, buf_str(&path));
-	if (sig.query[0] != '\0')
-		buf_addf(&url, "?%s", sig.query);
-
-	lines[nl++] = xasprintf("Host: %s", buf_str(&host));
 	lines[nl++] = xasprintf("x-amz-date: %s", sig.amz_date);
 	lines[nl++] = xasprintf("x-amz-content-sha256: %s", sig.payload_hash);
 	lines[nl++] = xasprintf("Authorization: %s", sig.authorization);
 	if (c->session_token != NULL)
 		lines[nl++] =
 			xasprintf("x-amz-security-token: %s", c->session_token);
+	base_url(c, &url);
+	buf_adds(&url, buf_str(&path));
+	if (sig.query[0] != '\0')
+		buf_addf(&url, "?%s", sig.query);
+
+	lines[nl++] = xasprintf("Host: %s", buf_str(&host));
 	for (size_t i = 1; i < req.nheaders; i++)
 		lines[nl++] = xasprintf("%s: %s", sh[i].name, sh[i].value);
 	lines[nl] = NULL;
@@ -678,6 +686,7 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 	w.body = body;
 	w.body_len = len;
 	w.idempotent = idempotent;
+	w.stop = c->stop;
 	r = c->send(c->send_arg, &w, resp, err);
 out:
 	for (size_t i = 0; i < nl; i++)
@@ -987,6 +996,122 @@ s3_delete_object(struct s3_client *c, const char *key, struct ops_err *err)
 	    resp.status != 404)
 		r = s3_fail(err, "DELETE", key, &resp);
 	s3_wire_response_release(&resp);
+	return r;
+}
+
+/* The end of the element <tag>...</tag> that starts at or after p, with
+ * its text in [*text, *text_end); NULL when there is none. */
+static const char *
+xml_next(const char *p, const char *end, const char *tag, const char **text,
+	 const char **text_end)
+{
+	size_t tl = strlen(tag);
+
+	while (p < end) {
+		const char *lt = memchr(p, '<', (size_t)(end - p));
+		const char *close;
+
+		if (lt == NULL || (size_t)(end - lt) < tl + 2)
+			return NULL;
+		if (memcmp(lt + 1, tag, tl) != 0 || lt[tl + 1] != '>') {
+			p = lt + 1;
+			continue;
+		}
+		*text = lt + tl + 2;
+		for (close = *text; close < end; close++)
+			if (*close == '<' && (size_t)(end - close) >= tl + 3 &&
+			    close[1] == '/' &&
+			    memcmp(close + 2, tag, tl) == 0 &&
+			    close[tl + 2] == '>')
+				break;
+		if (close >= end)
+			return NULL;
+		*text_end = close;
+		return close + tl + 3;
+	}
+	return NULL;
+}
+
+int
+s3_list_parse(const char *doc, size_t len,
+	      int (*fn)(void *arg, const char *key), void *arg, bool *truncated,
+	      struct buf *next)
+{
+	const char *end = doc + len, *p, *t, *te;
+	struct buf flag = BUF_INIT, key = BUF_INIT;
+	int r = 0;
+
+	*truncated = false;
+	if (memmem(doc, len, "<ListBucketResult", 17) == NULL)
+		return -1;
+	if (s3_xml_text(doc, len, "IsTruncated", 8, &flag) == 0)
+		*truncated = strcmp(buf_str(&flag), "true") == 0;
+	buf_release(&flag);
+	if (*truncated &&
+	    s3_xml_text(doc, len, "NextContinuationToken", 1024, next) != 0)
+		return -1; /* more pages, but no way to ask for them */
+	for (p = doc; r == 0 && p < end;) {
+		const char *kt, *kte;
+
+		p = xml_next(p, end, "Contents", &t, &te);
+		if (p == NULL)
+			break;
+		if (xml_next(t, te, "Key", &kt, &kte) == NULL)
+			continue;
+		buf_reset(&key);
+		if (xml_unescape(&key, kt, (size_t)(kte - kt), 1024) != 0 ||
+		    key.len == 0 || memchr(key.data, '\0', key.len) != NULL)
+			continue;
+		r = fn(arg, buf_str(&key));
+	}
+	buf_release(&key);
+	return r;
+}
+
+int
+s3_list_objects(struct s3_client *c, const char *prefix,
+		int (*fn)(void *arg, const char *key), void *arg,
+		struct ops_err *err)
+{
+	struct buf token = BUF_INIT;
+	int r = 0;
+
+	do {
+		struct sigv4_param q[3] = { { "list-type", "2" },
+					    { "prefix", prefix },
+					    { "continuation-token", NULL } };
+		struct s3_wire_response resp = S3_WIRE_RESPONSE_INIT;
+		struct buf next = BUF_INIT;
+		bool truncated = false;
+		size_t nq = 2;
+
+		if (token.len > 0) {
+			q[2].value = buf_str(&token);
+			nq = 3;
+		}
+		/* the bucket itself: "/bucket/" or "/" */
+		r = s3_request(c, "GET", "", q, nq, NULL, 0, NULL, 0, true,
+			       &resp, err);
+		if (r == 0 && resp.status != 200)
+			r = s3_fail(err, "ListObjectsV2", prefix, &resp);
+		if (r == 0) {
+			r = s3_list_parse(
+				resp.body.data != NULL ? resp.body.data : "",
+				resp.body.len, fn, arg, &truncated, &next);
+			if (r == -1)
+				r = ops_fail(
+					err, OPS_E_HTTP, false,
+					"s3: ListObjectsV2 '%.100s' "
+					"answered with no ListBucketResult",
+					prefix);
+		}
+		s3_wire_response_release(&resp);
+		buf_reset(&token);
+		if (r == 0 && truncated)
+			buf_adds(&token, buf_str(&next));
+		buf_release(&next);
+	} while (r == 0 && token.len > 0);
+	buf_release(&token);
 	return r;
 }
 
