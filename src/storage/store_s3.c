@@ -126,7 +126,7 @@ s3_open(struct store *s, struct ops_err *err)
 {
 	struct s3_opts o;
 	struct http_policy pol;
-	const char *bucket;
+	const char *bucket = NULL;
 	int r;
 
 	r = bucket_of(s, &bucket, err);
