@@ -34,6 +34,8 @@ struct s3_client {
 	void *send_arg;
 	time_t (*now)(void); /* NULL: time() */
 	const volatile sig_atomic_t *stop;
+	int (*bearer)(void *arg, char **token, struct ops_err *err);
+	void *bearer_arg;
 };
 
 /* A parsed endpoint. */
@@ -362,11 +364,12 @@ s3_client_new(const struct s3_opts *o, struct s3_client **out,
 				"222 of a-z 0-9 . - _, starting and ending "
 				"with a letter or digit",
 				o->bucket != NULL ? o->bucket : "");
-	if (!valid_key_id(o->access_key_id))
+	if (o->bearer == NULL && !valid_key_id(o->access_key_id))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"s3: access key id is empty or not letters "
 				"and digits");
-	if (o->secret_access_key == NULL || o->secret_access_key[0] == '\0')
+	if (o->bearer == NULL &&
+	    (o->secret_access_key == NULL || o->secret_access_key[0] == '\0'))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"s3: secret access key is empty");
 	if (o->sse != NULL && o->sse[0] != '\0' &&
@@ -399,8 +402,12 @@ s3_client_new(const struct s3_opts *o, struct s3_client **out,
 			!dns_bucket(o->bucket, strcmp(ep.scheme, "https") == 0);
 	c->region = xstrdup(o->region);
 	c->bucket = xstrdup(o->bucket);
-	c->access_key_id = xstrdup(o->access_key_id);
-	c->secret_access_key = xstrdup(o->secret_access_key);
+	c->access_key_id =
+		xstrdup(o->access_key_id != NULL ? o->access_key_id : "");
+	c->secret_access_key = xstrdup(
+		o->secret_access_key != NULL ? o->secret_access_key : "");
+	c->bearer = o->bearer;
+	c->bearer_arg = o->bearer_arg;
 	if (o->session_token != NULL && o->session_token[0] != '\0')
 		c->session_token = xstrdup(o->session_token);
 	if (o->sse != NULL && o->sse[0] != '\0')
@@ -479,6 +486,20 @@ host_header(const struct s3_client *c, struct buf *out)
 		buf_adds(out, c->host);
 	else
 		buf_addf(out, "%s.%s", c->bucket, c->host);
+}
+
+void
+s3_object_parts(const struct s3_client *c, const char *key, char **base,
+		char **path, char **host)
+{
+	struct buf b = BUF_INIT, p = BUF_INIT, h = BUF_INIT;
+
+	base_url(c, &b);
+	object_path(c, key, &p);
+	host_header(c, &h);
+	*base = buf_detach(&b);
+	*path = buf_detach(&p);
+	*host = buf_detach(&h);
 }
 
 int
@@ -616,6 +637,27 @@ s3_fail(struct ops_err *err, const char *method, const char *key,
 	return rc;
 }
 
+/*
+ * With a bearer token nothing is signed, but the query must still go out
+ * encoded and sorted as for SigV4: sigv4_sign() builds it, with these
+ * stand-in credentials, and its signature is dropped.
+ */
+static const struct sigv4_creds query_only = { "UNSIGNED", "unused", NULL };
+
+/* "Content-MD5: <base64>", which GCS checks on uploads */
+static char *
+content_md5_line(const void *body, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned char b64[32];
+	unsigned int n = 0;
+
+	if (EVP_Digest(body, len, md, &n, EVP_md5(), NULL) != 1 || n != 16)
+		abort();
+	EVP_EncodeBlock(b64, md, 16);
+	return xasprintf("Content-MD5: %s", (char *)b64);
+}
+
 /* A request header to sign and send. */
 struct hv {
 	const char *name;
@@ -661,23 +703,48 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 	req.region = c->region;
 	req.service = "s3";
 	req.flags = SIGV4_S3;
-	r = sigv4_sign(&req, &creds, &sig, err);
-	if (r != 0)
-		goto out;
-	lines[nl++] = xasprintf("x-amz-date: %s", sig.amz_date);
-	lines[nl++] = xasprintf("x-amz-content-sha256: %s", sig.payload_hash);
-	lines[nl++] = xasprintf("Authorization: %s", sig.authorization);
-	if (c->session_token != NULL)
+	if (c->bearer != NULL) {
+		char *token = NULL;
+
+		r = c->bearer(c->bearer_arg, &token, err);
+		if (r != 0)
+			goto out;
+		/* the query as SigV4 would send it, encoded and sorted */
+		req.payload_hash = SIGV4_UNSIGNED_PAYLOAD;
+		r = sigv4_sign(&req, &query_only, &sig, err);
+		if (r != 0) {
+			freezero_str(token);
+			goto out;
+		}
+		lines[nl++] = xasprintf("Authorization: Bearer %s", token);
+		freezero_str(token);
+		if (body != NULL && len > 0)
+			lines[nl++] = content_md5_line(body, len);
+	} else {
+		r = sigv4_sign(&req, &creds, &sig, err);
+		if (r != 0)
+			goto out;
+		lines[nl++] = xasprintf("x-amz-date: %s", sig.amz_date);
 		lines[nl++] =
-			xasprintf("x-amz-security-token: %s", c->session_token);
+			xasprintf("x-amz-content-sha256: %s", sig.payload_hash);
+		lines[nl++] = xasprintf("Authorization: %s", sig.authorization);
+		if (c->session_token != NULL)
+			lines[nl++] = xasprintf("x-amz-security-token: %s",
+						c->session_token);
+	}
 	base_url(c, &url);
 	buf_adds(&url, buf_str(&path));
 	if (sig.query[0] != '\0')
 		buf_addf(&url, "?%s", sig.query);
 
 	lines[nl++] = xasprintf("Host: %s", buf_str(&host));
-	for (size_t i = 1; i < req.nheaders; i++)
+	for (size_t i = 1; i < req.nheaders; i++) {
+		/* S3's headers mean nothing to GCS with OAuth */
+		if (c->bearer != NULL &&
+		    strncasecmp(sh[i].name, "x-amz-", 6) == 0)
+			continue;
 		lines[nl++] = xasprintf("%s: %s", sh[i].name, sh[i].value);
+	}
 	lines[nl] = NULL;
 
 	w.method = method;
@@ -1131,6 +1198,10 @@ s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 	r = check_key(key, err);
 	if (r != 0)
 		return r;
+	if (c->bearer != NULL)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"s3: no SigV4 presigned URL with a bearer "
+				"token");
 	object_path(c, key, &path);
 	host_header(c, &host);
 	sh[0] = (struct sigv4_header){ "host", buf_str(&host) };

@@ -56,6 +56,15 @@ struct s3_opts {
 	 * needs at most S3_MAX_PARTS parts */
 	size_t part_size;
 	const struct http_policy *policy; /* NULL: http_policy_default() */
+	/*
+	 * OAuth2 instead of SigV4 (GCS with a service account): when set,
+	 * requests carry "Authorization: Bearer <token>" from this function
+	 * (a new string the caller of it frees and wipes) and no x-amz-*
+	 * header; access_key_id and secret_access_key are then not needed.
+	 * presign_get is not available in this mode (OPS_E_INVALID).
+	 */
+	int (*bearer)(void *arg, char **token, struct ops_err *err);
+	void *bearer_arg; /* borrowed */
 };
 
 /*
@@ -194,6 +203,15 @@ int s3_presign_get(struct s3_client *c, const char *key, long expires,
  */
 int s3_object_url(const struct s3_client *c, const char *key, char **url,
 		  struct ops_err *err) __attribute__((warn_unused_result));
+
+/*
+ * The pieces of key's URL as c addresses it, for signers of other schemes
+ * (GCS's GOOG4-RSA-SHA256): *base "scheme://host[:port]", *path the
+ * encoded wire path ("/bucket/key" or "/key"), *host the Host value. All
+ * new; the caller frees them.
+ */
+void s3_object_parts(const struct s3_client *c, const char *key, char **base,
+		     char **path, char **host);
 
 /*
  * ListObjectsV2: call fn with each key that starts with prefix (any

@@ -1,6 +1,8 @@
 /*
  * The S3 and GCS providers, both through the S3 client (storage/s3.h):
- * GCS's XML API takes the same requests. NEEDSWORK: GCS is not built yet.
+ * GCS's XML API takes the same requests, signed with an HMAC key (SigV4,
+ * region "auto") or carrying a service account's OAuth2 token
+ * (storage/gcs_auth.h).
  *
  * The writer streams: it buffers up to one part (the multipart
  * threshold). A commit with no more than that is one PUT; past it the
@@ -17,6 +19,7 @@
 
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "storage/gcs_auth.h"
 #include "storage/s3.h"
 
 #define DEFAULT_PART_MB 16
@@ -25,7 +28,8 @@
 
 struct s3_store {
 	struct s3_client *c;
-	size_t part; /* the multipart threshold and part size */
+	size_t part;	       /* the multipart threshold and part size */
+	struct gcs_auth *auth; /* GCS with a service account, else NULL */
 };
 
 struct s3_writer {
@@ -104,7 +108,7 @@ bucket_of(const struct store *s, const char **out, struct ops_err *err)
 
 static int
 finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
-	    struct ops_err *err)
+	    struct gcs_auth *auth, struct ops_err *err)
 {
 	struct s3_store *st = xcalloc(1, sizeof(*st));
 	int r;
@@ -112,10 +116,12 @@ finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
 	r = s3_client_new(o, &st->c, err);
 	if (r != 0) {
 		free(st);
+		gcs_auth_free(auth);
 		return r;
 	}
 	s3_client_set_stop(st->c, s->stop);
 	st->part = o->part_size;
+	st->auth = auth;
 	s->impl = st;
 	s->root = xasprintf("%s://%s/" STORE_BUCKET_PREFIX, scheme, o->bucket);
 	return 0;
@@ -138,16 +144,65 @@ s3_open(struct store *s, struct ops_err *err)
 	r = common_opts(&o, &pol, err);
 	if (r != 0)
 		return r;
-	return finish_open(s, &o, "s3", err);
+	return finish_open(s, &o, "s3", NULL, err);
+}
+
+static int
+gcs_bearer(void *arg, char **token, struct ops_err *err)
+{
+	return gcs_auth_token(arg, token, err);
 }
 
 static int
 gcs_open(struct store *s, struct ops_err *err)
 {
-	(void)s;
-	return ops_fail(err, OPS_E_CONFIG, false,
-			"PRIVACY_EXPORT_PROVIDER=gcs is not built yet: use "
-			"local or s3");
+	const struct ops_config *cfg = s->cfg;
+	struct s3_opts o;
+	struct http_policy pol;
+	struct gcs_auth *auth = NULL;
+	const char *bucket = NULL;
+	int r;
+
+	r = bucket_of(s, &bucket, err);
+	if (r != 0)
+		return r;
+	memset(&o, 0, sizeof(o));
+	r = common_opts(&o, &pol, err);
+	if (r != 0)
+		return r;
+	o.bucket = bucket;
+	o.region = "auto";
+	o.endpoint = cfg->gcs_endpoint != NULL && cfg->gcs_endpoint[0] != '\0'
+			     ? cfg->gcs_endpoint
+			     : "https://storage.googleapis.com";
+	if (cfg->gcs_hmac_access_id != NULL &&
+	    cfg->gcs_hmac_access_id[0] != '\0') {
+		if (cfg->gcs_hmac_secret == NULL ||
+		    cfg->gcs_hmac_secret[0] == '\0')
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"APEXOPS_GCS_HMAC_SECRET is not set: "
+					"APEXOPS_GCS_HMAC_ACCESS_ID needs its "
+					"secret (or APEXOPS_GCS_HMAC_SECRET_"
+					"FILE)");
+		o.access_key_id = cfg->gcs_hmac_access_id;
+		o.secret_access_key = cfg->gcs_hmac_secret;
+	} else if (cfg->google_application_credentials != NULL &&
+		   cfg->google_application_credentials[0] != '\0') {
+		r = gcs_auth_new(cfg->google_application_credentials, &pol,
+				 s->stop, &auth, err);
+		if (r != 0)
+			return r;
+		o.bearer = gcs_bearer;
+		o.bearer_arg = auth;
+	} else {
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"PRIVACY_EXPORT_PROVIDER=gcs needs "
+				"credentials: APEXOPS_GCS_HMAC_ACCESS_ID and "
+				"APEXOPS_GCS_HMAC_SECRET (an HMAC key), or "
+				"GOOGLE_APPLICATION_CREDENTIALS (a "
+				"service-account key file)");
+	}
+	return finish_open(s, &o, "gs", auth, err);
 }
 
 static void
@@ -158,6 +213,7 @@ s3_close(struct store *s)
 	if (st == NULL)
 		return;
 	s3_client_free(st->c);
+	gcs_auth_free(st->auth);
 	free(st);
 	s->impl = NULL;
 }
@@ -356,7 +412,11 @@ s3_url(struct store *s, const char *key, long expires_s, char **url,
 	char *name = object_name(key);
 	int r;
 
-	r = s3_presign_get(st->c, name, expires_s, url, err);
+	if (st->auth != NULL)
+		r = gcs_auth_presign_get(st->auth, st->c, name, expires_s, url,
+					 err);
+	else
+		r = s3_presign_get(st->c, name, expires_s, url, err);
 	free(name);
 	return r;
 }

@@ -12,7 +12,9 @@
  * leaving no object and no pending upload (the front answers
  * ListMultipartUploads and AbortMultipartUpload, which s3rver lacks);
  * 500s, resets and timeouts injected by the front, retried; presigned
- * URLs fetched with curl.
+ * URLs fetched with curl; GCS with a GOOG1 HMAC key (region auto) and
+ * with a service account whose OAuth2 token comes from
+ * tests/peers/gcs-token-double.mjs, with a key pair made by openssl here.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -483,12 +485,15 @@ test_local_stop_flag(void **state)
 	local_done(&cfg, s);
 }
 
-/* ---- the peers: the S3 front (with s3rver) ---- */
+/* ---- the peers: the S3 front (with s3rver) and the token double ---- */
 
 static char root[4096];
-static pid_t front_pid = -1;
-static int front_port;
+static pid_t front_pid = -1, token_pid = -1;
+static int front_port, token_port;
 static char endpoint[64];
+static char *keyfile, *badkeyfile;
+
+#define SA_EMAIL "exports@apexops-test.iam.gserviceaccount.com"
 
 /* Start node on script with env (NULL-terminated "NAME=value"), wait for
  * "<banner> on 127.0.0.1:PORT" in its log; returns the port. */
@@ -538,27 +543,86 @@ start_node(const char *script, const char *banner, char *const *env, pid_t *pid)
 	return port;
 }
 
+static void
+run(const char *cmd)
+{
+	if (system(cmd) != 0)
+		fail_msg("command failed: %s", cmd);
+}
+
+/* A service-account key file for key.pem, token_uri at the double. */
+static char *
+write_keyfile(const char *name, const char *pem_path)
+{
+	struct buf pem = BUF_INIT;
+	char *path = xasprintf("%s/%s", tmpdir, name);
+	char *uri = xasprintf("http://127.0.0.1:%d/token", token_port);
+	json_t *doc;
+
+	read_file(pem_path, &pem);
+	doc = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "service_account",
+			"project_id", "apexops-test", "client_email", SA_EMAIL,
+			"private_key", buf_str(&pem), "token_uri", uri);
+	assert_non_null(doc);
+	assert_int_equal(json_dump_file(doc, path, JSON_INDENT(2)), 0);
+	json_decref(doc);
+	buf_release(&pem);
+	free(uri);
+	return path;
+}
+
 static int
 start_peers(void **state)
 {
 	const char *f = __FILE__;
 	const char *end = strstr(f, "/tests/integration/");
-	char *env_front[6];
+	char *cmd, *pub, *env_token[4], *env_front[10];
 
 	(void)state;
 	assert_non_null(end);
 	snprintf(root, sizeof(root), "%.*s", (int)(end - f), f);
+	cmd = xasprintf("cd '%s' && openssl genpkey -algorithm RSA -pkeyopt "
+			"rsa_keygen_bits:2048 -out sa.pem 2>/dev/null && "
+			"openssl pkey -in sa.pem -pubout -out sa.pub && "
+			"openssl genpkey -algorithm RSA -pkeyopt "
+			"rsa_keygen_bits:2048 -out other.pem 2>/dev/null",
+			tmpdir);
+	run(cmd);
+	free(cmd);
+	pub = xasprintf("%s/sa.pub", tmpdir);
+	env_token[0] = xasprintf("PORT=0");
+	env_token[1] = xasprintf("SA_EMAIL=%s", SA_EMAIL);
+	env_token[2] = xasprintf("SA_PUBKEY=%s", pub);
+	env_token[3] = NULL;
+	token_port = start_node("gcs-token-double.mjs", "token double",
+				env_token, &token_pid);
 	env_front[0] = xasprintf("PORT=0");
 	env_front[1] = xasprintf("S3_DIR=%s/s3data", tmpdir);
 	env_front[2] = xasprintf("BUCKETS=exports,gcs-bucket");
 	env_front[3] = xasprintf("EXTRA_AK=GOOG1EXAMPLEHMACKEYSTORE");
 	env_front[4] = xasprintf("EXTRA_SK=gcsHmacSecret/+store");
-	env_front[5] = NULL;
+	env_front[5] = xasprintf("TOKENINFO_URL=http://127.0.0.1:%d/tokeninfo",
+				 token_port);
+	env_front[6] = xasprintf("GOOG_SA_EMAIL=%s", SA_EMAIL);
+	env_front[7] = xasprintf("GOOG_SA_PUBKEY=%s", pub);
+	env_front[8] = NULL;
 	front_port = start_node("s3-sigv4-front.mjs", "s3 front", env_front,
 				&front_pid);
 	snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", front_port);
+	for (int i = 0; env_token[i] != NULL; i++)
+		free(env_token[i]);
 	for (int i = 0; env_front[i] != NULL; i++)
 		free(env_front[i]);
+	free(pub);
+	{
+		char *p = xasprintf("%s/sa.pem", tmpdir);
+
+		keyfile = write_keyfile("sa.json", p);
+		free(p);
+		p = xasprintf("%s/other.pem", tmpdir);
+		badkeyfile = write_keyfile("other.json", p);
+		free(p);
+	}
 	return 0;
 }
 
@@ -570,6 +634,12 @@ stop_peers(void **state)
 		kill(front_pid, SIGTERM);
 		waitpid(front_pid, NULL, 0);
 	}
+	if (token_pid > 0) {
+		kill(token_pid, SIGTERM);
+		waitpid(token_pid, NULL, 0);
+	}
+	free(keyfile);
+	free(badkeyfile);
 	return remove_tmp(NULL);
 }
 
@@ -1236,6 +1306,259 @@ test_s3_unreachable(void **state)
 	s3_env();
 }
 
+static void
+gcs_cfg(struct ops_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->privacy_export_bucket = "gcs-bucket";
+	cfg->gcs_endpoint = endpoint;
+	s3_env();
+	/* what GCS needs comes from its own variables, not AWS_* */
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("AWS_REGION");
+	unsetenv("AWS_ENDPOINT_URL_S3");
+}
+
+static void
+test_gcs_hmac(void **state)
+{
+	size_t len = 6u << 20;
+	unsigned char *data = xmalloc(len);
+	struct ops_config cfg;
+	struct store *s;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf got = BUF_INIT, list = BUF_INIT;
+	char *url = NULL;
+
+	(void)state;
+	random_bytes(data, len);
+	gcs_cfg(&cfg);
+	cfg.gcs_hmac_access_id = "GOOG1EXAMPLEHMACKEYSTORE";
+	cfg.gcs_hmac_secret = "gcsHmacSecret/+store";
+	s = open_store(&cfg, STORE_GCS);
+	assert_int_equal(store_provider_of(s), STORE_GCS);
+	if (write_object(s, "t-g/u/1.jsonl", data, 1000, 300, &obj, &err) != 0)
+		fail_msg("write: %s", err.msg);
+	assert_string_equal(obj.location,
+			    "gs://gcs-bucket/privacy-exports/t-g/u/1.jsonl");
+	assert_sdk_object("auto", "GOOG1EXAMPLEHMACKEYSTORE",
+			  "gcsHmacSecret/+store", "gcs-bucket", &obj, data,
+			  1000);
+	/* multipart, as the XML API takes it */
+	requests_clear();
+	if (write_object(s, "t-g/u/2.jsonl", data, len, 1 << 20, &obj, &err) !=
+	    0)
+		fail_msg("write: %s", err.msg);
+	assert_int_equal(requests_count("PUT", "partNumber=", 200), 2);
+	assert_sdk_object("auto", "GOOG1EXAMPLEHMACKEYSTORE",
+			  "gcsHmacSecret/+store", "gcs-bucket", &obj, data,
+			  len);
+	assert_int_equal(store_url(s, obj.location, 300, &url, &err), 0);
+	assert_non_null(strstr(url, "%2Fauto%2Fs3%2Faws4_request"));
+	assert_int_equal(curl_get(url, &got), 200);
+	assert_int_equal(got.len, len);
+	free(url);
+	assert_int_equal(store_list(s, "t-g/u/", collect, &list, &err), 0);
+	assert_non_null(strstr(buf_str(&list), "gs://gcs-bucket/privacy-"
+					       "exports/t-g/u/2.jsonl\n"));
+	assert_int_equal(store_delete(s, obj.location, &err), 0);
+	assert_int_equal(store_exists(s, obj.location, &err), OPS_E_NOTFOUND);
+	buf_release(&got);
+	buf_release(&list);
+	free(data);
+	store_free(s);
+	s3_env();
+}
+
+static int
+tokens_issued(void)
+{
+	struct buf b = BUF_INIT;
+	json_t *doc;
+	int n;
+
+	http_call("GET", token_port, "/__double/stats", NULL, &b);
+	doc = json_loads(buf_str(&b), 0, NULL);
+	assert_non_null(doc);
+	n = (int)json_integer_value(json_object_get(doc, "issued"));
+	json_decref(doc);
+	buf_release(&b);
+	return n;
+}
+
+static void
+test_gcs_service_account(void **state)
+{
+	size_t len = 6u << 20;
+	unsigned char *data = xmalloc(len);
+	struct ops_config cfg;
+	struct store *s;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf got = BUF_INIT, list = BUF_INIT;
+	char *url = NULL;
+	int before = tokens_issued();
+	size_t n;
+
+	(void)state;
+	random_bytes(data, len);
+	gcs_cfg(&cfg);
+	cfg.google_application_credentials = keyfile;
+	s = open_store(&cfg, STORE_GCS);
+	requests_clear();
+	if (write_object(s, "t-sa/u/1.jsonl", data, 1000, 300, &obj, &err) != 0)
+		fail_msg("write: %s", err.msg);
+	assert_string_equal(obj.location,
+			    "gs://gcs-bucket/privacy-exports/t-sa/u/1.jsonl");
+	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "gcs-bucket", &obj,
+			  data, 1000);
+	if (write_object(s, "t-sa/u/2.jsonl", data, len, 1 << 20, &obj, &err) !=
+	    0)
+		fail_msg("multipart write: %s", err.msg);
+	assert_int_equal(requests_count("PUT", "partNumber=", 200), 2);
+	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "gcs-bucket", &obj,
+			  data, len);
+	assert_int_equal(store_exists(s, obj.location, &err), 0);
+	assert_int_equal(store_list(s, "t-sa/", collect, &list, &err), 0);
+	assert_non_null(strstr(buf_str(&list), "t-sa/u/1.jsonl\n"));
+	assert_non_null(strstr(buf_str(&list), "t-sa/u/2.jsonl\n"));
+	/* one token for all of it: cached */
+	assert_int_equal(tokens_issued(), before + 1);
+	/* a V4 RSA signed URL, fetched with curl */
+	assert_int_equal(store_url(s, obj.location, 300, &url, &err), 0);
+	assert_non_null(strstr(url, "X-Goog-Algorithm=GOOG4-RSA-SHA256&"));
+	assert_non_null(strstr(url, "X-Goog-Credential=exports%40apexops-test"
+				    ".iam.gserviceaccount.com%2F"));
+	assert_non_null(strstr(url, "%2Fauto%2Fstorage%2Fgoog4_request&"));
+	assert_int_equal(curl_get(url, &got), 200);
+	assert_int_equal(got.len, len);
+	assert_memory_equal(got.data, data, len);
+	/* one digit of the signature changed */
+	n = strlen(url);
+	url[n - 1] = url[n - 1] == '0' ? '1' : '0';
+	buf_reset(&got);
+	assert_int_equal(curl_get(url, &got), 403);
+	assert_non_null(strstr(buf_str(&got), "SignatureDoesNotMatch"));
+	free(url);
+	assert_int_equal(store_delete(s, obj.location, &err), 0);
+	assert_int_equal(store_exists(s, obj.location, &err), OPS_E_NOTFOUND);
+	store_free(s);
+	/* a token about to expire is replaced before it is used */
+	http_call("POST", token_port, "/__double/config", "{\"expires_in\":30}",
+		  NULL);
+	s = open_store(&cfg, STORE_GCS);
+	before = tokens_issued();
+	assert_int_equal(store_exists(s, obj.location, &err), OPS_E_NOTFOUND);
+	assert_int_equal(tokens_issued(), before + 1);
+	http_call("POST", token_port, "/__double/config",
+		  "{\"expires_in\":3600}", NULL);
+	/* the token endpoint failing for a while: retried */
+	http_call("POST", token_port, "/__double/config", "{\"fail\":1}", NULL);
+	store_free(s);
+	s = open_store(&cfg, STORE_GCS);
+	assert_int_equal(store_exists(s, obj.location, &err), OPS_E_NOTFOUND);
+	buf_release(&got);
+	buf_release(&list);
+	free(data);
+	store_free(s);
+	s3_env();
+}
+
+static void
+test_gcs_token_refused(void **state)
+{
+	struct ops_config cfg;
+	struct store *s;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf key = BUF_INIT;
+	char *pem = xasprintf("%s/other.pem", tmpdir);
+
+	(void)state;
+	gcs_cfg(&cfg);
+	/* signed with a key that is not the service account's */
+	cfg.google_application_credentials = badkeyfile;
+	s = open_store(&cfg, STORE_GCS);
+	assert_int_equal(write_object(s, "t-x/u/1.csv", "x", 1, 1, &obj, &err),
+			 OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "HTTP 400 invalid_grant: Invalid JWT "
+					"Signature"));
+	assert_false(err.transient);
+	read_file(pem, &key);
+	/* no line of the key in the message */
+	assert_null(strstr(err.msg, "PRIVATE KEY"));
+	assert_null(strstr(err.msg, strchr(buf_str(&key), '\n') + 1 + 20));
+	buf_release(&key);
+	free(pem);
+	store_free(s);
+	s3_env();
+}
+
+static void
+test_gcs_config_errors(void **state)
+{
+	static const struct {
+		const char *json, *needle;
+	} bad[] = {
+		{ "not json", "is not a JSON object" },
+		{ "[]", "is not a JSON object" },
+		{ "{\"type\":\"authorized_user\",\"client_email\":\"a@b\","
+		  "\"private_key\":\"x\"}",
+		  "\"type\" is not \"service_account\"" },
+		{ "{\"private_key\":\"x\"}", "\"client_email\" is missing" },
+		{ "{\"client_email\":\"a@b\"}", "\"private_key\" is missing" },
+		{ "{\"client_email\":\"a@b\",\"private_key\":\"secretjunk\"}",
+		  "not a PEM RSA private key" },
+		{ "{\"client_email\":\"a@b\",\"private_key\":\"-----BEGIN\","
+		  "\"token_uri\":\"file:///etc/passwd\"}",
+		  "\"token_uri\" must be an http" },
+		{ "{\"client_email\":\"a b@c\",\"private_key\":\"x\"}",
+		  "holds a space" },
+	};
+	struct ops_config cfg;
+	struct store *s = NULL;
+	struct ops_err err = OPS_ERR_INIT;
+	char *path = xasprintf("%s/bad.json", tmpdir);
+
+	(void)state;
+	gcs_cfg(&cfg);
+	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
+			 OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "GOOGLE_APPLICATION_CREDENTIALS (a "
+					"service-account key file)"));
+	cfg.gcs_hmac_access_id = "GOOG1ABC";
+	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
+			 OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "APEXOPS_GCS_HMAC_SECRET is not set"));
+	cfg.gcs_hmac_access_id = NULL;
+	cfg.google_application_credentials = "/nonexistent/key.json";
+	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
+			 OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "GOOGLE_APPLICATION_CREDENTIALS"));
+	assert_non_null(strstr(err.msg, "/nonexistent/key.json"));
+	cfg.google_application_credentials = path;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		FILE *fp = fopen(path, "w");
+
+		assert_non_null(fp);
+		fputs(bad[i].json, fp);
+		fclose(fp);
+		ops_err_clear(&err);
+		assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
+				 OPS_E_CONFIG);
+		assert_null(s);
+		if (strstr(err.msg, bad[i].needle) == NULL)
+			fail_msg("'%s' lacks '%s'", err.msg, bad[i].needle);
+		assert_non_null(
+			strstr(err.msg, "GOOGLE_APPLICATION_CREDENTIALS"));
+		assert_null(strstr(err.msg, "secretjunk"));
+	}
+	free(path);
+	s3_env();
+}
+
 int
 main(void)
 {
@@ -1261,6 +1584,10 @@ main(void)
 		cmocka_unit_test(test_s3_wrong_secret),
 		cmocka_unit_test(test_s3_config_errors),
 		cmocka_unit_test(test_s3_unreachable),
+		cmocka_unit_test(test_gcs_hmac),
+		cmocka_unit_test(test_gcs_service_account),
+		cmocka_unit_test(test_gcs_token_refused),
+		cmocka_unit_test(test_gcs_config_errors),
 	};
 	int r;
 

@@ -11,6 +11,14 @@
 //      BUCKETS (comma-separated, created at start), EXTRA_AK/EXTRA_SK (a
 //      second key pair, e.g. a GCS HMAC key GOOG1...).
 //
+// For GCS with a service account (no emulator serves the XML API):
+//   TOKENINFO_URL: OAuth2 bearer tokens are accepted when this endpoint
+//     (the token double, gcs-token-double.mjs) knows them and their scope
+//     holds devstorage.read_write; then they are forwarded unsigned.
+//   GOOG_SA_EMAIL, GOOG_SA_PUBKEY (a PEM file): GOOG4-RSA-SHA256 signed
+//     URLs are checked as Cloud Storage does (canonical request, string
+//     to sign, RSA-SHA256 with the service account's public key, expiry).
+//
 // s3rver lacks AbortMultipartUpload (405) and ListMultipartUploads (501):
 // the front keeps the uploads it saw created and not completed, and
 // answers those two itself (S3's XML), so a test can see an upload left
@@ -30,6 +38,7 @@
 // Prints "s3 front on 127.0.0.1:PORT" once both listen. Run with
 // node --openssl-legacy-provider (s3rver's continuation tokens use DES).
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -39,6 +48,9 @@ const S3rver = require('s3rver');
 const AWSAccount = require('s3rver/lib/models/account');
 
 const KEYS = { S3RVER: 'S3RVER' };
+const TOKENINFO = process.env.TOKENINFO_URL || '';
+const SA_EMAIL = process.env.GOOG_SA_EMAIL || '';
+const SA_PUBKEY = process.env.GOOG_SA_PUBKEY ? fs.readFileSync(process.env.GOOG_SA_PUBKEY, 'utf8') : '';
 let faults = [];
 const config = { list_max_keys: 0 }; // > 0: ListObjectsV2 pages of that many keys
 const requests = [];
@@ -67,6 +79,49 @@ const target = (host, rawPath) => {
   const m = /^([^.:]+)\.s3[.-]/.exec(host || '');
   const segs = rawPath.split('/').slice(1).map(decodeURIComponent);
   return m ? { bucket: m[1], key: segs.join('/') } : { bucket: segs[0], key: segs.slice(1).join('/') };
+};
+
+// Cloud Storage's check of a V4 RSA signed URL (canonical-requests and
+// signatures pages of the Cloud Storage docs)
+const checkGoog4 = (req, rawPath, rawQuery) => {
+  if (!SA_PUBKEY) return 'GOOG4-RSA-SHA256 URLs are not configured';
+  const pairs = rawQuery.split('&').filter(Boolean).map((p) => {
+    const i = p.indexOf('=');
+    return [decodeURIComponent(i < 0 ? p : p.slice(0, i)), decodeURIComponent(i < 0 ? '' : p.slice(i + 1))];
+  });
+  const q = Object.fromEntries(pairs);
+  if (q['X-Goog-Algorithm'] !== 'GOOG4-RSA-SHA256') return 'unsupported X-Goog-Algorithm';
+  const cm = /^([^/]+)\/(\d{8})\/([^/]+)\/storage\/goog4_request$/.exec(q['X-Goog-Credential'] || '');
+  if (!cm || cm[1] !== SA_EMAIL) return 'unknown credential';
+  const dt = q['X-Goog-Date'] || '';
+  if (!/^\d{8}T\d{6}Z$/.test(dt) || dt.slice(0, 8) !== cm[2]) return 'bad X-Goog-Date';
+  const exp = +q['X-Goog-Expires'];
+  if (!(exp >= 1 && exp <= 604800)) return 'X-Goog-Expires must be 1 to 604800';
+  const when = Date.parse(dt.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
+  if (Date.now() > when + exp * 1000) return 'Request has expired';
+  const signedNames = (q['X-Goog-SignedHeaders'] || '').split(';');
+  if (!signedNames.includes('host')) return 'host is not signed';
+  const canonQuery = pairs.filter(([k]) => k !== 'X-Goog-Signature')
+    .map(([k, v]) => [awsEnc(k), awsEnc(v)]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1))
+    .map(([k, v]) => `${k}=${v}`).join('&');
+  const canonHeaders = signedNames.map((h) => `${h}:${String(req.headers[h] ?? '').trim()}\n`).join('');
+  const path = rawPath.split('/').map((seg) => awsEnc(decodeURIComponent(seg))).join('/');
+  const creq = [req.method, path, canonQuery, canonHeaders, signedNames.join(';'), 'UNSIGNED-PAYLOAD'].join('\n');
+  const sts = ['GOOG4-RSA-SHA256', dt, `${cm[2]}/${cm[3]}/storage/goog4_request`,
+               crypto.createHash('sha256').update(creq).digest('hex')].join('\n');
+  const sig = Buffer.from(q['X-Goog-Signature'] || '', 'hex');
+  if (!crypto.verify('sha256', Buffer.from(sts), SA_PUBKEY, sig)) return 'SignatureDoesNotMatch';
+  return null;
+};
+
+const checkBearer = async (token) => {
+  if (!TOKENINFO) return 'bearer tokens are not configured';
+  const r = await fetch(`${TOKENINFO}?access_token=${encodeURIComponent(token)}`);
+  if (r.status !== 200) return 'invalid token';
+  const info = await r.json();
+  if (!String(info.scope || '').split(' ').includes('https://www.googleapis.com/auth/devstorage.read_write'))
+    return 'token lacks the devstorage.read_write scope';
+  return null;
 };
 
 const server = http.createServer(async (req, res) => {
@@ -115,6 +170,21 @@ const server = http.createServer(async (req, res) => {
     const payload = Buffer.concat(chunks);
     const presigned = 'X-Amz-Signature' in query;
     let ak, region, service, signed, sig, amzDate, expires;
+    const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization || '');
+    if ('X-Goog-Signature' in query) {
+      const why = checkGoog4(req, rawPath, rawQuery);
+      if (why) return fail(403, why === 'SignatureDoesNotMatch' ? why : 'AccessDenied', why);
+      return forward(req, res, log, payload, req.url.replace(/[?&]X-Goog-[^&]*/g, '').replace(/^([^?]*)&/, '$1?'), true);
+    }
+    if (bearer) {
+      const why = await checkBearer(bearer[1]);
+      if (why) return fail(401, 'AuthenticationRequired', why);
+      if (req.headers['content-md5'] &&
+          req.headers['content-md5'] !== crypto.createHash('md5').update(payload).digest('base64'))
+        return fail(400, 'BadDigest', 'The Content-MD5 you specified did not match what was received.');
+      for (const h of Object.keys(req.headers)) if (h.startsWith('x-amz-')) return fail(400, 'InvalidArgument', `${h} with OAuth`);
+      return emulate(req, res, log, payload, rawPath, rawQuery, true);
+    }
     if (presigned) {
       const cm = /^([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request$/.exec(query['X-Amz-Credential'] || '');
       if (query['X-Amz-Algorithm'] !== 'AWS4-HMAC-SHA256' || !cm) return fail(403, 'AccessDenied', 'malformed presigned URL');
