@@ -13,6 +13,7 @@
 #include "core/signals.h"
 #include "core/stop.h"
 #include "core/xalloc.h"
+#include "http/ratelimit.h"
 
 #ifndef APEXOPS_VERSION
 #define APEXOPS_VERSION "dev"
@@ -421,6 +422,14 @@ http_do(struct http_client *c, const struct http_request *req,
 				     req->method, where, attempt);
 			goto out;
 		}
+		if (p->limit != NULL &&
+		    ratelimit_acquire(p->limit, stop) != 0) {
+			r = ops_fail(err, OPS_E_STOPPED, true,
+				     "http: %s %s: stopped waiting for a rate "
+				     "limit slot",
+				     req->method, where);
+			goto out;
+		}
 		resp->attempts = attempt;
 		cc = curl_easy_perform(c->curl);
 		if (cc == CURLE_ABORTED_BY_CALLBACK) {
@@ -461,6 +470,8 @@ http_do(struct http_client *c, const struct http_request *req,
 			}
 			break;
 		}
+		if (p->limit != NULL && status == 429)
+			ratelimit_pause(p->limit, delay);
 		if (cc != CURLE_OK)
 			log_warn("http retry method=%s url=%s attempt=%d "
 				 "error=%s delay_ms=%ld",

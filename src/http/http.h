@@ -28,6 +28,8 @@
 #include "core/buf.h"
 #include "core/err.h"
 
+struct ratelimit;
+
 struct http_client; /* one curl easy handle: keep-alive, one thread */
 
 /* Initialise libcurl once per process (curl_global_init); returns 0 or
@@ -44,6 +46,10 @@ struct http_policy {
 	long timeout_ms;	 /* whole attempt, body included */
 	size_t max_body;	 /* bytes of response body kept; more fails */
 	const char *user_agent;	 /* borrowed; NULL: "apexops/<version>" */
+	/* shared client-side rate limit (http/ratelimit.h), borrowed: every
+	 * attempt, retries included, waits for a slot, and a 429 pushes later
+	 * slots back by the retry delay; NULL: none */
+	struct ratelimit *limit;
 };
 
 /* Defaults: 3 retries, 500 ms doubling to 8 s, Retry-After up to 30 s,
