@@ -370,8 +370,10 @@ exchange(struct gcs_auth *a, struct ops_err *err)
 		goto out;
 	}
 	freezero_str(a->token);
+	/* not log_add_secret(): a daemon would register one per hour for
+	 * ever; the token only ever goes into an Authorization header,
+	 * which is never logged */
 	a->token = xstrdup(json_string_value(tok));
-	log_add_secret(a->token);
 	{
 		json_int_t e = json_integer_value(exp);
 
