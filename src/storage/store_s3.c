@@ -111,13 +111,26 @@ finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
 	    struct gcs_auth *auth, struct ops_err *err)
 {
 	struct s3_store *st = xcalloc(1, sizeof(*st));
+	struct ops_err sub = OPS_ERR_INIT;
+	bool gcs = strcmp(scheme, "gs") == 0;
+	const char *var;
 	int r;
 
-	r = s3_client_new(o, &st->c, err);
+	r = s3_client_new(o, &st->c, &sub);
 	if (r != 0) {
 		free(st);
 		gcs_auth_free(auth);
-		return r;
+		/* name the variable (s3_opts_from_env checked the AWS ones) */
+		if (strstr(sub.msg, "bucket") != NULL)
+			var = "PRIVACY_EXPORT_BUCKET";
+		else if (strstr(sub.msg, "endpoint") != NULL)
+			var = gcs ? "APEXOPS_GCS_ENDPOINT"
+				  : "AWS_ENDPOINT_URL_S3";
+		else if (gcs && strstr(sub.msg, "access key") != NULL)
+			var = "APEXOPS_GCS_HMAC_ACCESS_ID";
+		else
+			var = "PRIVACY_EXPORT_PROVIDER";
+		return ops_fail(err, r, sub.transient, "%s: %s", var, sub.msg);
 	}
 	s3_client_set_stop(st->c, s->stop);
 	st->part = o->part_size;

@@ -1259,7 +1259,8 @@ test_s3_config_errors(void **state)
 	cfg.privacy_export_bucket = "Bad_Bucket";
 	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
 			 OPS_E_CONFIG);
-	assert_non_null(strstr(err.msg, "bucket name 'Bad_Bucket'"));
+	assert_non_null(strstr(err.msg, "PRIVACY_EXPORT_BUCKET: s3: bucket "
+					"name 'Bad_Bucket'"));
 	assert_null(s);
 }
 
@@ -1532,6 +1533,25 @@ test_gcs_config_errors(void **state)
 	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
 			 OPS_E_CONFIG);
 	assert_non_null(strstr(err.msg, "APEXOPS_GCS_HMAC_SECRET is not set"));
+	cfg.gcs_hmac_secret = "gcsSecretValue";
+	cfg.gcs_hmac_access_id = "GOOG1-bad/id";
+	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
+			 OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "APEXOPS_GCS_HMAC_ACCESS_ID: s3: "
+					"access key id"));
+	assert_null(strstr(err.msg, "gcsSecretValue"));
+	cfg.gcs_hmac_access_id = "GOOG1ABC";
+	cfg.gcs_endpoint = "ftp://storage.example";
+	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
+			 OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "APEXOPS_GCS_ENDPOINT: s3: endpoint"));
+	cfg.gcs_endpoint = endpoint;
+	cfg.privacy_export_bucket = NULL;
+	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
+			 OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "PRIVACY_EXPORT_BUCKET is not set"));
+	cfg.privacy_export_bucket = "gcs-bucket";
+	cfg.gcs_hmac_secret = NULL;
 	cfg.gcs_hmac_access_id = NULL;
 	cfg.google_application_credentials = "/nonexistent/key.json";
 	assert_int_equal(store_open(&cfg, STORE_GCS, NULL, &s, &err),
