@@ -6,13 +6,15 @@
  *
  * The writer streams: it buffers up to one part (the multipart
  * threshold). A commit with no more than that is one PUT; past it the
- * writer starts a multipart upload and sends each part as it fills, so
- * memory stays at one part whatever the size, completes the upload at
- * commit and aborts it on any failure or on store_writer_abort().
+ * writer starts a multipart upload and sends each part as it fills, on a
+ * thread while the next part fills, so memory stays at two parts whatever
+ * the size; it completes the upload at commit and aborts it on any
+ * failure or on store_writer_abort().
  */
 #include "storage/store_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@
 #include "storage/gcs_auth.h"
 #include "storage/s3.h"
 
-#define DEFAULT_PART_MB 16
+#define DEFAULT_PART_MB 8
 #define MAX_PART_MB	5120
 #define DEFAULT_TIMEOUT 60
 
@@ -32,12 +34,27 @@ struct s3_store {
 	struct gcs_auth *auth; /* GCS with a service account, else NULL */
 };
 
+/* A part going up on a thread of its own while the next one fills. */
+struct part_job {
+	pthread_t tid;
+	bool running;
+	struct s3_writer *w;
+	const unsigned char *data;
+	size_t len;
+	int number;
+	char *etag; /* the writer's etags[number - 1] */
+	int r;
+	struct ops_err err;
+};
+
 struct s3_writer {
 	struct s3_store *st;
 	char *key; /* the object's name: privacy-exports/<key> */
 	char *ctype;
-	unsigned char *buf; /* one part */
+	unsigned char *buf; /* the part being filled */
 	size_t len;
+	unsigned char *spare; /* the part in flight, or free; NULL at first */
+	struct part_job job;
 	char *upload_id; /* NULL until the first part goes */
 	char **etags;
 	int nparts, cap;
@@ -252,12 +269,49 @@ s3_w_open(struct store *s, const char *key, const char *ctype, void **out,
 	return 0;
 }
 
-/* Send the full buffer as the next part, starting the upload first. */
-static int
-send_part(struct s3_writer *w, struct ops_err *err)
+static void *
+part_thread(void *arg)
 {
+	struct part_job *j = arg;
+
+	j->r = s3_multipart_upload_part(j->w->st->c, j->w->key, j->w->upload_id,
+					j->number, j->data, j->len, j->etag,
+					&j->err);
+	return NULL;
+}
+
+/* Wait for the part in flight, if any; its result. */
+static int
+wait_part(struct s3_writer *w, struct ops_err *err)
+{
+	struct part_job *j = &w->job;
+
+	if (!j->running)
+		return 0;
+	pthread_join(j->tid, NULL);
+	j->running = false;
+	if (j->r != 0 && err != NULL)
+		*err = j->err;
+	return j->r;
+}
+
+/*
+ * Send the full buffer as the next part, starting the upload first. When
+ * more is to come (async), the part goes up on a thread while the caller
+ * fills the other buffer: reading and encoding the export overlap the
+ * upload, and memory stays at two parts. One s3_client serves both, one
+ * at a time: the caller only touches it after wait_part().
+ */
+static int
+send_part(struct s3_writer *w, bool async, struct ops_err *err)
+{
+	struct part_job *j = &w->job;
+	unsigned char *full;
 	int r;
 
+	r = wait_part(w, err);
+	if (r != 0)
+		return r;
 	if (w->upload_id == NULL) {
 		r = s3_multipart_create(w->st->c, w->key, w->ctype,
 					&w->upload_id, err);
@@ -275,13 +329,30 @@ send_part(struct s3_writer *w, struct ops_err *err)
 	}
 	w->etags[w->nparts] = xcalloc(1, 67);
 	w->nparts++;
-	r = s3_multipart_upload_part(w->st->c, w->key, w->upload_id, w->nparts,
-				     w->buf, w->len, w->etags[w->nparts - 1],
-				     err);
-	if (r != 0)
-		return r;
-	w->len = 0;
-	return 0;
+	memset(j, 0, sizeof(*j));
+	j->w = w;
+	j->data = w->buf;
+	j->len = w->len;
+	j->number = w->nparts;
+	j->etag = w->etags[w->nparts - 1];
+	if (async) {
+		/* the caller goes on with the other buffer */
+		full = w->buf;
+		w->buf = w->spare != NULL ? w->spare : xmalloc(w->st->part);
+		w->spare = full;
+		w->len = 0;
+		if (pthread_create(&j->tid, NULL, part_thread, j) == 0) {
+			j->running = true;
+			return 0;
+		}
+		/* no thread: send it here */
+	}
+	part_thread(j);
+	if (j->r != 0 && err != NULL)
+		*err = j->err;
+	if (!async)
+		w->len = 0;
+	return j->r;
 }
 
 static int
@@ -297,7 +368,7 @@ s3_w_write(void *arg, const void *data, size_t len, struct ops_err *err)
 		/* a full buffer goes only when more follows: an object of
 		 * exactly one part is one PUT */
 		if (w->len == w->st->part) {
-			r = send_part(w, err);
+			r = send_part(w, true, err);
 			if (r != 0)
 				return r;
 		}
@@ -315,6 +386,7 @@ s3_w_write(void *arg, const void *data, size_t len, struct ops_err *err)
 static void
 s3_w_free(struct s3_writer *w, bool abort_upload)
 {
+	(void)wait_part(w, NULL); /* its result no longer matters */
 	if (abort_upload && w->upload_id != NULL) {
 		struct ops_err e = OPS_ERR_INIT;
 
@@ -329,6 +401,7 @@ s3_w_free(struct s3_writer *w, bool abort_upload)
 	free(w->etags);
 	free(w->upload_id);
 	free(w->buf);
+	free(w->spare);
 	free(w->ctype);
 	free(w->key);
 	free(w);
@@ -346,7 +419,8 @@ s3_w_commit(void *arg, struct ops_err *err)
 		s3_w_free(w, false);
 		return r;
 	}
-	r = send_part(w, err);
+	r = send_part(w, false, err); /* the last part, after the one in
+				       * flight */
 	if (r == 0)
 		r = s3_multipart_complete(w->st->c, w->key, w->upload_id,
 					  (const char *const *)w->etags,

@@ -986,6 +986,10 @@ test_s3_abort_leaves_nothing(void **state)
 	assert_int_equal(store_writer_open(s, "t-ab/u/1.jsonl", NULL, &w, &err),
 			 0);
 	assert_int_equal(store_write(w, data, len, &err), 0);
+	/* part 1 goes up on its own thread: wait until the front saw it */
+	for (int i = 0;
+	     i < 300 && requests_count("PUT", "partNumber=1", 200) < 1; i++)
+		usleep(100 * 1000);
 	assert_int_equal(requests_count("PUT", "partNumber=1", 200), 1);
 	assert_int_equal(pending_uploads(), 1);
 	store_writer_abort(w);
@@ -1131,6 +1135,59 @@ test_s3_timeout_retried(void **state)
 	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "exports", &obj,
 			  "slow", 4);
 	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
+	store_free(s);
+}
+
+/* While part 1 is held by the front, the writer takes part 2's bytes:
+ * the upload runs beside the export, not in turn with it. */
+static void
+test_s3_parts_overlap_writing(void **state)
+{
+	size_t len = 11u << 20;
+	unsigned char *data = xmalloc(len);
+	struct ops_config cfg;
+	struct store *s;
+	struct store_writer *w = NULL;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	random_bytes(data, len);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.privacy_export_bucket = "exports";
+	s3_env();
+	setenv("APEXOPS_STORAGE_TIMEOUT_S", "30", 1); /* bounds a failure */
+	s = open_store(&cfg, STORE_S3);
+	requests_clear();
+	faults("[{\"method\":\"PUT\",\"match\":\"partNumber=1\","
+	       "\"hold\":true,\"count\":1}]");
+	assert_int_equal(store_writer_open(s, "t-ov/u/1.jsonl", NULL, &w, &err),
+			 0);
+	/* part 1 full and sent, part 2 filled to the brim */
+	assert_int_equal(store_write(w, data, 10u << 20, &err), 0);
+	/* part 1 has not been answered, yet the writer took all of it */
+	assert_int_equal(requests_count("PUT", "partNumber=1", 200), 0);
+	/* release it once the front holds it (the part's thread may still
+	 * be on its way) */
+	for (int i = 0; i < 300; i++) {
+		buf_reset(&b);
+		http_call("POST", front_port, "/__front/release", NULL, &b);
+		if (strcmp(buf_str(&b), "{\"released\":1}") == 0)
+			break;
+		usleep(100 * 1000);
+	}
+	assert_string_equal(buf_str(&b), "{\"released\":1}");
+	assert_int_equal(
+		store_write(w, data + (10u << 20), len - (10u << 20), &err), 0);
+	if (store_writer_commit(w, &obj, &err) != 0)
+		fail_msg("commit: %s", err.msg);
+	assert_int_equal(requests_count("PUT", "partNumber=", 200), 3);
+	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "exports", &obj,
+			  data, len);
+	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
+	buf_release(&b);
+	free(data);
 	store_free(s);
 }
 
@@ -1600,6 +1657,7 @@ main(void)
 		cmocka_unit_test(test_s3_failed_part_aborts),
 		cmocka_unit_test(test_s3_retries),
 		cmocka_unit_test(test_s3_timeout_retried),
+		cmocka_unit_test(test_s3_parts_overlap_writing),
 		cmocka_unit_test(test_s3_list_pages),
 		cmocka_unit_test(test_s3_wrong_secret),
 		cmocka_unit_test(test_s3_config_errors),

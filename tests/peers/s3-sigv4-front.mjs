@@ -28,7 +28,8 @@
 //   POST /__front/faults  [{"method":"PUT","match":"partNumber=2",
 //     "status":500,"count":2} | {..."delay_ms":5000} | {..."reset":true}]
 //     the next `count` requests whose method and path+query (substring)
-//     match get that answer (after the signature check) instead of s3rver's
+//     match get that answer (after the signature check) instead of s3rver's;
+//     {..."hold":true} keeps them waiting until POST /__front/release
 //   GET /__front/requests  [{method, url, status}] answered so far;
 //   DELETE /__front/requests clears it
 //   GET /__front/uploads  the multipart uploads created and neither
@@ -52,6 +53,7 @@ const TOKENINFO = process.env.TOKENINFO_URL || '';
 const SA_EMAIL = process.env.GOOG_SA_EMAIL || '';
 const SA_PUBKEY = process.env.GOOG_SA_PUBKEY ? fs.readFileSync(process.env.GOOG_SA_PUBKEY, 'utf8') : '';
 let faults = [];
+let held = []; // requests kept waiting by a "hold" fault
 const config = { list_max_keys: 0 }; // > 0: ListObjectsV2 pages of that many keys
 const requests = [];
 const uploads = new Map(); // uploadId -> { bucket, key, initiated }
@@ -143,6 +145,12 @@ const server = http.createServer(async (req, res) => {
     if (req.url === '/__front/faults' && req.method === 'POST') {
       faults = JSON.parse(Buffer.concat(chunks).toString() || '[]');
       return res.end('{}');
+    }
+    if (req.url === '/__front/release' && req.method === 'POST') {
+      const n = held.length;
+      held.forEach((r) => r());
+      held = [];
+      return res.end(JSON.stringify({ released: n }));
     }
     if (req.url === '/__front/config' && req.method === 'POST') {
       Object.assign(config, JSON.parse(Buffer.concat(chunks).toString() || '{}'));
@@ -258,6 +266,7 @@ async function emulate(req, res, log, payload, rawPath, rawQuery, unsigned) {
     f.count--;
     if (f.reset) { log.status = -1; return req.socket.destroy(); }
     if (f.delay_ms) await new Promise((r) => setTimeout(r, f.delay_ms));
+    if (f.hold) await new Promise((r) => held.push(r));
     if (f.status) return answer(f.status, xmlErr(f.status >= 500 ? 'InternalError' : 'InjectedFault', 'injected by the test'));
   }
   const q = new URLSearchParams(rawQuery);
