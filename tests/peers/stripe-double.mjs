@@ -207,10 +207,10 @@ function takeToken() {
   return false;
 }
 
-function route(method, path, q, body) {
+function route(method, path, q, body, key) {
   let m;
   for (const mod of modules) {
-    const r = mod.route?.(method, path, q, body, api);
+    const r = mod.route?.(method, path, q, body, api, key);
     if (r !== undefined) return r;
   }
   if (path === '/v1/customers' && method === 'POST') {
@@ -325,6 +325,13 @@ const server = http.createServer((req, res) => {
     }
     if (path === '/__double/stats') return send(res, 200, stats);
     if (path === '/') return send(res, 200, { ok: true });
+    // a route module's own control endpoints (/__double/<module>/...)
+    if (path.startsWith('/__double/')) {
+      for (const mod of modules) {
+        const r = mod.control?.(req.method, path, raw ? JSON.parse(raw) : {}, api);
+        if (r !== undefined) return send(res, r[0], r[1]);
+      }
+    }
 
     const rawQuery = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
     const qPairs = decodePairs(rawQuery);
@@ -376,7 +383,7 @@ const server = http.createServer((req, res) => {
       return send(res, prev.status, prev.body, { 'idempotent-replayed': 'true', 'original-request': prev.requestId });
     }
     let status = 200, out;
-    try { out = route(req.method, path, q, body); } catch (e) {
+    try { out = route(req.method, path, q, body, idemKey); } catch (e) {
       if (!(e instanceof StripeError)) { status = 500; out = { error: { type: 'api_error', message: String(e) } }; } else { status = e.status; out = errBody(e); }
     }
     // Stripe saves the answer of a request that began executing, errors included (not 5xx).
