@@ -56,7 +56,20 @@ APEXOPS_CLOCK_START="${DAY}T01:50:00Z" APEXOPS_CLOCK_EPOCH=$(date +%s.%N) APEXOP
 	APEXOPS_CRON_LEASE_S=3600 "$BIN" cron --run-for 9000 2>"$OUT/cron-cycle.log" || true
 grep -E 'claimed run|run finished' "$OUT/cron-cycle.log" | sed 's/^ts=[^ ]* //' || true
 ops cron history --limit 5
-step "7. status"
+step "7. Stripe usage sync: yesterday's dry run (nothing is sent, no key needed)"
+# demo data only: yesterday's usage_records for the sandbox logins (tagged
+# demo rows are replaced, nothing else is touched); logins without a Stripe
+# customer id are listed as such
+psql -X -q -v ON_ERROR_STOP=1 "$("$BIN" db url 2>/dev/null)" <<'SQL'
+DELETE FROM public.usage_records WHERE metadata->>'source' = 'apexops-demo';
+INSERT INTO public.usage_records (customer_id, metric_type, quantity, metadata, recorded_at)
+SELECT u.id, m, 100 * length(u.email) + h * 7, '{"source": "apexops-demo"}',
+       date_trunc('day', now()) - interval '1 day' + h * interval '3 hours'
+FROM public.users u, unnest(ARRAY['impressions', 'api_calls', 'data_transfer']) m, generate_series(0, 7) h
+WHERE u.publisher_id = '138f62be-5cee-4c73-aba4-ba78ea77ab44';
+SQL
+ops stripe sync-usage --dry-run || true
+step "8. status"
 ops status || true
 step "done"
 cat <<EOT
