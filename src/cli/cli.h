@@ -69,6 +69,9 @@ int cmd_purge(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_stripe(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_stripe_dunning(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_dunning(struct cli_ctx *ctx, int argc, char **argv);
 
 extern const char cmd_db_usage[];
 extern const char cmd_migrate_usage[];
@@ -81,5 +84,7 @@ extern const char cmd_purge_usage[];
 extern const char cmd_sandbox_usage[];
 extern const char cmd_sandbox_bootstrap_usage[];
 extern const char cmd_sandbox_revenue_usage[];
+extern const char cmd_stripe_usage[];
+extern const char cmd_dunning_usage[];
 
 #endif

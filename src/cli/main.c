@@ -35,6 +35,10 @@ static const struct cli_cmd commands[] = {
 	{ "purge-old-usage", cmd_purge, "alias of purge", cmd_purge_usage },
 	{ "sandbox", cmd_sandbox, "sandbox bootstrap and revenue scenarios",
 	  cmd_sandbox_usage },
+	{ "stripe", cmd_stripe, "Stripe billing jobs (dunning)",
+	  cmd_stripe_usage },
+	{ "dunning", cmd_dunning, "dunning cases: list, show",
+	  cmd_dunning_usage },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -4,9 +4,11 @@
 
 #include "jobs/purge.h"
 #include "jobs/queue.h"
+#include "stripe/dunning.h"
 
 const struct status_section status_sections[] = {
 	{ "retention", purge_status_report },
 	{ "queue", queue_status_report },
+	{ "dunning", dunning_status_report },
 	{ NULL, NULL },
 };
