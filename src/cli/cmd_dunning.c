@@ -44,7 +44,7 @@ print_result(const struct dunning_result *res, const char *tz, const char *days)
 	       res->dry_run ? "dry-run: nothing written, no payment"
 			    : "execute",
 	       tz, days);
-	printf("  opened       %ld (%ld found by reconciliation only)\n"
+	printf("  %s %ld (%ld found by reconciliation only)\n"
 	       "  open in Stripe %ld with failed attempts (%ld with Stripe's "
 	       "own retry scheduled)\n"
 	       "  due          %ld\n"
@@ -56,10 +56,10 @@ print_result(const struct dunning_result *res, const char *tz, const char *days)
 	       "  pending      %ld\n"
 	       "  errors       %ld\n"
 	       "  stripe calls %ld\n",
-	       res->opened, res->reconciled, res->open_seen, res->smart_retry,
-	       res->due, res->paid, res->declined, res->suspended,
-	       res->recovered, res->closed, res->pending, res->errors,
-	       res->stripe_calls);
+	       res->dry_run ? "to open     " : "opened      ", res->opened,
+	       res->reconciled, res->open_seen, res->smart_retry, res->due,
+	       res->paid, res->declined, res->suspended, res->recovered,
+	       res->closed, res->pending, res->errors, res->stripe_calls);
 	json_array_foreach(res->cases, i, c)
 	{
 		const char *detail =
