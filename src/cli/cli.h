@@ -70,6 +70,7 @@ int cmd_sandbox(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_stripe(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_stripe_sync_usage(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_stripe_dunning(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dunning(struct cli_ctx *ctx, int argc, char **argv);
 
@@ -85,6 +86,8 @@ extern const char cmd_sandbox_usage[];
 extern const char cmd_sandbox_bootstrap_usage[];
 extern const char cmd_sandbox_revenue_usage[];
 extern const char cmd_stripe_usage[];
+extern const char cmd_stripe_sync_usage_usage[];
+extern const char cmd_stripe_dunning_usage[];
 extern const char cmd_dunning_usage[];
 
 #endif

@@ -31,6 +31,20 @@ const char cmd_dunning_usage[] =
 	"         transition and its time, idempotency key and decline code\n"
 	"'apexops stripe dunning' runs the retries.\n";
 
+const char cmd_stripe_dunning_usage[] =
+	"usage: apexops stripe dunning [--dry-run] [--json]\n"
+	"\n"
+	"Retry failed invoice payments (the dunning-retries job, 03:00 in\n"
+	"CRON_TZ): open a case for each billing_audit payment_failed row and\n"
+	"each of Stripe's open invoices with failed attempts, pay the due "
+	"ones\n"
+	"on DUNNING_RETRY_DAYS (3,5,7) after the first failure, suspend the\n"
+	"subscription and API keys after the last attempt, reactivate when\n"
+	"the invoice is paid by any means. Needs STRIPE_SECRET_KEY.\n"
+	"  --dry-run  read Stripe, write nothing, pay nothing\n"
+	"  --json     the counts and each case's outcome as JSON\n"
+	"'apexops dunning list|show' shows the cases.\n";
+
 static const char *const statuses[] = { "open", "recovered", "suspended",
 					"closed" };
 
@@ -98,6 +112,7 @@ cmd_stripe_dunning(struct cli_ctx *ctx, int argc, char **argv)
 	bool as_json = false;
 	int c, r, rc;
 
+	ctx->cmd = "stripe dunning"; /* messages and application_name */
 	memset(&o, 0, sizeof(o));
 	memset(&res, 0, sizeof(res));
 	optind = 1;

@@ -148,6 +148,9 @@ const struct cfg_def cfg_defs[] = {
 	  "metric=event_name,... (default: each metric's own name)" },
 	{ "DUNNING_RETRY_DAYS", CFG_STR, OFF(dunning_retry_days), "3,5,7", 0, 0,
 	  NULL, 0, "days after the first failed payment to retry it" },
+	{ "APEXOPS_STRIPE_TIMEOUT_MS", CFG_INT, OFF(stripe_timeout_ms), "30000",
+	  100, 600000, NULL, 0,
+	  "milliseconds one Stripe call attempt may take (then retried)" },
 };
 const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
 
@@ -282,6 +285,48 @@ config_check_months(const char *name, const char *value, long *out,
 	return 0;
 }
 
+/* "metric=event_name,..." as the usage sync reads it (stripe/usage.c
+ * parses it again; this check makes a bad value fail at load) */
+static bool
+meter_events_ok(const char *v)
+{
+	const char *p = v;
+
+	while (*p != '\0') {
+		size_t len = strcspn(p, ","), ml, nl;
+		const char *eq = memchr(p, '=', len);
+
+		if (eq == NULL)
+			return false;
+		ml = (size_t)(eq - p);
+		nl = len - ml - 1;
+		if (ml == 0 || ml > 32 ||
+		    strspn(p, "abcdefghijklmnopqrstuvwxyz"
+			      "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			      "0123456789_.-") < ml)
+			return false;
+		if (nl == 0 || nl > 100 ||
+		    strspn(eq + 1,
+			   "abcdefghijklmnopqrstuvwxyz"
+			   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-") < nl)
+			return false;
+		/* each metric once */
+		for (const char *q = v; q < p;) {
+			size_t ql = strcspn(q, "=");
+
+			if (ql == ml && strncmp(q, p, ml) == 0)
+				return false;
+			q += strcspn(q, ",");
+			if (*q == ',')
+				q++;
+		}
+		p += len;
+		if (*p == ',' && *++p == '\0')
+			return false;
+	}
+	return true;
+}
+
 /* "3,5,7": 1..10 increasing whole numbers of days, each 1..365 */
 static bool
 valid_retry_days(const char *v)
@@ -397,6 +442,15 @@ check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
 					"optional suffix such as .clover",
 					v);
 	}
+	if (strcmp(d->name, "APEXOPS_STRIPE_METER_EVENTS") == 0 &&
+	    !meter_events_ok(v))
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"APEXOPS_STRIPE_METER_EVENTS: invalid value "
+				"'%s': expected metric=event_name pairs "
+				"separated by commas, each metric once "
+				"(metric: 1 to 32 of A-Z a-z 0-9 _ . -; event "
+				"name: 1 to 100 of A-Z a-z 0-9 _ . : -)",
+				v);
 	if (strcmp(d->name, "DUNNING_RETRY_DAYS") == 0 && !valid_retry_days(v))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"DUNNING_RETRY_DAYS: invalid value '%s': "

@@ -70,6 +70,7 @@ struct ops_config {
 	long stripe_concurrency;
 	char *stripe_meter_events; /* "metric=event_name,..."; NULL: names */
 	char *dunning_retry_days;  /* "3,5,7" */
+	long stripe_timeout_ms;	   /* one Stripe call, per attempt */
 	/* where each value came from, for `apexops config` */
 	const char *source[96];
 };

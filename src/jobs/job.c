@@ -15,6 +15,7 @@
 #include "jobs/queue_job.h"
 #include "jobs/revenue_job.h"
 #include "stripe/dunning.h"
+#include "stripe/usage.h"
 
 /*
  * Every job apexops knows, in the order of the original's schedule
@@ -22,9 +23,9 @@
  * use, so that an old and a new binary still exclude each other.
  */
 const struct job_def job_table[] = {
-	{ "stripe-usage-sync", "0 2 * * *", "apexops.stripe-usage-sync",
-	  JOB_UNAVAILABLE, NULL,
-	  "report yesterday's usage to Stripe as meter events", "usage sync" },
+	{ "stripe-usage-sync", "0 2 * * *", "apexops.stripe-usage-sync", 0,
+	  usage_job_run, "report yesterday's usage to Stripe as meter events",
+	  "usage sync" },
 	{ "usage-purge", "30 2 * * *", "apexops.purge", 0, purge_job_run,
 	  "retention purge of usage_events and billing_audit", "purge" },
 	{ "dunning-retries", "0 3 * * *", "apexops.dunning-retries", 0,

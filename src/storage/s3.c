@@ -289,11 +289,6 @@ s3_send_http(void *arg, const struct s3_wire_request *req,
 	struct http_request r = { 0 }; /* fields added later stay zero */
 	int rc;
 
-	if (strcmp(req->method, "PUT") == 0 || strcmp(req->method, "HEAD") == 0)
-		return ops_fail(err, OPS_E_INVALID, false,
-				"s3: %s needs http support that src/http "
-				"lacks (a PUT body, a HEAD without one)",
-				req->method);
 	r.method = req->method;
 	r.url = req->url;
 	r.headers = req->headers;
@@ -305,6 +300,8 @@ s3_send_http(void *arg, const struct s3_wire_request *req,
 		resp->status = hr.status;
 		resp->body = hr.body; /* moved */
 		hr.body = (struct buf)BUF_INIT;
+		resp->etag = hr.etag; /* moved */
+		hr.etag = NULL;
 	}
 	http_response_release(&hr);
 	return rc;

@@ -115,12 +115,11 @@ typedef int s3_send_fn(void *arg, const struct s3_wire_request *req,
 
 /*
  * The default transport: http_do() on the struct http_client *arg, with
- * retries for GET, DELETE and the POSTs of multipart uploads (which S3
- * treats as idempotent). NEEDSWORK: src/http's http_do sends no body with
- * PUT, waits for a body after HEAD, and returns no ETag; until it does,
- * this refuses PUT and HEAD with OPS_E_INVALID ("needs http support"), so
- * uploads need another transport (s3_client_set_send). Part ETags are then
- * the parts' MD5, which S3 returns for unencrypted and SSE-S3 parts.
+ * retries (5xx, 429, timeouts, resets) for GET, HEAD, PUT (objects and
+ * parts), DELETE and the POSTs marked idempotent (CompleteMultipartUpload;
+ * CreateMultipartUpload is not). The response's ETag header is returned;
+ * when a server sends none, a part's ETag is taken to be its MD5, which S3
+ * returns for unencrypted and SSE-S3 parts.
  */
 s3_send_fn s3_send_http;
 

@@ -20,7 +20,11 @@
 // and body pairs, relevant headers), POST /__double/faults with JSON
 // {"count":N,"status":500,"retryAfter":"1","shouldRetry":"true"} (the next
 // N API requests get that status; a fault answer is not recorded in
-// idempotency state).
+// idempotency state); {"count":N,"delayMs":MS} without a status answers the
+// next N requests normally but MS late (a client-side timeout after Stripe
+// acted). Restricted test keys (rk_test_) are accepted like sk_test_ ones.
+// Route modules may export control(method, path, body, api) for control
+// endpoints of their own under /__double/.
 //
 // POST /__double/ratelimit with JSON {"rps":N,"burst":B,"shouldRetry":"false"}
 // (rps 0: off) applies a token bucket to every API request, as Stripe's own
@@ -325,11 +329,18 @@ const server = http.createServer((req, res) => {
     }
     if (path === '/__double/stats') return send(res, 200, stats);
     if (path === '/') return send(res, 200, { ok: true });
-    // a route module's own control endpoints (/__double/<module>/...)
+    // a route module's own control endpoints (/__double/...): control(method,
+    // path, body, api) gets the JSON body parsed ({} when empty) and returns
+    // the answer (status 200), [status, answer], or undefined when the path
+    // is not its own
     if (path.startsWith('/__double/')) {
+      let parsed;
+      try { parsed = raw ? JSON.parse(raw) : {}; } catch { return send(res, 400, { error: 'control body is not JSON' }); }
       for (const mod of modules) {
-        const r = mod.control?.(req.method, path, raw ? JSON.parse(raw) : {}, api);
-        if (r !== undefined) return send(res, r[0], r[1]);
+        const r = mod.control?.(req.method, path, parsed, api);
+        if (r === undefined) continue;
+        if (Array.isArray(r) && r.length === 2 && typeof r[0] === 'number') return send(res, r[0], r[1]);
+        return send(res, 200, r);
       }
     }
 
@@ -346,7 +357,7 @@ const server = http.createServer((req, res) => {
     let key = null;
     if (auth.startsWith('Bearer ')) key = auth.slice(7);
     else if (auth.startsWith('Basic ')) key = Buffer.from(auth.slice(6), 'base64').toString().split(':')[0];
-    if (!key || !key.startsWith('sk_test_')) {
+    if (!key || !(key.startsWith('sk_test_') || key.startsWith('rk_test_'))) { // restricted test keys too
       const shown = key ? key.slice(0, 8) + '*'.repeat(Math.max(0, key.length - 12)) + key.slice(-4) : '';
       return send(res, 401, { error: { type: 'invalid_request_error',
         message: key ? `Invalid API Key provided: ${shown}` : "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')." } });
@@ -358,7 +369,11 @@ const server = http.createServer((req, res) => {
       return send(res, 429, { error: { type: 'invalid_request_error', code: 'rate_limit',
         message: 'Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.' } }, h);
     }
-    if (faults.length > 0) {
+    let delayMs = 0; // {"count":N,"delayMs":MS}: answer normally, MS late (a client timeout)
+    if (faults.length > 0 && faults[0].delayMs && !faults[0].status) {
+      delayMs = faults[0].delayMs;
+      if (--faults[0].count <= 0) faults.shift();
+    } else if (faults.length > 0) {
       const f = faults[0];
       if (--f.count <= 0) faults.shift();
       const h = {};
@@ -380,15 +395,16 @@ const server = http.createServer((req, res) => {
       if (prev.fingerprint !== fingerprint)
         return send(res, 400, { error: { type: 'idempotency_error',
           message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${idemKey}' if you meant to execute a different request.` } });
-      return send(res, prev.status, prev.body, { 'idempotent-replayed': 'true', 'original-request': prev.requestId });
+      return send(res, prev.status, prev.body, { ...prev.headers, 'idempotent-replayed': 'true', 'original-request': prev.requestId });
     }
-    let status = 200, out;
+    let status = 200, out, hdrs = {};
     try { out = route(req.method, path, q, body, idemKey); } catch (e) {
-      if (!(e instanceof StripeError)) { status = 500; out = { error: { type: 'api_error', message: String(e) } }; } else { status = e.status; out = errBody(e); }
+      if (!(e instanceof StripeError)) { status = 500; out = { error: { type: 'api_error', message: String(e) } }; } else { status = e.status; out = errBody(e); hdrs = e.headers || {}; }
     }
     // Stripe saves the answer of a request that began executing, errors included (not 5xx).
-    if (idemSlot && status < 500) state.idem.set(idemSlot, { fingerprint, status, body: out, requestId: 'req_' + crypto.randomBytes(7).toString('hex') });
-    send(res, status, out);
+    if (idemSlot && status < 500) state.idem.set(idemSlot, { fingerprint, status, body: out, headers: hdrs, requestId: 'req_' + crypto.randomBytes(7).toString('hex') });
+    if (delayMs) setTimeout(() => send(res, status, out, hdrs), delayMs);
+    else send(res, status, out, hdrs);
   });
 });
 server.listen(PORT, '127.0.0.1', () => console.log(`stripe-double on 127.0.0.1:${server.address().port}`));

@@ -72,6 +72,7 @@ static const char *const good[][2] = {
 	{ "APEXOPS_STRIPE_CONCURRENCY", "4" },
 	{ "APEXOPS_STRIPE_METER_EVENTS", "impressions=apex_impressions" },
 	{ "DUNNING_RETRY_DAYS", "3,5,7" },
+	{ "APEXOPS_STRIPE_TIMEOUT_MS", "1000" },
 };
 
 static const char *const *fake_env;
@@ -187,6 +188,39 @@ test_blank_values_every_variable(void **state)
 		snprintf(padded, sizeof(padded), "%s\t", v);
 		expect_refused(d->name, padded, "white space");
 	}
+}
+
+/* APEXOPS_STRIPE_METER_EVENTS: its syntax is checked at load */
+static void
+test_meter_events_syntax(void **state)
+{
+	static const char *const good_v[] = {
+		"impressions=apex_impressions",
+		"impressions=a,api_calls=b,data_transfer=c",
+		"video.minutes=meter:video-minutes",
+	};
+	static const char *const bad_v[] = {
+		"impressions",
+		"impressions=",
+		"=name",
+		"impressions=a,",
+		",impressions=a",
+		"impressions=a b",
+		"imp ressions=a",
+		"impressions=a,impressions=b",
+		"impressions=a;b",
+		"a_metric_name_longer_than_thirty_two_chars=x",
+	};
+	struct ops_err err = OPS_ERR_INIT;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good_v) / sizeof(good_v[0]); i++)
+		if (load_one("APEXOPS_STRIPE_METER_EVENTS", good_v[i], &err) !=
+		    0)
+			fail_msg("'%s' refused: %s", good_v[i], err.msg);
+	for (size_t i = 0; i < sizeof(bad_v) / sizeof(bad_v[0]); i++)
+		expect_refused("APEXOPS_STRIPE_METER_EVENTS", bad_v[i],
+			       "expected metric=event_name pairs");
 }
 
 static void
@@ -360,6 +394,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blank_values_every_variable),
+		cmocka_unit_test(test_meter_events_syntax),
 		cmocka_unit_test(test_blank_values_in_env_file),
 		cmocka_unit_test(test_dunning_retry_days),
 		cmocka_unit_test(test_secret_file_loses_one_newline),
