@@ -990,7 +990,8 @@ commit_declined(struct dun *d, struct dcase *c, int n, const char *key,
 		" to_char(next_attempt_at AT TIME ZONE $4, 'YYYY-MM-DD'),"
 		" (next_attempt_at AT TIME ZONE $4)::date - ($6::timestamptz AT"
 		" TIME ZONE $4)::date, amount_due, currency,"
-		" COALESCE(hosted_invoice_url, '')";
+		" COALESCE(hosted_invoice_url, ''),"
+		" COALESCE(subscription_id::text, '')";
 	static const char xsql[] =
 		"UPDATE apexops.dunning_cases SET attempts = $2::int,"
 		" pending_attempt = NULL, pending_key = NULL, pending_since ="
@@ -999,8 +1000,13 @@ commit_declined(struct dun *d, struct dcase *c, int n, const char *key,
 		" 'pause', paused = true, updated_at = $4 WHERE id = $1 AND"
 		" status = 'open' AND pending_key = $6 RETURNING"
 		" COALESCE(subscription_id::text, ''), amount_due, currency";
+	/* one more failed payment; past due, or suspended after the last */
 	static const char ssql[] =
-		"UPDATE public.subscriptions SET status = 'suspended',"
+		"UPDATE public.subscriptions SET failed_payment_count ="
+		" failed_payment_count + 1, last_failed_payment_at = $2, "
+		"status ="
+		" CASE WHEN $3 = 'suspend' THEN 'suspended' WHEN status IN"
+		" ('active', 'trial') THEN 'past_due' ELSE status END,"
 		" updated_at = now() WHERE id = $1::uuid AND status <>"
 		" 'cancelled'";
 	static const char ksql[] =
@@ -1053,11 +1059,18 @@ commit_declined(struct dun *d, struct dcase *c, int n, const char *key,
 			       *db_res_get(res, 0, 4) ? db_res_get(res, 0, 4)
 						      : BILLING_URL);
 		r = emit(d, "email.payment_retry", c->customer, ev, err);
+		if (r == 0 && *db_res_get(res, 0, 5) != '\0') {
+			const char *p[3] = { db_res_get(res, 0, 5), at,
+					     "retry" };
+
+			r = exec(d, ssql, 3, p, NULL, err);
+		}
 	} else if (r == 0) {
 		if (*db_res_get(res, 0, 0) != '\0') {
-			const char *p[1] = { db_res_get(res, 0, 0) };
+			const char *p[3] = { db_res_get(res, 0, 0), at,
+					     "suspend" };
 
-			r = exec(d, ssql, 1, p, NULL, err);
+			r = exec(d, ssql, 3, p, NULL, err);
 		}
 		if (r == 0 && c->customer[0] != '\0') {
 			const char *p[2] = { c->customer, at };
