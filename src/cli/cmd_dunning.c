@@ -157,7 +157,8 @@ cmd_stripe_dunning(struct cli_ctx *ctx, int argc, char **argv)
 	jc.mode = o.dry_run ? "dry-run" : "execute";
 	r = job_run(job_find(DUNNING_JOB_NAME), &jc, &err);
 	job_ctx_release(&jc);
-	if (res.cases != NULL) {
+	/* a run refused before any work (no key, the lock) prints no table */
+	if (res.cases != NULL && (r == 0 || res.stripe_calls > 0)) {
 		if (as_json) {
 			char *counts = dunning_result_json(&res);
 			json_t *doc = json_loads(counts, 0, NULL);

@@ -59,6 +59,7 @@ INSERT INTO api_keys (key, user_id, status) VALUES
 # ---- bad input: nothing runs, nothing is written ---------------------------
 run_ops stripe dunning
 expect_rc 78 "no key: exit 78"
+assert_eq "no key: no table on stdout" "" "$OUT"
 assert_contains "no key: the message names STRIPE_SECRET_KEY" "$ERR" "STRIPE_SECRET_KEY is not set"
 STRIPE_SECRET_KEY=$KEY DUNNING_RETRY_DAYS=5,3 run_ops stripe dunning
 expect_rc 78 "DUNNING_RETRY_DAYS=5,3 is refused at load"
@@ -110,6 +111,8 @@ assert_eq "attempt 1 declined: open, next attempt on day 5, decline code kept" "
 assert_eq "a payment_retry event: attempt 1 of 3, 2 days until the next" "1|3|2|a@dun.test" \
 	"$(sql "$URL" "SELECT data->>'attempt_number', data->>'max_retries', data->>'days_until_retry', data->>'to' FROM events WHERE event_type = 'email.payment_retry'")"
 assert_eq "one declined charge in Stripe" "1 0" "$(charges "$INV_A" failed) $(charges "$INV_A" succeeded)"
+assert_eq "the subscription counts one more failed payment, still past due" "past_due|2|2026-03-04 03:00:00+00" \
+	"$(sql "$URL" "SELECT status, failed_payment_count, last_failed_payment_at FROM subscriptions WHERE stripe_subscription_id = 'sub_A'")"
 assert_eq "the pay call carried the key of (invoice, attempt 1)" "apexops-dunning-$INV_A-attempt-1" \
 	"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys; print([r["headers"]["idempotency-key"] for r in json.load(sys.stdin) if r["path"].endswith("/pay")][-1])')"
 
