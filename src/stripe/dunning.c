@@ -1283,7 +1283,10 @@ pay_attempt(struct dun *d, struct stripe *st, struct dcase *c,
 		r = recover(d, c, out, n, key, "by apexops", err);
 	} else if (r == 0) {
 		/* accepted but not paid yet (a bank debit processing): the
-		 * intent stays; the next run fetches the invoice first */
+		 * intent stays; the next run fetches the invoice first.
+		 * NEEDSWORK: after Stripe forgets the key, a debit still
+		 * processing makes the replayed pay a refusal, counted as a
+		 * failed attempt; read the payment intent's status first. */
 		add_count(d, &d->res->pending, 1);
 		note_case(d, c->invoice, "pending", n, jstr(out, "status"));
 	} else if (already_paid(&se)) {
