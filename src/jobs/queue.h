@@ -1,5 +1,6 @@
 /*
- * The job queue (apexops.queue_jobs, migration 20261201_100000_queue):
+ * The job queue (apexops.queue_jobs, migrations 20261201_100000_queue and
+ * 20261201_110000_queue_tuning):
  * enqueue, claim with FOR UPDATE SKIP LOCKED several jobs per round trip,
  * complete in batches fenced by (id, attempt, owner), fail with a backoff
  * or dead-letter, renew and reap leases, and the operator's views.
@@ -70,6 +71,18 @@ int queue_enqueue_bulk(struct db *db, const char *kind,
 int queue_claim(struct db *db, const char *const *kinds, int nkinds, int limit,
 		const char *owner, long lease_s, struct queue_batch *b,
 		struct ops_err *err) __attribute__((warn_unused_result));
+
+/*
+ * queue_complete() of done_ids[0..ndone-1] (ndone may be 0), then
+ * queue_claim(), in one statement and one commit (apexops.queue_claim):
+ * the worker's round trip per batch. limit 0 only completes.
+ */
+int queue_complete_claim(struct db *db, const long long *done_ids,
+			 const int *done_attempts, int ndone,
+			 const char *const *kinds, int nkinds, int limit,
+			 const char *owner, long lease_s, struct queue_batch *b,
+			 struct ops_err *err)
+	__attribute__((warn_unused_result));
 
 /*
  * Mark succeeded every job ids[i] still running under attempts[i] and
