@@ -89,6 +89,8 @@ BEGIN
 				  FROM k WHERE k.kind IS NOT NULL)
 			SELECT k.kind FROM k WHERE k.kind IS NOT NULL);
 	END IF;
+	-- the batch in claim order (highest priority, then oldest, first):
+	-- the worker starts its jobs in the order they come
 	RETURN QUERY
 	WITH c AS (
 		SELECT j.id FROM unnest(p_kinds) AS k(kind)
@@ -102,12 +104,16 @@ BEGIN
 			 LIMIT p_limit
 			   FOR UPDATE SKIP LOCKED) j
 		ORDER BY j.priority DESC, j.run_at, j.id
-		LIMIT p_limit)
-	UPDATE apexops.queue_jobs q SET state = 'running',
-	       attempt = q.attempt + 1, lease_owner = p_owner,
-	       lease_expires_at = now() + p_lease_s * interval '1 s',
-	       started_at = now(), updated_at = now()
-	  FROM c WHERE q.id = c.id
-	RETURNING q.id, q.kind::text, q.payload::text, q.attempt, q.max_attempts;
+		LIMIT p_limit),
+	u AS (
+		UPDATE apexops.queue_jobs q SET state = 'running',
+		       attempt = q.attempt + 1, lease_owner = p_owner,
+		       lease_expires_at = now() + p_lease_s * interval '1 s',
+		       started_at = now(), updated_at = now()
+		  FROM c WHERE q.id = c.id
+		RETURNING q.id, q.kind::text AS kind, q.payload::text AS payload,
+			  q.attempt, q.max_attempts, q.priority, q.run_at)
+	SELECT u.id, u.kind, u.payload, u.attempt, u.max_attempts
+	  FROM u ORDER BY u.priority DESC, u.run_at, u.id;
 END
 $$;

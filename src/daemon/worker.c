@@ -359,9 +359,7 @@ round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
 						it->seconds);
 			continue;
 		}
-		/* full jitter, 1 s doubling to 1 h (AWS) */
-		delay = ops_backoff_full_jitter(1000, 3600 * 1000L,
-						it->job.attempt - 1);
+		delay = queue_retry_delay_ms(it->job.attempt);
 		fr = queue_fail(db, it->job.id, it->job.attempt, w->owner,
 				it->error, it->permanent, delay, state, err);
 		if (fr == OPS_E_CONFLICT) {

@@ -6,8 +6,12 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/stop.h"
 #include "core/xalloc.h"
 #include "db/db.h"
+
+#define QUEUE_RETRY_BASE_MS 1000L
+#define QUEUE_RETRY_CAP_MS  (3600 * 1000L)
 
 /* RFC 3339 UTC with milliseconds */
 #define TS(col)                                \
@@ -288,6 +292,13 @@ queue_fail(struct db *db, long long id, int attempt, const char *owner,
 		snprintf(state_out, 16, "%s", v);
 	free(v);
 	return 0;
+}
+
+long
+queue_retry_delay_ms(int attempt)
+{
+	return ops_backoff_full_jitter(QUEUE_RETRY_BASE_MS, QUEUE_RETRY_CAP_MS,
+				       attempt > 1 ? attempt - 1 : 0);
 }
 
 int

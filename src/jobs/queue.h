@@ -105,6 +105,11 @@ int queue_fail(struct db *db, long long id, int attempt, const char *owner,
 	       char *state_out, struct ops_err *err)
 	__attribute__((warn_unused_result));
 
+/* The wait before retrying a job whose attempt (from 1) failed: full
+ * jitter (AWS), a random delay in [0, min(1 h, 1 s * 2^(attempt - 1))].
+ * Thread-safe. */
+long queue_retry_delay_ms(int attempt);
+
 /* Extend the leases of ids held by owner by lease_s; *renewed (may be
  * NULL) gets how many still were. */
 int queue_renew(struct db *db, const long long *ids, int n, const char *owner,
