@@ -39,7 +39,11 @@ ALTER TABLE apexops.queue_jobs SET (fillfactor = 50);
 -- It looks the jobs up by id (id = ANY, the primary key) and checks the
 -- attempts in a hash of "id.attempt" keys, rather than by a join that a
 -- table without statistics plans as a nested loop over every running job;
--- plans are custom, so that both arrays are constants of the plan.
+-- that update is planned for each call's arrays (EXECUTE ... USING),
+-- the claim once per session. Its state test is written so that it
+-- cannot pick the lease index (state = 'running'), whose entries for
+-- finished jobs pile up during a burst: a bitmap scan of it reads them
+-- all, where the primary key finds each job at once.
 CREATE OR REPLACE FUNCTION apexops.queue_claim(
 	p_owner text,
 	p_kinds text[],
@@ -52,23 +56,26 @@ RETURNS TABLE (j_id bigint, j_kind text, j_payload text, j_attempt integer,
 LANGUAGE plpgsql
 SET enable_sort = off
 SET jit = off
-SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
 	done_keys text[];
 BEGIN
 	IF p_done_ids IS NOT NULL AND cardinality(p_done_ids) > 0 THEN
-		-- "id.attempt": the fence, as a constant of the custom plan that
-		-- the filter looks up in a hash table
+		-- "id.attempt": the fence, looked up in a hash table; EXECUTE
+		-- plans the update for these values (constants: id = ANY
+		-- through the primary key, the keys hashed), while the claim
+		-- below keeps its cached plan
 		done_keys := ARRAY(SELECT x.id::text || '.' || x.attempt::text
 				     FROM unnest(p_done_ids, p_done_attempts)
 					  AS x(id, attempt));
-		UPDATE apexops.queue_jobs q SET state = 'succeeded',
-		       finished_at = now(), updated_at = now(),
-		       lease_owner = NULL, lease_expires_at = NULL
-		 WHERE q.id = ANY (p_done_ids)
-		   AND q.id::text || '.' || q.attempt::text = ANY (done_keys)
-		   AND q.state = 'running' AND q.lease_owner = p_owner;
+		EXECUTE 'UPDATE apexops.queue_jobs q SET state = ''succeeded'','
+			' finished_at = now(), updated_at = now(),'
+			' lease_owner = NULL, lease_expires_at = NULL'
+			' WHERE q.id = ANY ($1)'
+			' AND q.id::text || ''.'' || q.attempt::text = ANY ($2)'
+			' AND (q.state = ''running'') IS TRUE'
+			' AND q.lease_owner = $3'
+			USING p_done_ids, done_keys, p_owner;
 	END IF;
 	IF p_limit IS NULL OR p_limit <= 0 THEN
 		RETURN;

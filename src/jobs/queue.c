@@ -50,11 +50,13 @@ num_array(const long long *ll, const int *in, int n)
 
 /* The fence of a batch update: $1 the ids, $2 their attempts, $3 the
  * owner. By id = ANY (the primary key), not a join with unnest(), which a
- * table without statistics plans as a loop over every running job. */
+ * table without statistics plans as a loop over every running job; the
+ * state test cannot choose the lease index, which a burst fills with
+ * entries of finished jobs (see migration 20261201_110000). */
 #define FENCE                                                              \
 	"q.id = ANY ($1::bigint[])"                                        \
 	" AND q.attempt = ($2::int[])[array_position($1::bigint[], q.id)]" \
-	" AND q.state = 'running' AND q.lease_owner = $3"
+	" AND (q.state = 'running') IS TRUE AND q.lease_owner = $3"
 
 /* Run sql with $1 the ids, $2 their attempts (number arrays) and $3 the
  * owner: the fenced batch updates. *count (may be NULL) gets the rows. */
@@ -322,8 +324,8 @@ queue_renew(struct db *db, const long long *ids, int n, const char *owner,
 	r = db_exec(db,
 		    "UPDATE apexops.queue_jobs SET lease_expires_at = now() +"
 		    " $3::int * interval '1 s', updated_at = now()"
-		    " WHERE id = ANY ($1::bigint[]) AND state = 'running'"
-		    " AND lease_owner = $2",
+		    " WHERE id = ANY ($1::bigint[])"
+		    " AND (state = 'running') IS TRUE AND lease_owner = $2",
 		    3, p, &count, err);
 	free(ia);
 	if (r != 0)
