@@ -327,6 +327,32 @@ meter_events_ok(const char *v)
 	return true;
 }
 
+/* "3,5,7": 1..10 increasing whole numbers of days, each 1..365 */
+static bool
+valid_retry_days(const char *v)
+{
+	long prev = 0;
+	int n = 0;
+
+	while (*v != '\0') {
+		long d = 0;
+		int digits = 0;
+
+		while (*v >= '0' && *v <= '9' && digits < 4) {
+			d = d * 10 + (*v++ - '0');
+			digits++;
+		}
+		if (digits == 0 || d < 1 || d > 365 || d <= prev || ++n > 10)
+			return false;
+		prev = d;
+		if (*v == ',' && v[1] != '\0')
+			v++;
+		else if (*v != '\0')
+			return false;
+	}
+	return n > 0;
+}
+
 static int
 check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
 	    struct ops_err *err)
@@ -424,6 +450,13 @@ check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
 				"separated by commas, each metric once "
 				"(metric: 1 to 32 of A-Z a-z 0-9 _ . -; event "
 				"name: 1 to 100 of A-Z a-z 0-9 _ . : -)",
+				v);
+	if (strcmp(d->name, "DUNNING_RETRY_DAYS") == 0 && !valid_retry_days(v))
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"DUNNING_RETRY_DAYS: invalid value '%s': "
+				"expected days after the first failed payment "
+				"as increasing whole numbers from 1 to 365, "
+				"comma-separated, at most 10 (such as 3,5,7)",
 				v);
 	if (strcmp(d->name, "CRON_TZ") == 0 && !valid_tz(v))
 		return ops_fail(err, OPS_E_CONFIG, false,

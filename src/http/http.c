@@ -96,7 +96,9 @@ http_response_release(struct http_response *resp)
 	free(resp->retry_after);
 	free(resp->should_retry);
 	free(resp->request_id);
+	free(resp->etag);
 	resp->retry_after = resp->should_retry = resp->request_id = NULL;
+	resp->etag = NULL;
 	resp->status = 0;
 	resp->replayed = false;
 	resp->attempts = 0;
@@ -207,7 +209,37 @@ http_url_encode(struct buf *out, const char *s, size_t len, bool keep_brackets)
 struct attempt_state {
 	struct http_response *resp;
 	bool too_big;
+	const char *upload; /* a PUT body, read from memory */
+	size_t upload_len;
+	size_t upload_off; /* rewound for each attempt */
 };
+
+static size_t
+on_read(char *buffer, size_t size, size_t nitems, void *arg)
+{
+	struct attempt_state *st = arg;
+	size_t n = size * nitems, left = st->upload_len - st->upload_off;
+
+	if (n > left)
+		n = left;
+	if (n > 0)
+		memcpy(buffer, st->upload + st->upload_off, n);
+	st->upload_off += n;
+	return n;
+}
+
+/* curl rewinds the body when it must send it again (a redirect, a
+ * connection lost before the response) */
+static int
+on_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct attempt_state *st = arg;
+
+	if (origin != SEEK_SET || offset < 0 || (size_t)offset > st->upload_len)
+		return CURL_SEEKFUNC_FAIL;
+	st->upload_off = (size_t)offset;
+	return CURL_SEEKFUNC_OK;
+}
 
 static size_t
 on_body(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -254,10 +286,13 @@ on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 		free(r->retry_after);
 		free(r->should_retry);
 		free(r->request_id);
+		free(r->etag);
 		r->retry_after = r->should_retry = r->request_id = NULL;
+		r->etag = NULL;
 		r->replayed = false;
 		return n;
 	}
+	header_pick(ptr, n, "ETag", &r->etag);
 	header_pick(ptr, n, "Retry-After", &r->retry_after);
 	header_pick(ptr, n, "Stripe-Should-Retry", &r->should_retry);
 	header_pick(ptr, n, "Request-Id", &r->request_id);
@@ -298,10 +333,12 @@ http_do(struct http_client *c, const struct http_request *req,
 {
 	const struct http_policy *p = &c->policy;
 	struct curl_slist *hdrs = NULL, *tmp;
-	struct attempt_state st = { resp, false };
+	struct attempt_state st = { resp, false, req->body, req->body_len, 0 };
 	char errbuf[CURL_ERROR_SIZE];
 	char where[256];
 	bool post = strcmp(req->method, "POST") == 0;
+	bool put = strcmp(req->method, "PUT") == 0;
+	bool head = strcmp(req->method, "HEAD") == 0;
 	bool idempotent = req->idempotent || !post;
 	const volatile sig_atomic_t *stop =
 		req->stop != NULL ? req->stop : &ops_stop_flag;
@@ -356,6 +393,19 @@ http_do(struct http_client *c, const struct http_request *req,
 					 (curl_off_t)req->body_len);
 			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS,
 					 req->body != NULL ? req->body : "");
+		} else if (put) {
+			st.upload_off = 0;
+			curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE,
+					 (curl_off_t)req->body_len);
+			curl_easy_setopt(c->curl, CURLOPT_READFUNCTION,
+					 on_read);
+			curl_easy_setopt(c->curl, CURLOPT_READDATA, &st);
+			curl_easy_setopt(c->curl, CURLOPT_SEEKFUNCTION,
+					 on_seek);
+			curl_easy_setopt(c->curl, CURLOPT_SEEKDATA, &st);
+		} else if (head) {
+			curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
 		} else if (strcmp(req->method, "GET") != 0) {
 			curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST,
 					 req->method);
@@ -449,6 +499,8 @@ out:
 	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, NULL);
 	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_READDATA, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_SEEKDATA, NULL);
 	curl_slist_free_all(hdrs);
 	return r;
 }

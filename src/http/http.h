@@ -57,12 +57,15 @@ struct http_policy {
 void http_policy_default(struct http_policy *p);
 
 struct http_request {
-	const char *method; /* "GET", "POST", "DELETE" */
+	/* "GET", "POST", "PUT", "DELETE", "HEAD" (no body is read back) */
+	const char *method;
 	const char *url;
 	/* NULL-terminated "Name: value" lines, borrowed; may hold secrets,
 	 * which are never logged nor copied into errors. */
 	const char *const *headers;
-	const char *body; /* NULL: none */
+	/* NULL: none. POST and PUT send it (PUT from memory, with a
+	 * Content-Length and no Content-Type of curl's own) */
+	const char *body;
 	size_t body_len;
 	/*
 	 * May the request be sent twice? GET/DELETE always are; a POST is
@@ -83,11 +86,12 @@ struct http_response {
 	char *request_id;   /* Request-Id */
 	bool replayed;	    /* Idempotent-Replayed: true */
 	int attempts;	    /* attempts made */
+	char *etag;	    /* ETag, as sent (quotes kept), or NULL */
 };
 
-#define HTTP_RESPONSE_INIT                              \
-	{                                               \
-		0, BUF_INIT, NULL, NULL, NULL, false, 0 \
+#define HTTP_RESPONSE_INIT                                    \
+	{                                                     \
+		0, BUF_INIT, NULL, NULL, NULL, false, 0, NULL \
 	}
 
 /* *out is a new client the caller frees with http_client_free(). */

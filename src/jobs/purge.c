@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "db/db.h"
@@ -88,6 +89,20 @@ purge_count_rel(struct db *db, const char *rel, long long *n,
 	return r;
 }
 
+/*
+ * "Now" for the date of today: NULL (PostgreSQL's now()) on the real
+ * clock; under the scheduler's virtual clock (core/clock.h: tests and
+ * demos) its time, so that a purge run at virtual 02:30 purges as of the
+ * virtual date. buf needs 21 bytes.
+ */
+static const char *
+now_param(char *buf, size_t n)
+{
+	if (!ops_clock_is_virtual())
+		return NULL;
+	return ops_format_rfc3339((time_t)ops_clock_now(), buf, n);
+}
+
 int
 purge_cutoff(struct db *db, long months, const char *tz, const char *as_of,
 	     char *cutoff_utc, char *cutoff_local, char *today,
@@ -105,14 +120,16 @@ purge_cutoff(struct db *db, long months, const char *tz, const char *as_of,
 		" FROM (SELECT d, (d::timestamp"
 		"  - make_interval(months => $3::int)) AT TIME ZONE $2 AS c"
 		"  FROM (SELECT COALESCE($1::date,"
-		"   (now() AT TIME ZONE $2)::date) AS d) x) y";
-	char m[24];
-	const char *params[3] = { as_of, tz ? tz : "UTC", m };
+		"   (COALESCE($4::timestamptz, now()) AT TIME ZONE $2)::date)"
+		"   AS d) x) y";
+	char m[24], nowbuf[32];
+	const char *params[4] = { as_of, tz ? tz : "UTC", m,
+				  now_param(nowbuf, sizeof(nowbuf)) };
 	struct db_res *res = NULL;
 	int r;
 
 	snprintf(m, sizeof(m), "%ld", months);
-	r = db_query(db, sql, 3, params, &res, err);
+	r = db_query(db, sql, 4, params, &res, err);
 	if (r != 0)
 		return ops_err_prefix(err, "computing the purge cutoff");
 	purge_copy_cell(cutoff_utc, 40, res, 0, 0);
@@ -131,7 +148,9 @@ int
 purge_check_as_of(struct db *db, const struct purge_opts *o, const char *tz,
 		  struct ops_err *err)
 {
-	const char *params[2] = { o->as_of, tz };
+	char nowbuf[32];
+	const char *params[3] = { o->as_of, tz,
+				  now_param(nowbuf, sizeof(nowbuf)) };
 	struct db_res *res = NULL;
 	bool future;
 	int r;
@@ -139,9 +158,10 @@ purge_check_as_of(struct db *db, const struct purge_opts *o, const char *tz,
 	if (o->as_of == NULL)
 		return 0;
 	r = db_query(db,
-		     "SELECT $1::date > (now() AT TIME ZONE $2)::date,"
-		     " to_char((now() AT TIME ZONE $2)::date, 'YYYY-MM-DD')",
-		     2, params, &res, err);
+		     "SELECT $1::date > t, to_char(t, 'YYYY-MM-DD') FROM"
+		     " (SELECT (COALESCE($3::timestamptz, now())"
+		     "  AT TIME ZONE $2)::date AS t) x",
+		     3, params, &res, err);
 	if (r != 0)
 		return ops_err_prefix(err, "checking --as-of");
 	future = strcmp(db_res_get(res, 0, 0), "t") == 0;

@@ -72,7 +72,8 @@ struct store_writer;
 
 /*
  * Start writing key (relative, see above: [A-Za-z0-9._-] segments joined by
- * '/', no "..", at most 900 bytes; anything else is OPS_E_INVALID).
+ * '/', none starting with '.' (so no ".." and no temporary's name), at most
+ * 900 bytes; anything else is OPS_E_INVALID).
  * content_type: e.g. "application/x-ndjson", "text/csv"; NULL: octet-stream.
  */
 int store_writer_open(struct store *s, const char *key,

@@ -242,10 +242,18 @@ usage_counts_json(const struct usage_result *res)
 	return s != NULL ? s : xstrdup("{}");
 }
 
+/* Copy src into dst[n], truncated and always terminated. */
 static void
 copy(char *dst, size_t n, const char *src)
 {
-	snprintf(dst, n, "%s", src != NULL ? src : "");
+	size_t len;
+
+	if (n == 0)
+		return;
+	len = src != NULL ? strnlen(src, n - 1) : 0;
+	if (len > 0)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
 }
 
 /* Append s to a PostgreSQL array literal under construction. */

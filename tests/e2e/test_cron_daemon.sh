@@ -190,6 +190,8 @@ wait_exit "$D"
 expect_rc 0 "a second SIGTERM cancels the running statement and the daemon exits"
 assert_eq "the cancelled run is settled, not left running" "failed" \
 	"$(sql "$U" "SELECT status FROM apexops.job_runs WHERE slot = '2026-12-02 02:30+00'")"
+assert_eq "the purge ran as of the virtual date, not the real one" "2026-12-02" \
+	"$(sql "$U" "SELECT params ->> 'today' FROM apexops.job_runs WHERE slot = '2026-12-02 02:30+00'")"
 unlock
 
 # ---- the database goes away and comes back ----------------------------------

@@ -1,7 +1,241 @@
-// Route module of the Stripe test double (stripe-double.mjs) for dunning (invoices, pay, subscriptions).
-// route() returns the answer object, throws api.StripeError, or returns
-// undefined when the request is not for this module.
-export function reset(api) {}
-export function route(method, path, q, body, api) {
+// Route module of the Stripe test double (stripe-double.mjs) for dunning:
+// invoices (retrieve, list, pay), subscriptions (retrieve, update with
+// pause_collection), and a ledger of charges that tests read.
+//
+// It is our own double because no peer here serves these endpoints:
+// stripe-stateful-mock 0.0.16 (TEST-PEERS.md §3a) answers 404 to
+// GET /v1/invoices and POST /v1/invoices/{id}/pay, has no PaymentMethods,
+// and its subscriptions have no update (so no pause_collection); stripe-mock
+// (Go) is not installed and is stateless, so a decline followed by a
+// success, or an invoice that stays paid, cannot be shown with it.
+//
+// Behaviour follows Stripe's API reference (https://docs.stripe.com/api/invoices/pay,
+// /api/invoices/list, /api/subscriptions/update, /testing) and TEST-PEERS.md §7:
+//   - pay: an open (or uncollectible) invoice is charged with the
+//     customer's payment method; a decline is 402 card_error card_declined
+//     with a decline_code and the invoice stays open; a paid invoice
+//     answers 400 "Invoice is already paid"; a void one 400 too.
+//     attempt_count counts Stripe's own attempts only: a pay call does not
+//     change it (as TEST-PEERS.md §7 says). paid_out_of_band=true marks the
+//     invoice paid without a charge; forgive and off_session are accepted.
+//   - payment methods, by Stripe's test ids: pm_card_visa succeeds;
+//     pm_card_chargeCustomerFail declines every charge (card_declined,
+//     generic_decline); pm_card_visa_chargeDeclined (generic_decline) and
+//     pm_card_visa_chargeDeclinedInsufficientFunds (insufficient_funds)
+//     decline too; decline_once (ours) declines the first charge and then
+//     succeeds, as a customer who fixes the card in between; none: the
+//     customer has no payment method (400 invalid_request_error).
+//   - list: newest first, status/customer/subscription filters, limit
+//     1..100, starting_after / ending_before cursors, has_more.
+//   - subscriptions: pause_collection[behavior] keep_as_draft,
+//     mark_uncollectible or void (anything else 400), optional
+//     pause_collection[resumes_at]; pause_collection="" resumes.
+//   Idempotent replay and 429s come from stripe-double.mjs (every POST
+//   with a key is answered from its store; POST /__double/ratelimit).
+//
+// Control endpoints (no auth, /__double/billing/...):
+//   POST seed         {"invoices":[{customer, subscription, amount_due,
+//                     currency, payment_method, attempt_count, status,
+//                     next_payment_attempt, created}], "count":N}: make
+//                     invoices (count copies of invoices[0] when given);
+//                     subscriptions named are created when missing.
+//                     Answers {"ids":[...]}.
+//   POST payment_method {"customer":..., "payment_method":...}
+//   POST pay_out_of_band {"invoice":...}: the customer pays on the hosted
+//                     invoice page (a charge outside apexops).
+//   POST void         {"invoice":...}
+//   POST forget_idempotency: Stripe forgot every key (after 24 h).
+//   GET  charges      the ledger: [{id, invoice, amount, currency, status,
+//                     decline_code, via, idempotency_key, created}]
+//   GET  state        {invoices:[...], subscriptions:[...]}
+let inv, subs, pmOf, charges, order;
+
+export function reset() {
+  inv = new Map();
+  subs = new Map();
+  pmOf = new Map(); // customer -> payment method id (behaviour)
+  charges = [];
+  order = []; // invoice ids, oldest first
+}
+reset();
+
+const DECLINES = {
+  pm_card_chargeCustomerFail: 'generic_decline',
+  pm_card_visa_chargeDeclined: 'generic_decline',
+  pm_card_visa_chargeDeclinedInsufficientFunds: 'insufficient_funds',
+};
+const SUCCEEDS = new Set(['pm_card_visa', 'pm_card_mastercard']);
+
+function makeSubscription(api, id, customer) {
+  const s = { id, object: 'subscription', customer, status: 'active', pause_collection: null, created: api.now(),
+    collection_method: 'charge_automatically', livemode: false, metadata: {} };
+  subs.set(id, s);
+  return s;
+}
+
+function makeInvoice(api, spec) {
+  const id = spec.id || api.newId('in');
+  const created = spec.created ?? api.now();
+  const amount = +(spec.amount_due ?? 4900);
+  const status = spec.status || 'open';
+  const i = { id, object: 'invoice', customer: spec.customer, subscription: spec.subscription ?? null,
+    status, amount_due: amount, amount_paid: status === 'paid' ? amount : 0, amount_remaining: status === 'paid' ? 0 : amount,
+    currency: spec.currency || 'usd', attempt_count: +(spec.attempt_count ?? 1), attempted: +(spec.attempt_count ?? 1) > 0,
+    next_payment_attempt: spec.next_payment_attempt ?? null, paid: status === 'paid', paid_out_of_band: false,
+    collection_method: 'charge_automatically', auto_advance: true, created, livemode: false,
+    hosted_invoice_url: `https://invoice.stripe.com/i/${id}`,
+    status_transitions: { finalized_at: created, paid_at: status === 'paid' ? created : null, voided_at: null, marked_uncollectible_at: null },
+    charge: null, metadata: {} };
+  if (spec.subscription && !subs.has(spec.subscription)) makeSubscription(api, spec.subscription, spec.customer);
+  if (spec.payment_method) pmOf.set(spec.customer, spec.payment_method);
+  inv.set(id, i);
+  order.push(id);
+  return i;
+}
+
+function getInvoice(api, id) {
+  const i = inv.get(id);
+  if (!i) throw api.missing('invoice', id, 'invoice');
+  return i;
+}
+
+function charge(api, i, via, key) {
+  const pm = pmOf.get(i.customer) || 'pm_card_visa';
+  const c = { id: api.newId('ch'), invoice: i.id, amount: i.amount_remaining, currency: i.currency, status: 'succeeded',
+    decline_code: null, via, payment_method: pm, idempotency_key: key || null, created: api.now() };
+  let decline = DECLINES[pm];
+  if (pm === 'decline_once') {
+    decline = 'generic_decline';
+    pmOf.set(i.customer, 'pm_card_visa'); // the next charge succeeds
+  } else if (!decline && !SUCCEEDS.has(pm)) {
+    decline = 'generic_decline';
+  }
+  if (decline) { c.status = 'failed'; c.decline_code = decline; }
+  charges.push(c);
+  return c;
+}
+
+function markPaid(api, i, chargeId, outOfBand) {
+  i.status = 'paid';
+  i.paid = true;
+  i.amount_paid = i.amount_due;
+  i.amount_remaining = 0;
+  i.next_payment_attempt = null;
+  i.paid_out_of_band = !!outOfBand;
+  i.charge = chargeId;
+  i.status_transitions.paid_at = api.now();
+}
+
+function pay(api, i, body, key) {
+  api.checkParams(body, ['forgive', 'off_session', 'paid_out_of_band', 'payment_method', 'source', 'mandate', 'expand']);
+  if (i.status === 'paid')
+    throw new api.StripeError(400, 'invalid_request_error', 'Invoice is already paid');
+  if (i.status === 'void')
+    throw new api.StripeError(400, 'invalid_request_error', 'This invoice is no longer payable because it has been voided.', 'invoice_not_open');
+  if (i.status === 'draft')
+    throw new api.StripeError(400, 'invalid_request_error', 'This invoice must be finalized before it can be paid.', 'invoice_not_open');
+  if (body.paid_out_of_band === 'true') { markPaid(api, i, null, true); return i; }
+  if (body.payment_method) pmOf.set(i.customer, body.payment_method);
+  if (pmOf.get(i.customer) === 'none')
+    throw new api.StripeError(400, 'invalid_request_error', 'This customer has no attached payment source or default payment method. Please consider adding a default payment method.');
+  const c = charge(api, i, 'api_pay', key);
+  if (c.status === 'failed') {
+    throw new api.StripeError(402, 'card_error', 'Your card was declined.', 'card_declined', '',
+      { decline_code: c.decline_code, charge: c.id, doc_url: 'https://stripe.com/docs/error-codes/card-declined' });
+  }
+  markPaid(api, i, c.id, false);
+  return i;
+}
+
+function listInvoices(api, q) {
+  api.checkParams(q, ['status', 'customer', 'subscription', 'limit', 'starting_after', 'ending_before', 'created', 'collection_method', 'expand']);
+  if (q.status !== undefined && !['draft', 'open', 'paid', 'uncollectible', 'void'].includes(q.status))
+    throw new api.StripeError(400, 'invalid_request_error', `Invalid status: must be one of draft, open, paid, uncollectible, or void`, 'parameter_invalid_string', 'status');
+  const limit = api.limitOf(q);
+  let all = order.slice().reverse().map((id) => inv.get(id)); // newest first
+  if (q.status !== undefined) all = all.filter((i) => i.status === q.status);
+  if (q.customer !== undefined) all = all.filter((i) => i.customer === q.customer);
+  if (q.subscription !== undefined) all = all.filter((i) => i.subscription === q.subscription);
+  if (q.starting_after !== undefined) {
+    const k = all.findIndex((i) => i.id === q.starting_after);
+    if (k < 0 && !inv.has(q.starting_after)) throw api.missing('invoice', q.starting_after, 'starting_after');
+    all = all.slice(k + 1);
+  } else if (q.ending_before !== undefined) {
+    const k = all.findIndex((i) => i.id === q.ending_before);
+    if (k < 0 && !inv.has(q.ending_before)) throw api.missing('invoice', q.ending_before, 'ending_before');
+    all = all.slice(Math.max(0, k - limit), Math.max(0, k));
+  }
+  return api.list('/v1/invoices', all, limit);
+}
+
+function updateSubscription(api, s, body) {
+  api.checkParams(body, ['pause_collection', 'metadata', 'expand', 'proration_behavior', 'cancel_at_period_end']);
+  if (body.pause_collection !== undefined) {
+    const pc = body.pause_collection;
+    if (pc === '') s.pause_collection = null;
+    else if (typeof pc === 'object' && pc !== null) {
+      if (!['keep_as_draft', 'mark_uncollectible', 'void'].includes(pc.behavior))
+        throw new api.StripeError(400, 'invalid_request_error',
+          `Invalid pause_collection[behavior]: must be one of keep_as_draft, mark_uncollectible, or void`, 'parameter_invalid_string', 'pause_collection[behavior]');
+      s.pause_collection = { behavior: pc.behavior, resumes_at: pc.resumes_at !== undefined ? +pc.resumes_at : null };
+    } else {
+      throw new api.StripeError(400, 'invalid_request_error', 'Invalid pause_collection: must be an object or an empty string', 'parameter_invalid_string', 'pause_collection');
+    }
+  }
+  if (body.metadata) s.metadata = { ...s.metadata, ...body.metadata };
+  return s;
+}
+
+export function route(method, path, q, body, api, key) {
+  let m;
+  if (path === '/v1/invoices' && method === 'GET') return listInvoices(api, q);
+  if ((m = path.match(/^\/v1\/invoices\/([^/]+)$/)) && method === 'GET') {
+    api.checkParams(q, ['expand']);
+    return getInvoice(api, decodeURIComponent(m[1]));
+  }
+  if ((m = path.match(/^\/v1\/invoices\/([^/]+)\/pay$/)) && method === 'POST')
+    return pay(api, getInvoice(api, decodeURIComponent(m[1])), body, key);
+  if ((m = path.match(/^\/v1\/subscriptions\/([^/]+)$/))) {
+    const id = decodeURIComponent(m[1]);
+    const s = subs.get(id);
+    if (!s) throw api.missing('subscription', id, 'subscription');
+    if (method === 'GET') return s;
+    if (method === 'POST') return updateSubscription(api, s, body);
+  }
   return undefined;
+}
+
+// /__double/billing/... (see the header); returns [status, body] or undefined.
+export function control(method, path, body, api) {
+  const m = path.match(/^\/__double\/billing\/([a-z_]+)$/);
+  if (!m) return undefined;
+  const what = m[1];
+  if (what === 'seed' && method === 'POST') {
+    const specs = body.invoices || [];
+    const ids = [];
+    if (body.count !== undefined) for (let k = 0; k < +body.count; k++) ids.push(makeInvoice(api, { ...specs[0], id: undefined }).id);
+    else for (const s of specs) ids.push(makeInvoice(api, s).id);
+    return [200, { ids }];
+  }
+  if (what === 'payment_method' && method === 'POST') { pmOf.set(body.customer, body.payment_method); return [200, { ok: true }]; }
+  if (what === 'pay_out_of_band' && method === 'POST') {
+    const i = inv.get(body.invoice);
+    if (!i) return [404, { error: 'no such invoice' }];
+    const c = { id: api.newId('ch'), invoice: i.id, amount: i.amount_remaining, currency: i.currency, status: 'succeeded',
+      decline_code: null, via: 'hosted_invoice_page', payment_method: 'pm_card_visa', idempotency_key: null, created: api.now() };
+    charges.push(c);
+    markPaid(api, i, c.id, false);
+    return [200, i];
+  }
+  if (what === 'void' && method === 'POST') {
+    const i = inv.get(body.invoice);
+    if (!i) return [404, { error: 'no such invoice' }];
+    i.status = 'void';
+    i.status_transitions.voided_at = api.now();
+    return [200, i];
+  }
+  if (what === 'forget_idempotency' && method === 'POST') { const n = api.state.idem.size; api.state.idem.clear(); return [200, { forgotten: n }]; }
+  if (what === 'charges' && method === 'GET') return [200, charges];
+  if (what === 'state' && method === 'GET') return [200, { invoices: order.map((id) => inv.get(id)), subscriptions: [...subs.values()] }];
+  return [404, { error: `unknown control ${method} ${path}` }];
 }

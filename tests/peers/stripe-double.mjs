@@ -211,10 +211,10 @@ function takeToken() {
   return false;
 }
 
-function route(method, path, q, body) {
+function route(method, path, q, body, key) {
   let m;
   for (const mod of modules) {
-    const r = mod.route?.(method, path, q, body, api);
+    const r = mod.route?.(method, path, q, body, api, key);
     if (r !== undefined) return r;
   }
   if (path === '/v1/customers' && method === 'POST') {
@@ -329,9 +329,19 @@ const server = http.createServer((req, res) => {
     }
     if (path === '/__double/stats') return send(res, 200, stats);
     if (path === '/') return send(res, 200, { ok: true });
-    for (const mod of modules) {
-      const c = path.startsWith('/__double/') ? mod.control?.(req.method, path, raw, api) : undefined;
-      if (c !== undefined) return send(res, 200, c);
+    // a route module's own control endpoints (/__double/...): control(method,
+    // path, body, api) gets the JSON body parsed ({} when empty) and returns
+    // the answer (status 200), [status, answer], or undefined when the path
+    // is not its own
+    if (path.startsWith('/__double/')) {
+      let parsed;
+      try { parsed = raw ? JSON.parse(raw) : {}; } catch { return send(res, 400, { error: 'control body is not JSON' }); }
+      for (const mod of modules) {
+        const r = mod.control?.(req.method, path, parsed, api);
+        if (r === undefined) continue;
+        if (Array.isArray(r) && r.length === 2 && typeof r[0] === 'number') return send(res, r[0], r[1]);
+        return send(res, 200, r);
+      }
     }
 
     const rawQuery = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
@@ -388,7 +398,7 @@ const server = http.createServer((req, res) => {
       return send(res, prev.status, prev.body, { ...prev.headers, 'idempotent-replayed': 'true', 'original-request': prev.requestId });
     }
     let status = 200, out, hdrs = {};
-    try { out = route(req.method, path, q, body); } catch (e) {
+    try { out = route(req.method, path, q, body, idemKey); } catch (e) {
       if (!(e instanceof StripeError)) { status = 500; out = { error: { type: 'api_error', message: String(e) } }; } else { status = e.status; out = errBody(e); hdrs = e.headers || {}; }
     }
     // Stripe saves the answer of a request that began executing, errors included (not 5xx).

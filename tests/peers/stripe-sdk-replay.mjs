@@ -49,6 +49,10 @@ for (const c of calls) {
     else if (c.path === '/v1/payment_methods' && c.method === 'POST') await stripe.paymentMethods.create(b, opts);
     else if (c.path === '/v1/payment_methods' && c.method === 'GET') await stripe.paymentMethods.list(q);
     else if ((m = c.path.match(/^\/v1\/payment_methods\/([^/]+)\/attach$/)) && c.method === 'POST') await stripe.paymentMethods.attach(m[1], b, opts);
+    else if (c.path === '/v1/invoices' && c.method === 'GET') await stripe.invoices.list(q);
+    else if ((m = c.path.match(/^\/v1\/invoices\/([^/]+)$/)) && c.method === 'GET') await stripe.invoices.retrieve(m[1], q);
+    else if ((m = c.path.match(/^\/v1\/invoices\/([^/]+)\/pay$/)) && c.method === 'POST') await stripe.invoices.pay(m[1], b, opts);
+    else if ((m = c.path.match(/^\/v1\/subscriptions\/([^/]+)$/)) && c.method === 'POST') await stripe.subscriptions.update(m[1], b, opts);
     else throw new Error(`no SDK mapping for ${c.method} ${c.path}`);
   } catch (e) {
     if (!e.type || !String(e.type).startsWith('Stripe')) throw e; // a Stripe refusal is part of the flow

@@ -224,6 +224,28 @@ test_meter_events_syntax(void **state)
 }
 
 static void
+test_dunning_retry_days(void **state)
+{
+	static const char *const bad[] = {
+		"0",	  "3,3", "5,3", "3,,5",
+		"3,5,",	  ",3",	 "3;5", "x",
+		"3,5,7d", "366", "-1",	"1,2,3,4,5,6,7,8,9,10,11",
+		"3, 5",
+	};
+	static const char *const ok[] = { "3,5,7", "1", "1,2,3,4,5,6,7,8,9,10",
+					  "7,14,365" };
+	struct ops_err err = OPS_ERR_INIT;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_refused("DUNNING_RETRY_DAYS", bad[i], "increasing");
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (load_one("DUNNING_RETRY_DAYS", ok[i], &err) != 0)
+			fail_msg("DUNNING_RETRY_DAYS='%s' refused: %s", ok[i],
+				 err.msg);
+}
+
+static void
 test_blank_values_in_env_file(void **state)
 {
 	static const char *const none[] = { NULL };
@@ -374,6 +396,7 @@ main(void)
 		cmocka_unit_test(test_blank_values_every_variable),
 		cmocka_unit_test(test_meter_events_syntax),
 		cmocka_unit_test(test_blank_values_in_env_file),
+		cmocka_unit_test(test_dunning_retry_days),
 		cmocka_unit_test(test_secret_file_loses_one_newline),
 		cmocka_unit_test(test_files_must_be_regular),
 	};
