@@ -912,7 +912,9 @@ send_all(struct db *db, const struct usage_opts *o, struct usage_result *res,
 	memset(&s, 0, sizeof(s));
 	s.o = o;
 	s.res = res;
-	ratelimit_init(&s.rl, (double)o->max_rps, 1);
+	/* a burst of 10 ms of calls lets a thread that lost the CPU catch
+	 * up with its slots instead of losing them for good */
+	ratelimit_init(&s.rl, (double)o->max_rps, (double)o->max_rps / 100);
 	http_policy_default(&s.policy);
 	s.policy.max_retries = 5;
 	s.policy.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
