@@ -191,9 +191,12 @@ print_text(const struct usage_result *res)
 		       res->days[i].day, res->tz, res->days[i].start,
 		       res->days[i].end, res->days[i].hours);
 	if (res->nev == 0)
-		printf("nothing to send: every event of %s already "
-		       "delivered\n",
-		       res->ndays == 1 ? "the day is" : "these days is");
+		printf("nothing to send: no usage of %s that Stripe has not "
+		       "been told of%s\n",
+		       res->ndays == 1 ? "this day" : "these days",
+		       res->nmissing > 0 ? ", except from customers without "
+					   "a Stripe id (below)"
+					 : "");
 	for (size_t i = 0; i < res->nev; i++) {
 		const struct usage_event *e = &res->ev[i];
 
