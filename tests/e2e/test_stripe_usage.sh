@@ -329,6 +329,45 @@ throttled=$(dget /__double/stats | node -e 'let s="";process.stdin.on("data",d=>
 assert_eq "every unit reported once" "$(usums "$day" | paste -sd'|')" "$(dsums | paste -sd'|')"
 dpost /__double/ratelimit '{"rps":0}'
 
+# ---- SIGTERM: a clean stop, rows left pending, a rerun finishes ---------------
+reset_day 300
+STRIPE_MAX_RPS=100 "$APEXOPS_BIN" stripe sync-usage --date "$day" >"$E2E_TMP/o" 2>"$E2E_TMP/e" &
+pid=$!
+for _ in $(seq 1 600); do
+	[ "$(dget /__double/meter_events | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).length))')" -ge 20 ] && break
+	sleep 0.05
+done
+kill -TERM $pid
+wait $pid
+RC=$?
+ERR=$(cat "$E2E_TMP/e")
+cat "$E2E_TMP/o" "$E2E_TMP/e" >>"$ALL"
+expect_rc 75 "SIGTERM stops the sync: exit 75"
+assert_contains "saying the rest stays pending" "$ERR" "rows not sent stay pending"
+left=$(sql "$url" "SELECT count(*) FROM apexops.stripe_usage_events WHERE status = 'pending'")
+[ "$left" -gt 0 ] && ok "rows are left pending ($left)" || not_ok "rows are left pending" "left=$left"
+assert_eq "the run is recorded stopped" "stopped" "$(sql "$url" "SELECT status FROM apexops.job_runs ORDER BY id DESC LIMIT 1")"
+sync --date "$day"
+expect_rc 0 "the next run finishes"
+assert_eq "every unit reported once" "$(usums "$day" | md5sum)" "$(dsums | md5sum)"
+
+# ---- the double follows Stripe's rules (what the tests above rely on) ---------
+dcall() { # dcall BODY...: POST a meter event to the double, prints the HTTP status and error message
+	curl -s -H @"$E2E_TMP/auth" -H "Idempotency-Key: k$RANDOM$RANDOM" "$D/v1/billing/meter_events" "$@" |
+		node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const o=JSON.parse(s);console.log(o.error?o.error.message:"ok "+o.identifier)})'
+}
+now_s=$(date +%s)
+assert_contains "the double: payload[value] is required" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1')" "Missing required param: payload[value]"
+assert_contains "the double: value must be a whole number" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1.5')" "must be a whole number"
+assert_contains "the double: timestamps older than 35 days are refused" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d timestamp=$((now_s - 36 * 86400)))" "within the past 35 days"
+assert_contains "the double: more than 5 minutes ahead is refused" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d timestamp=$((now_s + 600)))" "within the past 35 days"
+assert_contains "the double: an event without an identifier gets one" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1')" "ok mevt_"
+dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d identifier=dup-1 >/dev/null
+assert_contains "the double: a reused identifier is refused" "$(dcall -d event_name=y -d 'payload[stripe_customer_id]=cus_2' -d 'payload[value]=2' -d identifier=dup-1)" "An event already exists with identifier dup-1"
+assert_contains "the double: with Stripe-Should-Retry: false" \
+	"$(curl -s -D - -o /dev/null -H @"$E2E_TMP/auth" -H 'Idempotency-Key: kdup2' "$D/v1/billing/meter_events" -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d identifier=dup-1 | tr -d '\r')" \
+	"stripe-should-retry: false"
+
 # ---- SIGKILL during a 3,000-event run, then reruns ---------------------------
 reset_day 1000 "'impressions','api_calls','data_transfer'"
 for n in $((RANDOM % 300 + 50)) $((RANDOM % 600 + 800)) $((RANDOM % 800 + 1700)); do
