@@ -351,6 +351,38 @@ sync --date "$day"
 expect_rc 0 "the next run finishes"
 assert_eq "every unit reported once" "$(usums "$day" | md5sum)" "$(dsums | md5sum)"
 
+# ---- the scheduler's daemon reads a rotated key file on its next run ----------
+reset_day 3
+printf '%s\n' "$SECRET" >"$E2E_TMP/rot.key"
+runs() { sql "$url" "SELECT count(*) FROM apexops.job_runs WHERE job = 'stripe-usage-sync' AND trigger = 'scheduled' AND status = '$1'"; }
+env -u STRIPE_SECRET_KEY STRIPE_SECRET_KEY_FILE="$E2E_TMP/rot.key" APEXOPS_SCHEDULE_STRIPE_USAGE_SYNC='* * * * *' \
+	APEXOPS_SCHEDULE_USAGE_PURGE=off APEXOPS_SCHEDULE_DUNNING_RETRIES=off APEXOPS_SCHEDULE_PRIVACY_EXPIRY=off \
+	APEXOPS_SCHEDULE_QUEUE_PRUNE=off APEXOPS_CLOCK_START=$(date -u +%Y-%m-%dT%H:%M:%SZ) APEXOPS_CLOCK_SPEED=60 \
+	APEXOPS_CRON_LEASE_S=600 "$APEXOPS_BIN" cron --run-for 100000 >>"$ALL" 2>&1 &
+cron_pid=$!
+if wait_for "$url" "SELECT (count(*) > 0)::int FROM apexops.job_runs WHERE job = 'stripe-usage-sync' AND trigger = 'scheduled' AND status = 'succeeded'"; then
+	ok "the daemon's scheduled run syncs with the key file"
+else
+	not_ok "the daemon's scheduled run syncs with the key file"
+fi
+assert_eq "and delivers yesterday's usage" "$(usums "$day" | paste -sd'|')" "$(dsums | paste -sd'|')"
+printf 'sk_live_ROTATEDbutWRONG%s\n' "$RANDOM" >"$E2E_TMP/rot.key"
+use 00000000-0000-0000-0001-000000000001 impressions 5 "$day 20:00:00"
+if wait_for "$url" "SELECT (count(*) > 0)::int FROM apexops.stripe_usage_events WHERE status = 'failed' AND error LIKE '%HTTP 401%'"; then
+	ok "a rotated key file is used by the next run, without a restart (Stripe refuses this one)"
+else
+	not_ok "a rotated key file is used by the next run, without a restart"
+fi
+printf '%s\n' "$RKEY" >"$E2E_TMP/rot.key"
+if wait_for "$url" "SELECT (count(*) = 0)::int FROM apexops.stripe_usage_events WHERE status <> 'sent'"; then
+	ok "rotated again: the failed row is delivered by a later run"
+else
+	not_ok "rotated again: the failed row is delivered by a later run"
+fi
+kill -TERM $cron_pid
+wait $cron_pid
+assert_eq "every unit reported once" "$(usums "$day" | paste -sd'|')" "$(dsums | paste -sd'|')"
+
 # ---- the double follows Stripe's rules (what the tests above rely on) ---------
 dcall() { # dcall BODY...: POST a meter event to the double, prints the HTTP status and error message
 	curl -s -H @"$E2E_TMP/auth" -H "Idempotency-Key: k$RANDOM$RANDOM" "$D/v1/billing/meter_events" "$@" |
