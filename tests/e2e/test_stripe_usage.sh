@@ -21,6 +21,13 @@ sync() { # sync ARGS...: run_ops stripe sync-usage, output kept for the secret c
 	run_ops stripe sync-usage "$@"
 	printf '%s\n%s\n' "$OUT" "$ERR" >>"$ALL"
 }
+# a dead double would turn every call into minutes of retries: stop early
+need_double() {
+	curl -sf -o /dev/null "$D/" && return 0
+	not_ok "the Stripe double answers at $D (before: $1)"
+	done_testing
+	exit 1
+}
 dpost() { curl -sf -X POST "$D$1" -H 'content-type: application/json' -d "${2:-}" >/dev/null; }
 dget() { curl -sf "$D$1"; }
 requests() { dget /__double/stats | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).requests))'; }
@@ -278,6 +285,7 @@ assert_eq "exactly the records inside it" "cus_A impressions 2" "$(dsums)"
 dpost /__double/meters/clock '{"now": null}'
 
 # ---- faults: 5xx, 429 with and without Stripe-Should-Retry, a timeout ----------
+need_double "faults"
 reset_day() { # reset_day N: N customers with 1..N impressions on $day, fresh ledger and double
 	sql "$url" "TRUNCATE usage_records, apexops.stripe_usage_events, apexops.stripe_usage_decreases" >/dev/null
 	sql "$url" "INSERT INTO publishers (id, company_name) SELECT '00000000-0000-0000-0000-0000000000bb', 'Q' WHERE NOT EXISTS (SELECT 1 FROM publishers WHERE id = '00000000-0000-0000-0000-0000000000bb')" >/dev/null
@@ -317,6 +325,7 @@ assert_contains "and Stripe replays its first answer" "$OUT" '"outcome":"replaye
 assert_eq "counted once" "$(usums "$day" | paste -sd'|')" "$(dsums | paste -sd'|')"
 
 # ---- a 429 storm -------------------------------------------------------------
+need_double "429 storm"
 reset_day 40 "'impressions','api_calls'"
 dpost /__double/ratelimit '{"rps":20,"burst":5}'
 for i in 1 2 3; do
@@ -330,6 +339,7 @@ assert_eq "every unit reported once" "$(usums "$day" | paste -sd'|')" "$(dsums |
 dpost /__double/ratelimit '{"rps":0}'
 
 # ---- SIGTERM: a clean stop, rows left pending, a rerun finishes ---------------
+need_double "SIGTERM"
 reset_day 300
 STRIPE_MAX_RPS=100 "$APEXOPS_BIN" stripe sync-usage --date "$day" >"$E2E_TMP/o" 2>"$E2E_TMP/e" &
 pid=$!
@@ -352,6 +362,7 @@ expect_rc 0 "the next run finishes"
 assert_eq "every unit reported once" "$(usums "$day" | md5sum)" "$(dsums | md5sum)"
 
 # ---- the scheduler's daemon reads a rotated key file on its next run ----------
+need_double "the daemon"
 reset_day 3
 printf '%s\n' "$SECRET" >"$E2E_TMP/rot.key"
 runs() { sql "$url" "SELECT count(*) FROM apexops.job_runs WHERE job = 'stripe-usage-sync' AND trigger = 'scheduled' AND status = '$1'"; }
@@ -401,6 +412,7 @@ assert_contains "the double: with Stripe-Should-Retry: false" \
 	"stripe-should-retry: false"
 
 # ---- SIGKILL during a 3,000-event run, then reruns ---------------------------
+need_double "SIGKILL"
 reset_day 1000 "'impressions','api_calls','data_transfer'"
 for n in $((RANDOM % 300 + 50)) $((RANDOM % 600 + 800)) $((RANDOM % 800 + 1700)); do
 	STRIPE_MAX_RPS=1000 "$APEXOPS_BIN" stripe sync-usage --date "$day" >>"$ALL" 2>&1 &
