@@ -30,6 +30,9 @@
 
 struct s3_store {
 	struct s3_client *c;
+	/* the writer whose part is in flight on its thread: the client is
+	 * its until quiesce() */
+	struct s3_writer *busy;
 	size_t part;	       /* the multipart threshold and part size */
 	struct gcs_auth *auth; /* GCS with a service account, else NULL */
 };
@@ -37,7 +40,8 @@ struct s3_store {
 /* A part going up on a thread of its own while the next one fills. */
 struct part_job {
 	pthread_t tid;
-	bool running;
+	bool running; /* the thread is on it */
+	bool done;    /* joined; r and err wait for the writer */
 	struct s3_writer *w;
 	const unsigned char *data;
 	size_t len;
@@ -280,16 +284,32 @@ part_thread(void *arg)
 	return NULL;
 }
 
-/* Wait for the part in flight, if any; its result. */
+/* Join the part in flight on st's client, if any, keeping its result
+ * for its writer: then the client is free for anyone. */
+static void
+quiesce(struct s3_store *st)
+{
+	struct s3_writer *w = st->busy;
+
+	st->busy = NULL;
+	if (w != NULL && w->job.running) {
+		pthread_join(w->job.tid, NULL);
+		w->job.running = false;
+		w->job.done = true;
+	}
+}
+
+/* Wait for w's part in flight, if any; its result. */
 static int
 wait_part(struct s3_writer *w, struct ops_err *err)
 {
 	struct part_job *j = &w->job;
 
-	if (!j->running)
+	if (w->st->busy == w)
+		quiesce(w->st);
+	if (!j->done)
 		return 0;
-	pthread_join(j->tid, NULL);
-	j->running = false;
+	j->done = false;
 	if (j->r != 0 && err != NULL)
 		*err = j->err;
 	return j->r;
@@ -312,6 +332,7 @@ send_part(struct s3_writer *w, bool async, struct ops_err *err)
 	r = wait_part(w, err);
 	if (r != 0)
 		return r;
+	quiesce(w->st); /* another writer's part */
 	if (w->upload_id == NULL) {
 		r = s3_multipart_create(w->st->c, w->key, w->ctype,
 					&w->upload_id, err);
@@ -343,6 +364,7 @@ send_part(struct s3_writer *w, bool async, struct ops_err *err)
 		w->len = 0;
 		if (pthread_create(&j->tid, NULL, part_thread, j) == 0) {
 			j->running = true;
+			w->st->busy = w;
 			return 0;
 		}
 		/* no thread: send it here */
@@ -388,6 +410,7 @@ s3_w_free(struct s3_writer *w, bool abort_upload)
 {
 	(void)wait_part(w, NULL); /* its result no longer matters */
 	if (abort_upload && w->upload_id != NULL) {
+		quiesce(w->st); /* another writer's part */
 		struct ops_err e = OPS_ERR_INIT;
 
 		/* best effort; a lifecycle rule on incomplete uploads is the
@@ -414,6 +437,7 @@ s3_w_commit(void *arg, struct ops_err *err)
 	int r;
 
 	if (w->upload_id == NULL) {
+		quiesce(w->st);
 		r = s3_put_object(w->st->c, w->key, w->buf, w->len, w->ctype,
 				  err);
 		s3_w_free(w, false);
@@ -441,7 +465,10 @@ s3_del(struct store *s, const char *key, struct ops_err *err)
 {
 	struct s3_store *st = s->impl;
 	char *name = object_name(key);
-	int r = s3_delete_object(st->c, name, err);
+	int r;
+
+	quiesce(st);
+	r = s3_delete_object(st->c, name, err);
 
 	free(name);
 	return r;
@@ -452,7 +479,10 @@ s3_exists(struct store *s, const char *key, struct ops_err *err)
 {
 	struct s3_store *st = s->impl;
 	char *name = object_name(key);
-	int r = s3_head_object(st->c, name, err);
+	int r;
+
+	quiesce(st);
+	r = s3_head_object(st->c, name, err);
 
 	free(name);
 	return r;
@@ -485,7 +515,10 @@ s3_list(struct store *s, const char *prefix,
 	struct s3_store *st = s->impl;
 	struct list_arg la = { fn, arg };
 	char *name = object_name(prefix);
-	int r = s3_list_objects(st->c, name, list_strip, &la, err);
+	int r;
+
+	quiesce(st);
+	r = s3_list_objects(st->c, name, list_strip, &la, err);
 
 	free(name);
 	return r;
@@ -499,6 +532,8 @@ s3_url(struct store *s, const char *key, long expires_s, char **url,
 	char *name = object_name(key);
 	int r;
 
+	/* no request: signing only reads the client and the key, which a
+	 * part in flight leaves alone */
 	if (st->auth != NULL)
 		r = gcs_auth_presign_get(st->auth, st->c, name, expires_s, url,
 					 err);
