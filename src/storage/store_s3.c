@@ -13,7 +13,6 @@
  */
 #include "storage/store_internal.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,43 +63,37 @@ struct s3_writer {
 	int nparts, cap;
 };
 
-/* A whole number from the environment within [min, max]; def when
- * unset. */
+/* A configured number within [min, max]; def when 0 (a cfg not from
+ * config_load(), which checks the range itself). */
 static int
-env_long(const char *name, long def, long min, long max, const char *unit,
-	 long *out, struct ops_err *err)
+cfg_long(const char *name, long v, long def, long min, long max,
+	 const char *unit, long *out, struct ops_err *err)
 {
-	const char *v = getenv(name);
-	char *end;
-	long n;
-
-	*out = def;
-	if (v == NULL || v[0] == '\0')
-		return 0;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < min || n > max)
+	*out = v != 0 ? v : def;
+	if (*out < min || *out > max)
 		return ops_fail(err, OPS_E_CONFIG, false,
-				"%s='%.32s' is not allowed: a whole number of "
-				"%s from %ld to %ld",
+				"%s=%ld is not allowed: a whole number of %s "
+				"from %ld to %ld",
 				name, v, unit, min, max);
-	*out = n;
 	return 0;
 }
 
 /* The settings both providers share: part size and timeout. */
 static int
-common_opts(struct s3_opts *o, struct http_policy *pol, struct ops_err *err)
+common_opts(const struct ops_config *cfg, struct s3_opts *o,
+	    struct http_policy *pol, struct ops_err *err)
 {
 	long mb, timeout;
 	int r;
 
-	r = env_long("APEXOPS_S3_MULTIPART_THRESHOLD_MB", DEFAULT_PART_MB, 5,
-		     MAX_PART_MB, "MiB", &mb, err);
+	r = cfg_long("APEXOPS_S3_MULTIPART_THRESHOLD_MB",
+		     cfg != NULL ? cfg->s3_multipart_threshold_mb : 0,
+		     DEFAULT_PART_MB, 5, MAX_PART_MB, "MiB", &mb, err);
 	if (r != 0)
 		return r;
-	r = env_long("APEXOPS_STORAGE_TIMEOUT_S", DEFAULT_TIMEOUT, 1, 3600,
-		     "seconds", &timeout, err);
+	r = cfg_long("APEXOPS_STORAGE_TIMEOUT_S",
+		     cfg != NULL ? cfg->storage_timeout_s : 0, DEFAULT_TIMEOUT,
+		     1, 3600, "seconds", &timeout, err);
 	if (r != 0)
 		return r;
 	o->multipart_threshold = (size_t)mb << 20;
@@ -175,7 +168,7 @@ s3_open(struct store *s, struct ops_err *err)
 	r = s3_opts_from_env(&o, bucket, err);
 	if (r != 0)
 		return r;
-	r = common_opts(&o, &pol, err);
+	r = common_opts(s->cfg, &o, &pol, err);
 	if (r != 0)
 		return r;
 	return finish_open(s, &o, "s3", NULL, err);
@@ -201,7 +194,7 @@ gcs_open(struct store *s, struct ops_err *err)
 	if (r != 0)
 		return r;
 	memset(&o, 0, sizeof(o));
-	r = common_opts(&o, &pol, err);
+	r = common_opts(s->cfg, &o, &pol, err);
 	if (r != 0)
 		return r;
 	o.bucket = bucket;
