@@ -517,6 +517,64 @@ s3_list(struct store *s, const char *prefix,
 	return r;
 }
 
+struct sweep_arg {
+	time_t cutoff;
+	/* uploads to abort, gathered first: the listing's pages are not
+	 * disturbed by aborts under them */
+	char **keys, **ids;
+	int n, cap;
+};
+
+static int
+sweep_one(void *arg, const char *name, const char *upload_id, time_t initiated)
+{
+	struct sweep_arg *sa = arg;
+
+	/* an upload of unknown age is left alone */
+	if (initiated == 0 || initiated >= sa->cutoff)
+		return 0;
+	if (sa->n == sa->cap) {
+		sa->cap = sa->cap ? 2 * sa->cap : 16;
+		sa->keys = xrealloc(sa->keys, (size_t)sa->cap * sizeof(char *));
+		sa->ids = xrealloc(sa->ids, (size_t)sa->cap * sizeof(char *));
+	}
+	sa->keys[sa->n] = xstrdup(name);
+	sa->ids[sa->n] = xstrdup(upload_id);
+	sa->n++;
+	return 0;
+}
+
+static int
+s3_sweep(struct store *s, const char *prefix, time_t cutoff, int *removed,
+	 struct ops_err *err)
+{
+	struct s3_store *st = s->impl;
+	struct sweep_arg sa = { cutoff, NULL, NULL, 0, 0 };
+	char *name = object_name(prefix);
+	int r;
+
+	quiesce(st);
+	r = s3_list_uploads(st->c, name, sweep_one, &sa, err);
+	for (int i = 0; i < sa.n; i++) {
+		if (r == 0) {
+			r = s3_multipart_abort(st->c, sa.keys[i], sa.ids[i],
+					       err);
+			if (r == OPS_E_NOTFOUND) {
+				ops_err_clear(err); /* gone meanwhile */
+				r = 0;
+			} else if (r == 0) {
+				(*removed)++;
+			}
+		}
+		free(sa.keys[i]);
+		free(sa.ids[i]);
+	}
+	free(sa.keys);
+	free(sa.ids);
+	free(name);
+	return r;
+}
+
 static int
 s3_url(struct store *s, const char *key, long expires_s, char **url,
        struct ops_err *err)
@@ -547,6 +605,7 @@ const struct store_provider_ops store_s3_ops = {
 	.exists = s3_exists,
 	.list = s3_list,
 	.url = s3_url,
+	.sweep = s3_sweep,
 };
 
 const struct store_provider_ops store_gcs_ops = {
@@ -560,4 +619,5 @@ const struct store_provider_ops store_gcs_ops = {
 	.exists = s3_exists,
 	.list = s3_list,
 	.url = s3_url,
+	.sweep = s3_sweep,
 };
