@@ -32,6 +32,7 @@ struct s3_store {
 	/* the writer whose part is in flight on its thread: the client is
 	 * its until quiesce() */
 	struct s3_writer *busy;
+	const volatile sig_atomic_t *stop; /* the store's */
 	size_t part;	       /* the multipart threshold and part size */
 	struct gcs_auth *auth; /* GCS with a service account, else NULL */
 };
@@ -147,6 +148,7 @@ finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
 		return ops_fail(err, r, sub.transient, "%s: %s", var, sub.msg);
 	}
 	s3_client_set_stop(st->c, s->stop);
+	st->stop = s->stop;
 	st->part = o->part_size;
 	st->auth = auth;
 	s->impl = st;
@@ -403,14 +405,19 @@ s3_w_free(struct s3_writer *w, bool abort_upload)
 {
 	(void)wait_part(w, NULL); /* its result no longer matters */
 	if (abort_upload && w->upload_id != NULL) {
-		quiesce(w->st); /* another writer's part */
+		/* a stop is why many uploads are aborted: the abort itself
+		 * must still go out, or the parts stay */
+		static const volatile sig_atomic_t never = 0;
 		struct ops_err e = OPS_ERR_INIT;
 
+		quiesce(w->st); /* another writer's part */
+		s3_client_set_stop(w->st->c, &never);
 		/* best effort; a lifecycle rule on incomplete uploads is the
 		 * backstop (docs/runbook.md) */
 		if (s3_multipart_abort(w->st->c, w->key, w->upload_id, &e) != 0)
 			log_warn("store abort of upload key=%s failed: %s",
 				 log_q(w->key), e.msg);
+		s3_client_set_stop(w->st->c, w->st->stop);
 	}
 	for (int i = 0; i < w->nparts; i++)
 		free(w->etags[i]);

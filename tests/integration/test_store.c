@@ -1207,6 +1207,43 @@ test_s3_timeout_retried(void **state)
 
 static int count_one(void *arg, const char *location);
 
+/* SIGTERM mid-export: the writer stops, and its abort still goes out. */
+static void
+test_s3_stop_aborts_upload(void **state)
+{
+	size_t len = 7u << 20;
+	unsigned char *data = xmalloc(len);
+	volatile sig_atomic_t stop = 0;
+	struct ops_config cfg;
+	struct store *s = NULL;
+	struct store_writer *w = NULL;
+	struct ops_err err = OPS_ERR_INIT;
+
+	(void)state;
+	random_bytes(data, len);
+	base_cfg(&cfg, "exports");
+	s3_env();
+	assert_int_equal(store_open(&cfg, STORE_S3, &stop, &s, &err), 0);
+	requests_clear();
+	assert_int_equal(store_writer_open(s, "t-st/u/1.jsonl", NULL, &w, &err),
+			 0);
+	assert_int_equal(store_write(w, data, len, &err), 0);
+	assert_int_equal(pending_uploads(), 1);
+	stop = 1;
+	assert_int_equal(store_write(w, data, 10, &err), OPS_E_STOPPED);
+	store_writer_abort(w);
+	assert_int_equal(requests_count("DELETE", "uploadId=", 204), 1);
+	assert_int_equal(pending_uploads(), 0);
+	stop = 0;
+	assert_int_equal(store_exists(s,
+				      "s3://exports/privacy-exports/t-st/u/"
+				      "1.jsonl",
+				      &err),
+			 OPS_E_NOTFOUND);
+	free(data);
+	store_free(s);
+}
+
 /* A worker killed mid-upload leaves a pending upload; a sweep aborts it
  * once it is old enough, and touches nothing else. */
 static void
@@ -1824,6 +1861,7 @@ main(void)
 		cmocka_unit_test(test_s3_timeout_retried),
 		cmocka_unit_test(test_s3_parts_overlap_writing),
 		cmocka_unit_test(test_s3_sweep_after_kill),
+		cmocka_unit_test(test_s3_stop_aborts_upload),
 		cmocka_unit_test(test_s3_list_pages),
 		cmocka_unit_test(test_s3_wrong_secret),
 		cmocka_unit_test(test_s3_config_errors),
