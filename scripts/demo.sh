@@ -56,6 +56,18 @@ APEXOPS_CLOCK_START="${DAY}T01:50:00Z" APEXOPS_CLOCK_EPOCH=$(date +%s.%N) APEXOP
 	APEXOPS_CRON_LEASE_S=3600 "$BIN" cron --run-for 9000 2>"$OUT/cron-cycle.log" || true
 grep -E 'claimed run|run finished' "$OUT/cron-cycle.log" | sed 's/^ts=[^ ]* //' || true
 ops cron history --limit 5
+step "6b. a privacy export for a sandbox login, completed by a worker"
+# the developer login of the sandbox publisher; the export goes to local
+# disk under the demo's output directory
+export PRIVACY_EXPORT_DIR="$OUT/exports"
+ops privacy export --tenant 138f62be-5cee-4c73-aba4-ba78ea77ab44 \
+	--user 6348ae56-dcd1-474a-9563-f6cf5f96395e --format jsonl
+ops worker --concurrency 1 --exit-when-idle 2000 2>"$OUT/privacy-worker.log" || true
+PRQ=$(psql -X -At "$("$BIN" db url 2>/dev/null)" -c "SELECT max(id) FROM apexops.privacy_requests WHERE kind = 'export'")
+ops privacy show "$PRQ"
+PLOC=$("$BIN" privacy url "$PRQ")
+printf '$ head -3 %s | cut -c1-160\n' "$PLOC"
+head -3 "$PLOC" | cut -c1-160
 step "7. status"
 ops status || true
 step "done"
