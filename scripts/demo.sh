@@ -56,7 +56,49 @@ APEXOPS_CLOCK_START="${DAY}T01:50:00Z" APEXOPS_CLOCK_EPOCH=$(date +%s.%N) APEXOP
 	APEXOPS_CRON_LEASE_S=3600 "$BIN" cron --run-for 9000 2>"$OUT/cron-cycle.log" || true
 grep -E 'claimed run|run finished' "$OUT/cron-cycle.log" | sed 's/^ts=[^ ]* //' || true
 ops cron history --limit 5
-step "6b. a privacy export for a sandbox login, completed by a worker"
+step "7. Stripe usage sync: yesterday's dry run (nothing is sent, no key needed)"
+# demo data only: yesterday's usage_records for the sandbox logins (tagged
+# demo rows are replaced, nothing else is touched); logins without a Stripe
+# customer id are listed as such
+psql -X -q -v ON_ERROR_STOP=1 "$("$BIN" db url 2>/dev/null)" <<'SQL'
+DELETE FROM public.usage_records WHERE metadata->>'source' = 'apexops-demo';
+INSERT INTO public.usage_records (customer_id, metric_type, quantity, metadata, recorded_at)
+SELECT u.id, m, 100 * length(u.email) + h * 7, '{"source": "apexops-demo"}',
+       date_trunc('day', now()) - interval '1 day' + h * interval '3 hours'
+FROM public.users u, unnest(ARRAY['impressions', 'api_calls', 'data_transfer']) m, generate_series(0, 7) h
+WHERE u.publisher_id = '138f62be-5cee-4c73-aba4-ba78ea77ab44';
+SQL
+ops stripe sync-usage --dry-run || true
+step "8. dunning dry-run on the sandbox data, against the Stripe test double"
+# a failed invoice of the sandbox owner, as the platform's webhook intake
+# records it (idempotent: the demo row is replaced), and the double holding
+# that invoice; a dry-run reads Stripe and writes or pays nothing
+if command -v node >/dev/null && command -v curl >/dev/null; then
+	PORT=0 node tests/peers/stripe-double.mjs >"$OUT/stripe-double.log" 2>&1 &
+	DPID=$!
+	DPORT=""
+	for _ in $(seq 1 100); do
+		DPORT=$(sed -n '1s/.* on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$OUT/stripe-double.log")
+		[ -n "$DPORT" ] && break
+		sleep 0.1
+	done
+	curl -s -X POST -H 'content-type: application/json' \
+		-d '{"invoices":[{"id":"in_demo_sandbox_1","customer":"cus_demo_sandbox","amount_due":4900,"payment_method":"pm_card_chargeCustomerFail"}]}' \
+		"http://127.0.0.1:$DPORT/__double/billing/seed" >/dev/null
+	psql -X -q -v ON_ERROR_STOP=1 "$("$BIN" db url 2>/dev/null)" <<'SQL'
+DELETE FROM public.billing_audit WHERE actor = 'apexops-demo' AND event_type = 'payment_failed';
+INSERT INTO public.billing_audit (event_type, actor, customer_id, data, created_at)
+VALUES ('payment_failed', 'apexops-demo', '821cd756-d945-4efd-8f7c-3e7d3520a899',
+	'{"invoice": "in_demo_sandbox_1", "source": "apexops-demo"}', now() - interval '4 days');
+SQL
+	printf '$ STRIPE_SECRET_KEY=sk_test_... apexops stripe dunning --dry-run\n'
+	STRIPE_SECRET_KEY=sk_test_FAKE_demo APEXOPS_STRIPE_API_BASE="http://127.0.0.1:$DPORT" \
+		"$BIN" stripe dunning --dry-run 2>>"$OUT/dunning.log" || true
+	kill "$DPID" 2>/dev/null || true
+else
+	echo "skipped: the Stripe double needs node and curl (scripts/install-deps.sh)"
+fi
+step "9. a privacy export for a sandbox login, completed by a worker"
 # the developer login of the sandbox publisher; the export goes to local
 # disk under the demo's output directory
 export PRIVACY_EXPORT_DIR="$OUT/exports"
@@ -68,7 +110,7 @@ ops privacy show "$PRQ"
 PLOC=$("$BIN" privacy url "$PRQ")
 printf '$ head -3 %s | cut -c1-160\n' "$PLOC"
 head -3 "$PLOC" | cut -c1-160
-step "7. status"
+step "10. status"
 ops status || true
 step "done"
 cat <<EOT

@@ -72,6 +72,8 @@ int cmd_sandbox_bootstrap(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox_revenue(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_stripe(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_stripe_sync_usage(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_stripe_dunning(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_dunning(struct cli_ctx *ctx, int argc, char **argv);
 
 extern const char cmd_db_usage[];
 extern const char cmd_migrate_usage[];
@@ -87,5 +89,7 @@ extern const char cmd_sandbox_bootstrap_usage[];
 extern const char cmd_sandbox_revenue_usage[];
 extern const char cmd_stripe_usage[];
 extern const char cmd_stripe_sync_usage_usage[];
+extern const char cmd_stripe_dunning_usage[];
+extern const char cmd_dunning_usage[];
 
 #endif

@@ -8,6 +8,9 @@ static const struct cli_cmd stripe_subs[] = {
 	{ "sync-usage", cmd_stripe_sync_usage,
 	  "report daily usage to Stripe as Billing Meter Events",
 	  cmd_stripe_sync_usage_usage },
+	{ "dunning", cmd_stripe_dunning,
+	  "retry failed invoice payments, suspend, reactivate",
+	  cmd_stripe_dunning_usage },
 };
 #define NSUBS (sizeof(stripe_subs) / sizeof(stripe_subs[0]))
 
@@ -15,6 +18,8 @@ const char cmd_stripe_usage[] =
 	"usage: apexops stripe <subcommand> [options]\n"
 	"\n"
 	"  sync-usage  report daily usage to Stripe as Billing Meter Events\n"
+	"  dunning     retry failed invoice payments on DUNNING_RETRY_DAYS,\n"
+	"              suspend after the last attempt, reactivate when paid\n"
 	"\n"
 	"'apexops stripe SUBCOMMAND --help' describes its options.\n";
 

@@ -37,7 +37,10 @@ static const struct cli_cmd commands[] = {
 	{ "purge-old-usage", cmd_purge, "alias of purge", cmd_purge_usage },
 	{ "sandbox", cmd_sandbox, "sandbox bootstrap and revenue scenarios",
 	  cmd_sandbox_usage },
-	{ "stripe", cmd_stripe, "billing jobs: sync-usage", cmd_stripe_usage },
+	{ "stripe", cmd_stripe, "billing jobs: sync-usage, dunning",
+	  cmd_stripe_usage },
+	{ "dunning", cmd_dunning, "dunning cases: list, show",
+	  cmd_dunning_usage },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -56,6 +59,8 @@ sub_usage(const char *cmd, const char *sub)
 {
 	if (strcmp(cmd, "stripe") == 0 && strcmp(sub, "sync-usage") == 0)
 		return cmd_stripe_sync_usage_usage;
+	if (strcmp(cmd, "stripe") == 0 && strcmp(sub, "dunning") == 0)
+		return cmd_stripe_dunning_usage;
 	if (strcmp(cmd, "sandbox") != 0)
 		return NULL;
 	if (strcmp(sub, "bootstrap") == 0)

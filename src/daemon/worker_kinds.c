@@ -6,9 +6,11 @@
  */
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -19,26 +21,40 @@
 /*
  * Tests count executions: when the process environment (never a payload)
  * names a file in APEXOPS_TEST_NOOP_LOG, each noop execution appends
- * "id attempt" to it in one write (O_APPEND keeps lines whole across
- * processes). Not a configuration variable: nothing an operator sets.
+ * "start|done ID ATTEMPT US" to it in one write (O_APPEND keeps lines
+ * whole across processes; US: CLOCK_MONOTONIC microseconds, which
+ * bench/queue compares with its enqueue times). The file is opened once.
+ * Not a configuration variable: nothing an operator sets.
  */
+static pthread_once_t noop_log_once = PTHREAD_ONCE_INIT;
+static int noop_log_fd = -1;
+
+static void
+noop_log_open(void)
+{
+	const char *path = getenv("APEXOPS_TEST_NOOP_LOG");
+
+	if (path != NULL && path[0] != '\0')
+		noop_log_fd = open(
+			path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+}
+
 static void
 noop_record(const struct worker_job *job, const char *what)
 {
-	const char *path = getenv("APEXOPS_TEST_NOOP_LOG");
-	char line[96];
-	int fd, len;
+	struct timespec ts;
+	char line[128];
+	int len;
 
-	if (path == NULL || path[0] == '\0')
+	pthread_once(&noop_log_once, noop_log_open);
+	if (noop_log_fd < 0)
 		return;
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	len = snprintf(line, sizeof(line), "%s %lld %d\n", what, job->id,
-		       job->attempt);
-	if (write(fd, line, (size_t)len) != len)
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	len = snprintf(line, sizeof(line), "%s %lld %d %lld\n", what, job->id,
+		       job->attempt,
+		       (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	if (write(noop_log_fd, line, (size_t)len) != len)
 		log_warn("noop: cannot record to the test log");
-	close(fd);
 }
 
 /* The built-in kind: does nothing but sleep payload.sleep_ms (default 0);

@@ -15,6 +15,7 @@
 #include "jobs/purge_job.h"
 #include "jobs/queue_job.h"
 #include "jobs/revenue_job.h"
+#include "stripe/dunning.h"
 #include "stripe/usage.h"
 
 /*
@@ -28,9 +29,8 @@ const struct job_def job_table[] = {
 	  "usage sync" },
 	{ "usage-purge", "30 2 * * *", "apexops.purge", 0, purge_job_run,
 	  "retention purge of usage_events and billing_audit", "purge" },
-	{ "dunning-retries", "0 3 * * *", "apexops.dunning-retries",
-	  JOB_UNAVAILABLE, NULL, "retry failed payments on schedule",
-	  "dunning run" },
+	{ "dunning-retries", "0 3 * * *", "apexops.dunning-retries", 0,
+	  dunning_job_run, "retry failed payments on schedule", "dunning run" },
 	{ "privacy-expiry", "0 4 * * *", "apexops.privacy-expiry", 0,
 	  privacy_expiry_job_run, "delete expired privacy exports",
 	  "privacy expiry" },

@@ -228,6 +228,8 @@ stripe_error_parse(const char *body, size_t len, struct stripe_error *serr)
 		copy_field(serr->code, sizeof(serr->code), e, "code");
 		copy_field(serr->param, sizeof(serr->param), e, "param");
 		copy_field(serr->message, sizeof(serr->message), e, "message");
+		copy_field(serr->decline_code, sizeof(serr->decline_code), e,
+			   "decline_code");
 		r = 0;
 	}
 	json_decref(doc);

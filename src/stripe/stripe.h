@@ -34,6 +34,7 @@ struct stripe_error {
 	char param[128];
 	char message[512];
 	char request_id[64];
+	char decline_code[64]; /* card errors: generic_decline, ... */
 };
 
 /*

@@ -427,8 +427,9 @@ static const char plan_sql[] =
 	"  WHERE r.recorded_at >= win.lo AND r.recorded_at < win.hi"
 	"  AND r.metric_type IN (SELECT metric FROM m)"
 	"  GROUP BY 1, 2),"
-	" led AS (SELECT customer_id, metric, sum(quantity)::bigint AS"
-	"  reported, max(seq) AS maxseq FROM apexops.stripe_usage_events"
+	" led AS (SELECT customer_id, metric, COALESCE(sum(quantity) FILTER"
+	"  (WHERE status <> 'cancelled'), 0)::bigint AS reported,"
+	"  max(seq) AS maxseq FROM apexops.stripe_usage_events"
 	"  WHERE usage_day = $1::date GROUP BY 1, 2),"
 	" cand AS (SELECT s.customer_id, s.metric, s.total,"
 	"  COALESCE(l.reported, 0) AS reported,"
@@ -463,11 +464,19 @@ static const char plan_sql[] =
 	"  resolved_at = CASE WHEN d.reported = EXCLUDED.reported AND"
 	"   d.recorded = EXCLUDED.recorded THEN d.resolved_at END"
 	"  RETURNING customer_id, metric, reported, recorded, resolved_at)"
+	" , back AS (UPDATE apexops.stripe_usage_decreases d SET"
+	"  resolved_at = clock_timestamp(), note = concat_ws('; ', d.note,"
+	"  'recorded usage back at or above the reported figure')"
+	"  FROM led l LEFT JOIN sums s USING (customer_id, metric)"
+	"  WHERE d.usage_day = $1::date AND d.customer_id = l.customer_id"
+	"  AND d.metric = l.metric AND d.resolved_at IS NULL"
+	"  AND COALESCE(s.total, 0) >= l.reported RETURNING 1)"
 	" SELECT 'missing', customer_id::text, metric, total, 0"
 	"  FROM cand WHERE scid IS NULL"
 	" UNION ALL SELECT 'decrease', customer_id::text, metric, recorded,"
 	"  reported FROM dec WHERE resolved_at IS NULL"
 	" UNION ALL SELECT 'planned', NULL, NULL, count(*), 0 FROM ins"
+	" UNION ALL SELECT 'resolved', NULL, NULL, count(*), 0 FROM back"
 	" ORDER BY 1, 2, 3";
 
 static int
@@ -489,6 +498,8 @@ plan_day(struct db *db, const struct usage_opts *o, const char *day,
 
 		if (strcmp(kind, "planned") == 0) {
 			res->planned += db_res_ll(q, i, 3);
+		} else if (strcmp(kind, "resolved") == 0) {
+			continue; /* noted in the table */
 		} else if (strcmp(kind, "missing") == 0) {
 			struct usage_missing *mi;
 
@@ -531,7 +542,8 @@ load_open(struct db *db, const char *days, bool dry_run,
 		" event_name, usage_day::text, seq, quantity, day_total,"
 		" event_ts, identifier, status, COALESCE(error, '')"
 		" FROM apexops.stripe_usage_events"
-		" WHERE usage_day = ANY($1::date[]) AND status <> 'sent'"
+		" WHERE usage_day = ANY($1::date[])"
+		" AND status IN ('pending', 'failed')"
 		" ORDER BY customer_id, usage_day, metric, seq";
 	const char *p[1] = { days };
 	struct db_res *q = NULL;
@@ -580,7 +592,7 @@ struct sender {
 	size_t nsettled;
 	int running;  /* workers still running */
 	bool stopped; /* a worker saw the stop flag */
-	char worker_err[256];
+	char worker_err[sizeof(((struct ops_err *)0)->msg)];
 };
 
 static void
@@ -701,7 +713,7 @@ flush(struct db *db, struct usage_result *res, const size_t *idx, size_t n,
 		" run_id = COALESCE(NULLIF($6::bigint, 0), e.run_id)"
 		" FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
 		"  $5::text[]) AS v(id, status, outcome, req, error)"
-		" WHERE e.id = v.id AND e.status <> 'sent'";
+		" WHERE e.id = v.id AND e.status IN ('pending', 'failed')";
 	struct buf ids = BUF_INIT, st = BUF_INIT, oc = BUF_INIT, rq = BUF_INIT,
 		   er = BUF_INIT;
 	char run_s[32];
@@ -862,7 +874,8 @@ write_audit(struct db *db, const struct usage_result *res, long long run_id,
 		"error)"
 		"  ORDER BY metric, seq))"
 		" FROM apexops.stripe_usage_events"
-		" WHERE id = ANY($1::bigint[]) GROUP BY customer_id, usage_day";
+		" WHERE id = ANY($1::bigint[]) AND status <> 'cancelled'"
+		" GROUP BY customer_id, usage_day";
 	static const char sql_missing[] =
 		"INSERT INTO public.billing_audit (event_type, actor,"
 		" customer_id, data)"

@@ -46,11 +46,11 @@ assert_eq "USAGE_RETENTION_MONTHS, not RETENTION_MONTHS, decides" "$want6" \
 assert_eq "recorded as a manual executing run" "usage-purge manual execute succeeded" \
 	"$(sql "$url" "SELECT job || ' ' || trigger || ' ' || mode || ' ' || status FROM apexops.job_runs ORDER BY id DESC LIMIT 1")"
 
-run_ops cron run dunning-retries
+run_ops cron run privacy-expiry
 expect_rc 1 "a job this version cannot run exits 1"
 assert_contains "and says it is not available" "$ERR" "not available"
 assert_eq "its run is recorded unavailable" "unavailable" \
-	"$(sql "$url" "SELECT status FROM apexops.job_runs WHERE job = 'dunning-retries'")"
+	"$(sql "$url" "SELECT status FROM apexops.job_runs WHERE job = 'privacy-expiry'")"
 
 run_ops cron run no-such-job
 expect_rc 64 "an unknown job is a usage error"
@@ -80,7 +80,7 @@ wait "$locker" 2>/dev/null
 
 run_ops cron history --json
 expect_rc 0 "cron history --json"
-assert_eq "newest first, with the contract's fields" "dunning-retries unavailable manual 1 true true" \
+assert_eq "newest first, with the contract's fields" "privacy-expiry unavailable manual 1 true true" \
 	"$(psql -X -At "$OPS_TEST_ADMIN_URL" -v j="$OUT" <<<"SELECT (e->>'job') || ' ' || (e->>'status') || ' ' || (e->>'trigger') || ' ' || (e->>'attempt') || ' ' || (e ? 'slot')::text || ' ' || (e->>'owner' LIKE '%:%')::text FROM jsonb_array_elements(:'j'::jsonb) e LIMIT 1")"
 run_ops cron history usage-purge --failed
 expect_rc 0 "cron history JOB --failed"

@@ -135,6 +135,25 @@ assert_contains "the figures in the output" "$OUT" "reported 30, recorded 10"
 assert_eq "nothing is sent" "$before" "$(requests)"
 assert_eq "it is kept for an operator" "$B impressions 30 10" \
 	"$(sql "$url" "SELECT customer_id || ' ' || metric || ' ' || reported || ' ' || recorded FROM apexops.stripe_usage_decreases WHERE resolved_at IS NULL")"
+# the operator's fix within 24 hours: cancel the event at Stripe, mark the
+# row cancelled; the next run reports the corrected total under a new seq
+printf 'Authorization: Bearer %s\n' "$SECRET" >"$E2E_TMP/auth"
+ident=$(sql "$url" "SELECT identifier FROM apexops.stripe_usage_events WHERE customer_id = '$B'")
+curl -sf -H @"$E2E_TMP/auth" -H 'Idempotency-Key: cancel-1' "$D/v1/billing/meter_event_adjustments" \
+	-d type=cancel -d event_name=impressions --data-urlencode "cancel[identifier]=$ident" >/dev/null &&
+	ok "the event is cancelled at Stripe" || not_ok "the event is cancelled at Stripe"
+sql "$url" "UPDATE apexops.stripe_usage_events SET status = 'cancelled' WHERE identifier = '$ident'" >/dev/null
+sync --date "$day"
+expect_rc 0 "after a cancellation: exit 0"
+assert_eq "the corrected total is sent under the next seq" "10 sent 1" \
+	"$(sql "$url" "SELECT quantity || ' ' || status || ' ' || seq FROM apexops.stripe_usage_events WHERE customer_id = '$B' AND status <> 'cancelled'")"
+assert_eq "Stripe now holds the recorded usage" "cus_B impressions 10" "$(dsums | grep cus_B)"
+use $B impressions 25 "$day 09:00:00"
+sync --date "$day"
+expect_rc 0 "usage back above the reported figure: exit 0"
+assert_eq "only the difference is sent" "cus_B impressions 35" "$(dsums | grep cus_B)"
+assert_eq "and the decrease is resolved" "0 1" \
+	"$(sql "$url" "SELECT count(*) FILTER (WHERE resolved_at IS NULL) || ' ' || count(*) FILTER (WHERE note LIKE 'recorded usage back%') FROM apexops.stripe_usage_decreases")"
 
 # ---- Stripe's duplicate-identifier answer settles a row ----------------------
 # a crash after Stripe took the event, a day later: the key is forgotten,
@@ -207,7 +226,7 @@ env -u STRIPE_SECRET_KEY STRIPE_SECRET_KEY_FILE="$E2E_TMP/key" "$APEXOPS_BIN" st
 RC=$?
 cat "$E2E_TMP/o" "$E2E_TMP/e" >>"$ALL"
 expect_rc 0 "a restricted rk_test_ key from STRIPE_SECRET_KEY_FILE works"
-assert_eq "and delivered" "cus_A api_calls 7|cus_A impressions 170|cus_B impressions 10" "$(dsums | paste -sd'|')"
+assert_eq "and delivered" "cus_A api_calls 7|cus_A impressions 170|cus_B impressions 35" "$(dsums | paste -sd'|')"
 STRIPE_SECRET_KEY_FILE="$E2E_TMP/key" run_ops stripe sync-usage --date "$day"
 printf '%s\n%s\n' "$OUT" "$ERR" >>"$ALL"
 expect_rc 78 "STRIPE_SECRET_KEY and STRIPE_SECRET_KEY_FILE both set: exit 78"
@@ -354,6 +373,18 @@ ERR=$(cat "$E2E_TMP/e")
 cat "$E2E_TMP/o" "$E2E_TMP/e" >>"$ALL"
 expect_rc 78 "the job without a key exits 78"
 assert_contains "naming STRIPE_SECRET_KEY" "$ERR" "STRIPE_SECRET_KEY"
+
+# ---- the cancellation migration reverts and reapplies ------------------------
+sql "$url" "UPDATE apexops.stripe_usage_events SET status = 'cancelled' WHERE id = (SELECT min(id) FROM apexops.stripe_usage_events)" >/dev/null
+# this migration and any newer one (other capabilities' migrations may follow)
+n=$(find "$OPS_ROOT/migrations/postgres" -name '*.up.sql' | sort | sed -n '/20261201_130001_stripe_usage_cancelled/,$p' | wc -l)
+APEXOPS_MIGRATIONS_DIR="$OPS_ROOT/migrations/postgres" run_ops migrate down "$n" --execute
+expect_rc 0 "the cancellation migration reverts"
+assert_eq "a cancelled row went back to sent" "0 3000" "$(sql "$url" "SELECT count(*) FILTER (WHERE status = 'cancelled') || ' ' || count(*) FILTER (WHERE status = 'sent') FROM apexops.stripe_usage_events")"
+APEXOPS_MIGRATIONS_DIR="$OPS_ROOT/migrations/postgres" run_ops migrate up
+expect_rc 0 "and applies again"
+APEXOPS_MIGRATIONS_DIR="$OPS_ROOT/migrations/postgres" run_ops migrate verify
+expect_rc 0 "migrate verify is clean"
 
 # ---- the secret in no output ------------------------------------------------------
 for k in "$SECRET" "$RKEY"; do

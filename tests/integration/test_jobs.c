@@ -167,7 +167,7 @@ test_job_unavailable(void **state)
 	struct ops_err err = OPS_ERR_INIT;
 	struct ops_config cfg;
 	struct job_ctx ctx;
-	const struct job_def *j = job_find("dunning-retries");
+	const struct job_def *j = job_find("privacy-expiry");
 
 	(void)state;
 	memset(&cfg, 0, sizeof(cfg));
@@ -181,7 +181,7 @@ test_job_unavailable(void **state)
 	assert_non_null(strstr(err.msg, "not available"));
 	assert_int_equal(itest_value_ll(db,
 					"SELECT count(*) FROM apexops.job_runs"
-					" WHERE job = 'dunning-retries' AND"
+					" WHERE job = 'privacy-expiry' AND"
 					" status = 'unavailable' AND slot ="
 					" '2026-12-01 03:00:00+00'"),
 			 1);
@@ -297,7 +297,7 @@ test_job_status(void **state)
 				  "2026-11-30 09:00:00Z, 1.0 s\n"
 				  "    last ok    2026-11-30 02:30:02Z\n"
 				  "    error      disk full\n"));
-	assert_non_null(strstr(s, "dunning-retries    0 3 * * *  (not "
+	assert_non_null(strstr(s, "privacy-expiry     0 4 * * *  (not "
 				  "available in this version)\n"));
 	assert_non_null(strstr(s, "  schedulers   none seen"));
 	buf_release(&out);

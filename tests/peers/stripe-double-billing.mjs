@@ -23,7 +23,8 @@
 //     generic_decline); pm_card_visa_chargeDeclined (generic_decline) and
 //     pm_card_visa_chargeDeclinedInsufficientFunds (insufficient_funds)
 //     decline too; decline_once (ours) declines the first charge and then
-//     succeeds, as a customer who fixes the card in between.
+//     succeeds, as a customer who fixes the card in between; none: the
+//     customer has no payment method (400 invalid_request_error).
 //   - list: newest first, status/customer/subscription filters, limit
 //     1..100, starting_after / ending_before cursors, has_more.
 //   - subscriptions: pause_collection[behavior] keep_as_draft,
@@ -135,6 +136,8 @@ function pay(api, i, body, key) {
     throw new api.StripeError(400, 'invalid_request_error', 'This invoice must be finalized before it can be paid.', 'invoice_not_open');
   if (body.paid_out_of_band === 'true') { markPaid(api, i, null, true); return i; }
   if (body.payment_method) pmOf.set(i.customer, body.payment_method);
+  if (pmOf.get(i.customer) === 'none')
+    throw new api.StripeError(400, 'invalid_request_error', 'This customer has no attached payment source or default payment method. Please consider adding a default payment method.');
   const c = charge(api, i, 'api_pay', key);
   if (c.status === 'failed') {
     throw new api.StripeError(402, 'card_error', 'Your card was declined.', 'card_declined', '',

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS apexops.dunning_transitions;
+DROP TABLE IF EXISTS apexops.dunning_cases;
