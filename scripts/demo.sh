@@ -98,7 +98,19 @@ SQL
 else
 	echo "skipped: the Stripe double needs node and curl (scripts/install-deps.sh)"
 fi
-step "9. status"
+step "9. a privacy export for a sandbox login, completed by a worker"
+# the developer login of the sandbox publisher; the export goes to local
+# disk under the demo's output directory
+export PRIVACY_EXPORT_DIR="$OUT/exports"
+ops privacy export --tenant 138f62be-5cee-4c73-aba4-ba78ea77ab44 \
+	--user 6348ae56-dcd1-474a-9563-f6cf5f96395e --format jsonl
+ops worker --concurrency 1 --exit-when-idle 2000 2>"$OUT/privacy-worker.log" || true
+PRQ=$(psql -X -At "$("$BIN" db url 2>/dev/null)" -c "SELECT max(id) FROM apexops.privacy_requests WHERE kind = 'export'")
+ops privacy show "$PRQ"
+PLOC=$("$BIN" privacy url "$PRQ")
+printf '$ head -3 %s | cut -c1-160\n' "$PLOC"
+head -3 "$PLOC" | cut -c1-160
+step "10. status"
 ops status || true
 step "done"
 cat <<EOT

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/stop.h"
 #include "daemon/worker.h"
+#include "jobs/privacy.h"
 
 /*
  * Tests count executions: when the process environment (never a payload)
@@ -89,8 +90,40 @@ noop_handle(struct worker_job *job)
 	return r;
 }
 
+/* privacy-export and privacy-delete: the payload names the request; the
+ * request row says what to do (jobs/privacy.h). */
+static int
+privacy_handle(struct worker_job *job)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	json_t *doc = json_loads(job->payload, 0, NULL);
+	json_t *rid = json_object_get(doc, "request_id");
+	long long id = json_is_integer(rid) ? json_integer_value(rid) : 0;
+	bool permanent = false;
+
+	json_decref(doc);
+	if (id < 1) {
+		snprintf(job->error, sizeof(job->error),
+			 "%s: the payload names no request_id", job->kind);
+		job->permanent = true;
+		return -1;
+	}
+	if (privacy_request_run(job->cfg, job->db_url, id, job->id,
+				job->attempt, job->stop, &permanent,
+				&err) != 0) {
+		snprintf(job->error, sizeof(job->error), "%.250s", err.msg);
+		job->permanent = permanent;
+		return -1;
+	}
+	return 0;
+}
+
 const struct worker_kind worker_kinds[] = {
 	{ "noop", noop_handle, 5, WORKER_POOL_DEFAULT,
 	  "does nothing ({\"sleep_ms\": N} sleeps); for tests and benchmarks" },
+	{ "privacy-export", privacy_handle, 5, WORKER_POOL_PRIVACY,
+	  "export a user's data (apexops privacy export)" },
+	{ "privacy-delete", privacy_handle, 5, WORKER_POOL_PRIVACY,
+	  "erase a user's data (apexops privacy delete)" },
 };
 const int worker_nkinds = (int)(sizeof(worker_kinds) / sizeof(worker_kinds[0]));
