@@ -136,18 +136,32 @@ note_case(struct dun *d, const char *invoice, const char *action, int attempt,
 	pthread_mutex_unlock(&d->mu);
 }
 
+/*
+ * The connection of the calling thread: a worker's own (tdb), else the
+ * run's (ctx->db, which holds the job's lock), shared under dbmu.
+ */
+static _Thread_local struct db *tdb;
+
+static struct db *
+DB(struct dun *d)
+{
+	return tdb != NULL ? tdb : d->ctx->db;
+}
+
 static void
 dblock(struct dun *d)
 {
-	pthread_mutex_lock(&d->dbmu);
+	if (tdb == NULL)
+		pthread_mutex_lock(&d->dbmu);
 }
 
 static void
 dbunlock(struct dun *d)
 {
-	if (db_in_tx(d->ctx->db))
-		db_rollback(d->ctx->db);
-	pthread_mutex_unlock(&d->dbmu);
+	if (db_in_tx(DB(d)))
+		db_rollback(DB(d));
+	if (tdb == NULL)
+		pthread_mutex_unlock(&d->dbmu);
 }
 
 int
@@ -314,7 +328,7 @@ static int
 exec(struct dun *d, const char *sql, int n, const char *const *p,
      long long *affected, struct ops_err *err)
 {
-	return db_exec(d->ctx->db, sql, n, p, affected, err);
+	return db_exec(DB(d), sql, n, p, affected, err);
 }
 
 /*
@@ -456,7 +470,7 @@ load_candidates(struct dun *d, struct candidates *c, struct ops_err *err)
 	c->v = NULL;
 	c->n = 0;
 	dblock(d);
-	r = db_query(d->ctx->db, sql, 0, NULL, &res, err);
+	r = db_query(DB(d), sql, 0, NULL, &res, err);
 	dbunlock(d);
 	if (r != 0)
 		return r;
@@ -562,9 +576,9 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 				      why };
 
 		dblock(d);
-		r = db_begin(d->ctx->db, err);
+		r = db_begin(DB(d), err);
 		if (r == 0)
-			r = db_query(d->ctx->db, sql, 15, p, &res, err);
+			r = db_query(DB(d), sql, 15, p, &res, err);
 	}
 	if (r != 0)
 		goto out;
@@ -612,7 +626,7 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 		json_decref(ev);
 	}
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	if (r == 0) {
 		add_count(d, &d->res->opened, 1);
 		if (strcmp(opened_by, "reconciliation") == 0)
@@ -644,7 +658,7 @@ known_cases(struct dun *d, const json_t *ids, json_t **known,
 
 	*known = json_array();
 	dblock(d);
-	r = db_query(d->ctx->db, sql, 1, p, &res, err);
+	r = db_query(DB(d), sql, 1, p, &res, err);
 	dbunlock(d);
 	free(text);
 	if (r != 0)
@@ -819,7 +833,7 @@ load_due(struct dun *d, struct ops_err *err)
 	int r;
 
 	dblock(d);
-	r = db_query(d->ctx->db, sql, 1, p, &res, err);
+	r = db_query(DB(d), sql, 1, p, &res, err);
 	dbunlock(d);
 	if (r != 0)
 		return r;
@@ -870,7 +884,7 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 	snprintf(n_s, sizeof(n_s), "%d", n);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0)
 		r = exec(d, sql, 4, p, &hit, err);
 	if (r == 0 && hit != 1)
@@ -881,7 +895,7 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 		r = note(d, c->id, c->invoice, c->customer, "attempt_started",
 			 "open", "open", n, key, NULL, NULL, err);
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	dbunlock(d);
 	return r;
 }
@@ -924,11 +938,11 @@ commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
 	snprintf(n_s, sizeof(n_s), "%d", n);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0) {
 		const char *p[3] = { id_s, n_s, at };
 
-		r = db_query(d->ctx->db, csql, 3, p, &res, err);
+		r = db_query(DB(d), csql, 3, p, &res, err);
 	}
 	if (r == 0 && db_res_rows(res) != 1)
 		r = ops_fail(err, OPS_E_CONFLICT, false,
@@ -961,7 +975,7 @@ commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
 			 ev, err);
 	}
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	if (r == 0)
 		snprintf(c->action, sizeof(c->action), "%s",
 			 db_res_get(res, 0, 1));
@@ -1026,16 +1040,16 @@ commit_declined(struct dun *d, struct dcase *c, int n, const char *key,
 	snprintf(next_s, sizeof(next_s), "%d", last ? 0 : d->days[n]);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0 && !last) {
 		const char *p[8] = { id_s,   n_s, decline, d->tz,
 				     next_s, at,  message, key };
 
-		r = db_query(d->ctx->db, rsql, 8, p, &res, err);
+		r = db_query(DB(d), rsql, 8, p, &res, err);
 	} else if (r == 0) {
 		const char *p[6] = { id_s, n_s, decline, at, message, key };
 
-		r = db_query(d->ctx->db, xsql, 6, p, &res, err);
+		r = db_query(DB(d), xsql, 6, p, &res, err);
 	}
 	if (r == 0 && db_res_rows(res) != 1)
 		r = ops_fail(err, OPS_E_CONFLICT, false,
@@ -1096,7 +1110,7 @@ commit_declined(struct dun *d, struct dcase *c, int n, const char *key,
 		}
 	}
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	if (r == 0 && last) {
 		*suspended = true;
 		snprintf(c->action, sizeof(c->action), "pause");
@@ -1129,14 +1143,14 @@ commit_closed(struct dun *d, struct dcase *c, const char *why,
 	snprintf(id_s, sizeof(id_s), "%lld", c->id);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0)
 		r = exec(d, sql, 3, p, &hit, err);
 	if (r == 0 && hit == 1)
 		r = note(d, c->id, c->invoice, c->customer, "closed", c->status,
 			 "closed", 0, NULL, NULL, detail, err);
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	dbunlock(d);
 	json_decref(detail);
 	return r;
@@ -1162,7 +1176,7 @@ commit_action_done(struct dun *d, struct dcase *c, const char *what,
 	snprintf(id_s, sizeof(id_s), "%lld", c->id);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0)
 		r = exec(d, sql, 3, p, &hit, err);
 	if (r == 0 && hit == 1)
@@ -1171,7 +1185,7 @@ commit_action_done(struct dun *d, struct dcase *c, const char *what,
 						    : "stripe_resumed",
 			 "", "", 0, NULL, NULL, detail, err);
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	dbunlock(d);
 	json_decref(detail);
 	return r;
@@ -1427,14 +1441,15 @@ progress(struct dun *d)
 {
 	char *counts = dunning_result_json(d->res);
 
-	dblock(d);
+	pthread_mutex_lock(&d->dbmu); /* the run's connection */
 	job_progress(d->ctx, counts, false);
-	dbunlock(d);
+	pthread_mutex_unlock(&d->dbmu);
 	free(counts);
 }
 
 struct worker {
 	struct dun *d;
+	struct db *db; /* its own connection, or NULL: the shared one */
 	pthread_t th;
 	int r;
 	struct ops_err err;
@@ -1447,6 +1462,7 @@ worker_main(void *arg)
 	struct dun *d = w->d;
 	struct stripe *st = NULL;
 
+	tdb = w->db;
 	w->r = stripe_new(&d->so, &st, &w->err);
 	while (w->r == 0 && !ops_stopped(d->stop)) {
 		struct dcase *c = NULL;
@@ -1470,13 +1486,29 @@ process_due(struct dun *d, struct ops_err *err)
 	long n =
 		d->cfg->stripe_concurrency > 0 ? d->cfg->stripe_concurrency : 1;
 	struct worker *w;
+	char *url = NULL;
+	long total;
 	int r = 0;
 
 	if (d->ncases == 0)
 		return 0;
 	if ((size_t)n > d->ncases)
 		n = (long)d->ncases;
+	total = n;
 	w = xcalloc((size_t)n, sizeof(*w));
+	/* a connection per worker, so that cases commit in parallel; the
+	 * run's own (with the job's lock) stays for the ledger */
+	for (long i = 0; i < n; i++) {
+		struct ops_err e = OPS_ERR_INIT;
+
+		if (db_connect_config(d->cfg, DUNNING_JOB_NAME, &url, NULL,
+				      &w[i].db, &e) != 0) {
+			log_warn("dunning worker shares the run's connection "
+				 "error=%s",
+				 log_q(e.msg));
+			w[i].db = NULL;
+		}
+	}
 	for (long i = 0; i < n; i++) {
 		w[i].d = d;
 		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
@@ -1493,7 +1525,10 @@ process_due(struct dun *d, struct ops_err *err)
 			*err = w[i].err;
 		}
 	}
+	for (long i = 0; i < total; i++)
+		db_close(w[i].db);
 	free(w);
+	free(url);
 	if (r == 0 && ops_stopped(d->stop))
 		r = ops_fail(err, OPS_E_STOPPED, false,
 			     "stopped with %zu of %zu cases done", d->next,
