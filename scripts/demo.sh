@@ -56,7 +56,20 @@ APEXOPS_CLOCK_START="${DAY}T01:50:00Z" APEXOPS_CLOCK_EPOCH=$(date +%s.%N) APEXOP
 	APEXOPS_CRON_LEASE_S=3600 "$BIN" cron --run-for 9000 2>"$OUT/cron-cycle.log" || true
 grep -E 'claimed run|run finished' "$OUT/cron-cycle.log" | sed 's/^ts=[^ ]* //' || true
 ops cron history --limit 5
-step "6b. dunning dry-run on the sandbox data, against the Stripe test double"
+step "7. Stripe usage sync: yesterday's dry run (nothing is sent, no key needed)"
+# demo data only: yesterday's usage_records for the sandbox logins (tagged
+# demo rows are replaced, nothing else is touched); logins without a Stripe
+# customer id are listed as such
+psql -X -q -v ON_ERROR_STOP=1 "$("$BIN" db url 2>/dev/null)" <<'SQL'
+DELETE FROM public.usage_records WHERE metadata->>'source' = 'apexops-demo';
+INSERT INTO public.usage_records (customer_id, metric_type, quantity, metadata, recorded_at)
+SELECT u.id, m, 100 * length(u.email) + h * 7, '{"source": "apexops-demo"}',
+       date_trunc('day', now()) - interval '1 day' + h * interval '3 hours'
+FROM public.users u, unnest(ARRAY['impressions', 'api_calls', 'data_transfer']) m, generate_series(0, 7) h
+WHERE u.publisher_id = '138f62be-5cee-4c73-aba4-ba78ea77ab44';
+SQL
+ops stripe sync-usage --dry-run || true
+step "8. dunning dry-run on the sandbox data, against the Stripe test double"
 # a failed invoice of the sandbox owner, as the platform's webhook intake
 # records it (idempotent: the demo row is replaced), and the double holding
 # that invoice; a dry-run reads Stripe and writes or pays nothing
@@ -85,7 +98,19 @@ SQL
 else
 	echo "skipped: the Stripe double needs node and curl (scripts/install-deps.sh)"
 fi
-step "7. status"
+step "9. a privacy export for a sandbox login, completed by a worker"
+# the developer login of the sandbox publisher; the export goes to local
+# disk under the demo's output directory
+export PRIVACY_EXPORT_DIR="$OUT/exports"
+ops privacy export --tenant 138f62be-5cee-4c73-aba4-ba78ea77ab44 \
+	--user 6348ae56-dcd1-474a-9563-f6cf5f96395e --format jsonl
+ops worker --concurrency 1 --exit-when-idle 2000 2>"$OUT/privacy-worker.log" || true
+PRQ=$(psql -X -At "$("$BIN" db url 2>/dev/null)" -c "SELECT max(id) FROM apexops.privacy_requests WHERE kind = 'export'")
+ops privacy show "$PRQ"
+PLOC=$("$BIN" privacy url "$PRQ")
+printf '$ head -3 %s | cut -c1-160\n' "$PLOC"
+head -3 "$PLOC" | cut -c1-160
+step "10. status"
 ops status || true
 step "done"
 cat <<EOT

@@ -37,8 +37,46 @@ struct mjob {
 	double lateness_sum, lateness_max;
 };
 
+/* Histogram buckets (seconds) of the worker's claims and handlers. */
+#define METRICS_NBUCKETS 12
+static const double buckets[METRICS_NBUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30,
+};
+#define METRICS_KINDS	16
+#define METRICS_QROWS	64
+#define WORKER_STATUSES 4
+static const char *const worker_statuses[WORKER_STATUSES] = {
+	"succeeded",
+	"retrying",
+	"dead",
+	"other",
+};
+
+struct histo {
+	unsigned long long le[METRICS_NBUCKETS]; /* cumulative at render */
+	unsigned long long count;
+	double sum;
+};
+
+struct mkind {
+	char name[64];
+	unsigned long long jobs[WORKER_STATUSES];
+	struct histo handler;
+};
+
 struct metrics {
 	pthread_mutex_t mu;
+	/* apexops worker */
+	bool worker;
+	struct mkind kinds[METRICS_KINDS];
+	int nkinds;
+	struct histo claim;
+	unsigned long long claimed;
+	struct metrics_queue_row qrows[METRICS_QROWS];
+	int nqrows;
+	long long depth;
+	double oldest_age;
+	bool have_snapshot;
 	struct mjob jobs[METRICS_JOBS];
 	int njobs;
 	double last_tick; /* monotonic */
@@ -172,6 +210,164 @@ metrics_missed(struct metrics *m, const char *job, int n)
 	pthread_mutex_unlock(&m->mu);
 }
 
+static void
+histo_add(struct histo *h, double v)
+{
+	for (int i = 0; i < METRICS_NBUCKETS; i++)
+		if (v <= buckets[i]) {
+			h->le[i]++;
+			break;
+		}
+	h->count++;
+	h->sum += v;
+}
+
+static void
+histo_render(struct buf *out, const char *name, const char *labels,
+	     const struct histo *h)
+{
+	unsigned long long cum = 0;
+
+	for (int i = 0; i < METRICS_NBUCKETS; i++) {
+		cum += h->le[i];
+		buf_addf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels,
+			 labels[0] ? "," : "", buckets[i], cum);
+	}
+	buf_addf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels,
+		 labels[0] ? "," : "", h->count);
+	buf_addf(out, "%s_sum%s%s%s %.6f\n", name, labels[0] ? "{" : "", labels,
+		 labels[0] ? "}" : "", h->sum);
+	buf_addf(out, "%s_count%s%s%s %llu\n", name, labels[0] ? "{" : "",
+		 labels, labels[0] ? "}" : "", h->count);
+}
+
+/* The kind's slot, added on first use; under m->mu. */
+static struct mkind *
+kind_of(struct metrics *m, const char *kind)
+{
+	for (int i = 0; i < m->nkinds; i++)
+		if (strcmp(m->kinds[i].name, kind) == 0)
+			return &m->kinds[i];
+	if (m->nkinds == METRICS_KINDS)
+		return &m->kinds[METRICS_KINDS - 1];
+	snprintf(m->kinds[m->nkinds].name, sizeof(m->kinds[0].name), "%s",
+		 kind);
+	return &m->kinds[m->nkinds++];
+}
+
+void
+metrics_worker_enable(struct metrics *m)
+{
+	pthread_mutex_lock(&m->mu);
+	m->worker = true;
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_worker_claim(struct metrics *m, double seconds, int n)
+{
+	pthread_mutex_lock(&m->mu);
+	m->worker = true;
+	histo_add(&m->claim, seconds);
+	m->claimed += (unsigned long long)(n > 0 ? n : 0);
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_worker_finished(struct metrics *m, const char *kind, const char *status,
+			double seconds)
+{
+	struct mkind *k;
+	int s = WORKER_STATUSES - 1;
+
+	for (int i = 0; i < WORKER_STATUSES - 1; i++)
+		if (strcmp(worker_statuses[i], status) == 0)
+			s = i;
+	pthread_mutex_lock(&m->mu);
+	m->worker = true;
+	k = kind_of(m, kind);
+	k->jobs[s]++;
+	histo_add(&k->handler, seconds);
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_worker_queue(struct metrics *m, const struct metrics_queue_row *rows,
+		     int n, long long depth, double oldest_age_s)
+{
+	pthread_mutex_lock(&m->mu);
+	m->worker = true;
+	m->nqrows = n < METRICS_QROWS ? n : METRICS_QROWS;
+	memcpy(m->qrows, rows, sizeof(*rows) * (size_t)m->nqrows);
+	m->depth = depth;
+	m->oldest_age = oldest_age_s;
+	m->have_snapshot = true;
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* The worker's families, under m->mu. Kinds are the queue's
+ * ([a-z0-9_.-]) and states its own list: no label escaping. */
+static void
+render_worker(struct metrics *m, struct buf *out)
+{
+	char labels[96];
+
+	buf_adds(out, "# HELP apexops_worker_jobs_total Jobs this worker "
+		      "ran, by kind and outcome.\n"
+		      "# TYPE apexops_worker_jobs_total counter\n");
+	for (int i = 0; i < m->nkinds; i++)
+		for (int s = 0; s < WORKER_STATUSES; s++)
+			buf_addf(out,
+				 "apexops_worker_jobs_total{kind=\"%s\","
+				 "status=\"%s\"} %llu\n",
+				 m->kinds[i].name, worker_statuses[s],
+				 m->kinds[i].jobs[s]);
+	buf_adds(out, "# HELP apexops_worker_handler_duration_seconds How "
+		      "long handlers ran, by kind.\n"
+		      "# TYPE apexops_worker_handler_duration_seconds "
+		      "histogram\n");
+	for (int i = 0; i < m->nkinds; i++) {
+		snprintf(labels, sizeof(labels), "kind=\"%s\"",
+			 m->kinds[i].name);
+		histo_render(out, "apexops_worker_handler_duration_seconds",
+			     labels, &m->kinds[i].handler);
+	}
+	buf_adds(out, "# HELP apexops_worker_claim_duration_seconds How "
+		      "long a claim round trip took (with the completions "
+		      "riding on it).\n"
+		      "# TYPE apexops_worker_claim_duration_seconds "
+		      "histogram\n");
+	histo_render(out, "apexops_worker_claim_duration_seconds", "",
+		     &m->claim);
+	buf_addf(out,
+		 "# HELP apexops_worker_claimed_jobs_total Jobs this worker "
+		 "claimed.\n# TYPE apexops_worker_claimed_jobs_total "
+		 "counter\napexops_worker_claimed_jobs_total %llu\n",
+		 m->claimed);
+	if (!m->have_snapshot)
+		return;
+	buf_adds(out, "# HELP apexops_queue_jobs Unfinished jobs in the "
+		      "queue, by kind and state (every worker's).\n"
+		      "# TYPE apexops_queue_jobs gauge\n");
+	for (int i = 0; i < m->nqrows; i++)
+		buf_addf(out,
+			 "apexops_queue_jobs{kind=\"%s\",state=\"%s\"} "
+			 "%lld\n",
+			 m->qrows[i].kind, m->qrows[i].state,
+			 m->qrows[i].count);
+	buf_addf(out,
+		 "# HELP apexops_queue_depth Jobs due now, not running.\n"
+		 "# TYPE apexops_queue_depth gauge\napexops_queue_depth "
+		 "%lld\n",
+		 m->depth);
+	buf_addf(out,
+		 "# HELP apexops_queue_oldest_available_age_seconds How long "
+		 "the oldest due job has waited.\n# TYPE "
+		 "apexops_queue_oldest_available_age_seconds gauge\n"
+		 "apexops_queue_oldest_available_age_seconds %.3f\n",
+		 m->oldest_age);
+}
+
 bool
 metrics_healthy(struct metrics *m)
 {
@@ -265,6 +461,8 @@ metrics_render(struct metrics *m, struct buf *out)
 	for (int i = 0; i < m->njobs; i++)
 		buf_addf(out, "apexops_cron_missed_total{job=\"%s\"} %llu\n",
 			 m->jobs[i].name, m->jobs[i].missed);
+	if (m->worker)
+		render_worker(m, out);
 	pthread_mutex_unlock(&m->mu);
 }
 

@@ -1,5 +1,5 @@
 /*
- * Health and metrics of a daemon (`apexops cron`, later `apexops worker`):
+ * Health and metrics of a daemon (`apexops cron`, `apexops worker`):
  * counters kept in memory and, when asked, served over HTTP by
  * libmicrohttpd: GET /healthz (200 while the loop is alive and the
  * database reachable, 503 otherwise) and GET /metrics (Prometheus text
@@ -42,6 +42,26 @@ void metrics_finished(struct metrics *m, const char *job, const char *status,
 		      double seconds, double success_at);
 void metrics_takeover(struct metrics *m, const char *job);
 void metrics_missed(struct metrics *m, const char *job, int n);
+
+/* The queue worker's metrics (apexops worker): enable renders their
+ * families (empty until used). A claim (with the
+ * completions riding on it) took seconds and claimed n jobs. */
+void metrics_worker_enable(struct metrics *m);
+void metrics_worker_claim(struct metrics *m, double seconds, int n);
+/* A job of kind ended with status ("succeeded", "failed", "dead",
+ * "retrying") after its handler ran for seconds. */
+void metrics_worker_finished(struct metrics *m, const char *kind,
+			     const char *status, double seconds);
+/* A snapshot of the queue from the database: unfinished jobs by kind and
+ * state, the jobs due now and the age of the oldest of them. */
+struct metrics_queue_row {
+	char kind[64];
+	char state[16];
+	long long count;
+};
+void metrics_worker_queue(struct metrics *m,
+			  const struct metrics_queue_row *rows, int n,
+			  long long depth, double oldest_age_s);
 
 /* The /metrics text into out; the /healthz answer as the return value
  * (true: healthy). Exposed for tests. */

@@ -20,45 +20,116 @@
 #include "db/db.h"
 #include "jobs/queue.h"
 
-#define PREFETCH_PER_HANDLER 32
-#define POLL_MS		     1000 /* LISTEN's fallback */
-#define REAP_MS		     5000 /* lapsed leases of dead workers */
-#define FINAL_WAIT_S	     30.0 /* after the stop flag */
-
-static const struct worker_kind *
-kind_of(const char *kind)
-{
-	for (int i = 0; i < worker_nkinds; i++)
-		if (strcmp(worker_kinds[i].kind, kind) == 0)
-			return &worker_kinds[i];
-	return NULL;
-}
+/* How many jobs to hold claimed: enough for the handlers to run on
+ * through two claims' round trips at the rate they finish jobs (so slow
+ * jobs are not hoarded from other workers, fast ones never starve), at
+ * least two per handler, at most PREFETCH_MAX. */
+#define PREFETCH_MAX	 4096
+#define POLL_MS		 1000 /* LISTEN's fallback */
+#define REAP_MS		 5000 /* lapsed leases of dead workers */
+#define QUEUE_METRICS_MS 5000 /* the queue's snapshot for /metrics */
+#define FINAL_WAIT_S	 30.0 /* after the stop flag */
+#define NPOOLS		 2
 
 struct item {
 	struct queue_job job;
+	int pool; /* enum worker_pool */
 	int rc;
 	bool permanent;
+	double started, seconds; /* the handler's, monotonic */
 	char error[256];
 };
 
+/* a FIFO of items */
+struct fifo {
+	struct item **v;
+	int head, n, cap;
+};
+
+static void
+fifo_push(struct fifo *f, struct item *it)
+{
+	if (f->n == f->cap) {
+		int cap = f->cap ? f->cap * 2 : 256;
+		struct item **v = xcalloc((size_t)cap, sizeof(*v));
+
+		for (int k = 0; k < f->n; k++)
+			v[k] = f->v[(f->head + k) % f->cap];
+		free(f->v);
+		f->v = v;
+		f->head = 0;
+		f->cap = cap;
+	}
+	f->v[(f->head + f->n) % f->cap] = it;
+	f->n++;
+}
+
+static struct item *
+fifo_pop(struct fifo *f)
+{
+	struct item *it;
+
+	if (f->n == 0)
+		return NULL;
+	it = f->v[f->head];
+	f->head = (f->head + 1) % f->cap;
+	f->n--;
+	return it;
+}
+
 struct worker {
 	const struct worker_opts *o;
+	const struct worker_kind *kinds; /* the kind table */
+	int nkinds;
 	char owner[300];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	/* jobs claimed, not started: a FIFO of pointers */
-	struct item **todo;
-	int todo_head, todo_n, todo_cap;
-	/* jobs finished, not yet reported */
+	/* jobs claimed, not started, by pool */
+	struct fifo todo[NPOOLS];
+	/* jobs in handlers, by pool, and the most a pool may have */
+	int running[NPOOLS], limit[NPOOLS], nrunning;
+	/* jobs finished, not yet reported, and how many the completer holds */
 	struct item **done;
-	int done_n, done_cap;
-	int running;		    /* jobs in handlers */
+	int done_n, done_cap, cbusy;
+	/* everything claimed and not yet reported, for lease renewal */
+	struct item **inflight;
+	int ninflight, capinflight;
+	/* the completer: its own connection, so that completions run in the
+	 * database beside the next claim */
+	struct db *cdb;
+	pthread_t cthread;
+	pthread_cond_t ccv;
+	bool cstarted, cquit;
+	int low;	   /* wake the loop to claim when fewer are queued */
+	double job_s;	   /* moving average of a handler's run, seconds */
+	double trip_s_avg; /* ... and of a claim's round trip */
+	long long trips;   /* round trips to the database, for the log */
+	double trip_s;	   /* ... and the time spent in them */
+	bool wake_pending;
 	bool quit;		    /* handlers exit */
 	volatile sig_atomic_t stop; /* passed to running handlers */
 	int wake[2];
 	struct metrics *m;
 	const struct ops_config *cfg;
 };
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const struct worker_kind *
+kind_in(const struct worker_kind *kinds, int nkinds, const char *kind)
+{
+	for (int i = 0; i < nkinds; i++)
+		if (strcmp(kinds[i].kind, kind) == 0)
+			return &kinds[i];
+	return NULL;
+}
 
 static void
 wake_main(struct worker *w)
@@ -71,6 +142,31 @@ wake_main(struct worker *w)
 	while (n == -1 && errno == EINTR);
 }
 
+static int
+queued(const struct worker *w)
+{
+	return w->todo[WORKER_POOL_DEFAULT].n + w->todo[WORKER_POOL_PRIVACY].n;
+}
+
+/* The next job a free handler may start, under w->mu: a privacy job while
+ * the privacy pool has room, else a default one; NULL when none. */
+static struct item *
+next_item(struct worker *w)
+{
+	struct item *it = NULL;
+
+	if (w->todo[WORKER_POOL_PRIVACY].n > 0 &&
+	    w->running[WORKER_POOL_PRIVACY] < w->limit[WORKER_POOL_PRIVACY])
+		it = fifo_pop(&w->todo[WORKER_POOL_PRIVACY]);
+	else
+		it = fifo_pop(&w->todo[WORKER_POOL_DEFAULT]);
+	if (it != NULL) {
+		w->running[it->pool]++;
+		w->nrunning++;
+	}
+	return it;
+}
+
 static void *
 handler_thread(void *arg)
 {
@@ -80,18 +176,15 @@ handler_thread(void *arg)
 		struct item *it;
 		const struct worker_kind *k;
 		struct worker_job job;
+		bool wake = false;
 
 		pthread_mutex_lock(&w->mu);
-		while (w->todo_n == 0 && !w->quit)
+		while ((it = next_item(w)) == NULL && !w->quit)
 			pthread_cond_wait(&w->cv, &w->mu);
-		if (w->todo_n == 0 && w->quit) {
+		if (it == NULL) {
 			pthread_mutex_unlock(&w->mu);
 			return NULL;
 		}
-		it = w->todo[w->todo_head];
-		w->todo_head = (w->todo_head + 1) % w->todo_cap;
-		w->todo_n--;
-		w->running++;
 		pthread_mutex_unlock(&w->mu);
 
 		memset(&job, 0, sizeof(job));
@@ -102,7 +195,8 @@ handler_thread(void *arg)
 		job.stop = &w->stop;
 		job.cfg = w->cfg;
 		job.db_url = w->o->db_url;
-		k = kind_of(it->job.kind);
+		k = kind_in(w->kinds, w->nkinds, it->job.kind);
+		it->started = mono();
 		if (k == NULL) {
 			it->rc = -1;
 			it->permanent = true;
@@ -114,17 +208,36 @@ handler_thread(void *arg)
 			it->permanent = job.permanent;
 			snprintf(it->error, sizeof(it->error), "%s", job.error);
 		}
+		it->seconds = mono() - it->started;
 		pthread_mutex_lock(&w->mu);
+		w->job_s = w->job_s == 0 ? it->seconds
+					 : 0.95 * w->job_s + 0.05 * it->seconds;
 		if (w->done_n == w->done_cap) {
-			w->done_cap = w->done_cap ? w->done_cap * 2 : 64;
+			w->done_cap = w->done_cap ? w->done_cap * 2 : 256;
 			w->done =
 				xrealloc(w->done, sizeof(*w->done) *
 							  (size_t)w->done_cap);
 		}
 		w->done[w->done_n++] = it;
-		w->running--;
+		if (w->done_n == 1)
+			pthread_cond_signal(&w->ccv); /* the completer */
+		w->running[it->pool]--;
+		w->nrunning--;
+		/* a privacy slot freed: a waiting handler may take one */
+		if (it->pool == WORKER_POOL_PRIVACY &&
+		    w->todo[WORKER_POOL_PRIVACY].n > 0)
+			pthread_cond_broadcast(&w->cv);
+		/* the loop sleeps until it has something to do: claim (few
+		 * left, or a privacy slot free) or notice it is idle */
+		if (!w->wake_pending &&
+		    (queued(w) < w->low || it->pool == WORKER_POOL_PRIVACY ||
+		     (w->nrunning == 0 && queued(w) == 0))) {
+			w->wake_pending = true;
+			wake = true;
+		}
 		pthread_mutex_unlock(&w->mu);
-		wake_main(w);
+		if (wake)
+			wake_main(w);
 	}
 }
 
@@ -135,68 +248,162 @@ free_item(struct item *it)
 	free(it);
 }
 
-/* Drop it from the in-flight list (no longer ours to renew). */
+/* Drop it from the in-flight list (no longer ours to renew), under
+ * w->mu. */
 static void
-forget(struct item **inflight, int *ninflight, const struct item *it)
+forget(struct worker *w, const struct item *it)
 {
-	for (int k = 0; k < *ninflight; k++)
-		if (inflight[k] == it) {
-			inflight[k] = inflight[--*ninflight];
+	for (int k = 0; k < w->ninflight; k++)
+		if (w->inflight[k] == it) {
+			w->inflight[k] = w->inflight[--w->ninflight];
 			return;
 		}
 }
 
-/* Report finished jobs: successes in one statement, failures each; the
- * reported ones leave the in-flight list and are freed. */
-static int
-report(struct worker *w, struct db *db, struct item **inflight, int *ninflight,
-       struct ops_err *err)
+/* Forget and free items the database took (or that are let go). */
+static void
+retire(struct worker *w, struct item **v, int n)
 {
-	struct item **done;
-	long long *ids;
-	int *att, n, nok = 0, r = 0;
-
 	pthread_mutex_lock(&w->mu);
-	done = w->done;
-	n = w->done_n;
-	w->done = NULL;
-	w->done_n = w->done_cap = 0;
-	pthread_mutex_unlock(&w->mu);
-	if (n == 0)
-		return 0;
-	ids = xcalloc((size_t)n, sizeof(*ids));
-	att = xcalloc((size_t)n, sizeof(*att));
 	for (int i = 0; i < n; i++)
+		forget(w, v[i]);
+	pthread_mutex_unlock(&w->mu);
+	for (int i = 0; i < n; i++)
+		free_item(v[i]);
+}
+
+/* Give finished items back to the done list (the database did not take
+ * them; the leases protect their jobs meanwhile). */
+static void
+requeue_done(struct worker *w, struct item **done, int n)
+{
+	pthread_mutex_lock(&w->mu);
+	for (int i = 0; i < n; i++) {
+		if (w->done_n == w->done_cap) {
+			w->done_cap = w->done_cap ? w->done_cap * 2 : 256;
+			w->done =
+				xrealloc(w->done, sizeof(*w->done) *
+							  (size_t)w->done_cap);
+		}
+		w->done[w->done_n++] = done[i];
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Queue b's jobs for the handlers and note them in flight. */
+static void
+push_todo(struct worker *w, struct queue_batch *b)
+{
+	pthread_mutex_lock(&w->mu);
+	if (w->ninflight + b->n > w->capinflight) {
+		w->capinflight = (w->ninflight + b->n) * 2;
+		w->inflight =
+			xrealloc(w->inflight,
+				 sizeof(*w->inflight) * (size_t)w->capinflight);
+	}
+	for (int i = 0; i < b->n; i++) {
+		struct item *it = xcalloc(1, sizeof(*it));
+		const struct worker_kind *k =
+			kind_in(w->kinds, w->nkinds, b->v[i].kind);
+
+		it->job = b->v[i];
+		b->v[i].payload = NULL; /* moved to the item */
+		it->pool = k != NULL && k->pool == WORKER_POOL_PRIVACY
+				   ? WORKER_POOL_PRIVACY
+				   : WORKER_POOL_DEFAULT;
+		w->inflight[w->ninflight++] = it;
+		fifo_push(&w->todo[it->pool], it);
+	}
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/*
+ * One round trip on db: complete the successes among done[0..ndone-1]
+ * and claim up to limit jobs of kinds (limit 0: only complete), then
+ * record the failures one by one. The reported items are retired; on a
+ * connection failure they go back to the done list. The claimed jobs are
+ * queued for the handlers; *got gets how many. Called by the loop (the
+ * claims) and by the completer (the completions), each on its own
+ * connection.
+ */
+static int
+round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
+	   const char *const *kinds, int nkinds, int limit, int *got,
+	   struct ops_err *err)
+{
+	struct queue_batch b = { NULL, 0 };
+	long long *ids = xcalloc((size_t)ndone + 1, sizeof(*ids));
+	int *att = xcalloc((size_t)ndone + 1, sizeof(*att));
+	int nok = 0, r = 0, handled;
+	double t0, dt;
+
+	*got = 0;
+	for (int i = 0; i < ndone; i++)
 		if (done[i]->rc == 0) {
 			ids[nok] = done[i]->job.id;
 			att[nok++] = done[i]->job.attempt;
 		}
-	if (nok > 0)
-		r = queue_complete(db, ids, att, nok, w->owner, NULL, err);
-	for (int i = 0; r == 0 && i < n; i++) {
+	t0 = mono();
+	if (limit > 0 || nok > 0)
+		r = queue_complete_claim(db, ids, att, nok, kinds, nkinds,
+					 limit, w->owner, w->o->lease_s, &b,
+					 err);
+	dt = mono() - t0;
+	if (limit > 0) {
+		pthread_mutex_lock(&w->mu);
+		w->trips++;
+		w->trip_s += dt;
+		w->trip_s_avg = w->trip_s_avg == 0
+					? dt
+					: 0.8 * w->trip_s_avg + 0.2 * dt;
+		pthread_mutex_unlock(&w->mu);
+	}
+	if (r == 0 && limit > 0) {
+		metrics_worker_claim(w->m, dt, b.n);
+		*got = b.n;
+		if (b.n > 0)
+			push_todo(w, &b);
+	}
+	queue_batch_release(&b);
+	/* without an error, every success is recorded: report the failures;
+	 * [0, handled) are the items the database took */
+	handled = r == 0 ? ndone : 0;
+	for (int i = 0; r == 0 && i < ndone; i++) {
 		struct item *it = done[i];
 		char state[16];
 		long delay;
 		int fr;
 
-		if (it->rc == 0)
+		if (it->rc == 0) {
+			metrics_worker_finished(w->m, it->job.kind, "succeeded",
+						it->seconds);
 			continue;
-		/* full jitter, 1 s doubling to 1 h (AWS) */
-		delay = ops_backoff_full_jitter(1000, 3600 * 1000L,
-						it->job.attempt - 1);
+		}
+		delay = queue_retry_delay_ms(it->job.attempt);
 		fr = queue_fail(db, it->job.id, it->job.attempt, w->owner,
 				it->error, it->permanent, delay, state, err);
 		if (fr == OPS_E_CONFLICT) {
 			ops_err_clear(err);
 			continue;
 		}
-		r = fr;
-		if (r == 0)
-			log_warn("job failed id=%lld kind=%s attempt=%d "
-				 "state=%s error=%s",
-				 it->job.id, it->job.kind, it->job.attempt,
-				 state, log_q(it->error));
+		if (fr != 0) {
+			r = fr;
+			handled = i;
+			break;
+		}
+		metrics_worker_finished(
+			w->m, it->job.kind,
+			strcmp(state, QUEUE_DEAD) == 0 ? "dead" : "retrying",
+			it->seconds);
+		log_warn("job failed id=%lld kind=%s attempt=%d "
+			 "state=%s error=%s",
+			 it->job.id, it->job.kind, it->job.attempt, state,
+			 log_q(it->error));
 	}
+	free(ids);
+	free(att);
+	retire(w, done, handled);
 	if (r != 0 &&
 	    !(err != NULL && (err->transient || err->code == OPS_E_CONNECT))) {
 		/* a failure a retry will not cure: let these jobs go, so
@@ -204,93 +411,167 @@ report(struct worker *w, struct db *db, struct item **inflight, int *ninflight,
 		 * on any worker) rather than held here for ever */
 		log_error("cannot record results; their jobs will be retried "
 			  "after their leases count=%d error=%s",
-			  n, log_q(err != NULL ? err->msg : ""));
-		for (int i = 0; i < n; i++) {
-			forget(inflight, ninflight, done[i]);
-			free_item(done[i]);
-		}
+			  ndone - handled, log_q(err != NULL ? err->msg : ""));
+		retire(w, done + handled, ndone - handled);
 	} else if (r != 0) {
-		/* the database went away: keep them for the next pass (the
-		 * leases protect the jobs meanwhile) */
-		pthread_mutex_lock(&w->mu);
-		for (int i = 0; i < n; i++) {
-			if (w->done_n == w->done_cap) {
-				w->done_cap =
-					w->done_cap ? w->done_cap * 2 : 64;
-				w->done = xrealloc(w->done,
-						   sizeof(*w->done) *
-							   (size_t)w->done_cap);
-			}
-			w->done[w->done_n++] = done[i];
-		}
-		pthread_mutex_unlock(&w->mu);
-	} else {
-		for (int i = 0; i < n; i++) {
-			metrics_finished(w->m, done[i]->job.kind,
-					 done[i]->rc == 0 ? "succeeded"
-							  : "failed",
-					 0, 0);
-			forget(inflight, ninflight, done[i]);
-			free_item(done[i]);
-		}
+		/* the database went away: keep them for the next pass (a
+		 * success already recorded is fenced off the second time) */
+		requeue_done(w, done + handled, ndone - handled);
 	}
-	free(done);
-	free(ids);
-	free(att);
 	return r;
 }
 
-/* Queue b's jobs for the handlers and note them in flight (the array
- * has room: the caller grew it). */
-static void
-push_todo(struct worker *w, struct queue_batch *b, struct item **inflight,
-	  int *ninflight)
+/* Take the done list (caller frees the array), under w->mu. */
+static struct item **
+take_done_locked(struct worker *w, int *n)
 {
-	pthread_mutex_lock(&w->mu);
-	for (int i = 0; i < b->n; i++) {
-		struct item *it = xcalloc(1, sizeof(*it));
+	struct item **done = w->done;
 
-		it->job = b->v[i];
-		b->v[i].payload = NULL; /* moved to the item */
-		inflight[(*ninflight)++] = it;
-		if (w->todo_n == w->todo_cap) {
-			int cap = w->todo_cap ? w->todo_cap * 2 : 256;
-			struct item **v = xcalloc((size_t)cap, sizeof(*v));
+	*n = w->done_n;
+	w->done = NULL;
+	w->done_n = w->done_cap = 0;
+	return done;
+}
 
-			for (int k = 0; k < w->todo_n; k++)
-				v[k] = w->todo[(w->todo_head + k) %
-					       w->todo_cap];
-			free(w->todo);
-			w->todo = v;
-			w->todo_head = 0;
-			w->todo_cap = cap;
+/*
+ * The completer thread: whatever handlers finished, in one round trip
+ * on its own connection, while the loop claims on the other; so the
+ * batch grows with the backlog and the database works on both at once.
+ */
+static void *
+completer_thread(void *arg)
+{
+	struct worker *w = arg;
+
+	for (;;) {
+		struct ops_err e = OPS_ERR_INIT;
+		struct item **done;
+		int n = 0, got = 0, rc;
+		bool idle, quitting;
+
+		pthread_mutex_lock(&w->mu);
+		while (w->done_n == 0 && !w->cquit)
+			pthread_cond_wait(&w->ccv, &w->mu);
+		if (w->done_n == 0) {
+			pthread_mutex_unlock(&w->mu);
+			return NULL;
 		}
-		w->todo[(w->todo_head + w->todo_n) % w->todo_cap] = it;
-		w->todo_n++;
+		done = take_done_locked(w, &n);
+		w->cbusy = n;
+		pthread_mutex_unlock(&w->mu);
+		rc = db_reconnect(w->cdb, &e);
+		if (rc == 0)
+			rc = round_trip(w, w->cdb, done, n, NULL, 0, 0, &got,
+					&e);
+		else
+			requeue_done(w, done, n);
+		free(done);
+		pthread_mutex_lock(&w->mu);
+		w->cbusy = 0;
+		idle = w->nrunning == 0 && queued(w) == 0 && w->done_n == 0;
+		quitting = w->cquit;
+		pthread_mutex_unlock(&w->mu);
+		if (rc != 0) {
+			log_warn("reporting results failed error=%s",
+				 log_q(e.msg));
+			if (quitting)
+				return NULL; /* the loop reports what is left */
+			if (ops_sleep_ms(500, &w->stop) != 0)
+				continue; /* stopping: cquit follows */
+		} else if (idle) {
+			wake_main(w); /* it may be done */
+		}
 	}
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
 }
 
 /* The ids of every job this process holds, for lease renewal (caller
  * frees). */
 static long long *
-held_ids(struct item **inflight, int ninflight)
+held_ids(struct worker *w, int *n)
 {
-	long long *ids = xcalloc((size_t)ninflight + 1, sizeof(*ids));
+	long long *ids;
 
-	for (int i = 0; i < ninflight; i++)
-		ids[i] = inflight[i]->job.id;
+	pthread_mutex_lock(&w->mu);
+	*n = w->ninflight;
+	ids = xcalloc((size_t)*n + 1, sizeof(*ids));
+	for (int i = 0; i < *n; i++)
+		ids[i] = w->inflight[i]->job.id;
+	pthread_mutex_unlock(&w->mu);
 	return ids;
 }
 
-static double
-mono(void)
+/* The queue's snapshot for /metrics: unfinished jobs by kind and state
+ * (read through the partial indexes), the jobs due and the oldest's age. */
+static void
+queue_snapshot(struct worker *w, struct db *db)
 {
-	struct timespec ts;
+	struct ops_err e = OPS_ERR_INIT;
+	struct db_res *res = NULL;
+	struct metrics_queue_row rows[64];
+	long long depth = 0;
+	double oldest = 0;
+	int n = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (db_query(db,
+		     "SELECT kind, state, count(*),"
+		     " count(*) FILTER (WHERE state <> 'running'"
+		     "  AND run_at <= now()),"
+		     " COALESCE(extract(epoch FROM now() - min(run_at) FILTER"
+		     "  (WHERE state <> 'running' AND run_at <= now())), 0)"
+		     " FROM apexops.queue_jobs"
+		     " WHERE state IN ('available', 'failed-retrying', "
+		     "'running')"
+		     " GROUP BY kind, state ORDER BY kind, state LIMIT 64",
+		     0, NULL, &res, &e) != 0) {
+		log_warn("reading the queue for /metrics failed error=%s",
+			 log_q(e.msg));
+		return;
+	}
+	for (int i = 0; i < db_res_rows(res); i++) {
+		double age = db_res_double(res, i, 4);
+
+		snprintf(rows[n].kind, sizeof(rows[n].kind), "%s",
+			 db_res_get(res, i, 0));
+		snprintf(rows[n].state, sizeof(rows[n].state), "%s",
+			 db_res_get(res, i, 1));
+		rows[n++].count = db_res_ll(res, i, 2);
+		depth += db_res_ll(res, i, 3);
+		if (age > oldest)
+			oldest = age;
+	}
+	db_res_free(res);
+	metrics_worker_queue(w->m, rows, n, depth, oldest);
+}
+
+/* The prefetch target (and w->low, half of it: claim again when half the
+ * prefetched jobs are gone, so that the handlers run on the other half
+ * while the claim waits), under w->mu. */
+static int
+prefetch(struct worker *w, int conc)
+{
+	double need = 2.0 * conc;
+
+	if (w->job_s > 0)
+		need = 2.0 * conc * (w->trip_s_avg + 0.002) / w->job_s + conc;
+	if (need < 2.0 * conc)
+		need = 2.0 * conc;
+	if (need > PREFETCH_MAX)
+		need = PREFETCH_MAX;
+	w->low = (int)need / 2;
+	return (int)need;
+}
+
+/* Free the handlers: quit and join them. */
+static void
+handlers_join(struct worker *w, pthread_t *threads, int n)
+{
+	pthread_mutex_lock(&w->mu);
+	w->quit = true;
+	w->stop = SIGTERM;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	for (int i = 0; i < n; i++)
+		pthread_join(threads[i], NULL);
 }
 
 int
@@ -302,23 +583,57 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	pthread_t *threads;
 	sigset_t mask, orig;
 	char host[256], *url;
-	double next_renew = 0, next_reap = 0, started = mono(),
-	       stop_deadline = 0, last_work = mono();
+	double next_renew = 0, next_reap = 0, next_poll = 0, next_snapshot = 0,
+	       started = mono(), stop_deadline = 0, last_work = mono();
 	bool stopping = false, passed = false, listening = false;
-	/* everything claimed and not yet reported, for lease renewal */
-	struct item **inflight = NULL;
-	int ninflight = 0, capinflight = 0, r = 0;
+	/* whether a claim of the pool may find jobs: after a notification,
+	 * a poll, or a claim that came back full */
+	bool more[NPOOLS] = { true, true };
+	/* the kinds this worker claims, by pool */
+	const char *pk[NPOOLS][64];
+	int npk[NPOOLS] = { 0, 0 }, high;
+	int r = 0;
 	long long claimed_total = 0;
 
 	memset(&w, 0, sizeof(w));
 	w.o = o;
 	w.cfg = cfg;
+	w.kinds = o->kind_table != NULL ? o->kind_table : worker_kinds;
+	w.nkinds = o->kind_table != NULL ? o->nkind_table : worker_nkinds;
+	for (int i = 0; i < o->nkinds; i++) {
+		const struct worker_kind *k =
+			kind_in(w.kinds, w.nkinds, o->kinds[i]);
+		int p = k != NULL && k->pool == WORKER_POOL_PRIVACY
+				? WORKER_POOL_PRIVACY
+				: WORKER_POOL_DEFAULT;
+
+		if (npk[p] < 64)
+			pk[p][npk[p]++] = o->kinds[i];
+	}
+	if (o->kinds == NULL || o->nkinds == 0)
+		for (int i = 0; i < w.nkinds; i++) {
+			int p = w.kinds[i].pool == WORKER_POOL_PRIVACY
+					? WORKER_POOL_PRIVACY
+					: WORKER_POOL_DEFAULT;
+
+			if (npk[p] < 64)
+				pk[p][npk[p]++] = w.kinds[i].kind;
+		}
+	w.limit[WORKER_POOL_DEFAULT] = o->concurrency;
+	w.limit[WORKER_POOL_PRIVACY] =
+		cfg->privacy_worker_concurrency < o->concurrency
+			? (int)cfg->privacy_worker_concurrency
+			: o->concurrency;
+	if (w.limit[WORKER_POOL_PRIVACY] < 1)
+		w.limit[WORKER_POOL_PRIVACY] = 1;
+	high = prefetch(&w, o->concurrency);
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(w.owner, sizeof(w.owner), "%s:%ld", host, (long)getpid());
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
+	pthread_cond_init(&w.ccv, NULL);
 	if (pipe(w.wake) != 0)
 		return ops_fail(err, OPS_E_IO, false, "pipe: %s",
 				strerror(errno));
@@ -326,6 +641,8 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		(void)fcntl(w.wake[i], F_SETFL,
 			    fcntl(w.wake[i], F_GETFL) | O_NONBLOCK);
 	w.m = metrics_new();
+	metrics_worker_claim(w.m, 0,
+			     0); /* the worker families, from the start */
 	if (o->http_addr != NULL &&
 	    metrics_serve(w.m, o->http_addr, err) != 0) {
 		metrics_free(w.m);
@@ -344,15 +661,17 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	for (int i = 0; i < o->concurrency; i++)
 		if (pthread_create(&threads[i], NULL, handler_thread, &w) != 0)
 			abort();
-	log_info("worker started owner=%s concurrency=%d", w.owner,
-		 o->concurrency);
+	log_info("worker started owner=%s concurrency=%d privacy_limit=%d",
+		 w.owner, o->concurrency, w.limit[WORKER_POOL_PRIVACY]);
 	url = xstrdup(o->db_url);
 
 	for (;;) {
 		struct ops_err e = OPS_ERR_INIT;
 		double now = mono();
 		struct pollfd pfd[2];
-		int nfd = 1, wait_ms = POLL_MS, got = 0, busy;
+		int nfd = 1, wait_ms = POLL_MS, got = 0, nq, ndone;
+		int room[NPOOLS];
+		bool claim[NPOOLS];
 
 		if (!stopping && (ops_stop_flag ||
 				  (o->run_for_s > 0 &&
@@ -376,7 +695,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 				if (stopping)
 					break;
 				if (ops_sleep_ms(1000, &ops_stop_flag) != 0)
-					continue;
+					continue; /* the stop is seen above */
 				continue;
 			}
 			listening = false;
@@ -387,45 +706,96 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			continue;
 		}
 		if (!listening) {
-			if (db_listen(db, "apexops_queue", &e) == 0)
+			if (db_listen(db, "apexops_queue", &e) == 0) {
 				listening = true;
-			else
+				more[0] = more[1] = true; /* missed meanwhile */
+			} else {
 				log_warn("LISTEN failed; polling error=%s",
 					 log_q(e.msg));
+			}
 		}
 		metrics_set_health(w.m, true);
-		/* results */
-		pthread_mutex_lock(&w.mu);
-		if (w.done_n > 0)
-			last_work = now;
-		pthread_mutex_unlock(&w.mu);
-		if (report(&w, db, inflight, &ninflight, &e) != 0) {
-			log_warn("reporting results failed error=%s",
+		/* the completer's connection, and the completer */
+		if (w.cdb == NULL && db_connect_config(cfg, "worker", &url,
+						       NULL, &w.cdb, &e) != 0) {
+			log_warn("cannot open the completer's connection; "
+				 "retrying error=%s",
 				 log_q(e.msg));
+			w.cdb = NULL;
 			ops_err_clear(&e);
 		}
+		if (w.cdb != NULL && !w.cstarted) {
+			if (pthread_create(&w.cthread, NULL, completer_thread,
+					   &w) != 0)
+				abort();
+			w.cstarted = true;
+		}
+		if (now >= next_poll) {
+			more[0] = more[1] = true; /* the poll fallback */
+			next_poll = now + POLL_MS / 1000.0;
+		}
+		/* what to do this pass */
 		pthread_mutex_lock(&w.mu);
-		busy = w.running + w.todo_n;
+		w.wake_pending = false;
+		high = prefetch(&w, o->concurrency);
+		nq = queued(&w);
+		ndone = w.done_n + w.cbusy;
+		room[WORKER_POOL_DEFAULT] = high - nq - w.nrunning;
+		room[WORKER_POOL_PRIVACY] = w.limit[WORKER_POOL_PRIVACY] -
+					    w.running[WORKER_POOL_PRIVACY] -
+					    w.todo[WORKER_POOL_PRIVACY].n;
+		claim[WORKER_POOL_DEFAULT] =
+			!stopping && npk[WORKER_POOL_DEFAULT] > 0 &&
+			more[WORKER_POOL_DEFAULT] &&
+			w.todo[WORKER_POOL_DEFAULT].n < w.low &&
+			room[WORKER_POOL_DEFAULT] > 0;
+		claim[WORKER_POOL_PRIVACY] = !stopping &&
+					     npk[WORKER_POOL_PRIVACY] > 0 &&
+					     more[WORKER_POOL_PRIVACY] &&
+					     room[WORKER_POOL_PRIVACY] > 0;
 		pthread_mutex_unlock(&w.mu);
+		if (ndone > 0)
+			last_work = now;
+		/* one round trip per pool claimed (the completer reports) */
+		for (int p = 0; p < NPOOLS; p++) {
+			int g = 0;
+
+			if (!claim[p])
+				continue;
+			if (round_trip(&w, db, NULL, 0, pk[p], npk[p], room[p],
+				       &g, &e) != 0) {
+				log_warn("claiming failed error=%s",
+					 log_q(e.msg));
+				ops_err_clear(&e);
+			} else {
+				more[p] = g == room[p];
+				got += g;
+			}
+		}
+		if (got > 0) {
+			claimed_total += got;
+			last_work = now;
+		}
 		if (stopping) {
 			/* give back what no handler started */
 			long long *ids = NULL;
-			int *att = NULL, nb = 0;
+			int *att = NULL, nb = 0, busy;
 
 			pthread_mutex_lock(&w.mu);
-			ids = xcalloc((size_t)w.todo_n + 1, sizeof(*ids));
-			att = xcalloc((size_t)w.todo_n + 1, sizeof(*att));
-			while (w.todo_n > 0) {
-				struct item *it = w.todo[w.todo_head];
+			nq = queued(&w);
+			ids = xcalloc((size_t)nq + 1, sizeof(*ids));
+			att = xcalloc((size_t)nq + 1, sizeof(*att));
+			for (int p = 0; p < NPOOLS; p++) {
+				struct item *it;
 
-				w.todo_head = (w.todo_head + 1) % w.todo_cap;
-				w.todo_n--;
-				ids[nb] = it->job.id;
-				att[nb++] = it->job.attempt;
-				forget(inflight, &ninflight, it);
-				free_item(it);
+				while ((it = fifo_pop(&w.todo[p])) != NULL) {
+					ids[nb] = it->job.id;
+					att[nb++] = it->job.attempt;
+					forget(&w, it);
+					free_item(it);
+				}
 			}
-			busy = w.running + w.done_n;
+			busy = w.nrunning + w.done_n + w.cbusy;
 			pthread_mutex_unlock(&w.mu);
 			if (nb > 0 &&
 			    queue_release(db, ids, att, nb, w.owner, &e) != 0)
@@ -451,65 +821,46 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 				break;
 			}
 		}
-		/* claim up to the prefetch limit */
-		if (!stopping) {
-			int room = o->concurrency * PREFETCH_PER_HANDLER - busy;
-
-			if (room > 0) {
-				struct queue_batch b = { NULL, 0 };
-
-				if (queue_claim(db, o->kinds, o->nkinds, room,
-						w.owner, o->lease_s, &b,
-						&e) != 0) {
-					log_warn("claiming failed error=%s",
-						 log_q(e.msg));
-				} else if (b.n > 0) {
-					got = b.n;
-					claimed_total += b.n;
-					last_work = now;
-					if (ninflight + b.n > capinflight) {
-						capinflight =
-							(ninflight + b.n) * 2;
-						inflight = xrealloc(
-							inflight,
-							sizeof(*inflight) *
-								(size_t)capinflight);
-					}
-					push_todo(&w, &b, inflight, &ninflight);
-				}
-				queue_batch_release(&b);
-			}
-		}
 		/* leases of what we hold; reaping of dead workers' jobs */
-		if (now >= next_renew && ninflight > 0) {
-			long long *ids = held_ids(inflight, ninflight);
+		if (now >= next_renew) {
+			int n = 0;
+			long long *ids = held_ids(&w, &n);
 
-			if (queue_renew(db, ids, ninflight, w.owner, o->lease_s,
-					NULL, &e) != 0)
+			if (n > 0 && queue_renew(db, ids, n, w.owner,
+						 o->lease_s, NULL, &e) != 0)
 				log_warn("renewing leases failed error=%s",
 					 log_q(e.msg));
 			free(ids);
-
-			next_renew = now + (double)o->lease_s / 3.0;
+			if (n > 0)
+				next_renew = now + (double)o->lease_s / 3.0;
 		}
 		if (now >= next_reap) {
 			int n = 0;
 
-			if (queue_reap(db, &n, &e) == 0 && n > 0)
+			if (queue_reap(db, &n, &e) == 0 && n > 0) {
 				log_warn("jobs whose worker's lease lapsed "
 					 "count=%d",
 					 n);
+				more[0] = more[1] = true;
+			}
 			next_reap = now + REAP_MS / 1000.0;
 		}
-		if (o->exit_when_idle_ms > 0 && !stopping && busy == 0 &&
+		if (o->http_addr != NULL && now >= next_snapshot) {
+			queue_snapshot(&w, db);
+			next_snapshot = now + QUEUE_METRICS_MS / 1000.0;
+		}
+		pthread_mutex_lock(&w.mu);
+		nq = queued(&w) + w.nrunning + w.done_n + w.cbusy;
+		pthread_mutex_unlock(&w.mu);
+		if (o->exit_when_idle_ms > 0 && !stopping && nq == 0 &&
 		    got == 0 &&
 		    (now - last_work) * 1000 >= (double)o->exit_when_idle_ms) {
 			log_info("idle: exiting claimed=%lld", claimed_total);
 			ops_stop_flag = SIGTERM;
 		}
 		metrics_tick(w.m);
-		if (got > 0)
-			continue; /* there may be more */
+		if (got > 0 && (more[0] || more[1]))
+			continue; /* there may be more, and room for it */
 		/* wait for a notification, a finished job or a signal */
 		pfd[0].fd = w.wake[0];
 		pfd[0].events = POLLIN;
@@ -518,8 +869,13 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			pfd[1].events = POLLIN;
 			nfd = 2;
 		}
-		if (stopping)
+		wait_ms = (int)((next_poll - mono()) * 1000) + 1;
+		if (o->exit_when_idle_ms > 0 && o->exit_when_idle_ms < wait_ms)
+			wait_ms = (int)o->exit_when_idle_ms;
+		if (stopping && wait_ms > 100)
 			wait_ms = 100;
+		if (wait_ms < 0)
+			wait_ms = 0;
 		{
 			struct timespec ts = { wait_ms / 1000,
 					       (wait_ms % 1000) * 1000000L };
@@ -531,46 +887,63 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 					while (read(w.wake[0], buf,
 						    sizeof(buf)) > 0)
 						;
-				if (nfd == 2 && (pfd[1].revents & POLLIN) &&
-				    db_notifies(db, &nn, &e) != 0)
-					listening = false;
+				if (nfd == 2 && (pfd[1].revents & POLLIN)) {
+					if (db_notifies(db, &nn, &e) != 0)
+						listening = false;
+					if (nn > 0)
+						more[0] = more[1] = true;
+				}
 			}
 		}
 	}
-	/* handlers out */
+	handlers_join(&w, threads, o->concurrency);
+	/* the completer reports what it can, then the loop the rest */
 	pthread_mutex_lock(&w.mu);
-	w.quit = true;
-	w.stop = SIGTERM;
-	pthread_cond_broadcast(&w.cv);
+	w.cquit = true;
+	pthread_cond_broadcast(&w.ccv);
 	pthread_mutex_unlock(&w.mu);
-	for (int i = 0; i < o->concurrency; i++)
-		pthread_join(threads[i], NULL);
+	if (w.cstarted)
+		pthread_join(w.cthread, NULL);
 	if (db != NULL) {
 		struct ops_err e = OPS_ERR_INIT;
+		struct item **done;
+		int n = 0, g = 0;
 
-		if (report(&w, db, inflight, &ninflight, &e) != 0)
+		pthread_mutex_lock(&w.mu);
+		done = take_done_locked(&w, &n);
+		pthread_mutex_unlock(&w.mu);
+		if (n > 0 &&
+		    round_trip(&w, db, done, n, NULL, 0, 0, &g, &e) != 0)
 			log_warn("reporting the last results failed error=%s",
 				 log_q(e.msg));
+		free(done);
 	}
 	/* results the database never took: their leases lapse and the jobs
 	 * are retried elsewhere */
 	for (int i = 0; i < w.done_n; i++)
 		free_item(w.done[i]);
-	for (int i = 0; i < w.todo_n; i++)
-		free_item(w.todo[(w.todo_head + i) % w.todo_cap]);
+	for (int p = 0; p < NPOOLS; p++) {
+		struct item *it;
+
+		while ((it = fifo_pop(&w.todo[p])) != NULL)
+			free_item(it);
+		free(w.todo[p].v);
+	}
 	pthread_sigmask(SIG_SETMASK, &orig, NULL);
-	log_info("worker stopped owner=%s claimed=%lld", w.owner,
-		 claimed_total);
+	log_info("worker stopped owner=%s claimed=%lld round_trips=%lld "
+		 "round_trip_s=%.3f",
+		 w.owner, claimed_total, w.trips, w.trip_s);
 	free(threads);
-	free(inflight);
-	free(w.todo);
+	free(w.inflight);
 	free(w.done);
+	db_close(w.cdb);
 	free(url);
 	db_close(db);
 	metrics_free(w.m);
 	close(w.wake[0]);
 	close(w.wake[1]);
 	pthread_cond_destroy(&w.cv);
+	pthread_cond_destroy(&w.ccv);
 	pthread_mutex_destroy(&w.mu);
 	return r;
 }

@@ -1,10 +1,17 @@
 /*
  * apexops worker: runs queue jobs (jobs/queue.h) with N handler threads.
- * The main thread claims jobs in batches (prefetching up to a few per
- * handler), hands them to the handlers, completes the successes in one
- * statement per batch and records failures with backoff; it sleeps on
- * LISTEN apexops_queue with a poll fallback, renews the leases of the
- * jobs it holds and reaps lapsed ones. SIGTERM: no new claims, prefetched
+ * The main thread claims jobs in batches (holding as many as the handlers
+ * finish in two round trips, claiming again when half are gone, so
+ * handlers run while it waits on the database) and hands them to the
+ * handlers; a completer thread reports what they finished on a second
+ * connection (the successes in one statement per batch, failures with
+ * backoff), so the database completes one batch while it claims the
+ * next. The main thread sleeps on LISTEN apexops_queue with a poll
+ * fallback, renews the leases of the jobs it
+ * holds and reaps lapsed ones. Kinds of WORKER_POOL_PRIVACY run on at most
+ * cfg->privacy_worker_concurrency handlers at once, and no more of them
+ * are claimed than can start: one never waits here behind others while
+ * another worker could run it. SIGTERM: no new claims, prefetched
  * jobs are given back, running ones get a grace period, then their stop
  * flag. It never exits because a job failed.
  *
@@ -66,6 +73,10 @@ struct worker_opts {
 	const char *http_addr;	/* /healthz, /metrics; NULL: off */
 	long run_for_s;		/* tests: exit after this many seconds; 0 */
 	long exit_when_idle_ms; /* bench: exit after this long without work */
+	/* tests: the kind table (NULL: worker_kinds); kinds must name its
+	 * entries */
+	const struct worker_kind *kind_table;
+	int nkind_table;
 };
 
 /* Run until a stop signal (or o->run_for_s / exit_when_idle_ms). */

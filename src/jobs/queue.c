@@ -6,8 +6,12 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/stop.h"
 #include "core/xalloc.h"
 #include "db/db.h"
+
+#define QUEUE_RETRY_BASE_MS 1000L
+#define QUEUE_RETRY_CAP_MS  (3600 * 1000L)
 
 /* RFC 3339 UTC with milliseconds */
 #define TS(col)                                \
@@ -43,6 +47,16 @@ num_array(const long long *ll, const int *in, int n)
 		abort();
 	return buf_detach(&b);
 }
+
+/* The fence of a batch update: $1 the ids, $2 their attempts, $3 the
+ * owner. By id = ANY (the primary key), not a join with unnest(), which a
+ * table without statistics plans as a loop over every running job; the
+ * state test cannot choose the lease index, which a burst fills with
+ * entries of finished jobs (see migration 20261201_110000). */
+#define FENCE                                                              \
+	"q.id = ANY ($1::bigint[])"                                        \
+	" AND q.attempt = ($2::int[])[array_position($1::bigint[], q.id)]" \
+	" AND (q.state = 'running') IS TRUE AND q.lease_owner = $3"
 
 /* Run sql with $1 the ids, $2 their attempts (number arrays) and $3 the
  * owner: the fenced batch updates. *count (may be NULL) gets the rows. */
@@ -133,9 +147,20 @@ queue_claim(struct db *db, const char *const *kinds, int nkinds, int limit,
 	    const char *owner, long lease_s, struct queue_batch *b,
 	    struct ops_err *err)
 {
+	return queue_complete_claim(db, NULL, NULL, 0, kinds, nkinds, limit,
+				    owner, lease_s, b, err);
+}
+
+int
+queue_complete_claim(struct db *db, const long long *done_ids,
+		     const int *done_attempts, int ndone,
+		     const char *const *kinds, int nkinds, int limit,
+		     const char *owner, long lease_s, struct queue_batch *b,
+		     struct ops_err *err)
+{
 	struct buf kb = BUF_INIT;
-	char lim[16], lease[24];
-	const char *p[4];
+	char lim[16], lease[24], *ia = NULL, *aa = NULL;
+	const char *p[6];
 	struct db_res *res = NULL;
 	int r = buf_puts(&kb, "{");
 
@@ -147,30 +172,64 @@ queue_claim(struct db *db, const char *const *kinds, int nkinds, int limit,
 		r = buf_puts(&kb, "}");
 	if (r != 0)
 		abort();
+	if (ndone > 0) {
+		ia = num_array(done_ids, NULL, ndone);
+		aa = num_array(NULL, done_attempts, ndone);
+	}
 	snprintf(lim, sizeof(lim), "%d", limit);
 	snprintf(lease, sizeof(lease), "%ld", lease_s);
-	p[0] = nkinds > 0 ? buf_str(&kb) : NULL;
-	p[1] = lim;
-	p[2] = owner;
+	p[0] = owner;
+	p[1] = nkinds > 0 ? buf_str(&kb) : NULL;
+	p[2] = lim;
 	p[3] = lease;
-	r = db_query(db,
-		     "WITH c AS (SELECT id FROM apexops.queue_jobs"
-		     "  WHERE state IN ('available', 'failed-retrying')"
-		     "  AND run_at <= now()"
-		     "  AND ($1::text[] IS NULL OR kind = ANY ($1::text[]))"
-		     "  ORDER BY priority DESC, run_at, id LIMIT $2::int"
-		     "  FOR UPDATE SKIP LOCKED)"
-		     " UPDATE apexops.queue_jobs q SET state = 'running',"
-		     "  attempt = q.attempt + 1, lease_owner = $3,"
-		     "  lease_expires_at = now() + $4::int * interval '1 s',"
-		     "  started_at = now(), updated_at = now()"
-		     " FROM c WHERE q.id = c.id"
-		     " RETURNING q.id, q.kind, q.payload::text, q.attempt,"
-		     "  q.max_attempts",
-		     4, p, &res, err);
+	p[4] = ia;
+	p[5] = aa;
+	if (ndone == 0 && nkinds == 1) {
+		/* a claim of one kind alone, the worker's usual call: the
+		 * same claim as apexops.queue_claim()'s without the function's
+		 * overhead; kind = $1 reads the claim index in order, a plan
+		 * that needs no statistics */
+		p[1] = kinds[0];
+		r = db_query(
+			db,
+			"WITH c AS (SELECT id FROM apexops.queue_jobs"
+			"  WHERE kind = $2 AND state IN ('available',"
+			"  'failed-retrying') AND run_at <= now()"
+			"  ORDER BY priority DESC, run_at, id LIMIT $3::int"
+			"  FOR UPDATE SKIP LOCKED),"
+			" u AS (UPDATE apexops.queue_jobs q SET state ="
+			"  'running', attempt = q.attempt + 1, lease_owner = "
+			"$1,"
+			"  lease_expires_at = now() + $4::int * interval '1 s',"
+			"  started_at = now(), updated_at = now()"
+			"  FROM c WHERE q.id = c.id"
+			"  RETURNING q.id, q.kind::text AS kind,"
+			"  q.payload::text AS payload, q.attempt, "
+			"q.max_attempts,"
+			"  q.priority, q.run_at)"
+			" SELECT id, kind, payload, attempt, max_attempts FROM "
+			"u"
+			" ORDER BY priority DESC, run_at, id",
+			4, p, &res, err);
+	} else {
+		/* apexops.queue_claim (migration 20261201_110000): completes
+		 * the done jobs, then claims any kinds, in one round trip */
+		r = db_query(db,
+			     "SELECT j_id, j_kind, j_payload, j_attempt,"
+			     " j_max_attempts FROM apexops.queue_claim($1,"
+			     " $2::text[], $3::int, $4::int, $5::bigint[],"
+			     " $6::int[])",
+			     6, p, &res, err);
+	}
 	buf_release(&kb);
+	free(ia);
+	free(aa);
 	if (r != 0)
-		return ops_err_prefix(err, "claiming jobs");
+		return ndone > 0 ? ops_err_prefix(err,
+						  "completing %d job(s) and "
+						  "claiming jobs",
+						  ndone)
+				 : ops_err_prefix(err, "claiming jobs");
 	b->n = db_res_rows(res);
 	if (b->n > 0)
 		b->v = xcalloc((size_t)b->n, sizeof(*b->v));
@@ -198,15 +257,12 @@ queue_complete(struct db *db, const long long *ids, const int *attempts, int n,
 		*done = 0;
 	if (n <= 0)
 		return 0;
-	r = exec_fenced(
-		db,
-		"UPDATE apexops.queue_jobs q SET state = 'succeeded',"
-		" finished_at = now(), updated_at = now(),"
-		" lease_owner = NULL, lease_expires_at = NULL"
-		" FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
-		" WHERE q.id = c.id AND q.attempt = c.attempt"
-		" AND q.state = 'running' AND q.lease_owner = $3",
-		ids, attempts, n, owner, &count, err);
+	r = exec_fenced(db,
+			"UPDATE apexops.queue_jobs q SET state = 'succeeded',"
+			" finished_at = now(), updated_at = now(),"
+			" lease_owner = NULL, lease_expires_at = NULL"
+			" WHERE " FENCE,
+			ids, attempts, n, owner, &count, err);
 	if (r != 0)
 		return ops_err_prefix(err, "completing %d job(s)", n);
 	if (done != NULL)
@@ -270,6 +326,13 @@ queue_fail(struct db *db, long long id, int attempt, const char *owner,
 	return 0;
 }
 
+long
+queue_retry_delay_ms(int attempt)
+{
+	return ops_backoff_full_jitter(QUEUE_RETRY_BASE_MS, QUEUE_RETRY_CAP_MS,
+				       attempt > 1 ? attempt - 1 : 0);
+}
+
 int
 queue_renew(struct db *db, const long long *ids, int n, const char *owner,
 	    long lease_s, int *renewed, struct ops_err *err)
@@ -291,8 +354,8 @@ queue_renew(struct db *db, const long long *ids, int n, const char *owner,
 	r = db_exec(db,
 		    "UPDATE apexops.queue_jobs SET lease_expires_at = now() +"
 		    " $3::int * interval '1 s', updated_at = now()"
-		    " WHERE id = ANY ($1::bigint[]) AND state = 'running'"
-		    " AND lease_owner = $2",
+		    " WHERE id = ANY ($1::bigint[])"
+		    " AND (state = 'running') IS TRUE AND lease_owner = $2",
 		    3, p, &count, err);
 	free(ia);
 	if (r != 0)
@@ -310,16 +373,13 @@ queue_release(struct db *db, const long long *ids, const int *attempts, int n,
 
 	if (n <= 0)
 		return 0;
-	r = exec_fenced(
-		db,
-		"UPDATE apexops.queue_jobs q SET state = 'available',"
-		" attempt = q.attempt - 1, run_at = now(),"
-		" lease_owner = NULL, lease_expires_at = NULL,"
-		" updated_at = now()"
-		" FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
-		" WHERE q.id = c.id AND q.attempt = c.attempt"
-		" AND q.state = 'running' AND q.lease_owner = $3",
-		ids, attempts, n, owner, NULL, err);
+	r = exec_fenced(db,
+			"UPDATE apexops.queue_jobs q SET state = 'available',"
+			" attempt = q.attempt - 1, run_at = now(),"
+			" lease_owner = NULL, lease_expires_at = NULL,"
+			" updated_at = now()"
+			" WHERE " FENCE,
+			ids, attempts, n, owner, NULL, err);
 	if (r != 0)
 		return ops_err_prefix(err, "releasing %d job(s)", n);
 	return 0;

@@ -1,5 +1,6 @@
 /*
- * The job queue (apexops.queue_jobs, migration 20261201_100000_queue):
+ * The job queue (apexops.queue_jobs, migrations 20261201_100000_queue and
+ * 20261201_110000_queue_tuning):
  * enqueue, claim with FOR UPDATE SKIP LOCKED several jobs per round trip,
  * complete in batches fenced by (id, attempt, owner), fail with a backoff
  * or dead-letter, renew and reap leases, and the operator's views.
@@ -72,6 +73,18 @@ int queue_claim(struct db *db, const char *const *kinds, int nkinds, int limit,
 		struct ops_err *err) __attribute__((warn_unused_result));
 
 /*
+ * queue_complete() of done_ids[0..ndone-1] (ndone may be 0), then
+ * queue_claim(), in one statement and one commit (apexops.queue_claim):
+ * the worker's round trip per batch. limit 0 only completes.
+ */
+int queue_complete_claim(struct db *db, const long long *done_ids,
+			 const int *done_attempts, int ndone,
+			 const char *const *kinds, int nkinds, int limit,
+			 const char *owner, long lease_s, struct queue_batch *b,
+			 struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
  * Mark succeeded every job ids[i] still running under attempts[i] and
  * owner, in one statement; *done (may be NULL) gets how many were.
  * A job whose lease lapsed and was claimed again is left alone (fenced).
@@ -91,6 +104,11 @@ int queue_fail(struct db *db, long long id, int attempt, const char *owner,
 	       const char *error, bool permanent, long retry_delay_ms,
 	       char *state_out, struct ops_err *err)
 	__attribute__((warn_unused_result));
+
+/* The wait before retrying a job whose attempt (from 1) failed: full
+ * jitter (AWS), a random delay in [0, min(1 h, 1 s * 2^(attempt - 1))].
+ * Thread-safe. */
+long queue_retry_delay_ms(int attempt);
 
 /* Extend the leases of ids held by owner by lease_s; *renewed (may be
  * NULL) gets how many still were. */

@@ -33,6 +33,9 @@ struct s3_client {
 	s3_send_fn *send;
 	void *send_arg;
 	time_t (*now)(void); /* NULL: time() */
+	const volatile sig_atomic_t *stop;
+	int (*bearer)(void *arg, char **token, struct ops_err *err);
+	void *bearer_arg;
 };
 
 /* A parsed endpoint. */
@@ -295,6 +298,7 @@ s3_send_http(void *arg, const struct s3_wire_request *req,
 	r.body = req->body;
 	r.body_len = req->body_len;
 	r.idempotent = req->idempotent;
+	r.stop = req->stop;
 	rc = http_do(hc, &r, &hr, err);
 	if (rc == 0) {
 		resp->status = hr.status;
@@ -317,6 +321,12 @@ s3_client_set_send(struct s3_client *c, s3_send_fn *fn, void *arg)
 		c->send = fn;
 		c->send_arg = arg;
 	}
+}
+
+void
+s3_client_set_stop(struct s3_client *c, const volatile sig_atomic_t *stop)
+{
+	c->stop = stop;
 }
 
 void
@@ -354,11 +364,12 @@ s3_client_new(const struct s3_opts *o, struct s3_client **out,
 				"222 of a-z 0-9 . - _, starting and ending "
 				"with a letter or digit",
 				o->bucket != NULL ? o->bucket : "");
-	if (!valid_key_id(o->access_key_id))
+	if (o->bearer == NULL && !valid_key_id(o->access_key_id))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"s3: access key id is empty or not letters "
 				"and digits");
-	if (o->secret_access_key == NULL || o->secret_access_key[0] == '\0')
+	if (o->bearer == NULL &&
+	    (o->secret_access_key == NULL || o->secret_access_key[0] == '\0'))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"s3: secret access key is empty");
 	if (o->sse != NULL && o->sse[0] != '\0' &&
@@ -391,8 +402,12 @@ s3_client_new(const struct s3_opts *o, struct s3_client **out,
 			!dns_bucket(o->bucket, strcmp(ep.scheme, "https") == 0);
 	c->region = xstrdup(o->region);
 	c->bucket = xstrdup(o->bucket);
-	c->access_key_id = xstrdup(o->access_key_id);
-	c->secret_access_key = xstrdup(o->secret_access_key);
+	c->access_key_id =
+		xstrdup(o->access_key_id != NULL ? o->access_key_id : "");
+	c->secret_access_key = xstrdup(
+		o->secret_access_key != NULL ? o->secret_access_key : "");
+	c->bearer = o->bearer;
+	c->bearer_arg = o->bearer_arg;
 	if (o->session_token != NULL && o->session_token[0] != '\0')
 		c->session_token = xstrdup(o->session_token);
 	if (o->sse != NULL && o->sse[0] != '\0')
@@ -471,6 +486,20 @@ host_header(const struct s3_client *c, struct buf *out)
 		buf_adds(out, c->host);
 	else
 		buf_addf(out, "%s.%s", c->bucket, c->host);
+}
+
+void
+s3_object_parts(const struct s3_client *c, const char *key, char **base,
+		char **path, char **host)
+{
+	struct buf b = BUF_INIT, p = BUF_INIT, h = BUF_INIT;
+
+	base_url(c, &b);
+	object_path(c, key, &p);
+	host_header(c, &h);
+	*base = buf_detach(&b);
+	*path = buf_detach(&p);
+	*host = buf_detach(&h);
 }
 
 int
@@ -608,6 +637,27 @@ s3_fail(struct ops_err *err, const char *method, const char *key,
 	return rc;
 }
 
+/*
+ * With a bearer token nothing is signed, but the query must still go out
+ * encoded and sorted as for SigV4: sigv4_sign() builds it, with these
+ * stand-in credentials, and its signature is dropped.
+ */
+static const struct sigv4_creds query_only = { "UNSIGNED", "unused", NULL };
+
+/* "Content-MD5: <base64>", which GCS checks on uploads */
+static char *
+content_md5_line(const void *body, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned char b64[32];
+	unsigned int n = 0;
+
+	if (EVP_Digest(body, len, md, &n, EVP_md5(), NULL) != 1 || n != 16)
+		abort();
+	EVP_EncodeBlock(b64, md, 16);
+	return xasprintf("Content-MD5: %s", (char *)b64);
+}
+
 /* A request header to sign and send. */
 struct hv {
 	const char *name;
@@ -653,23 +703,48 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 	req.region = c->region;
 	req.service = "s3";
 	req.flags = SIGV4_S3;
-	r = sigv4_sign(&req, &creds, &sig, err);
-	if (r != 0)
-		goto out;
+	if (c->bearer != NULL) {
+		char *token = NULL;
+
+		r = c->bearer(c->bearer_arg, &token, err);
+		if (r != 0)
+			goto out;
+		/* the query as SigV4 would send it, encoded and sorted */
+		req.payload_hash = SIGV4_UNSIGNED_PAYLOAD;
+		r = sigv4_sign(&req, &query_only, &sig, err);
+		if (r != 0) {
+			freezero_str(token);
+			goto out;
+		}
+		lines[nl++] = xasprintf("Authorization: Bearer %s", token);
+		freezero_str(token);
+		if (body != NULL && len > 0)
+			lines[nl++] = content_md5_line(body, len);
+	} else {
+		r = sigv4_sign(&req, &creds, &sig, err);
+		if (r != 0)
+			goto out;
+		lines[nl++] = xasprintf("x-amz-date: %s", sig.amz_date);
+		lines[nl++] =
+			xasprintf("x-amz-content-sha256: %s", sig.payload_hash);
+		lines[nl++] = xasprintf("Authorization: %s", sig.authorization);
+		if (c->session_token != NULL)
+			lines[nl++] = xasprintf("x-amz-security-token: %s",
+						c->session_token);
+	}
 	base_url(c, &url);
 	buf_adds(&url, buf_str(&path));
 	if (sig.query[0] != '\0')
 		buf_addf(&url, "?%s", sig.query);
 
 	lines[nl++] = xasprintf("Host: %s", buf_str(&host));
-	lines[nl++] = xasprintf("x-amz-date: %s", sig.amz_date);
-	lines[nl++] = xasprintf("x-amz-content-sha256: %s", sig.payload_hash);
-	lines[nl++] = xasprintf("Authorization: %s", sig.authorization);
-	if (c->session_token != NULL)
-		lines[nl++] =
-			xasprintf("x-amz-security-token: %s", c->session_token);
-	for (size_t i = 1; i < req.nheaders; i++)
+	for (size_t i = 1; i < req.nheaders; i++) {
+		/* S3's headers mean nothing to GCS with OAuth */
+		if (c->bearer != NULL &&
+		    strncasecmp(sh[i].name, "x-amz-", 6) == 0)
+			continue;
 		lines[nl++] = xasprintf("%s: %s", sh[i].name, sh[i].value);
+	}
 	lines[nl] = NULL;
 
 	w.method = method;
@@ -678,6 +753,7 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 	w.body = body;
 	w.body_len = len;
 	w.idempotent = idempotent;
+	w.stop = c->stop;
 	r = c->send(c->send_arg, &w, resp, err);
 out:
 	for (size_t i = 0; i < nl; i++)
@@ -990,6 +1066,122 @@ s3_delete_object(struct s3_client *c, const char *key, struct ops_err *err)
 	return r;
 }
 
+/* The end of the element <tag>...</tag> that starts at or after p, with
+ * its text in [*text, *text_end); NULL when there is none. */
+static const char *
+xml_next(const char *p, const char *end, const char *tag, const char **text,
+	 const char **text_end)
+{
+	size_t tl = strlen(tag);
+
+	while (p < end) {
+		const char *lt = memchr(p, '<', (size_t)(end - p));
+		const char *close;
+
+		if (lt == NULL || (size_t)(end - lt) < tl + 2)
+			return NULL;
+		if (memcmp(lt + 1, tag, tl) != 0 || lt[tl + 1] != '>') {
+			p = lt + 1;
+			continue;
+		}
+		*text = lt + tl + 2;
+		for (close = *text; close < end; close++)
+			if (*close == '<' && (size_t)(end - close) >= tl + 3 &&
+			    close[1] == '/' &&
+			    memcmp(close + 2, tag, tl) == 0 &&
+			    close[tl + 2] == '>')
+				break;
+		if (close >= end)
+			return NULL;
+		*text_end = close;
+		return close + tl + 3;
+	}
+	return NULL;
+}
+
+int
+s3_list_parse(const char *doc, size_t len,
+	      int (*fn)(void *arg, const char *key), void *arg, bool *truncated,
+	      struct buf *next)
+{
+	const char *end = doc + len, *p, *t, *te;
+	struct buf flag = BUF_INIT, key = BUF_INIT;
+	int r = 0;
+
+	*truncated = false;
+	if (memmem(doc, len, "<ListBucketResult", 17) == NULL)
+		return -1;
+	if (s3_xml_text(doc, len, "IsTruncated", 8, &flag) == 0)
+		*truncated = strcmp(buf_str(&flag), "true") == 0;
+	buf_release(&flag);
+	if (*truncated &&
+	    s3_xml_text(doc, len, "NextContinuationToken", 1024, next) != 0)
+		return -1; /* more pages, but no way to ask for them */
+	for (p = doc; r == 0 && p < end;) {
+		const char *kt, *kte;
+
+		p = xml_next(p, end, "Contents", &t, &te);
+		if (p == NULL)
+			break;
+		if (xml_next(t, te, "Key", &kt, &kte) == NULL)
+			continue;
+		buf_reset(&key);
+		if (xml_unescape(&key, kt, (size_t)(kte - kt), 1024) != 0 ||
+		    key.len == 0 || memchr(key.data, '\0', key.len) != NULL)
+			continue;
+		r = fn(arg, buf_str(&key));
+	}
+	buf_release(&key);
+	return r;
+}
+
+int
+s3_list_objects(struct s3_client *c, const char *prefix,
+		int (*fn)(void *arg, const char *key), void *arg,
+		struct ops_err *err)
+{
+	struct buf token = BUF_INIT;
+	int r = 0;
+
+	do {
+		struct sigv4_param q[3] = { { "list-type", "2" },
+					    { "prefix", prefix },
+					    { "continuation-token", NULL } };
+		struct s3_wire_response resp = S3_WIRE_RESPONSE_INIT;
+		struct buf next = BUF_INIT;
+		bool truncated = false;
+		size_t nq = 2;
+
+		if (token.len > 0) {
+			q[2].value = buf_str(&token);
+			nq = 3;
+		}
+		/* the bucket itself: "/bucket/" or "/" */
+		r = s3_request(c, "GET", "", q, nq, NULL, 0, NULL, 0, true,
+			       &resp, err);
+		if (r == 0 && resp.status != 200)
+			r = s3_fail(err, "ListObjectsV2", prefix, &resp);
+		if (r == 0) {
+			r = s3_list_parse(
+				resp.body.data != NULL ? resp.body.data : "",
+				resp.body.len, fn, arg, &truncated, &next);
+			if (r == -1)
+				r = ops_fail(
+					err, OPS_E_HTTP, false,
+					"s3: ListObjectsV2 '%.100s' "
+					"answered with no ListBucketResult",
+					prefix);
+		}
+		s3_wire_response_release(&resp);
+		buf_reset(&token);
+		if (r == 0 && truncated)
+			buf_adds(&token, buf_str(&next));
+		buf_release(&next);
+	} while (r == 0 && token.len > 0);
+	buf_release(&token);
+	return r;
+}
+
 int
 s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 	       struct ops_err *err)
@@ -1006,6 +1198,10 @@ s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 	r = check_key(key, err);
 	if (r != 0)
 		return r;
+	if (c->bearer != NULL)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"s3: no SigV4 presigned URL with a bearer "
+				"token");
 	object_path(c, key, &path);
 	host_header(c, &host);
 	sh[0] = (struct sigv4_header){ "host", buf_str(&host) };

@@ -21,6 +21,7 @@
 #ifndef OPS_STORAGE_S3_H
 #define OPS_STORAGE_S3_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -55,6 +56,15 @@ struct s3_opts {
 	 * needs at most S3_MAX_PARTS parts */
 	size_t part_size;
 	const struct http_policy *policy; /* NULL: http_policy_default() */
+	/*
+	 * OAuth2 instead of SigV4 (GCS with a service account): when set,
+	 * requests carry "Authorization: Bearer <token>" from this function
+	 * (a new string the caller of it frees and wipes) and no x-amz-*
+	 * header; access_key_id and secret_access_key are then not needed.
+	 * presign_get is not available in this mode (OPS_E_INVALID).
+	 */
+	int (*bearer)(void *arg, char **token, struct ops_err *err);
+	void *bearer_arg; /* borrowed */
 };
 
 /*
@@ -91,6 +101,8 @@ struct s3_wire_request {
 	const void *body;
 	size_t body_len;
 	bool idempotent; /* may be sent twice */
+	/* ends the request with OPS_E_STOPPED; NULL: ops_stop_flag */
+	const volatile sig_atomic_t *stop;
 };
 
 struct s3_wire_response {
@@ -126,6 +138,10 @@ s3_send_fn s3_send_http;
 /* Replace the transport (tests; a future streaming transport). fn NULL
  * restores s3_send_http. arg is borrowed. */
 void s3_client_set_send(struct s3_client *c, s3_send_fn *fn, void *arg);
+
+/* The stop flag of every request (store_open's); NULL: ops_stop_flag.
+ * Borrowed. */
+void s3_client_set_stop(struct s3_client *c, const volatile sig_atomic_t *stop);
 
 /* Replace the clock that dates requests (tests of skew and expiry). fn
  * NULL restores time(). */
@@ -187,6 +203,35 @@ int s3_presign_get(struct s3_client *c, const char *key, long expires,
  */
 int s3_object_url(const struct s3_client *c, const char *key, char **url,
 		  struct ops_err *err) __attribute__((warn_unused_result));
+
+/*
+ * The pieces of key's URL as c addresses it, for signers of other schemes
+ * (GCS's GOOG4-RSA-SHA256): *base "scheme://host[:port]", *path the
+ * encoded wire path ("/bucket/key" or "/key"), *host the Host value. All
+ * new; the caller frees them.
+ */
+void s3_object_parts(const struct s3_client *c, const char *key, char **base,
+		     char **path, char **host);
+
+/*
+ * ListObjectsV2: call fn with each key that starts with prefix (any
+ * string, "" for all), page after page (continuation tokens); stop and
+ * return fn's value when it is non-zero.
+ */
+int s3_list_objects(struct s3_client *c, const char *prefix,
+		    int (*fn)(void *arg, const char *key), void *arg,
+		    struct ops_err *err) __attribute__((warn_unused_result));
+
+/*
+ * Read one ListObjectsV2 page: fn gets the <Key> of each <Contents>
+ * (entities decoded, at most 1024 bytes; a key holding a NUL is skipped);
+ * *truncated is <IsTruncated>true</IsTruncated>; next gets the
+ * <NextContinuationToken> (at most 1024 bytes). Returns 0, fn's non-zero
+ * value, or -1 when doc is not a ListBucketResult. Never reads past len.
+ */
+int s3_list_parse(const char *doc, size_t len,
+		  int (*fn)(void *arg, const char *key), void *arg,
+		  bool *truncated, struct buf *next);
 
 /*
  * Append the text of the first <tag>...</tag> element of an S3 XML

@@ -6,7 +6,8 @@
 # its lease), a job that fails twice then succeeds, one that always fails
 # (dead, every error kept), a permanent failure, a unique key under
 # concurrent enqueue, a graceful stop with a job running, the database
-# going away and the server restarting, and the queue subcommands with their refusals.
+# going away and the server restarting, /healthz and /metrics, and the
+# queue subcommands with their refusals.
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -150,6 +151,55 @@ expect_rc 0 "after SIGTERM the worker exits 0"
 assert_eq "the running job finished first" "succeeded" "$(q "SELECT state FROM apexops.queue_jobs WHERE id = $slow")"
 assert_eq "the prefetched ones were given back, not failed" "50 0" \
 	"$(q "SELECT count(*) FILTER (WHERE state = 'available') || ' ' || count(*) FILTER (WHERE state NOT IN ('available', 'succeeded')) FROM apexops.queue_jobs WHERE id <> $slow")"
+
+# ---- /healthz and /metrics ----------------------------------------------------
+free_port() {
+	local p=$1
+	while (echo >/dev/tcp/127.0.0.1/"$p") 2>/dev/null; do p=$((p + 1)); done
+	echo "$p"
+}
+# metric NAME{LABELS}: its value on /metrics, empty when absent
+metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
+# wait_metric NAME{LABELS} AWK-CONDITION-ON-v: until it holds, at most 30 s
+wait_metric() {
+	for _ in $(seq 1 300); do
+		v=$(metric "$1")
+		[ -n "$v" ] && awk -v v="$v" "BEGIN { exit !($2) }" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+# three due jobs of a kind no worker here handles: the depth and the
+# oldest's age (two minutes) stay put while noop jobs come and go
+q "SELECT apexops.enqueue('other.kind', '{}', now() - interval '2 minutes') FROM generate_series(1, 3)" >/dev/null
+PORT=$(free_port 19287)
+"$APEXOPS_BIN" worker --concurrency 2 --http "127.0.0.1:$PORT" >"$E2E_TMP/metrics.log" 2>&1 &
+M=$!
+PIDS+=($M)
+wait_metric 'apexops_queue_depth' 'v == 3' && ok "/metrics: the queue depth counts the due jobs" ||
+	not_ok "/metrics: the queue depth counts the due jobs ($(metric apexops_queue_depth))"
+assert_eq "/metrics: unfinished jobs by kind and state" 3 "$(metric 'apexops_queue_jobs{kind="other.kind",state="available"}')"
+wait_metric 'apexops_queue_oldest_available_age_seconds' 'v >= 119' && ok "/metrics: the oldest due job's age" ||
+	not_ok "/metrics: the oldest due job's age ($(metric apexops_queue_oldest_available_age_seconds))"
+assert_eq "/healthz answers 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz")"
+run_ops queue enqueue noop --count 20
+wait_metric 'apexops_worker_jobs_total{kind="noop",status="succeeded"}' 'v == 20' &&
+	ok "/metrics: jobs by kind and outcome move as jobs run" || not_ok "/metrics: jobs by kind and outcome move as jobs run"
+run_ops queue enqueue noop --payload '{"fail_attempts": 9}' --max-attempts 1
+wait_metric 'apexops_worker_jobs_total{kind="noop",status="dead"}' 'v == 1' &&
+	ok "/metrics: a dead job counts as dead" || not_ok "/metrics: a dead job counts as dead"
+assert_eq "/metrics: a handler duration histogram per kind, every run in it" "21 21" \
+	"$(metric 'apexops_worker_handler_duration_seconds_count{kind="noop"}') $(metric 'apexops_worker_handler_duration_seconds_bucket{kind="noop",le="+Inf"}')"
+wait_metric 'apexops_worker_claimed_jobs_total' 'v == 21' && ok "/metrics: claimed jobs" || not_ok "/metrics: claimed jobs"
+claims=$(metric 'apexops_worker_claim_duration_seconds_count')
+assert_eq "/metrics: claim latency, a histogram of the round trips" 1 \
+	"$(awk -v c="$claims" -v i="$(metric 'apexops_worker_claim_duration_seconds_bucket{le="+Inf"}')" 'BEGIN { print (c >= 1 && c == i) ? 1 : 0 }')"
+assert_contains "/metrics: the families are typed" "$(curl -s "http://127.0.0.1:$PORT/metrics")" \
+	"# TYPE apexops_worker_handler_duration_seconds histogram"
+kill -TERM "$M"
+wait_exit "$M"
+expect_rc 0 "the metrics worker stops cleanly"
 
 # ---- the database goes away -------------------------------------------------
 q "DELETE FROM apexops.queue_jobs" >/dev/null

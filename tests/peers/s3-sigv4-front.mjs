@@ -10,9 +10,36 @@
 // env: PORT (0: any free port), S3_DIR (s3rver's store, required),
 //      BUCKETS (comma-separated, created at start), EXTRA_AK/EXTRA_SK (a
 //      second key pair, e.g. a GCS HMAC key GOOG1...).
+//
+// For GCS with a service account (no emulator serves the XML API):
+//   TOKENINFO_URL: OAuth2 bearer tokens are accepted when this endpoint
+//     (the token double, gcs-token-double.mjs) knows them and their scope
+//     holds devstorage.read_write; then they are forwarded unsigned.
+//   GOOG_SA_EMAIL, GOOG_SA_PUBKEY (a PEM file): GOOG4-RSA-SHA256 signed
+//     URLs are checked as Cloud Storage does (canonical request, string
+//     to sign, RSA-SHA256 with the service account's public key, expiry).
+//
+// s3rver lacks AbortMultipartUpload (405) and ListMultipartUploads (501):
+// the front keeps the uploads it saw created and not completed, and
+// answers those two itself (S3's XML), so a test can see an upload left
+// pending.
+//
+// Test controls (not S3; never signed):
+//   POST /__front/faults  [{"method":"PUT","match":"partNumber=2",
+//     "status":500,"count":2} | {..."delay_ms":5000} | {..."reset":true}]
+//     the next `count` requests whose method and path+query (substring)
+//     match get that answer (after the signature check) instead of s3rver's;
+//     {..."hold":true} keeps them waiting until POST /__front/release
+//   GET /__front/requests  [{method, url, status}] answered so far;
+//   DELETE /__front/requests clears it
+//   GET /__front/uploads  the multipart uploads created and neither
+//     completed nor aborted (what ListMultipartUploads answers)
+//   POST /__front/config {"list_max_keys": n}  ListObjectsV2 answers pages
+//     of n keys (s3rver's max-keys), to exercise continuation tokens
 // Prints "s3 front on 127.0.0.1:PORT" once both listen. Run with
 // node --openssl-legacy-provider (s3rver's continuation tokens use DES).
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -22,6 +49,14 @@ const S3rver = require('s3rver');
 const AWSAccount = require('s3rver/lib/models/account');
 
 const KEYS = { S3RVER: 'S3RVER' };
+const TOKENINFO = process.env.TOKENINFO_URL || '';
+const SA_EMAIL = process.env.GOOG_SA_EMAIL || '';
+const SA_PUBKEY = process.env.GOOG_SA_PUBKEY ? fs.readFileSync(process.env.GOOG_SA_PUBKEY, 'utf8') : '';
+let faults = [];
+let held = []; // requests kept waiting by a "hold" fault
+const config = { list_max_keys: 0 }; // > 0: ListObjectsV2 pages of that many keys
+const requests = [];
+const uploads = new Map(); // uploadId -> { bucket, key, initiated }
 if (process.env.EXTRA_AK) {
   KEYS[process.env.EXTRA_AK] = process.env.EXTRA_SK || '';
   AWSAccount.DUMMY_ACCOUNT.createKeyPair(process.env.EXTRA_AK, process.env.EXTRA_SK || '');
@@ -40,11 +75,95 @@ const xmlErr = (code, msg) => `<?xml version="1.0" encoding="UTF-8"?>\n<Error><C
 const awsEnc = (x) => encodeURIComponent(x).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
 const SKEW_MS = 15 * 60 * 1000;
 
+const xmlEsc = (x) => String(x).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+// bucket and key of a path-style or virtual-hosted request
+const target = (host, rawPath) => {
+  const m = /^([^.:]+)\.s3[.-]/.exec(host || '');
+  const segs = rawPath.split('/').slice(1).map(decodeURIComponent);
+  return m ? { bucket: m[1], key: segs.join('/') } : { bucket: segs[0], key: segs.slice(1).join('/') };
+};
+
+// Cloud Storage's check of a V4 RSA signed URL (canonical-requests and
+// signatures pages of the Cloud Storage docs)
+const checkGoog4 = (req, rawPath, rawQuery) => {
+  if (!SA_PUBKEY) return 'GOOG4-RSA-SHA256 URLs are not configured';
+  const pairs = rawQuery.split('&').filter(Boolean).map((p) => {
+    const i = p.indexOf('=');
+    return [decodeURIComponent(i < 0 ? p : p.slice(0, i)), decodeURIComponent(i < 0 ? '' : p.slice(i + 1))];
+  });
+  const q = Object.fromEntries(pairs);
+  if (q['X-Goog-Algorithm'] !== 'GOOG4-RSA-SHA256') return 'unsupported X-Goog-Algorithm';
+  const cm = /^([^/]+)\/(\d{8})\/([^/]+)\/storage\/goog4_request$/.exec(q['X-Goog-Credential'] || '');
+  if (!cm || cm[1] !== SA_EMAIL) return 'unknown credential';
+  const dt = q['X-Goog-Date'] || '';
+  if (!/^\d{8}T\d{6}Z$/.test(dt) || dt.slice(0, 8) !== cm[2]) return 'bad X-Goog-Date';
+  const exp = +q['X-Goog-Expires'];
+  if (!(exp >= 1 && exp <= 604800)) return 'X-Goog-Expires must be 1 to 604800';
+  const when = Date.parse(dt.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
+  if (Date.now() > when + exp * 1000) return 'Request has expired';
+  const signedNames = (q['X-Goog-SignedHeaders'] || '').split(';');
+  if (!signedNames.includes('host')) return 'host is not signed';
+  const canonQuery = pairs.filter(([k]) => k !== 'X-Goog-Signature')
+    .map(([k, v]) => [awsEnc(k), awsEnc(v)]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1))
+    .map(([k, v]) => `${k}=${v}`).join('&');
+  const canonHeaders = signedNames.map((h) => `${h}:${String(req.headers[h] ?? '').trim()}\n`).join('');
+  const path = rawPath.split('/').map((seg) => awsEnc(decodeURIComponent(seg))).join('/');
+  const creq = [req.method, path, canonQuery, canonHeaders, signedNames.join(';'), 'UNSIGNED-PAYLOAD'].join('\n');
+  const sts = ['GOOG4-RSA-SHA256', dt, `${cm[2]}/${cm[3]}/storage/goog4_request`,
+               crypto.createHash('sha256').update(creq).digest('hex')].join('\n');
+  const sig = Buffer.from(q['X-Goog-Signature'] || '', 'hex');
+  if (!crypto.verify('sha256', Buffer.from(sts), SA_PUBKEY, sig)) return 'SignatureDoesNotMatch';
+  return null;
+};
+
+const checkBearer = async (token) => {
+  if (!TOKENINFO) return 'bearer tokens are not configured';
+  const r = await fetch(`${TOKENINFO}?access_token=${encodeURIComponent(token)}`);
+  if (r.status !== 200) return 'invalid token';
+  const info = await r.json();
+  if (!String(info.scope || '').split(' ').includes('https://www.googleapis.com/auth/devstorage.read_write'))
+    return 'token lacks the devstorage.read_write scope';
+  return null;
+};
+
 const server = http.createServer(async (req, res) => {
+  const log = { method: req.method, url: req.url, status: 0 };
   const fail = (status, code, msg) => {
+    log.status = status;
     res.writeHead(status, { 'content-type': 'application/xml' });
     res.end(xmlErr(code, msg));
   };
+  const answer = (status, body, headers = {}) => {
+    log.status = status;
+    res.writeHead(status, { 'content-type': 'application/xml', ...headers });
+    res.end(body);
+  };
+  if (req.url.startsWith('/__front/')) {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    res.setHeader('content-type', 'application/json');
+    if (req.url === '/__front/faults' && req.method === 'POST') {
+      faults = JSON.parse(Buffer.concat(chunks).toString() || '[]');
+      return res.end('{}');
+    }
+    if (req.url === '/__front/release' && req.method === 'POST') {
+      const n = held.length;
+      held.forEach((r) => r());
+      held = [];
+      return res.end(JSON.stringify({ released: n }));
+    }
+    if (req.url === '/__front/config' && req.method === 'POST') {
+      Object.assign(config, JSON.parse(Buffer.concat(chunks).toString() || '{}'));
+      return res.end('{}');
+    }
+    if (req.url === '/__front/uploads' && req.method === 'GET')
+      return res.end(JSON.stringify([...uploads.entries()].map(([id, u]) => ({ uploadId: id, ...u }))));
+    if (req.url === '/__front/requests' && req.method === 'GET') return res.end(JSON.stringify(requests));
+    if (req.url === '/__front/requests' && req.method === 'DELETE') { requests.length = 0; return res.end('{}'); }
+    res.statusCode = 404;
+    return res.end('{}');
+  }
+  requests.push(log);
   try {
     const [rawPath, rawQuery = ''] = req.url.split(/\?(.*)/s);
     const query = {};
@@ -59,6 +178,21 @@ const server = http.createServer(async (req, res) => {
     const payload = Buffer.concat(chunks);
     const presigned = 'X-Amz-Signature' in query;
     let ak, region, service, signed, sig, amzDate, expires;
+    const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization || '');
+    if ('X-Goog-Signature' in query) {
+      const why = checkGoog4(req, rawPath, rawQuery);
+      if (why) return fail(403, why === 'SignatureDoesNotMatch' ? why : 'AccessDenied', why);
+      return forward(req, res, log, payload, req.url.replace(/[?&]X-Goog-[^&]*/g, '').replace(/^([^?]*)&/, '$1?'), true);
+    }
+    if (bearer) {
+      const why = await checkBearer(bearer[1]);
+      if (why) return fail(401, 'AuthenticationRequired', why);
+      if (req.headers['content-md5'] &&
+          req.headers['content-md5'] !== crypto.createHash('md5').update(payload).digest('base64'))
+        return fail(400, 'BadDigest', 'The Content-MD5 you specified did not match what was received.');
+      for (const h of Object.keys(req.headers)) if (h.startsWith('x-amz-')) return fail(400, 'InvalidArgument', `${h} with OAuth`);
+      return emulate(req, res, log, payload, rawPath, rawQuery, true);
+    }
     if (presigned) {
       const cm = /^([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request$/.exec(query['X-Amz-Credential'] || '');
       if (query['X-Amz-Algorithm'] !== 'AWS4-HMAC-SHA256' || !cm) return fail(403, 'AccessDenied', 'malformed presigned URL');
@@ -112,16 +246,84 @@ const server = http.createServer(async (req, res) => {
       want = /Signature=([0-9a-f]{64})/.exec(s.headers.authorization)[1];
     }
     if (want !== sig) return fail(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
-    const fwd = http.request({ host: '127.0.0.1', port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode, r.headers);
-      r.pipe(res);
-    });
-    fwd.on('error', (e) => fail(502, 'BadGateway', e.message));
-    fwd.end(payload);
+    return emulate(req, res, log, payload, rawPath, rawQuery, false);
   } catch (e) {
     fail(500, 'InternalError', String(e && e.message));
   }
 });
+
+// after the signature check: injected faults, the two multipart calls
+// s3rver lacks, then s3rver
+async function emulate(req, res, log, payload, rawPath, rawQuery, unsigned) {
+  const answer = (status, body) => {
+    log.status = status;
+    res.writeHead(status, { 'content-type': 'application/xml' });
+    res.end(body);
+  };
+  const f = faults.find((x) => x.count > 0 && (!x.method || x.method === req.method) &&
+                               (!x.match || req.url.includes(x.match)));
+  if (f) {
+    f.count--;
+    if (f.reset) { log.status = -1; return req.socket.destroy(); }
+    if (f.delay_ms) await new Promise((r) => setTimeout(r, f.delay_ms));
+    if (f.hold) await new Promise((r) => held.push(r));
+    if (f.status) return answer(f.status, xmlErr(f.status >= 500 ? 'InternalError' : 'InjectedFault', 'injected by the test'));
+  }
+  const q = new URLSearchParams(rawQuery);
+  const { bucket, key } = target(req.headers.host, rawPath);
+  if (req.method === 'DELETE' && q.has('uploadId')) {
+    const u = uploads.get(q.get('uploadId'));
+    if (!u || u.key !== key) return answer(404, xmlErr('NoSuchUpload', 'The specified upload does not exist.'));
+    uploads.delete(q.get('uploadId'));
+    return answer(204, '');
+  }
+  if (req.method === 'GET' && q.has('uploads') && key === '') {
+    const mine = [...uploads.entries()].filter(([, u]) => u.bucket === bucket);
+    return answer(200, '<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult>' +
+      `<Bucket>${xmlEsc(bucket)}</Bucket><IsTruncated>false</IsTruncated>` +
+      mine.map(([id, u]) => `<Upload><Key>${xmlEsc(u.key)}</Key><UploadId>${xmlEsc(id)}</UploadId>` +
+                            `<Initiated>${u.initiated}</Initiated></Upload>`).join('') +
+      '</ListMultipartUploadsResult>');
+  }
+  if (q.has('uploadId') && !uploads.has(q.get('uploadId')))
+    return answer(404, xmlErr('NoSuchUpload', 'The specified upload does not exist.'));
+  let url = req.url;
+  if (req.method === 'GET' && q.get('list-type') === '2' && config.list_max_keys > 0)
+    url += `&max-keys=${config.list_max_keys}`; // after the check: s3rver's business
+  return forward(req, res, log, payload, url, unsigned, (status, body) => {
+    if (req.method === 'POST' && q.has('uploads') && status === 200) {
+      const m = /<UploadId>([^<]+)<\/UploadId>/.exec(body.toString());
+      if (m) uploads.set(m[1], { bucket, key, initiated: new Date().toISOString() });
+    }
+    if (req.method === 'POST' && q.has('uploadId') && status === 200) uploads.delete(q.get('uploadId'));
+  });
+}
+
+function forward(req, res, log, payload, url, unsigned, seen) {
+  const headers = { ...req.headers };
+  if (unsigned) {
+    // s3rver takes a request without Authorization as anonymous
+    delete headers.authorization;
+    headers['x-amz-content-sha256'] = crypto.createHash('sha256').update(payload).digest('hex');
+  }
+  const fwd = http.request({ host: '127.0.0.1', port: up.port, method: req.method, path: url, headers }, (r) => {
+    const chunks = [];
+    r.on('data', (c) => chunks.push(c));
+    r.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (seen) seen(r.statusCode, body);
+      log.status = r.statusCode;
+      res.writeHead(r.statusCode, r.headers);
+      res.end(body);
+    });
+  });
+  fwd.on('error', (e) => {
+    log.status = 502;
+    res.writeHead(502, { 'content-type': 'application/xml' });
+    res.end(xmlErr('BadGateway', e.message));
+  });
+  fwd.end(payload);
+}
 server.listen(+(process.env.PORT || 0), '127.0.0.1', () => {
   console.log(`s3 front on 127.0.0.1:${server.address().port}`);
 });

@@ -16,7 +16,11 @@
 //   - timestamp (unix seconds) defaults to now and must lie within the past
 //     35 days and at most 5 minutes ahead;
 //   - the answer is a billing.meter_event object; Idempotency-Key replay is
-//     the main double's (same answer, Idempotent-Replayed: true).
+//     the main double's (same answer, Idempotent-Replayed: true);
+//   - POST /v1/billing/meter_event_adjustments (type=cancel, event_name,
+//     cancel[identifier]) cancels an event received within the last 24
+//     hours (https://docs.stripe.com/api/billing/meter-event-adjustment);
+//     a cancelled event no longer counts in the sums below.
 // Control endpoints (no auth):
 //   GET  /__double/meter_events       every accepted event, in order
 //   GET  /__double/meter_events/sums  {"<customer> <event_name>": total}
@@ -25,11 +29,12 @@
 //   POST /__double/meters/clock       {"now": unix seconds} sets the double's
 //                                     clock for the timestamp window
 //                                     ({"now": null}: the real clock)
-let events, ids, clockOffset = 0;
+let events, ids, cancelled, clockOffset = 0;
 
 export function reset(api) {
   events = [];
   ids = new Map();
+  cancelled = new Set();
   clockOffset = 0;
 }
 
@@ -39,10 +44,11 @@ export function control(method, path, body, api) {
   // Stripe keeps idempotency keys about 24 hours, identifiers at least as
   // long: this forgets the keys only, as a day later
   if (path === '/__double/idempotency/expire' && method === 'POST') { api.state.idem.clear(); return { ok: true }; }
-  if (path === '/__double/meter_events' && method === 'GET') return events;
+  if (path === '/__double/meter_events' && method === 'GET') return events.filter((e) => !cancelled.has(e.identifier));
   if (path === '/__double/meter_events/sums' && method === 'GET') {
     const sums = {};
     for (const e of events) {
+      if (cancelled.has(e.identifier)) continue;
       const k = `${e.payload.stripe_customer_id} ${e.event_name}`;
       sums[k] = (sums[k] || 0) + Number(e.payload.value);
     }
@@ -56,7 +62,25 @@ export function control(method, path, body, api) {
   return undefined;
 }
 
+function adjust(body, api) {
+  const E = api.StripeError;
+  api.checkParams(body, ['event_name', 'type', 'cancel']);
+  if (!body.event_name) throw new E(400, 'invalid_request_error', 'Missing required param: event_name.', 'parameter_missing', 'event_name');
+  if (body.type !== 'cancel')
+    throw new E(400, 'invalid_request_error', 'Invalid type: must be cancel.', 'parameter_invalid_string', 'type');
+  const id = body.cancel?.identifier;
+  if (!id) throw new E(400, 'invalid_request_error', 'Missing required param: cancel[identifier].', 'parameter_missing', 'cancel[identifier]');
+  const ev = ids.get(id);
+  if (!ev || ev.event_name !== body.event_name)
+    throw new E(400, 'invalid_request_error', `No meter event with identifier ${id} for event_name ${body.event_name}.`, 'resource_missing', 'cancel[identifier]');
+  if (now() - ev.created > 86400)
+    throw new E(400, 'invalid_request_error', 'Meter events can only be cancelled within 24 hours of being received.', undefined, 'cancel[identifier]');
+  cancelled.add(id);
+  return { object: 'billing.meter_event_adjustment', event_name: ev.event_name, livemode: false, status: 'pending', type: 'cancel', cancel: { identifier: id } };
+}
+
 export function route(method, path, q, body, api) {
+  if (path === '/v1/billing/meter_event_adjustments' && method === 'POST') return adjust(body, api);
   if (path !== '/v1/billing/meter_events') return undefined;
   const E = api.StripeError;
   if (method !== 'POST')
