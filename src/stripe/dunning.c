@@ -437,6 +437,7 @@ emit(struct dun *d, const char *type, const char *customer,
 struct candidate {
 	char invoice[256];
 	char failed_at[40];
+	char customer[40]; /* the row's customer_id (users.id), or "" */
 	bool taken;
 };
 
@@ -452,13 +453,16 @@ load_candidates(struct dun *d, struct candidates *c, struct ops_err *err)
 	 * (an id or the object), "invoice_id", "stripe_invoice_id", or the
 	 * whole event (data.object) */
 	static const char sql[] =
-		"SELECT inv, min(created_at) FROM (SELECT COALESCE("
+		"SELECT inv, min(created_at), COALESCE((array_agg(customer_id"
+		" ORDER BY created_at) FILTER (WHERE customer_id IS NOT"
+		" NULL))[1]::text, '') FROM (SELECT COALESCE("
 		" NULLIF(data->>'invoice_id', ''),"
 		" NULLIF(data->>'stripe_invoice_id', ''),"
 		" CASE jsonb_typeof(data->'invoice') WHEN 'string' THEN"
 		" data->>'invoice' WHEN 'object' THEN data->'invoice'->>'id'"
 		" END, CASE WHEN data->'data'->'object'->>'object' = 'invoice'"
-		" THEN data->'data'->'object'->>'id' END) AS inv, created_at"
+		" THEN data->'data'->'object'->>'id' END) AS inv, created_at,"
+		" customer_id"
 		" FROM public.billing_audit WHERE event_type = "
 		"'payment_failed')"
 		" a WHERE inv ~ '^in_[A-Za-z0-9_]{1,250}$' AND NOT EXISTS"
@@ -481,6 +485,8 @@ load_candidates(struct dun *d, struct candidates *c, struct ops_err *err)
 			 db_res_get(res, (int)i, 0));
 		snprintf(c->v[i].failed_at, sizeof(c->v[i].failed_at), "%s",
 			 db_res_get(res, (int)i, 1));
+		snprintf(c->v[i].customer, sizeof(c->v[i].customer), "%s",
+			 db_res_get(res, (int)i, 2));
 	}
 	db_res_free(res);
 	return 0;
@@ -502,7 +508,7 @@ find_candidate(struct candidates *c, const char *invoice)
  */
 static int
 open_case(struct dun *d, const json_t *inv, const char *failed_at,
-	  const char *opened_by, struct ops_err *err)
+	  const char *opened_by, const char *customer, struct ops_err *err)
 {
 	static const char sql[] =
 		"INSERT INTO apexops.dunning_cases (invoice_id,"
@@ -524,7 +530,9 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 		" FROM (SELECT COALESCE((SELECT u.id FROM public.users u WHERE"
 		" u.stripe_customer_id = NULLIF($2, '')), (SELECT s.customer_id"
 		" FROM public.subscriptions s WHERE s.stripe_customer_id ="
-		" NULLIF($2, '') ORDER BY s.created_at LIMIT 1)) AS id) cu"
+		" NULLIF($2, '') ORDER BY s.created_at LIMIT 1),"
+		" (SELECT u.id FROM public.users u WHERE u.id ="
+		" NULLIF($16, '')::uuid)) AS id) cu"
 		" ON CONFLICT (invoice_id) DO NOTHING RETURNING id,"
 		" customer_id, to_char(next_attempt_at AT TIME ZONE $8,"
 		" 'YYYY-MM-DD')";
@@ -557,7 +565,7 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 		return 0;
 	}
 	{
-		const char *p[15] = { jstr(inv, "id"),
+		const char *p[16] = { jstr(inv, "id"),
 				      inv_customer(inv),
 				      inv_subscription(inv),
 				      amount,
@@ -573,12 +581,13 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 				      attempts,
 				      nextpa,
 				      at,
-				      why };
+				      why,
+				      customer ? customer : "" };
 
 		dblock(d);
 		r = db_begin(DB(d), err);
 		if (r == 0)
-			r = db_query(DB(d), sql, 15, p, &res, err);
+			r = db_query(DB(d), sql, 16, p, &res, err);
 	}
 	if (r != 0)
 		goto out;
@@ -752,7 +761,8 @@ reconcile(struct dun *d, struct stripe *st, struct candidates *cand,
 			else
 				inv_failed_at(inv, failed, sizeof(failed));
 			r = open_case(d, inv, c ? c->failed_at : failed,
-				      c ? "webhook" : "reconciliation", err);
+				      c ? "webhook" : "reconciliation",
+				      c ? c->customer : NULL, err);
 		}
 		if (r == 0 && json_array_size(data) > 0)
 			snprintf(after, sizeof(after), "%s",
@@ -793,7 +803,8 @@ open_remaining(struct dun *d, struct stripe *st, struct candidates *cand,
 			r = 0;
 		}
 		if (r == 0 && strcmp(jstr(inv, "status"), "draft") != 0)
-			r = open_case(d, inv, c->failed_at, "webhook", &e);
+			r = open_case(d, inv, c->failed_at, "webhook",
+				      c->customer, &e);
 		json_decref(inv);
 		if (r == OPS_E_STOPPED) {
 			*err = e;
