@@ -1450,8 +1450,11 @@ out:
 static void
 progress(struct dun *d)
 {
-	char *counts = dunning_result_json(d->res);
+	char *counts;
 
+	pthread_mutex_lock(&d->mu); /* the counters, as workers add to them */
+	counts = dunning_result_json(d->res);
+	pthread_mutex_unlock(&d->mu);
 	pthread_mutex_lock(&d->dbmu); /* the run's connection */
 	job_progress(d->ctx, counts, false);
 	pthread_mutex_unlock(&d->dbmu);
