@@ -12,3 +12,6 @@ bench/revenue "$BIN"
 echo
 echo "== bench/purge"
 bench/purge "$BIN"
+echo
+echo "== bench/stripe-sync"
+bench/stripe-sync/run.sh "$BIN"

@@ -191,9 +191,12 @@ print_text(const struct usage_result *res)
 		       res->days[i].day, res->tz, res->days[i].start,
 		       res->days[i].end, res->days[i].hours);
 	if (res->nev == 0)
-		printf("nothing to send: every event of %s already "
-		       "delivered\n",
-		       res->ndays == 1 ? "the day is" : "these days is");
+		printf("nothing to send: no usage of %s that Stripe has not "
+		       "been told of%s\n",
+		       res->ndays == 1 ? "this day" : "these days",
+		       res->nmissing > 0 ? ", except from customers without "
+					   "a Stripe id (below)"
+					 : "");
 	for (size_t i = 0; i < res->nev; i++) {
 		const struct usage_event *e = &res->ev[i];
 
@@ -257,7 +260,7 @@ print_text(const struct usage_result *res)
 static void
 print_json(const struct usage_result *res, long long run_id)
 {
-	json_t *o = json_object(), *days = json_array(), *ev = json_array();
+	json_t *o = json_object(), *days = json_array();
 	json_t *mi = json_array(), *de = json_array();
 	char *s;
 
@@ -289,8 +292,14 @@ print_json(const struct usage_result *res, long long run_id)
 					    json_string(e->request_id));
 		if (e->error != NULL)
 			json_object_set_new(x, "error", json_string(e->error));
-		json_array_append_new(ev, x);
+		/* streamed: 30,000 events as one jansson tree cost ~50 MiB */
+		fputs(i == 0 ? "{\"events\":[" : ",", stdout);
+		json_dumpf(x, stdout, JSON_COMPACT);
+		json_decref(x);
 	}
+	if (res->nev == 0)
+		fputs("{\"events\":[", stdout);
+	fputs("],", stdout);
 	for (size_t i = 0; i < res->nmissing; i++)
 		json_array_append_new(
 			mi, json_pack("{s:s, s:s, s:s, s:I}", "customer_id",
@@ -312,7 +321,6 @@ print_json(const struct usage_result *res, long long run_id)
 	if (run_id != 0)
 		json_object_set_new(o, "run_id", json_integer(run_id));
 	json_object_set_new(o, "days", days);
-	json_object_set_new(o, "events", ev);
 	json_object_set_new(o, "totals", totals(res));
 	json_object_set_new(o, "without_stripe_id", mi);
 	json_object_set_new(o, "decreases", de);
@@ -325,13 +333,15 @@ print_json(const struct usage_result *res, long long run_id)
 				      (json_int_t)res->duplicate, "failed",
 				      (json_int_t)res->failed, "left",
 				      (json_int_t)res->left));
-	json_object_set_new(o, "timing",
-			    json_pack("{s:f, s:f, s:f}", "wall_s", res->wall_s,
-				      "ledger_s", res->ledger_s, "send_s",
-				      res->send_s));
+	json_object_set_new(
+		o, "timing",
+		json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "wall_s",
+			  res->wall_s, "ledger_s", res->ledger_s, "audit_s",
+			  res->audit_s, "ledger_serial_s", res->ledger_serial_s,
+			  "plan_s", res->plan_s, "send_s", res->send_s));
 	s = json_dumps(o, JSON_COMPACT);
 	if (s != NULL)
-		puts(s);
+		puts(s + 1); /* after the events: the object's '{' is ours */
 	free(s);
 	json_decref(o);
 }

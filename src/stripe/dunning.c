@@ -889,7 +889,8 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 /*
  * Paid: the case recovered, the subscription active with no failed
  * payments, the user's suspended API keys active again, the receipt
- * event; a resume of collection queued when apexops paused it.
+ * event, and pause_collection cleared in Stripe (queued; a no-op for a
+ * subscription that was never paused), as the subscription is active.
  */
 static int
 commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
@@ -901,7 +902,8 @@ commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
 		" 'recovered', attempts = GREATEST(attempts, $2::int),"
 		" pending_attempt = NULL, pending_key = NULL, pending_since ="
 		" NULL, next_attempt_at = NULL, stripe_action = CASE WHEN"
-		" paused THEN 'resume' END, last_error = NULL, closed_at = $3,"
+		" stripe_subscription_id IS NOT NULL THEN 'resume' END,"
+		" last_error = NULL, closed_at = $3,"
 		" updated_at = $3 WHERE id = $1 AND status IN ('open',"
 		" 'suspended') RETURNING (SELECT status FROM old),"
 		" COALESCE(stripe_action, ''), COALESCE(subscription_id::text,"

@@ -709,7 +709,7 @@ flush(struct db *db, struct usage_result *res, const size_t *idx, size_t n,
 		" request_id = COALESCE(NULLIF(v.req, ''), e.request_id),"
 		" error = NULLIF(v.error, ''),"
 		" sent_at = CASE WHEN v.status = 'sent' THEN clock_timestamp()"
-		" END, updated_at = clock_timestamp(),"
+		" END, updated_at = clock_timestamp(), audited_at = NULL,"
 		" run_id = COALESCE(NULLIF($6::bigint, 0), e.run_id)"
 		" FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
 		"  $5::text[]) AS v(id, status, outcome, req, error)"
@@ -757,110 +757,25 @@ flush(struct db *db, struct usage_result *res, const size_t *idx, size_t n,
 	return r;
 }
 
-/*
- * Send res->ev with o->concurrency workers; this thread settles what they
- * finish in batches (every 256 events or 200 ms), so the ledger's work
- * runs beside the calls. A failed settle write stops the workers: a row
- * delivered but not settled stays pending and the next run settles it
- * through Stripe's duplicate answer.
- */
+/* billing_audit rows per customer and day, synced or failed, for the
+ * events [from, to) (whole customers), and with_missing for the customers
+ * without a Stripe id. */
 static int
-send_all(struct db *db, const struct usage_opts *o, struct usage_result *res,
-	 struct ops_err *err)
-{
-	struct sender s;
-	pthread_t *th;
-	size_t *batch;
-	int nth = (int)o->concurrency, started = 0, r = 0;
-	double t0;
-
-	if (res->nev == 0)
-		return 0;
-	if ((size_t)nth > res->nev)
-		nth = (int)res->nev;
-	if (nth < 1)
-		nth = 1;
-	memset(&s, 0, sizeof(s));
-	s.o = o;
-	s.res = res;
-	ratelimit_init(&s.rl, (double)o->max_rps, 1);
-	http_policy_default(&s.policy);
-	s.policy.max_retries = 5;
-	s.policy.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
-	s.policy.limit = &s.rl;
-	pthread_mutex_init(&s.mu, NULL);
-	pthread_cond_init(&s.cv, NULL);
-	s.settled = xcalloc(res->nev, sizeof(*s.settled));
-	batch = xcalloc(res->nev, sizeof(*batch));
-	th = xcalloc((size_t)nth, sizeof(*th));
-	pthread_mutex_lock(&s.mu);
-	for (int i = 0; i < nth; i++) {
-		if (pthread_create(&th[i], NULL, worker_main, &s) != 0)
-			break;
-		started++;
-		s.running++;
-	}
-	if (started == 0) {
-		pthread_mutex_unlock(&s.mu);
-		r = ops_fail(err, OPS_E_IO, false,
-			     "cannot start a sender thread");
-		goto out;
-	}
-	for (;;) {
-		struct timespec until;
-		size_t n;
-
-		if (s.running > 0 && s.nsettled < 256) {
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += 200 * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&s.cv, &s.mu, &until);
-			if (s.running > 0 && s.nsettled < 256)
-				continue;
-		}
-		n = s.nsettled;
-		memcpy(batch, s.settled, n * sizeof(*batch));
-		s.nsettled = 0;
-		if (n == 0 && s.running == 0)
-			break;
-		pthread_mutex_unlock(&s.mu);
-		t0 = mono();
-		if (r == 0)
-			r = flush(db, res, batch, n, o->run_id, err);
-		res->ledger_s += mono() - t0;
-		pthread_mutex_lock(&s.mu);
-		if (r != 0)
-			s.stopped = true; /* stop the workers, keep settling */
-	}
-	pthread_mutex_unlock(&s.mu);
-	for (int i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	if (r == 0 && s.worker_err[0] != '\0')
-		r = ops_fail(err, OPS_E_CONFIG, false, "%s", s.worker_err);
-	if (r == 0 && s.stopped && ops_stopped(o->stop))
-		r = ops_fail(err, OPS_E_STOPPED, true,
-			     "usage sync stopped: rows not sent stay pending "
-			     "and the next run sends them");
-out:
-	free(th);
-	free(batch);
-	free(s.settled);
-	pthread_cond_destroy(&s.cv);
-	pthread_mutex_destroy(&s.mu);
-	ratelimit_destroy(&s.rl);
-	return r;
-}
-
-/* billing_audit rows per customer and day: synced, or failed. */
-static int
-write_audit(struct db *db, const struct usage_result *res, long long run_id,
+write_audit(struct db *db, const struct usage_result *res, size_t from,
+	    size_t to, const char *days, bool with_missing, long long run_id,
 	    struct ops_err *err)
 {
+	/* the rows settled since their last audit (audited_at NULL): by id,
+	 * or every such row of the run's days, which also catches rows a
+	 * killed run delivered but did not audit */
 	static const char sql_ev[] =
-		"INSERT INTO public.billing_audit (event_type, actor,"
+		"WITH a AS (UPDATE apexops.stripe_usage_events SET"
+		"  audited_at = clock_timestamp()"
+		"  WHERE (id = ANY($1::bigint[]) OR usage_day = "
+		"ANY($3::date[]))"
+		"  AND status IN ('sent', 'failed') AND audited_at IS NULL"
+		"  RETURNING *)"
+		" INSERT INTO public.billing_audit (event_type, actor,"
 		" customer_id, data)"
 		" SELECT CASE WHEN bool_and(status = 'sent') THEN"
 		"  'stripe_usage_synced' ELSE 'stripe_usage_sync_failed' END,"
@@ -873,9 +788,7 @@ write_audit(struct db *db, const struct usage_result *res, long long run_id,
 		"  'outcome', outcome, 'request_id', request_id, 'error', "
 		"error)"
 		"  ORDER BY metric, seq))"
-		" FROM apexops.stripe_usage_events"
-		" WHERE id = ANY($1::bigint[]) AND status <> 'cancelled'"
-		" GROUP BY customer_id, usage_day";
+		" FROM a GROUP BY customer_id, usage_day";
 	static const char sql_missing[] =
 		"INSERT INTO public.billing_audit (event_type, actor,"
 		" customer_id, data)"
@@ -894,18 +807,18 @@ write_audit(struct db *db, const struct usage_result *res, long long run_id,
 
 	snprintf(run_s, sizeof(run_s), "%lld", run_id);
 	buf_adds(&ids, "{");
-	for (size_t i = 0; i < res->nev; i++) {
+	for (size_t i = from; i < to; i++) {
 		if (strcmp(res->ev[i].status, "pending") == 0)
 			continue; /* not tried (stopped) */
 		buf_addf(&ids, "%s%lld", ids.len > 1 ? "," : "", res->ev[i].id);
 	}
 	buf_adds(&ids, "}");
-	if (ids.len > 2) {
-		const char *p[2] = { buf_str(&ids), run_s };
+	if (ids.len > 2 || days != NULL) {
+		const char *p[3] = { buf_str(&ids), run_s, days };
 
-		r = db_exec(db, sql_ev, 2, p, NULL, err);
+		r = db_exec(db, sql_ev, 3, p, NULL, err);
 	}
-	if (r == 0 && res->nmissing > 0) {
+	if (r == 0 && with_missing && res->nmissing > 0) {
 		const char *p[6];
 
 		buf_adds(&c, "{");
@@ -941,12 +854,161 @@ write_audit(struct db *db, const struct usage_result *res, long long run_id,
 	return r;
 }
 
+/*
+ * Mark the events idx[0..n) done and audit the customers whose events
+ * are all done, from *audited on, once there are 1,024 events of them:
+ * the audit is written beside the calls instead of after the last one
+ * (events are ordered by customer, so customers finish in order).
+ */
+static int
+audit_done(struct db *db, const struct usage_result *res, const size_t *idx,
+	   size_t n, bool *done, size_t *audited, long long run_id,
+	   struct ops_err *err)
+{
+	size_t k = *audited, b;
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		done[idx[i]] = true;
+	while (k < res->nev && done[k])
+		k++;
+	/* the customer at k may have done events before k: not yet */
+	b = k;
+	while (b > *audited && b < res->nev &&
+	       strcmp(res->ev[b].customer_id, res->ev[b - 1].customer_id) == 0)
+		b--;
+	if (b - *audited < 1024)
+		return 0;
+	r = write_audit(db, res, *audited, b, NULL, false, run_id, err);
+	if (r == 0)
+		*audited = b;
+	return r;
+}
+
+/*
+ * Send res->ev with o->concurrency workers; this thread settles what they
+ * finish in batches (every 512 events or 200 ms), so the ledger's work
+ * runs beside the calls. A failed settle write stops the workers: a row
+ * delivered but not settled stays pending and the next run settles it
+ * through Stripe's duplicate answer.
+ */
+static int
+send_all(struct db *db, const struct usage_opts *o, struct usage_result *res,
+	 size_t *audited, bool *missing_done, struct ops_err *err)
+{
+	bool *done;
+	struct sender s;
+	pthread_t *th;
+	size_t *batch;
+	int nth = (int)o->concurrency, started = 0, r = 0;
+	double t0, t1;
+
+	if (res->nev == 0)
+		return 0;
+	if ((size_t)nth > res->nev)
+		nth = (int)res->nev;
+	if (nth < 1)
+		nth = 1;
+	memset(&s, 0, sizeof(s));
+	s.o = o;
+	s.res = res;
+	/* a burst of 10 ms of calls lets a thread that lost the CPU catch
+	 * up with its slots instead of losing them for good */
+	ratelimit_init(&s.rl, (double)o->max_rps, (double)o->max_rps / 100);
+	http_policy_default(&s.policy);
+	s.policy.max_retries = 5;
+	s.policy.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+	s.policy.limit = &s.rl;
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	s.settled = xcalloc(res->nev, sizeof(*s.settled));
+	batch = xcalloc(res->nev, sizeof(*batch));
+	done = xcalloc(res->nev, sizeof(*done));
+	th = xcalloc((size_t)nth, sizeof(*th));
+	pthread_mutex_lock(&s.mu);
+	for (int i = 0; i < nth; i++) {
+		if (pthread_create(&th[i], NULL, worker_main, &s) != 0)
+			break;
+		started++;
+		s.running++;
+	}
+	if (started == 0) {
+		pthread_mutex_unlock(&s.mu);
+		r = ops_fail(err, OPS_E_IO, false,
+			     "cannot start a sender thread");
+		goto out;
+	}
+	for (;;) {
+		struct timespec until;
+		bool serial;
+		size_t n;
+
+		if (s.running > 0 && s.nsettled < 512) {
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 200 * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&s.cv, &s.mu, &until);
+			if (s.running > 0 && s.nsettled < 512)
+				continue;
+		}
+		n = s.nsettled;
+		memcpy(batch, s.settled, n * sizeof(*batch));
+		s.nsettled = 0;
+		if (n == 0 && s.running == 0)
+			break;
+		serial = s.running == 0;
+		pthread_mutex_unlock(&s.mu);
+		t0 = mono();
+		if (r == 0)
+			r = flush(db, res, batch, n, o->run_id, err);
+		t1 = mono();
+		if (r == 0 && !*missing_done) {
+			r = write_audit(db, res, 0, 0, NULL, true, o->run_id,
+					err);
+			*missing_done = true;
+		}
+		if (r == 0 && !serial)
+			r = audit_done(db, res, batch, n, done, audited,
+				       o->run_id, err);
+		res->ledger_s += t1 - t0;
+		res->audit_s += mono() - t1;
+		if (serial)
+			res->ledger_serial_s += mono() - t0;
+		pthread_mutex_lock(&s.mu);
+		if (r != 0)
+			s.stopped = true; /* stop the workers, keep settling */
+	}
+	pthread_mutex_unlock(&s.mu);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	if (r == 0 && s.worker_err[0] != '\0')
+		r = ops_fail(err, OPS_E_CONFIG, false, "%s", s.worker_err);
+	if (r == 0 && s.stopped && ops_stopped(o->stop))
+		r = ops_fail(err, OPS_E_STOPPED, true,
+			     "usage sync stopped: rows not sent stay pending "
+			     "and the next run sends them");
+out:
+	free(th);
+	free(batch);
+	free(done);
+	free(s.settled);
+	pthread_cond_destroy(&s.cv);
+	pthread_mutex_destroy(&s.mu);
+	ratelimit_destroy(&s.rl);
+	return r;
+}
+
 int
 usage_sync(struct db *db, const struct usage_opts *o, struct usage_result *res,
 	   struct ops_err *err)
 {
 	struct buf metrics = BUF_INIT, names = BUF_INIT, days = BUF_INIT;
 	double t_start = mono(), t0;
+	size_t audited = 0;	   /* events [0, audited) are audited */
+	bool missing_done = false; /* customers without an id audited */
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -988,10 +1050,33 @@ usage_sync(struct db *db, const struct usage_opts *o, struct usage_result *res,
 	if (o->dry_run)
 		db_rollback(db);
 	res->ledger_s += mono() - t0;
+	res->ledger_serial_s += mono() - t0;
+	res->plan_s = mono() - t0;
 	if (r != 0 || o->dry_run)
 		goto out;
+	/*
+	 * Settling need not wait for the WAL flush: a settle lost in a
+	 * server crash leaves its row pending, and the next run resends it
+	 * with the same identifier and values, which Stripe answers as
+	 * replayed or duplicate. The plan above was committed durably (a
+	 * lost plan could be planned again with other values under the same
+	 * identifier), and so is the audit below.
+	 */
 	t0 = mono();
-	r = send_all(db, o, res, err);
+	r = db_exec(db, "SET synchronous_commit = off", 0, NULL, NULL, err);
+	if (r == 0)
+		r = send_all(db, o, res, &audited, &missing_done, err);
+	{
+		struct ops_err rerr = OPS_ERR_INIT;
+
+		if (db_exec(db, "RESET synchronous_commit", 0, NULL, NULL,
+			    &rerr) != 0 &&
+		    r == 0) {
+			r = rerr.code;
+			if (err != NULL)
+				*err = rerr;
+		}
+	}
 	res->send_s = mono() - t0;
 	for (size_t i = 0; i < res->nev; i++) {
 		const struct usage_event *e = &res->ev[i];
@@ -1014,7 +1099,8 @@ usage_sync(struct db *db, const struct usage_opts *o, struct usage_result *res,
 	{
 		struct ops_err aerr = OPS_ERR_INIT;
 
-		if (write_audit(db, res, o->run_id, &aerr) != 0) {
+		if (write_audit(db, res, audited, audited, buf_str(&days),
+				!missing_done, o->run_id, &aerr) != 0) {
 			log_warn("usage sync audit failed error=%s",
 				 log_q(aerr.msg));
 			if (r == 0) {
@@ -1024,7 +1110,8 @@ usage_sync(struct db *db, const struct usage_opts *o, struct usage_result *res,
 			}
 		}
 	}
-	res->ledger_s += mono() - t0;
+	res->audit_s += mono() - t0;
+	res->ledger_serial_s += mono() - t0;
 	if (r == 0 && res->failed > 0)
 		r = ops_fail(err, OPS_E_HTTP, false,
 			     "%lld of %zu meter events failed (see the "

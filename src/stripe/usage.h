@@ -164,8 +164,12 @@ struct usage_result {
 	long long planned; /* rows written by this run's plan */
 	long long sent, created, replayed, duplicate, failed, left;
 	double wall_s;	 /* whole run */
-	double ledger_s; /* in ledger statements (plan, settle, audit) */
-	double send_s;	 /* sending phase */
+	double ledger_s; /* in ledger statements: plan, load, settle */
+	double audit_s;	 /* writing billing_audit */
+	/* database time (ledger and audit) with no call in flight */
+	double ledger_serial_s;
+	double plan_s; /* days, plan and loading the open rows */
+	double send_s; /* sending phase */
 	long long run_id;
 };
 

@@ -129,6 +129,8 @@ assert_eq "the subscription is active with no failed payments" "active|0" \
 assert_eq "a receipt event for the mailer" "1|49.00|2" \
 	"$(sql "$URL" "SELECT count(*), max(data->>'amount_paid'), max(data->>'attempt_number') FROM events WHERE event_type = 'email.payment_succeeded_after_retry'")"
 assert_eq "exactly one successful charge" "1" "$(charges "$INV_A" succeeded)"
+assert_eq "Stripe: pause_collection cleared on the recovered subscription" "1 None" \
+	"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["method"]=="POST" and r["path"]=="/v1/subscriptions/sub_A" and r["body"]==["pause_collection="]))') $(sub_pause sub_A)"
 assert_eq "every transition has its billing_audit row" \
 	"$(sql "$URL" "SELECT count(*) FROM apexops.dunning_transitions t JOIN apexops.dunning_cases c ON c.id = t.case_id WHERE c.invoice_id = '$INV_A'")" \
 	"$(sql "$URL" "SELECT count(*) FROM billing_audit WHERE event_type LIKE 'dunning_%' AND data->>'invoice' = '$INV_A'")"
@@ -142,8 +144,8 @@ assert_contains "show: the declined attempt" "$OUT" "attempt_failed"
 assert_contains "show: with its decline code" "$OUT" "declined generic_decline"
 assert_contains "show: the recovery" "$OUT" "recovered"
 run_ops dunning show "$INV_A" --json
-assert_eq "show --json: opened, attempt_started, attempt_failed, attempt_started, recovered" \
-	"opened attempt_started attempt_failed attempt_started recovered" \
+assert_eq "show --json: opened, attempt_started, attempt_failed, attempt_started, recovered, stripe_resumed" \
+	"opened attempt_started attempt_failed attempt_started recovered stripe_resumed" \
 	"$(printf %s "$OUT" | python3 -c 'import json,sys; print(" ".join(t["kind"] for t in json.load(sys.stdin)["transitions"]))')"
 
 # ---- B: suspension after the last attempt, reactivation when paid outside ----
@@ -198,7 +200,7 @@ assert_eq "the official stripe SDK sends the same method, path, parameters and h
 c=json.load(open(sys.argv[1])); s=json.load(open(sys.argv[2]))
 k=lambda x:(x["method"],x["path"],sorted(x["query"]),sorted(x["body"]),x["headers"]["stripe-version"],x["headers"]["idempotency-key"],x["headers"]["content-type"])
 print("same" if len(c)==len(s) and all(k(a)==k(b) for a,b in zip(c,s)) else [ (k(a),k(b)) for a,b in zip(c,s) if k(a)!=k(b)][:2] or (len(c),len(s)))' "$E2E_TMP/c.json" "$E2E_TMP/sdk.json")"
-assert_eq "the resume is pause_collection= (empty), as the SDK encodes ''" "1" \
+assert_eq "the resumes are pause_collection= (empty), as the SDK encodes ''" "2" \
 	"$(python3 -c 'import json,sys; print(sum(1 for x in json.load(open(sys.argv[1])) if x["body"]==["pause_collection="]))' "$E2E_TMP/c.json")"
 
 # ---- C: a crash between the pay call and its commit ---------------------------

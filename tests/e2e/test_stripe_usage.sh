@@ -329,6 +329,77 @@ throttled=$(dget /__double/stats | node -e 'let s="";process.stdin.on("data",d=>
 assert_eq "every unit reported once" "$(usums "$day" | paste -sd'|')" "$(dsums | paste -sd'|')"
 dpost /__double/ratelimit '{"rps":0}'
 
+# ---- SIGTERM: a clean stop, rows left pending, a rerun finishes ---------------
+reset_day 300
+STRIPE_MAX_RPS=100 "$APEXOPS_BIN" stripe sync-usage --date "$day" >"$E2E_TMP/o" 2>"$E2E_TMP/e" &
+pid=$!
+for _ in $(seq 1 600); do
+	[ "$(dget /__double/meter_events | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).length))')" -ge 20 ] && break
+	sleep 0.05
+done
+kill -TERM $pid
+wait $pid
+RC=$?
+ERR=$(cat "$E2E_TMP/e")
+cat "$E2E_TMP/o" "$E2E_TMP/e" >>"$ALL"
+expect_rc 75 "SIGTERM stops the sync: exit 75"
+assert_contains "saying the rest stays pending" "$ERR" "rows not sent stay pending"
+left=$(sql "$url" "SELECT count(*) FROM apexops.stripe_usage_events WHERE status = 'pending'")
+[ "$left" -gt 0 ] && ok "rows are left pending ($left)" || not_ok "rows are left pending" "left=$left"
+assert_eq "the run is recorded stopped" "stopped" "$(sql "$url" "SELECT status FROM apexops.job_runs ORDER BY id DESC LIMIT 1")"
+sync --date "$day"
+expect_rc 0 "the next run finishes"
+assert_eq "every unit reported once" "$(usums "$day" | md5sum)" "$(dsums | md5sum)"
+
+# ---- the scheduler's daemon reads a rotated key file on its next run ----------
+reset_day 3
+printf '%s\n' "$SECRET" >"$E2E_TMP/rot.key"
+runs() { sql "$url" "SELECT count(*) FROM apexops.job_runs WHERE job = 'stripe-usage-sync' AND trigger = 'scheduled' AND status = '$1'"; }
+env -u STRIPE_SECRET_KEY STRIPE_SECRET_KEY_FILE="$E2E_TMP/rot.key" APEXOPS_SCHEDULE_STRIPE_USAGE_SYNC='* * * * *' \
+	APEXOPS_SCHEDULE_USAGE_PURGE=off APEXOPS_SCHEDULE_DUNNING_RETRIES=off APEXOPS_SCHEDULE_PRIVACY_EXPIRY=off \
+	APEXOPS_SCHEDULE_QUEUE_PRUNE=off APEXOPS_CLOCK_START=$(date -u +%Y-%m-%dT%H:%M:%SZ) APEXOPS_CLOCK_SPEED=60 \
+	APEXOPS_CRON_LEASE_S=600 "$APEXOPS_BIN" cron --run-for 100000 >>"$ALL" 2>&1 &
+cron_pid=$!
+if wait_for "$url" "SELECT (count(*) > 0)::int FROM apexops.job_runs WHERE job = 'stripe-usage-sync' AND trigger = 'scheduled' AND status = 'succeeded'"; then
+	ok "the daemon's scheduled run syncs with the key file"
+else
+	not_ok "the daemon's scheduled run syncs with the key file"
+fi
+assert_eq "and delivers yesterday's usage" "$(usums "$day" | paste -sd'|')" "$(dsums | paste -sd'|')"
+printf 'sk_live_ROTATEDbutWRONG%s\n' "$RANDOM" >"$E2E_TMP/rot.key"
+use 00000000-0000-0000-0001-000000000001 impressions 5 "$day 20:00:00"
+if wait_for "$url" "SELECT (count(*) > 0)::int FROM apexops.stripe_usage_events WHERE status = 'failed' AND error LIKE '%HTTP 401%'"; then
+	ok "a rotated key file is used by the next run, without a restart (Stripe refuses this one)"
+else
+	not_ok "a rotated key file is used by the next run, without a restart"
+fi
+printf '%s\n' "$RKEY" >"$E2E_TMP/rot.key"
+if wait_for "$url" "SELECT (count(*) = 0)::int FROM apexops.stripe_usage_events WHERE status <> 'sent'"; then
+	ok "rotated again: the failed row is delivered by a later run"
+else
+	not_ok "rotated again: the failed row is delivered by a later run"
+fi
+kill -TERM $cron_pid
+wait $cron_pid
+assert_eq "every unit reported once" "$(usums "$day" | paste -sd'|')" "$(dsums | paste -sd'|')"
+
+# ---- the double follows Stripe's rules (what the tests above rely on) ---------
+dcall() { # dcall BODY...: POST a meter event to the double, prints the HTTP status and error message
+	curl -s -H @"$E2E_TMP/auth" -H "Idempotency-Key: k$RANDOM$RANDOM" "$D/v1/billing/meter_events" "$@" |
+		node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const o=JSON.parse(s);console.log(o.error?o.error.message:"ok "+o.identifier)})'
+}
+now_s=$(date +%s)
+assert_contains "the double: payload[value] is required" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1')" "Missing required param: payload[value]"
+assert_contains "the double: value must be a whole number" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1.5')" "must be a whole number"
+assert_contains "the double: timestamps older than 35 days are refused" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d timestamp=$((now_s - 36 * 86400)))" "within the past 35 days"
+assert_contains "the double: more than 5 minutes ahead is refused" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d timestamp=$((now_s + 600)))" "within the past 35 days"
+assert_contains "the double: an event without an identifier gets one" "$(dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1')" "ok mevt_"
+dcall -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d identifier=dup-1 >/dev/null
+assert_contains "the double: a reused identifier is refused" "$(dcall -d event_name=y -d 'payload[stripe_customer_id]=cus_2' -d 'payload[value]=2' -d identifier=dup-1)" "An event already exists with identifier dup-1"
+assert_contains "the double: with Stripe-Should-Retry: false" \
+	"$(curl -s -D - -o /dev/null -H @"$E2E_TMP/auth" -H 'Idempotency-Key: kdup2' "$D/v1/billing/meter_events" -d event_name=x -d 'payload[stripe_customer_id]=cus_1' -d 'payload[value]=1' -d identifier=dup-1 | tr -d '\r')" \
+	"stripe-should-retry: false"
+
 # ---- SIGKILL during a 3,000-event run, then reruns ---------------------------
 reset_day 1000 "'impressions','api_calls','data_transfer'"
 for n in $((RANDOM % 300 + 50)) $((RANDOM % 600 + 800)) $((RANDOM % 800 + 1700)); do
@@ -350,6 +421,10 @@ assert_eq "the total per customer and metric equals recorded usage exactly" "$(u
 assert_eq "Stripe holds 3,000 events" 3000 "$(dget /__double/meter_events | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).length))')"
 assert_eq "no identifier was sent with two different values" 0 \
 	"$(dget /__double/requests | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const m=new Map();let bad=0;for(const r of JSON.parse(s)){if(r.path!=="/v1/billing/meter_events")continue;const id=r.body.find(b=>b.startsWith("identifier="));const v=JSON.stringify(r.body);if(m.has(id)&&m.get(id)!==v)bad++;m.set(id,v)}console.log(bad)})')"
+assert_eq "billing_audit: every customer's day is recorded synced, even what a killed run delivered" "1000 0" \
+	"$(sql "$url" "SELECT count(DISTINCT customer_id) FILTER (WHERE event_type = 'stripe_usage_synced') || ' ' || count(*) FILTER (WHERE event_type = 'stripe_usage_sync_failed') FROM billing_audit WHERE data->>'day' = '$day' AND customer_id::text LIKE '00000000-0000-0000-0001-%' AND created_at > (SELECT min(created_at) FROM apexops.stripe_usage_events)")"
+assert_eq "each event audited once" 3000 \
+	"$(sql "$url" "SELECT count(*) FROM billing_audit, jsonb_array_elements(data->'events') e WHERE event_type = 'stripe_usage_synced' AND data->>'day' = '$day' AND created_at > (SELECT min(created_at) FROM apexops.stripe_usage_events)")"
 before=$(requests)
 sync --date "$day"
 assert_eq "a rerun after that sends zero events" "$before" "$(requests)"

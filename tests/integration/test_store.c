@@ -825,10 +825,18 @@ s3_env(void)
 	setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
 	setenv("AWS_REGION", "us-east-1", 1);
 	setenv("AWS_ENDPOINT_URL_S3", endpoint, 1);
-	setenv("APEXOPS_S3_MULTIPART_THRESHOLD_MB", "5", 1);
-	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
 	unsetenv("AWS_SESSION_TOKEN");
 	unsetenv("APEXOPS_S3_SSE");
+}
+
+/* A configuration as config_load() leaves it for these tests: 5 MiB
+ * parts, the bucket of the front. */
+static void
+base_cfg(struct ops_config *cfg, const char *bucket)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->privacy_export_bucket = (char *)bucket;
+	cfg->s3_multipart_threshold_mb = 5;
 }
 
 static struct store *
@@ -845,8 +853,7 @@ open_store(struct ops_config *cfg, enum store_provider p)
 static struct store *
 s3_store(struct ops_config *cfg)
 {
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->privacy_export_bucket = "exports";
+	base_cfg(cfg, "exports");
 	s3_env();
 	return open_store(cfg, STORE_S3);
 }
@@ -1121,10 +1128,9 @@ test_s3_timeout_retried(void **state)
 	struct ops_err err = OPS_ERR_INIT;
 
 	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.privacy_export_bucket = "exports";
+	base_cfg(&cfg, "exports");
 	s3_env();
-	setenv("APEXOPS_STORAGE_TIMEOUT_S", "1", 1);
+	cfg.storage_timeout_s = 1;
 	s = open_store(&cfg, STORE_S3);
 	requests_clear();
 	/* the first attempt outlives the timeout */
@@ -1134,9 +1140,10 @@ test_s3_timeout_retried(void **state)
 	assert_int_equal(requests_count("PUT", NULL, 0), 2);
 	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "exports", &obj,
 			  "slow", 4);
-	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
 	store_free(s);
 }
+
+static int count_one(void *arg, const char *location);
 
 /* While part 1 is held by the front, the writer takes part 2's bytes:
  * the upload runs beside the export, not in turn with it. */
@@ -1151,13 +1158,13 @@ test_s3_parts_overlap_writing(void **state)
 	struct store_object obj;
 	struct ops_err err = OPS_ERR_INIT;
 	struct buf b = BUF_INIT;
+	int n = 0;
 
 	(void)state;
 	random_bytes(data, len);
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.privacy_export_bucket = "exports";
+	base_cfg(&cfg, "exports");
 	s3_env();
-	setenv("APEXOPS_STORAGE_TIMEOUT_S", "30", 1); /* bounds a failure */
+	cfg.storage_timeout_s = 30; /* bounds a failure */
 	s = open_store(&cfg, STORE_S3);
 	requests_clear();
 	faults("[{\"method\":\"PUT\",\"match\":\"partNumber=1\","
@@ -1178,6 +1185,15 @@ test_s3_parts_overlap_writing(void **state)
 		usleep(100 * 1000);
 	}
 	assert_string_equal(buf_str(&b), "{\"released\":1}");
+	/* the store between writes, while part 1 may still be going up: it
+	 * waits for the part, which keeps its result for the writer */
+	assert_int_equal(store_exists(s,
+				      "s3://exports/privacy-exports/t-ov/u/"
+				      "none",
+				      &err),
+			 OPS_E_NOTFOUND);
+	assert_int_equal(store_list(s, "t-ov/", count_one, &n, &err), 0);
+	assert_int_equal(n, 0);
 	assert_int_equal(
 		store_write(w, data + (10u << 20), len - (10u << 20), &err), 0);
 	if (store_writer_commit(w, &obj, &err) != 0)
@@ -1185,7 +1201,6 @@ test_s3_parts_overlap_writing(void **state)
 	assert_int_equal(requests_count("PUT", "partNumber=", 200), 3);
 	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "exports", &obj,
 			  data, len);
-	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
 	buf_release(&b);
 	free(data);
 	store_free(s);
@@ -1265,8 +1280,7 @@ test_s3_wrong_secret(void **state)
 	struct ops_err err = OPS_ERR_INIT;
 
 	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.privacy_export_bucket = "exports";
+	base_cfg(&cfg, "exports");
 	s3_env();
 	setenv("AWS_SECRET_ACCESS_KEY", "notTheSecret", 1);
 	s = open_store(&cfg, STORE_S3);
@@ -1293,20 +1307,44 @@ test_s3_config_errors(void **state)
 			 OPS_E_CONFIG);
 	assert_non_null(strstr(err.msg, "PRIVACY_EXPORT_BUCKET is not set"));
 	cfg.privacy_export_bucket = "exports";
-	setenv("APEXOPS_S3_MULTIPART_THRESHOLD_MB", "4", 1);
+	cfg.s3_multipart_threshold_mb = 4;
 	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
 			 OPS_E_CONFIG);
-	assert_non_null(strstr(err.msg, "APEXOPS_S3_MULTIPART_THRESHOLD_MB='4'"
-					" is not allowed: a whole number of MiB"
-					" from 5 to 5120"));
-	setenv("APEXOPS_S3_MULTIPART_THRESHOLD_MB", "8x", 1);
+	assert_non_null(strstr(err.msg, "APEXOPS_S3_MULTIPART_THRESHOLD_MB=4 "
+					"is not allowed: a whole number of MiB "
+					"from 5 to 5120"));
+	cfg.s3_multipart_threshold_mb = 0; /* the default */
+	cfg.storage_timeout_s = 3601;
 	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
 			 OPS_E_CONFIG);
-	s3_env();
-	setenv("APEXOPS_STORAGE_TIMEOUT_S", "0", 1);
-	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
-			 OPS_E_CONFIG);
-	assert_non_null(strstr(err.msg, "APEXOPS_STORAGE_TIMEOUT_S"));
+	assert_non_null(strstr(err.msg, "APEXOPS_STORAGE_TIMEOUT_S=3601"));
+	cfg.storage_timeout_s = 0;
+	/* from the environment, config_load() refuses them */
+	{
+		static const char *const bad[][2] = {
+			{ "APEXOPS_S3_MULTIPART_THRESHOLD_MB", "4" },
+			{ "APEXOPS_S3_MULTIPART_THRESHOLD_MB", "8x" },
+			{ "APEXOPS_STORAGE_TIMEOUT_S", "0" },
+		};
+		char *envfile = xasprintf("%s/empty.env", tmpdir);
+		FILE *fp = fopen(envfile, "w");
+
+		assert_non_null(fp);
+		fclose(fp);
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			struct ops_config loaded;
+
+			setenv(bad[i][0], bad[i][1], 1);
+			memset(&loaded, 0, sizeof(loaded));
+			assert_int_equal(
+				config_load(&loaded, envfile, NULL, &err),
+				OPS_E_CONFIG);
+			assert_non_null(strstr(err.msg, bad[i][0]));
+			config_release(&loaded);
+			unsetenv(bad[i][0]);
+		}
+		free(envfile);
+	}
 	s3_env();
 	unsetenv("AWS_ACCESS_KEY_ID");
 	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
@@ -1367,8 +1405,7 @@ test_s3_unreachable(void **state)
 static void
 gcs_cfg(struct ops_config *cfg)
 {
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->privacy_export_bucket = "gcs-bucket";
+	base_cfg(cfg, "gcs-bucket");
 	cfg->gcs_endpoint = endpoint;
 	s3_env();
 	/* what GCS needs comes from its own variables, not AWS_* */
