@@ -71,6 +71,13 @@ run_wait() {
 }
 worker() { "$APEXOPS_BIN" worker --concurrency 2 --exit-when-idle "${1:-1500}" >>"$E2E_TMP/worker.log" 2>&1; }
 
+# ---- the worker knows the privacy kinds --------------------------------------
+run_ops worker --kinds mystery
+expect_rc 64 "an unknown kind is refused"
+assert_contains "naming the privacy kinds among those it handles" "$ERR" "(noop, privacy-export, privacy-delete)"
+run_ops worker --kinds privacy-export,privacy-delete --exit-when-idle 200
+expect_rc 0 "a worker for the privacy kinds only"
+
 # ---- bad ids and flags: refused before any query or path -------------------
 for bad in "--tenant ../../etc --user $A|invalid tenant id '../../etc'" \
 	"--tenant $T1 --user $A/../../x|invalid user id" \
