@@ -21,7 +21,8 @@
 #include "stripe/stripe.h"
 
 #define PAGE_LIMIT	"100"
-#define MAX_TRIES	5 /* per Stripe call: the first and 4 retries */
+#define MAX_TRIES	5  /* per Stripe call: the first and 4 retries */
+#define MAX_TRIES_429	10 /* a throttled call changed nothing: more */
 #define ACTOR		"apexops/dunning"
 #define REACTIVATE_URL	"https://console.apexmediation.ee/billing/reactivate"
 #define BILLING_URL	"https://console.apexmediation.ee/billing"
@@ -56,6 +57,7 @@ struct dun {
 	struct dcase *cases;
 	size_t ncases, next;
 	bool crash_after_pay; /* APEXOPS_TEST_CRASH_AFTER_PAY (tests) */
+	double last_slow;     /* when slow_down() last lowered the rate */
 };
 
 /* ------------------------------------------------------------------ */
@@ -266,6 +268,40 @@ retryable(const struct stripe_error *se, const struct ops_err *e)
 	return s == 409 || s == 429 || s >= 500;
 }
 
+/*
+ * Stripe throttled us: its limit is below ours (another client shares the
+ * account, or a lower limit than STRIPE_MAX_RPS says). Halve the rate, at
+ * most once a second (the threads' 429s of one burst count once), down to
+ * one request a second, as TCP backs off; the run keeps the lower rate.
+ */
+static void
+slow_down(struct dun *d)
+{
+	struct timespec ts;
+	double now, rps = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+
+	pthread_mutex_lock(&d->mu);
+	if (now - d->last_slow >= 1.0) {
+		d->last_slow = now;
+		pthread_mutex_lock(&d->rl.mu);
+		if (d->rl.interval > 0 && d->rl.interval < 1.0) {
+			d->rl.interval = d->rl.interval * 2 > 1.0
+						 ? 1.0
+						 : d->rl.interval * 2;
+			rps = 1.0 / d->rl.interval;
+		}
+		pthread_mutex_unlock(&d->rl.mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (rps > 0)
+		log_warn("stripe throttled the run (429): client rate lowered "
+			 "to %.1f requests/s",
+			 rps);
+}
+
 static int
 scall(struct dun *d, struct stripe *st, const char *method, const char *path,
       const json_t *params, const char *key, json_t **out,
@@ -275,7 +311,7 @@ scall(struct dun *d, struct stripe *st, const char *method, const char *path,
 	int r = 0;
 
 	*out = NULL;
-	for (int attempt = 1; attempt <= MAX_TRIES; attempt++) {
+	for (int attempt = 1;; attempt++) {
 		long delay;
 
 		ops_err_clear(&e);
@@ -288,11 +324,16 @@ scall(struct dun *d, struct stripe *st, const char *method, const char *path,
 		add_count(d, &d->res->stripe_calls, 1);
 		r = stripe_call(st, method, path, params, key, out, NULL, se,
 				&e);
-		if (r == 0 || !retryable(se, &e) || attempt == MAX_TRIES)
+		/* a 429 did nothing, so it may be retried longer */
+		if (r == 0 || !retryable(se, &e) ||
+		    attempt >= (se->http_status == 429 ? MAX_TRIES_429
+						       : MAX_TRIES))
 			break;
 		delay = ops_backoff_equal_jitter(500, 8000, attempt);
-		if (se->http_status == 429)
+		if (se->http_status == 429) {
+			slow_down(d);
 			ratelimit_pause(&d->rl, delay); /* everyone waits */
+		}
 		log_info("stripe retry method=%s path=%s status=%ld attempt=%d "
 			 "delay_ms=%ld",
 			 method, log_q(path), se->http_status, attempt, delay);

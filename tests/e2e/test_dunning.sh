@@ -311,6 +311,21 @@ dun 2026-08-02T03:00:00Z
 assert_eq "the customer comes from the webhook row when Stripe's id is unknown" "20000000-0000-4000-8000-00000000000c" \
 	"$(sql "$URL" "SELECT customer_id FROM apexops.dunning_cases WHERE invoice_id = '$INV_Z'")"
 
+# Stripe answering 429 (its limit lower than ours): retried with backoff,
+# every case done, each charged once
+for i in 1 2 3 4; do
+	seed "{\"id\":\"in_testR$i\",\"customer\":\"cus_R$i\",\"amount_due\":100,\"payment_method\":\"pm_card_visa\",\"created\":$(ts 2026-09-01T10:00:00Z)}" >/dev/null
+done
+curl -s -X POST -d '{"rps":4,"burst":1}' "$D/__double/ratelimit" >/dev/null
+before=$(curl -s "$D/__double/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["throttled"])')
+STRIPE_MAX_RPS=100 APEXOPS_STRIPE_CONCURRENCY=4 dun 2026-09-04T03:00:00Z
+expect_rc 0 "a run through Stripe's 429s succeeds"
+curl -s -X POST -d '{"rps":0}' "$D/__double/ratelimit" >/dev/null
+after=$(curl -s "$D/__double/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["throttled"])')
+[ "$after" -gt "$before" ] && ok "the double did throttle ($((after - before)) 429s)" || not_ok "the double did throttle"
+assert_eq "every throttled case recovered, each charged once" "1 1 1 1" \
+	"$(for i in 1 2 3 4; do printf '%s ' "$(charges in_testR$i succeeded)"; done | sed 's/ $//')"
+
 # ---- the key never shows -----------------------------------------------------
 all_out=$(cat "$E2E_TMP"/*.out "$E2E_TMP"/*.err 2>/dev/null; sql "$URL" "SELECT string_agg(coalesce(error, '') || params::text || counts::text, ' ') FROM apexops.job_runs"; sql "$URL" "SELECT string_agg(data::text, ' ') FROM billing_audit")
 assert_not_contains "the secret key is in no output, ledger row or audit row" "$all_out$OUT$ERR" "$KEY"
