@@ -187,8 +187,10 @@ queue_complete_claim(struct db *db, const long long *done_ids,
 	if (ndone == 0 && nkinds == 1) {
 		/* a claim of one kind alone, the worker's usual call: the
 		 * same claim as apexops.queue_claim()'s without the function's
-		 * overhead; kind = $1 reads the claim index in order, a plan
-		 * that needs no statistics */
+		 * overhead; kind = $2 reads the claim index in order, a plan
+		 * that needs no statistics, and id = ANY (ARRAY(...)) updates
+		 * the batch through the primary key where a join would scan
+		 * the whole table once statistics say the batch is large */
 		p[1] = kinds[0];
 		r = db_query(
 			db,
@@ -202,7 +204,7 @@ queue_complete_claim(struct db *db, const long long *done_ids,
 			"$1,"
 			"  lease_expires_at = now() + $4::int * interval '1 s',"
 			"  started_at = now(), updated_at = now()"
-			"  FROM c WHERE q.id = c.id"
+			"  WHERE q.id = ANY (ARRAY(SELECT id FROM c))"
 			"  RETURNING q.id, q.kind::text AS kind,"
 			"  q.payload::text AS payload, q.attempt, "
 			"q.max_attempts,"

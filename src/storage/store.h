@@ -120,4 +120,17 @@ int store_list(struct store *s, const char *prefix,
 int store_url(struct store *s, const char *location, long expires_s, char **url,
 	      struct ops_err *err) __attribute__((warn_unused_result));
 
+/*
+ * Clear what writes that never finished left under prefix (as for
+ * store_list): a worker killed mid-export leaves a temporary file (local)
+ * or a multipart upload that was neither completed nor aborted (S3, GCS),
+ * invisible under any key but taking space. Only those started more than
+ * older_than_s seconds ago (at least 60) go, so writes in progress are
+ * left alone; committed objects are never touched. *removed (may be NULL)
+ * gets how many went.
+ */
+int store_sweep(struct store *s, const char *prefix, long older_than_s,
+		int *removed, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
 #endif

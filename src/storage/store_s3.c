@@ -32,6 +32,7 @@ struct s3_store {
 	/* the writer whose part is in flight on its thread: the client is
 	 * its until quiesce() */
 	struct s3_writer *busy;
+	const volatile sig_atomic_t *stop; /* the store's */
 	size_t part;	       /* the multipart threshold and part size */
 	struct gcs_auth *auth; /* GCS with a service account, else NULL */
 };
@@ -147,6 +148,7 @@ finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
 		return ops_fail(err, r, sub.transient, "%s: %s", var, sub.msg);
 	}
 	s3_client_set_stop(st->c, s->stop);
+	st->stop = s->stop;
 	st->part = o->part_size;
 	st->auth = auth;
 	s->impl = st;
@@ -403,14 +405,19 @@ s3_w_free(struct s3_writer *w, bool abort_upload)
 {
 	(void)wait_part(w, NULL); /* its result no longer matters */
 	if (abort_upload && w->upload_id != NULL) {
-		quiesce(w->st); /* another writer's part */
+		/* a stop is why many uploads are aborted: the abort itself
+		 * must still go out, or the parts stay */
+		static const volatile sig_atomic_t never = 0;
 		struct ops_err e = OPS_ERR_INIT;
 
+		quiesce(w->st); /* another writer's part */
+		s3_client_set_stop(w->st->c, &never);
 		/* best effort; a lifecycle rule on incomplete uploads is the
 		 * backstop (docs/runbook.md) */
 		if (s3_multipart_abort(w->st->c, w->key, w->upload_id, &e) != 0)
 			log_warn("store abort of upload key=%s failed: %s",
 				 log_q(w->key), e.msg);
+		s3_client_set_stop(w->st->c, w->st->stop);
 	}
 	for (int i = 0; i < w->nparts; i++)
 		free(w->etags[i]);
@@ -517,6 +524,64 @@ s3_list(struct store *s, const char *prefix,
 	return r;
 }
 
+struct sweep_arg {
+	time_t cutoff;
+	/* uploads to abort, gathered first: the listing's pages are not
+	 * disturbed by aborts under them */
+	char **keys, **ids;
+	int n, cap;
+};
+
+static int
+sweep_one(void *arg, const char *name, const char *upload_id, time_t initiated)
+{
+	struct sweep_arg *sa = arg;
+
+	/* an upload of unknown age is left alone */
+	if (initiated == 0 || initiated >= sa->cutoff)
+		return 0;
+	if (sa->n == sa->cap) {
+		sa->cap = sa->cap ? 2 * sa->cap : 16;
+		sa->keys = xrealloc(sa->keys, (size_t)sa->cap * sizeof(char *));
+		sa->ids = xrealloc(sa->ids, (size_t)sa->cap * sizeof(char *));
+	}
+	sa->keys[sa->n] = xstrdup(name);
+	sa->ids[sa->n] = xstrdup(upload_id);
+	sa->n++;
+	return 0;
+}
+
+static int
+s3_sweep(struct store *s, const char *prefix, time_t cutoff, int *removed,
+	 struct ops_err *err)
+{
+	struct s3_store *st = s->impl;
+	struct sweep_arg sa = { cutoff, NULL, NULL, 0, 0 };
+	char *name = object_name(prefix);
+	int r;
+
+	quiesce(st);
+	r = s3_list_uploads(st->c, name, sweep_one, &sa, err);
+	for (int i = 0; i < sa.n; i++) {
+		if (r == 0) {
+			r = s3_multipart_abort(st->c, sa.keys[i], sa.ids[i],
+					       err);
+			if (r == OPS_E_NOTFOUND) {
+				ops_err_clear(err); /* gone meanwhile */
+				r = 0;
+			} else if (r == 0) {
+				(*removed)++;
+			}
+		}
+		free(sa.keys[i]);
+		free(sa.ids[i]);
+	}
+	free(sa.keys);
+	free(sa.ids);
+	free(name);
+	return r;
+}
+
 static int
 s3_url(struct store *s, const char *key, long expires_s, char **url,
        struct ops_err *err)
@@ -547,6 +612,7 @@ const struct store_provider_ops store_s3_ops = {
 	.exists = s3_exists,
 	.list = s3_list,
 	.url = s3_url,
+	.sweep = s3_sweep,
 };
 
 const struct store_provider_ops store_gcs_ops = {
@@ -560,4 +626,5 @@ const struct store_provider_ops store_gcs_ops = {
 	.exists = s3_exists,
 	.list = s3_list,
 	.url = s3_url,
+	.sweep = s3_sweep,
 };

@@ -302,6 +302,15 @@ expect_rc 0 "a run against a customer without a payment method"
 assert_eq "no payment method: attempt 1 failed, the schedule goes on" "open|1|2026-08-06 00:00:00+00|invalid_request_error" \
 	"$(sql "$URL" "SELECT status, attempts, next_attempt_at, last_decline_code FROM apexops.dunning_cases WHERE invoice_id = '$INV_N'")"
 
+# a Stripe customer no user or subscription names: the webhook row's
+# customer_id decides
+INV_Z=$(seed "{\"id\":\"in_testZ\",\"customer\":\"cus_Z\",\"amount_due\":100,\"payment_method\":\"pm_card_visa\",\"created\":$(ts 2026-08-01T10:00:00Z)}")
+sql "$URL" "INSERT INTO billing_audit (event_type, actor, customer_id, data, created_at) VALUES
+ ('payment_failed', 'webhook', '20000000-0000-4000-8000-00000000000c', '{\"invoice\": \"$INV_Z\"}', '2026-08-01T10:00:00Z')" >/dev/null
+dun 2026-08-02T03:00:00Z
+assert_eq "the customer comes from the webhook row when Stripe's id is unknown" "20000000-0000-4000-8000-00000000000c" \
+	"$(sql "$URL" "SELECT customer_id FROM apexops.dunning_cases WHERE invoice_id = '$INV_Z'")"
+
 # ---- the key never shows -----------------------------------------------------
 all_out=$(cat "$E2E_TMP"/*.out "$E2E_TMP"/*.err 2>/dev/null; sql "$URL" "SELECT string_agg(coalesce(error, '') || params::text || counts::text, ' ') FROM apexops.job_runs"; sql "$URL" "SELECT string_agg(data::text, ' ') FROM billing_audit")
 assert_not_contains "the secret key is in no output, ledger row or audit row" "$all_out$OUT$ERR" "$KEY"

@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -457,6 +458,67 @@ test_local_relative_dir(void **state)
 			 OPS_E_CONFIG);
 	assert_non_null(strstr(err.msg, "PRIVACY_EXPORT_DIR"));
 	store_free(NULL);
+}
+
+/* A file in dir, of mtime age seconds ago. */
+static void
+touch_old(const char *dir, const char *name, long age)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	struct timespec ts[2];
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs("partial", fp);
+	fclose(fp);
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= age;
+	ts[1] = ts[0];
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+	free(path);
+}
+
+static void
+test_local_sweep(void **state)
+{
+	struct ops_config cfg;
+	struct store *s = local_store(&cfg, "sw");
+	struct store_writer *w = NULL;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	char *dir = xasprintf("%s/sw/t/u", tmpdir);
+	char *other = xasprintf("%s/sw/t2/u", tmpdir);
+	int n = -1;
+
+	(void)state;
+	assert_int_equal(store_writer_open(s, "t/u/1.jsonl", NULL, &w, &err),
+			 0);
+	assert_int_equal(store_writer_commit(w, &obj, &err), 0);
+	assert_int_equal(store_writer_open(s, "t2/u/1.jsonl", NULL, &w, &err),
+			 0);
+	assert_int_equal(store_writer_commit(w, &obj, &err), 0);
+	/* left by workers that died an hour ago, and one writing now */
+	touch_old(dir, ".2.jsonl.tmp.0123456789abcdef", 3600);
+	touch_old(other, ".2.jsonl.tmp.fedcba9876543210", 3600);
+	touch_old(dir, ".3.jsonl.tmp.00000000000000aa", 10);
+	/* not temporaries: kept whatever their age */
+	touch_old(dir, ".notes", 3600);
+	touch_old(dir, ".4.jsonl.tmp.xyz", 3600);
+	assert_int_equal(store_sweep(s, "t/", 300, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(count_entries(dir), 4);
+	assert_int_equal(count_entries(other), 2);
+	assert_int_equal(store_sweep(s, "", 300, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(count_entries(other), 1);
+	assert_int_equal(store_exists(s, obj.location, &err), 0);
+	assert_int_equal(store_sweep(s, "", 59, &n, &err), OPS_E_INVALID);
+	assert_int_equal(store_sweep(s, "../", 300, &n, &err), OPS_E_INVALID);
+	assert_int_equal(store_sweep(s, "none/", 300, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(dir);
+	free(other);
+	local_done(&cfg, s);
 }
 
 static void
@@ -1145,6 +1207,108 @@ test_s3_timeout_retried(void **state)
 
 static int count_one(void *arg, const char *location);
 
+/* SIGTERM mid-export: the writer stops, and its abort still goes out. */
+static void
+test_s3_stop_aborts_upload(void **state)
+{
+	size_t len = 7u << 20;
+	unsigned char *data = xmalloc(len);
+	volatile sig_atomic_t stop = 0;
+	struct ops_config cfg;
+	struct store *s = NULL;
+	struct store_writer *w = NULL;
+	struct ops_err err = OPS_ERR_INIT;
+
+	(void)state;
+	random_bytes(data, len);
+	base_cfg(&cfg, "exports");
+	s3_env();
+	assert_int_equal(store_open(&cfg, STORE_S3, &stop, &s, &err), 0);
+	requests_clear();
+	assert_int_equal(store_writer_open(s, "t-st/u/1.jsonl", NULL, &w, &err),
+			 0);
+	assert_int_equal(store_write(w, data, len, &err), 0);
+	assert_int_equal(pending_uploads(), 1);
+	stop = 1;
+	assert_int_equal(store_write(w, data, 10, &err), OPS_E_STOPPED);
+	store_writer_abort(w);
+	assert_int_equal(requests_count("DELETE", "uploadId=", 204), 1);
+	assert_int_equal(pending_uploads(), 0);
+	stop = 0;
+	assert_int_equal(store_exists(s,
+				      "s3://exports/privacy-exports/t-st/u/"
+				      "1.jsonl",
+				      &err),
+			 OPS_E_NOTFOUND);
+	free(data);
+	store_free(s);
+}
+
+/* A worker killed mid-upload leaves a pending upload; a sweep aborts it
+ * once it is old enough, and touches nothing else. */
+static void
+test_s3_sweep_after_kill(void **state)
+{
+	struct ops_config cfg;
+	struct store *s;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	int status = 0, n = -1;
+	pid_t pid;
+
+	(void)state;
+	base_cfg(&cfg, "exports");
+	s3_env();
+	s = open_store(&cfg, STORE_S3);
+	assert_int_equal(
+		write_object(s, "t-k/u/done.jsonl", "kept", 4, 4, &obj, &err),
+		0);
+	assert_int_equal(pending_uploads(), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* the worker: two parts sent (the second send waits for the
+		 * first), then killed */
+		size_t len = 11u << 20;
+		unsigned char *data = calloc(1, len);
+		struct store *cs = NULL;
+		struct store_writer *w = NULL;
+
+		if (data == NULL ||
+		    store_open(&cfg, STORE_S3, NULL, &cs, NULL) != 0 ||
+		    store_writer_open(cs, "t-k/u/1.jsonl", NULL, &w, NULL) !=
+			    0 ||
+		    store_write(w, data, len, NULL) != 0)
+			_exit(1);
+		raise(SIGKILL);
+		_exit(2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(pending_uploads(), 1);
+	/* young: left alone */
+	assert_int_equal(store_sweep(s, "t-k/", 3600, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(pending_uploads(), 1);
+	/* two hours on, another tenant's prefix: not it */
+	http_call("POST", front_port, "/__front/config",
+		  "{\"uploads_age_s\":7200}", NULL);
+	assert_int_equal(store_sweep(s, "t-other/", 3600, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_sweep(s, "t-k/", 3600, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(pending_uploads(), 0);
+	http_call("POST", front_port, "/__front/config",
+		  "{\"uploads_age_s\":0}", NULL);
+	assert_int_equal(store_exists(s, obj.location, &err), 0);
+	assert_int_equal(store_exists(s,
+				      "s3://exports/privacy-exports/t-k/u/"
+				      "1.jsonl",
+				      &err),
+			 OPS_E_NOTFOUND);
+	store_free(s);
+}
+
 /* While part 1 is held by the front, the writer takes part 2's bytes:
  * the upload runs beside the export, not in turn with it. */
 static void
@@ -1685,6 +1849,7 @@ main(void)
 		cmocka_unit_test(test_local_bad_keys_refused),
 		cmocka_unit_test(test_local_relative_dir),
 		cmocka_unit_test(test_local_stop_flag),
+		cmocka_unit_test(test_local_sweep),
 	};
 
 	const struct CMUnitTest peers[] = {
@@ -1695,6 +1860,8 @@ main(void)
 		cmocka_unit_test(test_s3_retries),
 		cmocka_unit_test(test_s3_timeout_retried),
 		cmocka_unit_test(test_s3_parts_overlap_writing),
+		cmocka_unit_test(test_s3_sweep_after_kill),
+		cmocka_unit_test(test_s3_stop_aborts_upload),
 		cmocka_unit_test(test_s3_list_pages),
 		cmocka_unit_test(test_s3_wrong_secret),
 		cmocka_unit_test(test_s3_config_errors),
