@@ -352,8 +352,9 @@ locs_release(struct locs *l)
 }
 
 /* Delete every export artifact of the subject: what each provider
- * lists under "<tenant>/<user>/" plus the locations the request rows
- * recorded; *n counts the deletions. */
+ * lists under "<tenant>/<user>/", the locations the request rows
+ * recorded, and unfinished writes of killed exports under the prefix;
+ * *n counts the deletions. */
 static int
 delete_artifacts(struct db *db, const struct ops_config *cfg,
 		 const struct req *q, const volatile sig_atomic_t *stop,
@@ -421,6 +422,15 @@ delete_artifacts(struct db *db, const struct ops_config *cfg,
 				if (err != NULL)
 					*err = e;
 			}
+		}
+		/* a killed export's unfinished write holds personal data
+		 * too: gone with the rest (a write younger than a minute
+		 * may be in progress and is left; its request is fenced) */
+		if (r == 0) {
+			int swept = 0;
+
+			r = store_sweep(st, prefix, 60, &swept, err);
+			*n += swept;
 		}
 		if (r != 0)
 			(void)ops_err_prefix(
