@@ -94,8 +94,13 @@ connect_own(const struct ops_config *cfg, const char *db_url,
 	return db_connect(&o, db, err);
 }
 
-/* Take the request for this attempt; *mine false when it is finished
- * or a newer attempt has it. */
+/*
+ * Take the request for this attempt; *mine false when it is finished or
+ * a newer attempt is running it. A queued or failed request (never
+ * started, or its last attempt failed and said so) is taken whatever
+ * its attempt number: `apexops queue retry` starts a job's attempts
+ * from 1 again, and an operator retries a failed request that way.
+ */
 static int
 claim(struct db *db, struct req *q, long long job_id, bool *mine,
       struct ops_err *err)
@@ -103,9 +108,10 @@ claim(struct db *db, struct req *q, long long job_id, bool *mine,
 	static const char sql[] =
 		"UPDATE apexops.privacy_requests SET status = 'running',"
 		" attempt = $2::int, started_at = COALESCE(started_at, now()),"
-		" error = NULL, job_id = COALESCE(job_id, $3::bigint)"
-		" WHERE id = $1::bigint AND status IN ('queued', 'running')"
-		" AND attempt < $2::int"
+		" finished_at = NULL, error = NULL,"
+		" job_id = COALESCE(job_id, $3::bigint)"
+		" WHERE id = $1::bigint AND (status IN ('queued', 'failed')"
+		" OR (status = 'running' AND attempt < $2::int))"
 		" RETURNING kind, tenant_id, user_id, COALESCE(format, ''),"
 		" (extract(epoch FROM requested_at) * 1000)::bigint";
 	char id_s[24], att_s[16], job_s[24];

@@ -173,6 +173,24 @@ assert_eq "local: the file's path" "$LOC" "$OUT"
 run_ops privacy url "$RX"
 expect_rc 1 "a failed request has no url"
 
+# ---- a failed attempt, then `apexops queue retry` ------------------------------
+# the export directory is a file: the attempt fails (transient), the
+# request says so and waits; an operator fixes it and retries the job,
+# whose attempts start from 1 again
+: >"$E2E_TMP/notadir"
+run_ops privacy export --tenant "$T1" --user "$B" --format csv
+RF=$(echo "$OUT" | sed -n 's/^request \([0-9]*\) queued.*/\1/p')
+PRIVACY_EXPORT_DIR="$E2E_TMP/notadir" worker 500
+assert_eq "a failed attempt leaves the request queued with its error" "queued|1|true" \
+	"$(q "SELECT status || '|' || attempt || '|' || (error IS NOT NULL) FROM apexops.privacy_requests WHERE id = $RF")"
+run_ops queue retry "$(q "SELECT job_id FROM apexops.privacy_requests WHERE id = $RF")"
+expect_rc 0 "the operator retries its job"
+worker
+assert_eq "the retried job (attempt 1 again) completes the request" "completed|" \
+	"$(q "SELECT status || '|' || COALESCE(error, '') FROM apexops.privacy_requests WHERE id = $RF")"
+q "UPDATE apexops.privacy_requests SET status = 'expired' WHERE id = $RF" >/dev/null
+rm -f "$(q "SELECT location FROM apexops.privacy_requests WHERE id = $RF")"
+
 # ---- a worker SIGKILLed mid-export --------------------------------------------
 export APEXOPS_WORKER_LEASE_S=5
 q "INSERT INTO usage_events (customer_id, event_name, event_value, event_metadata)
