@@ -570,6 +570,49 @@ note_left(struct privacy_expire_result *res, const char *location,
 			 "%.120s: %.120s", location, why);
 }
 
+/*
+ * A worker killed mid-export leaves an unfinished write (a temporary file,
+ * a multipart upload) that no request names; erasure sweeps the user's,
+ * and this sweeps the rest, in the provider new exports go to, once they
+ * are a day old. stores[] holds what expiry opened (reused, or filled).
+ */
+static void
+sweep_configured(const struct ops_config *cfg,
+		 const volatile sig_atomic_t *stop, struct store **stores,
+		 struct privacy_expire_result *res)
+{
+	struct ops_err e = OPS_ERR_INIT;
+	enum store_provider p;
+	int n = 0;
+
+	if (store_provider_parse(cfg->privacy_export_provider, &p) != 0) {
+		snprintf(res->sweep_error, sizeof(res->sweep_error),
+			 "unknown provider");
+		return;
+	}
+	if (stores[p] == NULL &&
+	    store_open(cfg, p, stop, &stores[p], &e) != 0) {
+		snprintf(res->sweep_error, sizeof(res->sweep_error), "%.250s",
+			 e.msg);
+		log_warn("privacy expiry: no sweep of unfinished writes in "
+			 "%s: %s",
+			 store_provider_name(p), e.msg);
+		return;
+	}
+	if (store_sweep(stores[p], "", PRIVACY_SWEEP_AGE_S, &n, &e) != 0) {
+		snprintf(res->sweep_error, sizeof(res->sweep_error), "%.250s",
+			 e.msg);
+		log_warn("privacy expiry: sweep of unfinished writes in %s "
+			 "failed: %s",
+			 store_provider_name(p), e.msg);
+	}
+	res->swept = n;
+	if (n > 0)
+		log_info("privacy expiry: swept %d unfinished write(s) older "
+			 "than a day from %s",
+			 n, store_provider_name(p));
+}
+
 int
 privacy_expire(struct db *db, const struct ops_config *cfg, bool dry_run,
 	       const volatile sig_atomic_t *stop,
@@ -643,6 +686,8 @@ privacy_expire(struct db *db, const struct ops_config *cfg, bool dry_run,
 			goto out;
 		res->expired++;
 	}
+	if (!dry_run)
+		sweep_configured(cfg, stop, stores, res);
 	if (res->left > 0)
 		r = ops_fail(err, OPS_E_HTTP, true,
 			     "%lld expired export(s) left for the next run "
@@ -668,8 +713,8 @@ privacy_expiry_job_run(struct job_ctx *ctx, struct ops_err *err)
 	r = privacy_expire(ctx->db, ctx->cfg, false, ctx->stop, &res, err);
 	free(ctx->counts);
 	ctx->counts = xasprintf("{\"due\": %lld, \"expired\": %lld, "
-				"\"left\": %lld}",
-				res.due, res.expired, res.left);
+				"\"left\": %lld, \"swept\": %lld}",
+				res.due, res.expired, res.left, res.swept);
 	return r;
 }
 

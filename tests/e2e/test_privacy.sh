@@ -291,8 +291,18 @@ assert_contains "and it says why" "$ERR" "left for the next run"
 assert_eq "then marked expired" "expired" "$(q "SELECT status FROM apexops.privacy_requests WHERE id = $RK")"
 assert_eq "the unreachable one stays completed" "completed" "$(q "SELECT status FROM apexops.privacy_requests WHERE tenant_id = '$T2'")"
 q "DELETE FROM apexops.privacy_requests WHERE tenant_id = '$T2'" >/dev/null
+# unfinished writes of killed exports that no request names: swept once a
+# day old, younger ones (a write that may still be going on) left alone
+mkdir -p "$PRIVACY_EXPORT_DIR/$T2/$C"
+OLD_TMP="$PRIVACY_EXPORT_DIR/$T2/$C/.1700000000000.jsonl.tmp.0123456789abcdef"
+NEW_TMP="$PRIVACY_EXPORT_DIR/$T2/$C/.1700000000001.jsonl.tmp.fedcba9876543210"
+echo partial >"$OLD_TMP" && touch -d '2 days ago' "$OLD_TMP"
+echo partial >"$NEW_TMP"
 run_ops cron run privacy-expiry
 expect_rc 0 "the scheduler's privacy-expiry job runs"
+[ ! -e "$OLD_TMP" ] && ok "it sweeps a day-old unfinished write" || not_ok "it sweeps a day-old unfinished write"
+[ -e "$NEW_TMP" ] && ok "and leaves a recent one" || not_ok "and leaves a recent one"
+assert_eq "the sweep is counted in the run" "1" "$(q "SELECT counts ->> 'swept' FROM apexops.job_runs WHERE job = 'privacy-expiry' ORDER BY id DESC LIMIT 1")"
 assert_eq "recorded in the ledger" "succeeded" "$(q "SELECT status FROM apexops.job_runs WHERE job = 'privacy-expiry' ORDER BY id DESC LIMIT 1")"
 
 done_testing
