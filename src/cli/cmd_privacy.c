@@ -435,6 +435,13 @@ expire_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		printf("%lld export(s) past expires_at: %lld expired, %lld "
 		       "left for the next run\n",
 		       res.due, res.expired, res.left);
+		if (res.swept > 0)
+			printf("%lld unfinished write(s) older than a day "
+			       "swept\n",
+			       res.swept);
+		if (res.sweep_error[0] != '\0')
+			cli_warn("privacy", "unfinished writes not swept: %s",
+				 res.sweep_error);
 		if (res.left > 0) {
 			cli_warn("privacy", "%s", err.msg);
 			rc = OPS_EXIT_TEMPFAIL;

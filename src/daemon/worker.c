@@ -91,9 +91,10 @@ struct worker {
 	/* jobs finished, not yet reported, and how many the completer holds */
 	struct item **done;
 	int done_n, done_cap, cbusy;
-	/* everything claimed and not yet reported, for lease renewal */
+	/* everything claimed and not yet reported, for lease renewal, and
+	 * how many of each pool (running in the database, for this worker) */
 	struct item **inflight;
-	int ninflight, capinflight;
+	int ninflight, capinflight, held[NPOOLS];
 	/* the completer: its own connection, so that completions run in the
 	 * database beside the next claim */
 	struct db *cdb;
@@ -256,6 +257,7 @@ forget(struct worker *w, const struct item *it)
 	for (int k = 0; k < w->ninflight; k++)
 		if (w->inflight[k] == it) {
 			w->inflight[k] = w->inflight[--w->ninflight];
+			w->held[it->pool]--;
 			return;
 		}
 }
@@ -264,12 +266,18 @@ forget(struct worker *w, const struct item *it)
 static void
 retire(struct worker *w, struct item **v, int n)
 {
+	bool privacy = false;
+
 	pthread_mutex_lock(&w->mu);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		forget(w, v[i]);
+		privacy = privacy || v[i]->pool == WORKER_POOL_PRIVACY;
+	}
 	pthread_mutex_unlock(&w->mu);
 	for (int i = 0; i < n; i++)
 		free_item(v[i]);
+	if (privacy)
+		wake_main(w); /* a privacy slot is free: claim again */
 }
 
 /* Give finished items back to the done list (the database did not take
@@ -312,6 +320,7 @@ push_todo(struct worker *w, struct queue_batch *b)
 				   ? WORKER_POOL_PRIVACY
 				   : WORKER_POOL_DEFAULT;
 		w->inflight[w->ninflight++] = it;
+		w->held[it->pool]++;
 		fifo_push(&w->todo[it->pool], it);
 	}
 	pthread_cond_broadcast(&w->cv);
@@ -442,6 +451,7 @@ static void *
 completer_thread(void *arg)
 {
 	struct worker *w = arg;
+	volatile sig_atomic_t no_stop = 0;
 
 	for (;;) {
 		struct ops_err e = OPS_ERR_INIT;
@@ -476,8 +486,10 @@ completer_thread(void *arg)
 				 log_q(e.msg));
 			if (quitting)
 				return NULL; /* the loop reports what is left */
-			if (ops_sleep_ms(500, &w->stop) != 0)
-				continue; /* stopping: cquit follows */
+			/* not cut short by the stop flag: this wait is what
+			 * keeps an outage from turning into a busy loop */
+			if (ops_sleep_ms(500, &no_stop) != 0)
+				continue;
 		} else if (idle) {
 			wake_main(w); /* it may be done */
 		}
@@ -641,8 +653,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		(void)fcntl(w.wake[i], F_SETFL,
 			    fcntl(w.wake[i], F_GETFL) | O_NONBLOCK);
 	w.m = metrics_new();
-	metrics_worker_claim(w.m, 0,
-			     0); /* the worker families, from the start */
+	metrics_worker_enable(w.m); /* the worker families, from the start */
 	if (o->http_addr != NULL &&
 	    metrics_serve(w.m, o->http_addr, err) != 0) {
 		metrics_free(w.m);
@@ -741,9 +752,10 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		nq = queued(&w);
 		ndone = w.done_n + w.cbusy;
 		room[WORKER_POOL_DEFAULT] = high - nq - w.nrunning;
+		/* privacy jobs held (queued, running, or finished and not yet
+		 * reported: running in the database) stay within the pool */
 		room[WORKER_POOL_PRIVACY] = w.limit[WORKER_POOL_PRIVACY] -
-					    w.running[WORKER_POOL_PRIVACY] -
-					    w.todo[WORKER_POOL_PRIVACY].n;
+					    w.held[WORKER_POOL_PRIVACY];
 		claim[WORKER_POOL_DEFAULT] =
 			!stopping && npk[WORKER_POOL_DEFAULT] > 0 &&
 			more[WORKER_POOL_DEFAULT] &&

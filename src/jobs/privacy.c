@@ -94,8 +94,13 @@ connect_own(const struct ops_config *cfg, const char *db_url,
 	return db_connect(&o, db, err);
 }
 
-/* Take the request for this attempt; *mine false when it is finished
- * or a newer attempt has it. */
+/*
+ * Take the request for this attempt; *mine false when it is finished or
+ * a newer attempt is running it. A queued or failed request (never
+ * started, or its last attempt failed and said so) is taken whatever
+ * its attempt number: `apexops queue retry` starts a job's attempts
+ * from 1 again, and an operator retries a failed request that way.
+ */
 static int
 claim(struct db *db, struct req *q, long long job_id, bool *mine,
       struct ops_err *err)
@@ -103,9 +108,10 @@ claim(struct db *db, struct req *q, long long job_id, bool *mine,
 	static const char sql[] =
 		"UPDATE apexops.privacy_requests SET status = 'running',"
 		" attempt = $2::int, started_at = COALESCE(started_at, now()),"
-		" error = NULL, job_id = COALESCE(job_id, $3::bigint)"
-		" WHERE id = $1::bigint AND status IN ('queued', 'running')"
-		" AND attempt < $2::int"
+		" finished_at = NULL, error = NULL,"
+		" job_id = COALESCE(job_id, $3::bigint)"
+		" WHERE id = $1::bigint AND (status IN ('queued', 'failed')"
+		" OR (status = 'running' AND attempt < $2::int))"
 		" RETURNING kind, tenant_id, user_id, COALESCE(format, ''),"
 		" (extract(epoch FROM requested_at) * 1000)::bigint";
 	char id_s[24], att_s[16], job_s[24];
@@ -346,8 +352,9 @@ locs_release(struct locs *l)
 }
 
 /* Delete every export artifact of the subject: what each provider
- * lists under "<tenant>/<user>/" plus the locations the request rows
- * recorded; *n counts the deletions. */
+ * lists under "<tenant>/<user>/", the locations the request rows
+ * recorded, and unfinished writes of killed exports under the prefix;
+ * *n counts the deletions. */
 static int
 delete_artifacts(struct db *db, const struct ops_config *cfg,
 		 const struct req *q, const volatile sig_atomic_t *stop,
@@ -415,6 +422,15 @@ delete_artifacts(struct db *db, const struct ops_config *cfg,
 				if (err != NULL)
 					*err = e;
 			}
+		}
+		/* a killed export's unfinished write holds personal data
+		 * too: gone with the rest (a write younger than a minute
+		 * may be in progress and is left; its request is fenced) */
+		if (r == 0) {
+			int swept = 0;
+
+			r = store_sweep(st, prefix, 60, &swept, err);
+			*n += swept;
 		}
 		if (r != 0)
 			(void)ops_err_prefix(
@@ -554,6 +570,49 @@ note_left(struct privacy_expire_result *res, const char *location,
 			 "%.120s: %.120s", location, why);
 }
 
+/*
+ * A worker killed mid-export leaves an unfinished write (a temporary file,
+ * a multipart upload) that no request names; erasure sweeps the user's,
+ * and this sweeps the rest, in the provider new exports go to, once they
+ * are a day old. stores[] holds what expiry opened (reused, or filled).
+ */
+static void
+sweep_configured(const struct ops_config *cfg,
+		 const volatile sig_atomic_t *stop, struct store **stores,
+		 struct privacy_expire_result *res)
+{
+	struct ops_err e = OPS_ERR_INIT;
+	enum store_provider p;
+	int n = 0;
+
+	if (store_provider_parse(cfg->privacy_export_provider, &p) != 0) {
+		snprintf(res->sweep_error, sizeof(res->sweep_error),
+			 "unknown provider");
+		return;
+	}
+	if (stores[p] == NULL &&
+	    store_open(cfg, p, stop, &stores[p], &e) != 0) {
+		snprintf(res->sweep_error, sizeof(res->sweep_error), "%.250s",
+			 e.msg);
+		log_warn("privacy expiry: no sweep of unfinished writes in "
+			 "%s: %s",
+			 store_provider_name(p), e.msg);
+		return;
+	}
+	if (store_sweep(stores[p], "", PRIVACY_SWEEP_AGE_S, &n, &e) != 0) {
+		snprintf(res->sweep_error, sizeof(res->sweep_error), "%.250s",
+			 e.msg);
+		log_warn("privacy expiry: sweep of unfinished writes in %s "
+			 "failed: %s",
+			 store_provider_name(p), e.msg);
+	}
+	res->swept = n;
+	if (n > 0)
+		log_info("privacy expiry: swept %d unfinished write(s) older "
+			 "than a day from %s",
+			 n, store_provider_name(p));
+}
+
 int
 privacy_expire(struct db *db, const struct ops_config *cfg, bool dry_run,
 	       const volatile sig_atomic_t *stop,
@@ -627,6 +686,8 @@ privacy_expire(struct db *db, const struct ops_config *cfg, bool dry_run,
 			goto out;
 		res->expired++;
 	}
+	if (!dry_run)
+		sweep_configured(cfg, stop, stores, res);
 	if (res->left > 0)
 		r = ops_fail(err, OPS_E_HTTP, true,
 			     "%lld expired export(s) left for the next run "
@@ -652,8 +713,8 @@ privacy_expiry_job_run(struct job_ctx *ctx, struct ops_err *err)
 	r = privacy_expire(ctx->db, ctx->cfg, false, ctx->stop, &res, err);
 	free(ctx->counts);
 	ctx->counts = xasprintf("{\"due\": %lld, \"expired\": %lld, "
-				"\"left\": %lld}",
-				res.due, res.expired, res.left);
+				"\"left\": %lld, \"swept\": %lld}",
+				res.due, res.expired, res.left, res.swept);
 	return r;
 }
 

@@ -59,7 +59,15 @@ struct privacy_expire_result {
 	long long expired; /* artifact deleted (or gone) and marked expired */
 	long long left;	   /* left for the next run (provider unreachable) */
 	char first_error[256]; /* why the first was left, "" when none */
+	/* unfinished writes of killed exports (temporary files, multipart
+	 * uploads) older than PRIVACY_SWEEP_AGE_S swept from the configured
+	 * provider; sweep_error says why not, "" when it ran */
+	long long swept;
+	char sweep_error[256];
 };
+
+/* What expiry sweeps is older than this: longer than any export runs. */
+#define PRIVACY_SWEEP_AGE_S 86400L
 
 /*
  * Delete the artifacts of completed exports past expires_at in their
@@ -67,7 +75,10 @@ struct privacy_expire_result {
  * once its artifact is confirmed gone. dry_run: count only. A provider
  * that cannot be opened or answers with an error leaves its requests
  * (res->left, res->first_error) and the run returns OPS_E_HTTP or the
- * provider's code after doing the rest.
+ * provider's code after doing the rest. Then (not in a dry run) the
+ * configured provider is swept of unfinished writes older than a day
+ * (store_sweep): a failed sweep is reported in res->sweep_error and
+ * logged, never fatal.
  */
 int privacy_expire(struct db *db, const struct ops_config *cfg, bool dry_run,
 		   const volatile sig_atomic_t *stop,

@@ -173,6 +173,24 @@ assert_eq "local: the file's path" "$LOC" "$OUT"
 run_ops privacy url "$RX"
 expect_rc 1 "a failed request has no url"
 
+# ---- a failed attempt, then `apexops queue retry` ------------------------------
+# the export directory is a file: the attempt fails (transient), the
+# request says so and waits; an operator fixes it and retries the job,
+# whose attempts start from 1 again
+: >"$E2E_TMP/notadir"
+run_ops privacy export --tenant "$T1" --user "$B" --format csv
+RF=$(echo "$OUT" | sed -n 's/^request \([0-9]*\) queued.*/\1/p')
+PRIVACY_EXPORT_DIR="$E2E_TMP/notadir" worker 500
+assert_eq "a failed attempt leaves the request queued with its error" "queued|1|true" \
+	"$(q "SELECT status || '|' || attempt || '|' || (error IS NOT NULL) FROM apexops.privacy_requests WHERE id = $RF")"
+run_ops queue retry "$(q "SELECT job_id FROM apexops.privacy_requests WHERE id = $RF")"
+expect_rc 0 "the operator retries its job"
+worker
+assert_eq "the retried job (attempt 1 again) completes the request" "completed|" \
+	"$(q "SELECT status || '|' || COALESCE(error, '') FROM apexops.privacy_requests WHERE id = $RF")"
+q "UPDATE apexops.privacy_requests SET status = 'expired' WHERE id = $RF" >/dev/null
+rm -f "$(q "SELECT location FROM apexops.privacy_requests WHERE id = $RF")"
+
 # ---- a worker SIGKILLed mid-export --------------------------------------------
 export APEXOPS_WORKER_LEASE_S=5
 q "INSERT INTO usage_events (customer_id, event_name, event_value, event_metadata)
@@ -202,6 +220,8 @@ assert_eq "the one recorded, complete" "20001 $(sha256sum "$LOCB" | cut -d' ' -f
 assert_eq "its queue job succeeded on attempt 2" "succeeded 2" \
 	"$(q "SELECT j.state || ' ' || j.attempt FROM apexops.queue_jobs j JOIN apexops.privacy_requests r ON r.job_id = j.id WHERE r.id = $RK")"
 unset APEXOPS_WORKER_LEASE_S
+STRAY=$(find "$PRIVACY_EXPORT_DIR/$T1/$B" -name '.*.tmp.*' | head -1)
+[ -n "$STRAY" ] && ok "the killed write left its temporary file" || not_ok "the killed write left its temporary file"
 
 # ---- erasure ------------------------------------------------------------------
 digest_b() { q "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
@@ -240,6 +260,19 @@ assert_eq "and says there was nothing left" "true 0" \
 	"$(q "SELECT (receipt->>'nothing_left') || ' ' || (receipt->>'rows_total') FROM apexops.privacy_requests WHERE id = $RD2")"
 wait_exit "$W"
 
+# bob's erasure removes the killed write's leftover too (it holds his
+# data); a write younger than a minute could be in progress, so age it
+touch -d '2 minutes ago' "$STRAY"
+worker 4000 &
+W=$!
+PIDS+=($W)
+run_wait privacy delete --tenant "$T1" --user "$B" --wait
+expect_rc 0 "bob's erasure completes"
+assert_eq "no file of bob's is left, temporary or not" 0 "$(find "$PRIVACY_EXPORT_DIR/$T1/$B" -type f 2>/dev/null | wc -l)"
+wait_exit "$W"
+q "UPDATE apexops.privacy_requests SET status = 'completed' WHERE id = $RK" >/dev/null
+mkdir -p "$(dirname "$LOCB")" && echo stand-in >"$LOCB" && chmod 600 "$LOCB"
+
 # ---- expiry -----------------------------------------------------------------------
 q "UPDATE apexops.privacy_requests SET expires_at = now() - interval '1 minute' WHERE id = $RK" >/dev/null
 run_ops privacy expire --dry-run
@@ -258,8 +291,18 @@ assert_contains "and it says why" "$ERR" "left for the next run"
 assert_eq "then marked expired" "expired" "$(q "SELECT status FROM apexops.privacy_requests WHERE id = $RK")"
 assert_eq "the unreachable one stays completed" "completed" "$(q "SELECT status FROM apexops.privacy_requests WHERE tenant_id = '$T2'")"
 q "DELETE FROM apexops.privacy_requests WHERE tenant_id = '$T2'" >/dev/null
+# unfinished writes of killed exports that no request names: swept once a
+# day old, younger ones (a write that may still be going on) left alone
+mkdir -p "$PRIVACY_EXPORT_DIR/$T2/$C"
+OLD_TMP="$PRIVACY_EXPORT_DIR/$T2/$C/.1700000000000.jsonl.tmp.0123456789abcdef"
+NEW_TMP="$PRIVACY_EXPORT_DIR/$T2/$C/.1700000000001.jsonl.tmp.fedcba9876543210"
+echo partial >"$OLD_TMP" && touch -d '2 days ago' "$OLD_TMP"
+echo partial >"$NEW_TMP"
 run_ops cron run privacy-expiry
 expect_rc 0 "the scheduler's privacy-expiry job runs"
+[ ! -e "$OLD_TMP" ] && ok "it sweeps a day-old unfinished write" || not_ok "it sweeps a day-old unfinished write"
+[ -e "$NEW_TMP" ] && ok "and leaves a recent one" || not_ok "and leaves a recent one"
+assert_eq "the sweep is counted in the run" "1" "$(q "SELECT counts ->> 'swept' FROM apexops.job_runs WHERE job = 'privacy-expiry' ORDER BY id DESC LIMIT 1")"
 assert_eq "recorded in the ledger" "succeeded" "$(q "SELECT status FROM apexops.job_runs WHERE job = 'privacy-expiry' ORDER BY id DESC LIMIT 1")"
 
 done_testing
