@@ -28,6 +28,7 @@ test:
 	@BUILD=$(CURDIR)/$(ASAN_BUILD) FUZZ_BUILD=$(CURDIR)/$(FUZZ_BUILD) tests/run.sh
 
 demo: build
+	@scripts/install-deps.sh --demo
 	@scripts/demo.sh $(BUILD)/apexops
 
 bench: build

@@ -2,20 +2,24 @@
 # Install exactly what apexops needs on Debian 12: build tools and libraries,
 # PostgreSQL 15 (tests and the embedded default), and the npm test peers.
 # Idempotent, and fast when everything is present (one dpkg query).
-#   scripts/install-deps.sh [--runtime|--build|--test]   (default: --test)
+#   scripts/install-deps.sh [--runtime|--build|--demo|--test]   (default: --test)
+# --demo adds node and curl to --build: `make demo` runs the project's Stripe
+# test double (tests/peers/stripe-double.mjs, node built-ins only).
 set -eu
 cd "$(dirname "$0")/.."
 mode=${1:---test}
 
 RUNTIME="libpq5 libcurl4 libjansson4 libcrypt1 libmicrohttpd12 postgresql-15 postgresql-client-15"
 BUILD="gcc make cmake pkg-config libpq-dev libcurl4-openssl-dev libssl-dev libjansson-dev libcrypt-dev libmicrohttpd-dev"
+DEMO="nodejs curl"
 TEST="libcmocka-dev clang libclang-rt-14-dev postgresql-15-partman nodejs npm curl libxml2-utils python3 bc"
 
 case "$mode" in
 --runtime) pkgs="$RUNTIME" ;;
 --build) pkgs="$RUNTIME $BUILD" ;;
+--demo) pkgs="$RUNTIME $BUILD $DEMO" ;;
 --test) pkgs="$RUNTIME $BUILD $TEST" ;;
-*) echo "usage: $0 [--runtime|--build|--test]" >&2; exit 64 ;;
+*) echo "usage: $0 [--runtime|--build|--demo|--test]" >&2; exit 64 ;;
 esac
 
 missing=""

@@ -29,7 +29,7 @@ free_port() {
 	while (echo >/dev/tcp/127.0.0.1/"$p") 2>/dev/null; do p=$((p + 1)); done
 	echo "$p"
 }
-PORT=$(free_port 59432)
+PORT=$(free_port $((59432 + RANDOM % 400))) # other benchmarks may start beside this one
 WORK=$(mktemp -d /tmp/apexops-bench-dunning.XXXXXX)
 chmod 755 "$WORK"
 PGTMP="" DPID=""
@@ -124,7 +124,7 @@ table=$(cat <<TABLE
 | pay: wall time | ${w_pay} s | |
 | pay: bound (Stripe calls / ${RPS} per s) | ${bound_pay} s | |
 | pay: over the bound | $over | within 10 % |
-| Stripe calls per case | $per_case (GET invoice + POST pay) | |
+| Stripe calls per case | $per_case (GET invoice, POST pay; a recovered case also POSTs pause_collection="") | |
 | 429s from the double (open, pay, rerun) | $((th1 - th0)), $((th2 - th1)), $((th3 - th2)) | 0 |
 | successful charges after the pay run | $paid1 of $all1 charge attempts | one per paying customer |
 | rerun: wall time, Stripe calls | ${w_re} s, $(field rerun stripe_calls) | |

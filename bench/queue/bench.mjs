@@ -140,6 +140,7 @@ function startWorker(s, name, log, expect) {
 				...process.env,
 				DATABASE_URL: dbUrl(name),
 				APEXOPS_TEST_NOOP_LOG: log,
+				APEXOPS_TEST_NOOP_LOG_BUFFER: "1",
 				APEXOPS_LOG_LEVEL: process.env.APEXOPS_LOG_LEVEL || "warn",
 			},
 			stdio: ["ignore", "pipe", "inherit"],

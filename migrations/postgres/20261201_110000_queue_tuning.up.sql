@@ -97,7 +97,10 @@ BEGIN
 			SELECT k.kind FROM k WHERE k.kind IS NOT NULL);
 	END IF;
 	-- the batch in claim order (highest priority, then oldest, first):
-	-- the worker starts its jobs in the order they come
+	-- the worker starts its jobs in the order they come. The update finds
+	-- the rows by id = ANY (the primary key): a join with c, once ANALYZE
+	-- says the table is large and the batch too, becomes a hash join over
+	-- a scan of the whole table (50 ms per claim at 100,000 jobs).
 	RETURN QUERY
 	WITH c AS (
 		SELECT j.id FROM unnest(p_kinds) AS k(kind)
@@ -117,7 +120,7 @@ BEGIN
 		       attempt = q.attempt + 1, lease_owner = p_owner,
 		       lease_expires_at = now() + p_lease_s * interval '1 s',
 		       started_at = now(), updated_at = now()
-		  FROM c WHERE q.id = c.id
+		 WHERE q.id = ANY (ARRAY(SELECT c.id FROM c))
 		RETURNING q.id, q.kind::text AS kind, q.payload::text AS payload,
 			  q.attempt, q.max_attempts, q.priority, q.run_at)
 	SELECT u.id, u.kind, u.payload, u.attempt, u.max_attempts

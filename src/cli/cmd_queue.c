@@ -36,7 +36,8 @@ const char cmd_worker_usage[] =
 	"ones\n"
 	"get APEXOPS_WORKER_GRACE_S (60), then their stop flag; exit 0.\n"
 	"--kinds: only these kinds (default every kind this binary handles:\n"
-	"noop). --http: GET /healthz and /metrics. --exit-when-idle: exit "
+	"noop, privacy-export, privacy-delete). --http: GET /healthz and\n"
+	"/metrics. --exit-when-idle: exit "
 	"after\n"
 	"MS milliseconds without work (benchmarks and tests).\n";
 
@@ -461,7 +462,8 @@ cmd_worker(struct cli_ctx *ctx, int argc, char **argv)
 				int rc = cli_usage("worker",
 						   "--kinds: '%s' is not a "
 						   "kind this worker handles "
-						   "(noop)",
+						   "(noop, privacy-export, "
+						   "privacy-delete)",
 						   tok);
 
 				free(kinds_copy); /* tok points into it */

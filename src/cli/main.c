@@ -30,6 +30,8 @@ static const struct cli_cmd commands[] = {
 	  cmd_worker_usage },
 	{ "queue", cmd_queue, "the job queue: stats, list, show, retry, cancel",
 	  cmd_queue_usage },
+	{ "privacy", cmd_privacy, "privacy requests: export, delete, list, url",
+	  cmd_privacy_usage },
 	{ "purge", cmd_purge, "retention purge (dry-run unless confirmed)",
 	  cmd_purge_usage },
 	{ "purge-old-usage", cmd_purge, "alias of purge", cmd_purge_usage },

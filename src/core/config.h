@@ -65,6 +65,8 @@ struct ops_config {
 	char *gcs_hmac_access_id;
 	char *gcs_hmac_secret;
 	char *google_application_credentials;
+	long s3_multipart_threshold_mb; /* S3/GCS part size (storage/) */
+	long storage_timeout_s;		/* per S3/GCS request attempt */
 	/* Stripe usage sync and dunning */
 	long stripe_max_rps; /* 0: 25 with a test key, 100 with a live key */
 	long stripe_concurrency;

@@ -25,8 +25,6 @@
  * jobs are not hoarded from other workers, fast ones never starve), at
  * least two per handler, at most PREFETCH_MAX. */
 #define PREFETCH_MAX	 4096
-#define FLUSH_N		 256  /* completions held at most ... */
-#define FLUSH_MS	 50   /* ... and for at most this long */
 #define POLL_MS		 1000 /* LISTEN's fallback */
 #define REAP_MS		 5000 /* lapsed leases of dead workers */
 #define QUEUE_METRICS_MS 5000 /* the queue's snapshot for /metrics */
@@ -90,10 +88,19 @@ struct worker {
 	struct fifo todo[NPOOLS];
 	/* jobs in handlers, by pool, and the most a pool may have */
 	int running[NPOOLS], limit[NPOOLS], nrunning;
-	/* jobs finished, not yet reported; when the first of them ended */
+	/* jobs finished, not yet reported, and how many the completer holds */
 	struct item **done;
-	int done_n, done_cap;
-	double done_since;
+	int done_n, done_cap, cbusy;
+	/* everything claimed and not yet reported, for lease renewal, and
+	 * how many of each pool (running in the database, for this worker) */
+	struct item **inflight;
+	int ninflight, capinflight, held[NPOOLS];
+	/* the completer: its own connection, so that completions run in the
+	 * database beside the next claim */
+	struct db *cdb;
+	pthread_t cthread;
+	pthread_cond_t ccv;
+	bool cstarted, cquit;
 	int low;	   /* wake the loop to claim when fewer are queued */
 	double job_s;	   /* moving average of a handler's run, seconds */
 	double trip_s_avg; /* ... and of a claim's round trip */
@@ -212,9 +219,9 @@ handler_thread(void *arg)
 				xrealloc(w->done, sizeof(*w->done) *
 							  (size_t)w->done_cap);
 		}
-		if (w->done_n == 0)
-			w->done_since = mono();
 		w->done[w->done_n++] = it;
+		if (w->done_n == 1)
+			pthread_cond_signal(&w->ccv); /* the completer */
 		w->running[it->pool]--;
 		w->nrunning--;
 		/* a privacy slot freed: a waiting handler may take one */
@@ -222,11 +229,9 @@ handler_thread(void *arg)
 		    w->todo[WORKER_POOL_PRIVACY].n > 0)
 			pthread_cond_broadcast(&w->cv);
 		/* the loop sleeps until it has something to do: claim (few
-		 * left, or a privacy slot free), flush (many done, or the
-		 * first one, to time its flush), or notice it is idle */
+		 * left, or a privacy slot free) or notice it is idle */
 		if (!w->wake_pending &&
-		    (w->done_n == 1 || w->done_n >= FLUSH_N ||
-		     queued(w) < w->low || it->pool == WORKER_POOL_PRIVACY ||
+		    (queued(w) < w->low || it->pool == WORKER_POOL_PRIVACY ||
 		     (w->nrunning == 0 && queued(w) == 0))) {
 			w->wake_pending = true;
 			wake = true;
@@ -244,15 +249,35 @@ free_item(struct item *it)
 	free(it);
 }
 
-/* Drop it from the in-flight list (no longer ours to renew). */
+/* Drop it from the in-flight list (no longer ours to renew), under
+ * w->mu. */
 static void
-forget(struct item **inflight, int *ninflight, const struct item *it)
+forget(struct worker *w, const struct item *it)
 {
-	for (int k = 0; k < *ninflight; k++)
-		if (inflight[k] == it) {
-			inflight[k] = inflight[--*ninflight];
+	for (int k = 0; k < w->ninflight; k++)
+		if (w->inflight[k] == it) {
+			w->inflight[k] = w->inflight[--w->ninflight];
+			w->held[it->pool]--;
 			return;
 		}
+}
+
+/* Forget and free items the database took (or that are let go). */
+static void
+retire(struct worker *w, struct item **v, int n)
+{
+	bool privacy = false;
+
+	pthread_mutex_lock(&w->mu);
+	for (int i = 0; i < n; i++) {
+		forget(w, v[i]);
+		privacy = privacy || v[i]->pool == WORKER_POOL_PRIVACY;
+	}
+	pthread_mutex_unlock(&w->mu);
+	for (int i = 0; i < n; i++)
+		free_item(v[i]);
+	if (privacy)
+		wake_main(w); /* a privacy slot is free: claim again */
 }
 
 /* Give finished items back to the done list (the database did not take
@@ -268,8 +293,6 @@ requeue_done(struct worker *w, struct item **done, int n)
 				xrealloc(w->done, sizeof(*w->done) *
 							  (size_t)w->done_cap);
 		}
-		if (w->done_n == 0)
-			w->done_since = mono();
 		w->done[w->done_n++] = done[i];
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -277,15 +300,15 @@ requeue_done(struct worker *w, struct item **done, int n)
 
 /* Queue b's jobs for the handlers and note them in flight. */
 static void
-push_todo(struct worker *w, struct queue_batch *b, struct item ***inflight,
-	  int *ninflight, int *capinflight)
+push_todo(struct worker *w, struct queue_batch *b)
 {
-	if (*ninflight + b->n > *capinflight) {
-		*capinflight = (*ninflight + b->n) * 2;
-		*inflight = xrealloc(*inflight,
-				     sizeof(**inflight) * (size_t)*capinflight);
-	}
 	pthread_mutex_lock(&w->mu);
+	if (w->ninflight + b->n > w->capinflight) {
+		w->capinflight = (w->ninflight + b->n) * 2;
+		w->inflight =
+			xrealloc(w->inflight,
+				 sizeof(*w->inflight) * (size_t)w->capinflight);
+	}
 	for (int i = 0; i < b->n; i++) {
 		struct item *it = xcalloc(1, sizeof(*it));
 		const struct worker_kind *k =
@@ -296,7 +319,8 @@ push_todo(struct worker *w, struct queue_batch *b, struct item ***inflight,
 		it->pool = k != NULL && k->pool == WORKER_POOL_PRIVACY
 				   ? WORKER_POOL_PRIVACY
 				   : WORKER_POOL_DEFAULT;
-		(*inflight)[(*ninflight)++] = it;
+		w->inflight[w->ninflight++] = it;
+		w->held[it->pool]++;
 		fifo_push(&w->todo[it->pool], it);
 	}
 	pthread_cond_broadcast(&w->cv);
@@ -304,23 +328,24 @@ push_todo(struct worker *w, struct queue_batch *b, struct item ***inflight,
 }
 
 /*
- * One round trip: complete the successes among done[0..ndone-1] and claim
- * up to limit jobs of kinds (limit 0: only complete), then record the
- * failures one by one. The reported items leave the in-flight list and
- * are freed; on a connection failure they go back to the done list. The
- * claimed jobs are queued for the handlers; *got gets how many.
+ * One round trip on db: complete the successes among done[0..ndone-1]
+ * and claim up to limit jobs of kinds (limit 0: only complete), then
+ * record the failures one by one. The reported items are retired; on a
+ * connection failure they go back to the done list. The claimed jobs are
+ * queued for the handlers; *got gets how many. Called by the loop (the
+ * claims) and by the completer (the completions), each on its own
+ * connection.
  */
 static int
 round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
-	   const char *const *kinds, int nkinds, int limit,
-	   struct item ***inflight, int *ninflight, int *capinflight, int *got,
+	   const char *const *kinds, int nkinds, int limit, int *got,
 	   struct ops_err *err)
 {
 	struct queue_batch b = { NULL, 0 };
 	long long *ids = xcalloc((size_t)ndone + 1, sizeof(*ids));
 	int *att = xcalloc((size_t)ndone + 1, sizeof(*att));
 	int nok = 0, r = 0, handled;
-	double t0;
+	double t0, dt;
 
 	*got = 0;
 	for (int i = 0; i < ndone; i++)
@@ -333,16 +358,21 @@ round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
 		r = queue_complete_claim(db, ids, att, nok, kinds, nkinds,
 					 limit, w->owner, w->o->lease_s, &b,
 					 err);
-	w->trips++;
-	w->trip_s += mono() - t0;
-	w->trip_s_avg = w->trip_s_avg == 0
-				? mono() - t0
-				: 0.8 * w->trip_s_avg + 0.2 * (mono() - t0);
+	dt = mono() - t0;
+	if (limit > 0) {
+		pthread_mutex_lock(&w->mu);
+		w->trips++;
+		w->trip_s += dt;
+		w->trip_s_avg = w->trip_s_avg == 0
+					? dt
+					: 0.8 * w->trip_s_avg + 0.2 * dt;
+		pthread_mutex_unlock(&w->mu);
+	}
 	if (r == 0 && limit > 0) {
-		metrics_worker_claim(w->m, mono() - t0, b.n);
+		metrics_worker_claim(w->m, dt, b.n);
 		*got = b.n;
 		if (b.n > 0)
-			push_todo(w, &b, inflight, ninflight, capinflight);
+			push_todo(w, &b);
 	}
 	queue_batch_release(&b);
 	/* without an error, every success is recorded: report the failures;
@@ -382,10 +412,7 @@ round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
 	}
 	free(ids);
 	free(att);
-	for (int i = 0; i < handled; i++) {
-		forget(*inflight, ninflight, done[i]);
-		free_item(done[i]);
-	}
+	retire(w, done, handled);
 	if (r != 0 &&
 	    !(err != NULL && (err->transient || err->code == OPS_E_CONNECT))) {
 		/* a failure a retry will not cure: let these jobs go, so
@@ -394,10 +421,7 @@ round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
 		log_error("cannot record results; their jobs will be retried "
 			  "after their leases count=%d error=%s",
 			  ndone - handled, log_q(err != NULL ? err->msg : ""));
-		for (int i = handled; i < ndone; i++) {
-			forget(*inflight, ninflight, done[i]);
-			free_item(done[i]);
-		}
+		retire(w, done + handled, ndone - handled);
 	} else if (r != 0) {
 		/* the database went away: keep them for the next pass (a
 		 * success already recorded is fenced off the second time) */
@@ -406,30 +430,85 @@ round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
 	return r;
 }
 
-/* Take the done list (caller frees the array). */
+/* Take the done list (caller frees the array), under w->mu. */
 static struct item **
-take_done(struct worker *w, int *n)
+take_done_locked(struct worker *w, int *n)
 {
-	struct item **done;
+	struct item **done = w->done;
 
-	pthread_mutex_lock(&w->mu);
-	done = w->done;
 	*n = w->done_n;
 	w->done = NULL;
 	w->done_n = w->done_cap = 0;
-	pthread_mutex_unlock(&w->mu);
 	return done;
+}
+
+/*
+ * The completer thread: whatever handlers finished, in one round trip
+ * on its own connection, while the loop claims on the other; so the
+ * batch grows with the backlog and the database works on both at once.
+ */
+static void *
+completer_thread(void *arg)
+{
+	struct worker *w = arg;
+	volatile sig_atomic_t no_stop = 0;
+
+	for (;;) {
+		struct ops_err e = OPS_ERR_INIT;
+		struct item **done;
+		int n = 0, got = 0, rc;
+		bool idle, quitting;
+
+		pthread_mutex_lock(&w->mu);
+		while (w->done_n == 0 && !w->cquit)
+			pthread_cond_wait(&w->ccv, &w->mu);
+		if (w->done_n == 0) {
+			pthread_mutex_unlock(&w->mu);
+			return NULL;
+		}
+		done = take_done_locked(w, &n);
+		w->cbusy = n;
+		pthread_mutex_unlock(&w->mu);
+		rc = db_reconnect(w->cdb, &e);
+		if (rc == 0)
+			rc = round_trip(w, w->cdb, done, n, NULL, 0, 0, &got,
+					&e);
+		else
+			requeue_done(w, done, n);
+		free(done);
+		pthread_mutex_lock(&w->mu);
+		w->cbusy = 0;
+		idle = w->nrunning == 0 && queued(w) == 0 && w->done_n == 0;
+		quitting = w->cquit;
+		pthread_mutex_unlock(&w->mu);
+		if (rc != 0) {
+			log_warn("reporting results failed error=%s",
+				 log_q(e.msg));
+			if (quitting)
+				return NULL; /* the loop reports what is left */
+			/* not cut short by the stop flag: this wait is what
+			 * keeps an outage from turning into a busy loop */
+			if (ops_sleep_ms(500, &no_stop) != 0)
+				continue;
+		} else if (idle) {
+			wake_main(w); /* it may be done */
+		}
+	}
 }
 
 /* The ids of every job this process holds, for lease renewal (caller
  * frees). */
 static long long *
-held_ids(struct item **inflight, int ninflight)
+held_ids(struct worker *w, int *n)
 {
-	long long *ids = xcalloc((size_t)ninflight + 1, sizeof(*ids));
+	long long *ids;
 
-	for (int i = 0; i < ninflight; i++)
-		ids[i] = inflight[i]->job.id;
+	pthread_mutex_lock(&w->mu);
+	*n = w->ninflight;
+	ids = xcalloc((size_t)*n + 1, sizeof(*ids));
+	for (int i = 0; i < *n; i++)
+		ids[i] = w->inflight[i]->job.id;
+	pthread_mutex_unlock(&w->mu);
 	return ids;
 }
 
@@ -525,9 +604,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	/* the kinds this worker claims, by pool */
 	const char *pk[NPOOLS][64];
 	int npk[NPOOLS] = { 0, 0 }, high;
-	/* everything claimed and not yet reported, for lease renewal */
-	struct item **inflight = NULL;
-	int ninflight = 0, capinflight = 0, r = 0;
+	int r = 0;
 	long long claimed_total = 0;
 
 	memset(&w, 0, sizeof(w));
@@ -568,6 +645,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	snprintf(w.owner, sizeof(w.owner), "%s:%ld", host, (long)getpid());
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
+	pthread_cond_init(&w.ccv, NULL);
 	if (pipe(w.wake) != 0)
 		return ops_fail(err, OPS_E_IO, false, "pipe: %s",
 				strerror(errno));
@@ -575,8 +653,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		(void)fcntl(w.wake[i], F_SETFL,
 			    fcntl(w.wake[i], F_GETFL) | O_NONBLOCK);
 	w.m = metrics_new();
-	metrics_worker_claim(w.m, 0,
-			     0); /* the worker families, from the start */
+	metrics_worker_enable(w.m); /* the worker families, from the start */
 	if (o->http_addr != NULL &&
 	    metrics_serve(w.m, o->http_addr, err) != 0) {
 		metrics_free(w.m);
@@ -601,11 +678,11 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 
 	for (;;) {
 		struct ops_err e = OPS_ERR_INIT;
-		double now = mono(), done_since;
+		double now = mono();
 		struct pollfd pfd[2];
 		int nfd = 1, wait_ms = POLL_MS, got = 0, nq, ndone;
 		int room[NPOOLS];
-		bool claim[NPOOLS], flush;
+		bool claim[NPOOLS];
 
 		if (!stopping && (ops_stop_flag ||
 				  (o->run_for_s > 0 &&
@@ -649,6 +726,21 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			}
 		}
 		metrics_set_health(w.m, true);
+		/* the completer's connection, and the completer */
+		if (w.cdb == NULL && db_connect_config(cfg, "worker", &url,
+						       NULL, &w.cdb, &e) != 0) {
+			log_warn("cannot open the completer's connection; "
+				 "retrying error=%s",
+				 log_q(e.msg));
+			w.cdb = NULL;
+			ops_err_clear(&e);
+		}
+		if (w.cdb != NULL && !w.cstarted) {
+			if (pthread_create(&w.cthread, NULL, completer_thread,
+					   &w) != 0)
+				abort();
+			w.cstarted = true;
+		}
 		if (now >= next_poll) {
 			more[0] = more[1] = true; /* the poll fallback */
 			next_poll = now + POLL_MS / 1000.0;
@@ -658,12 +750,12 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		w.wake_pending = false;
 		high = prefetch(&w, o->concurrency);
 		nq = queued(&w);
-		ndone = w.done_n;
-		done_since = w.done_since;
+		ndone = w.done_n + w.cbusy;
 		room[WORKER_POOL_DEFAULT] = high - nq - w.nrunning;
+		/* privacy jobs held (queued, running, or finished and not yet
+		 * reported: running in the database) stay within the pool */
 		room[WORKER_POOL_PRIVACY] = w.limit[WORKER_POOL_PRIVACY] -
-					    w.running[WORKER_POOL_PRIVACY] -
-					    w.todo[WORKER_POOL_PRIVACY].n;
+					    w.held[WORKER_POOL_PRIVACY];
 		claim[WORKER_POOL_DEFAULT] =
 			!stopping && npk[WORKER_POOL_DEFAULT] > 0 &&
 			more[WORKER_POOL_DEFAULT] &&
@@ -673,37 +765,24 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 					     npk[WORKER_POOL_PRIVACY] > 0 &&
 					     more[WORKER_POOL_PRIVACY] &&
 					     room[WORKER_POOL_PRIVACY] > 0;
-		flush = ndone > 0 &&
-			(claim[0] || claim[1] || stopping || ndone >= FLUSH_N ||
-			 (now - done_since) * 1000 >= FLUSH_MS);
 		pthread_mutex_unlock(&w.mu);
 		if (ndone > 0)
 			last_work = now;
-		/* one round trip per pool claimed; the completions ride on
-		 * the first (or go alone) */
+		/* one round trip per pool claimed (the completer reports) */
 		for (int p = 0; p < NPOOLS; p++) {
-			struct item **done = NULL;
-			int n = 0, g = 0;
+			int g = 0;
 
-			if (!claim[p] && !(flush && p == NPOOLS - 1))
+			if (!claim[p])
 				continue;
-			if (flush) {
-				done = take_done(&w, &n);
-				flush = false;
-			}
-			if (round_trip(&w, db, done, n, claim[p] ? pk[p] : NULL,
-				       claim[p] ? npk[p] : 0,
-				       claim[p] ? room[p] : 0, &inflight,
-				       &ninflight, &capinflight, &g, &e) != 0) {
-				log_warn("claiming or reporting failed "
-					 "error=%s",
+			if (round_trip(&w, db, NULL, 0, pk[p], npk[p], room[p],
+				       &g, &e) != 0) {
+				log_warn("claiming failed error=%s",
 					 log_q(e.msg));
 				ops_err_clear(&e);
-			} else if (claim[p]) {
+			} else {
 				more[p] = g == room[p];
 				got += g;
 			}
-			free(done);
 		}
 		if (got > 0) {
 			claimed_total += got;
@@ -724,11 +803,11 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 				while ((it = fifo_pop(&w.todo[p])) != NULL) {
 					ids[nb] = it->job.id;
 					att[nb++] = it->job.attempt;
-					forget(inflight, &ninflight, it);
+					forget(&w, it);
 					free_item(it);
 				}
 			}
-			busy = w.nrunning + w.done_n;
+			busy = w.nrunning + w.done_n + w.cbusy;
 			pthread_mutex_unlock(&w.mu);
 			if (nb > 0 &&
 			    queue_release(db, ids, att, nb, w.owner, &e) != 0)
@@ -755,16 +834,17 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			}
 		}
 		/* leases of what we hold; reaping of dead workers' jobs */
-		if (now >= next_renew && ninflight > 0) {
-			long long *ids = held_ids(inflight, ninflight);
+		if (now >= next_renew) {
+			int n = 0;
+			long long *ids = held_ids(&w, &n);
 
-			if (queue_renew(db, ids, ninflight, w.owner, o->lease_s,
-					NULL, &e) != 0)
+			if (n > 0 && queue_renew(db, ids, n, w.owner,
+						 o->lease_s, NULL, &e) != 0)
 				log_warn("renewing leases failed error=%s",
 					 log_q(e.msg));
 			free(ids);
-
-			next_renew = now + (double)o->lease_s / 3.0;
+			if (n > 0)
+				next_renew = now + (double)o->lease_s / 3.0;
 		}
 		if (now >= next_reap) {
 			int n = 0;
@@ -782,9 +862,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			next_snapshot = now + QUEUE_METRICS_MS / 1000.0;
 		}
 		pthread_mutex_lock(&w.mu);
-		nq = queued(&w) + w.nrunning + w.done_n;
-		ndone = w.done_n;
-		done_since = w.done_since;
+		nq = queued(&w) + w.nrunning + w.done_n + w.cbusy;
 		pthread_mutex_unlock(&w.mu);
 		if (o->exit_when_idle_ms > 0 && !stopping && nq == 0 &&
 		    got == 0 &&
@@ -804,13 +882,6 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			nfd = 2;
 		}
 		wait_ms = (int)((next_poll - mono()) * 1000) + 1;
-		if (ndone > 0) {
-			int left =
-				FLUSH_MS - (int)((mono() - done_since) * 1000);
-
-			if (left < wait_ms)
-				wait_ms = left;
-		}
 		if (o->exit_when_idle_ms > 0 && o->exit_when_idle_ms < wait_ms)
 			wait_ms = (int)o->exit_when_idle_ms;
 		if (stopping && wait_ms > 100)
@@ -838,14 +909,23 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		}
 	}
 	handlers_join(&w, threads, o->concurrency);
+	/* the completer reports what it can, then the loop the rest */
+	pthread_mutex_lock(&w.mu);
+	w.cquit = true;
+	pthread_cond_broadcast(&w.ccv);
+	pthread_mutex_unlock(&w.mu);
+	if (w.cstarted)
+		pthread_join(w.cthread, NULL);
 	if (db != NULL) {
 		struct ops_err e = OPS_ERR_INIT;
 		struct item **done;
 		int n = 0, g = 0;
 
-		done = take_done(&w, &n);
-		if (n > 0 && round_trip(&w, db, done, n, NULL, 0, 0, &inflight,
-					&ninflight, &capinflight, &g, &e) != 0)
+		pthread_mutex_lock(&w.mu);
+		done = take_done_locked(&w, &n);
+		pthread_mutex_unlock(&w.mu);
+		if (n > 0 &&
+		    round_trip(&w, db, done, n, NULL, 0, 0, &g, &e) != 0)
 			log_warn("reporting the last results failed error=%s",
 				 log_q(e.msg));
 		free(done);
@@ -866,14 +946,16 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		 "round_trip_s=%.3f",
 		 w.owner, claimed_total, w.trips, w.trip_s);
 	free(threads);
-	free(inflight);
+	free(w.inflight);
 	free(w.done);
+	db_close(w.cdb);
 	free(url);
 	db_close(db);
 	metrics_free(w.m);
 	close(w.wake[0]);
 	close(w.wake[1]);
 	pthread_cond_destroy(&w.cv);
+	pthread_cond_destroy(&w.ccv);
 	pthread_mutex_destroy(&w.mu);
 	return r;
 }

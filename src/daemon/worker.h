@@ -1,11 +1,13 @@
 /*
  * apexops worker: runs queue jobs (jobs/queue.h) with N handler threads.
- * The main thread claims jobs in batches (prefetching up to a few dozen
- * per handler, claiming again when half are gone, so handlers run while it
- * waits on the database), hands them to the handlers, completes the
- * successes in the same statement as the next claim (or after at most
- * 50 ms) and records failures with backoff; it sleeps on LISTEN
- * apexops_queue with a poll fallback, renews the leases of the jobs it
+ * The main thread claims jobs in batches (holding as many as the handlers
+ * finish in two round trips, claiming again when half are gone, so
+ * handlers run while it waits on the database) and hands them to the
+ * handlers; a completer thread reports what they finished on a second
+ * connection (the successes in one statement per batch, failures with
+ * backoff), so the database completes one batch while it claims the
+ * next. The main thread sleeps on LISTEN apexops_queue with a poll
+ * fallback, renews the leases of the jobs it
  * holds and reaps lapsed ones. Kinds of WORKER_POOL_PRIVACY run on at most
  * cfg->privacy_worker_concurrency handlers at once, and no more of them
  * are claimed than can start: one never waits here behind others while

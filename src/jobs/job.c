@@ -11,6 +11,7 @@
 #include "db/db.h"
 #include "db/lock.h"
 #include "jobs/ledger.h"
+#include "jobs/privacy.h"
 #include "jobs/purge_job.h"
 #include "jobs/queue_job.h"
 #include "jobs/revenue_job.h"
@@ -30,8 +31,8 @@ const struct job_def job_table[] = {
 	  "retention purge of usage_events and billing_audit", "purge" },
 	{ "dunning-retries", "0 3 * * *", "apexops.dunning-retries", 0,
 	  dunning_job_run, "retry failed payments on schedule", "dunning run" },
-	{ "privacy-expiry", "0 4 * * *", "apexops.privacy-expiry",
-	  JOB_UNAVAILABLE, NULL, "delete expired privacy exports",
+	{ "privacy-expiry", "0 4 * * *", "apexops.privacy-expiry", 0,
+	  privacy_expiry_job_run, "delete expired privacy exports",
 	  "privacy expiry" },
 	{ "queue-prune", "15 4 * * *", "apexops.queue-prune", 0,
 	  queue_prune_job_run, "delete finished queue jobs past their age",

@@ -116,7 +116,7 @@ job_status_report(struct db *db, const struct ops_config *cfg, struct buf *out,
 		struct cron_expr ce;
 		bool parsed = strcmp(sched, "off") != 0 &&
 			      cron_parse(sched, &ce, NULL) == 0;
-		time_t next, owed;
+		time_t next, owed = 0;
 		long long ok_at = 0;
 		int row = -1;
 

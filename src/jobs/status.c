@@ -2,6 +2,7 @@
 
 #include <stddef.h>
 
+#include "jobs/privacy.h"
 #include "jobs/purge.h"
 #include "jobs/queue.h"
 #include "stripe/dunning.h"
@@ -11,6 +12,7 @@ const struct status_section status_sections[] = {
 	{ "retention", purge_status_report },
 	{ "queue", queue_status_report },
 	{ "stripe usage sync", usage_status_report },
+	{ "privacy requests", privacy_status_report },
 	{ "dunning", dunning_status_report },
 	{ NULL, NULL },
 };

@@ -1135,6 +1135,136 @@ s3_list_parse(const char *doc, size_t len,
 	return r;
 }
 
+/* "2026-12-01T11:00:00.000Z" as UTC seconds; 0 when it is not one. */
+static time_t
+iso_time(const char *v)
+{
+	struct tm tm;
+	int n = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(v, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+		   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+	    n < 19 || tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 ||
+	    tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+	    tm.tm_min > 59 || tm.tm_sec > 60)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return timegm(&tm);
+}
+
+/* The decoded text of the first <tag> within [p, end) into out. */
+static int
+xml_field(const char *p, const char *end, const char *tag, size_t max,
+	  struct buf *out)
+{
+	const char *t, *te;
+
+	buf_reset(out);
+	if (xml_next(p, end, tag, &t, &te) == NULL)
+		return -1;
+	return xml_unescape(out, t, (size_t)(te - t), max);
+}
+
+int
+s3_uploads_parse(const char *doc, size_t len,
+		 int (*fn)(void *arg, const char *key, const char *upload_id,
+			   time_t initiated),
+		 void *arg, bool *truncated, struct buf *next_key,
+		 struct buf *next_id)
+{
+	const char *end = doc + len, *p, *t, *te;
+	struct buf flag = BUF_INIT, key = BUF_INIT, id = BUF_INIT,
+		   when = BUF_INIT;
+	int r = 0;
+
+	*truncated = false;
+	if (memmem(doc, len, "<ListMultipartUploadsResult", 27) == NULL)
+		return -1;
+	if (s3_xml_text(doc, len, "IsTruncated", 8, &flag) == 0)
+		*truncated = strcmp(buf_str(&flag), "true") == 0;
+	buf_release(&flag);
+	if (*truncated &&
+	    (s3_xml_text(doc, len, "NextKeyMarker", 1024, next_key) != 0 ||
+	     s3_xml_text(doc, len, "NextUploadIdMarker", 1024, next_id) != 0))
+		return -1;
+	for (p = doc; r == 0 && p < end;) {
+		p = xml_next(p, end, "Upload", &t, &te);
+		if (p == NULL)
+			break;
+		if (xml_field(t, te, "Key", 1024, &key) != 0 || key.len == 0 ||
+		    memchr(key.data, '\0', key.len) != NULL ||
+		    xml_field(t, te, "UploadId", 1024, &id) != 0 ||
+		    id.len == 0 || memchr(id.data, '\0', id.len) != NULL)
+			continue;
+		if (xml_field(t, te, "Initiated", 64, &when) != 0)
+			buf_reset(&when);
+		r = fn(arg, buf_str(&key), buf_str(&id),
+		       iso_time(buf_str(&when)));
+	}
+	buf_release(&key);
+	buf_release(&id);
+	buf_release(&when);
+	return r;
+}
+
+int
+s3_list_uploads(struct s3_client *c, const char *prefix,
+		int (*fn)(void *arg, const char *key, const char *upload_id,
+			  time_t initiated),
+		void *arg, struct ops_err *err)
+{
+	struct buf key_marker = BUF_INIT, id_marker = BUF_INIT;
+	int r = 0;
+	bool more;
+
+	do {
+		struct sigv4_param q[4] = { { "uploads", "" },
+					    { "prefix", prefix },
+					    { "key-marker", NULL },
+					    { "upload-id-marker", NULL } };
+		struct s3_wire_response resp = S3_WIRE_RESPONSE_INIT;
+		struct buf nk = BUF_INIT, ni = BUF_INIT;
+		bool truncated = false;
+		size_t nq = 2;
+
+		if (key_marker.len > 0) {
+			q[2].value = buf_str(&key_marker);
+			q[3].value = buf_str(&id_marker);
+			nq = 4;
+		}
+		r = s3_request(c, "GET", "", q, nq, NULL, 0, NULL, 0, true,
+			       &resp, err);
+		if (r == 0 && resp.status != 200)
+			r = s3_fail(err, "ListMultipartUploads", prefix, &resp);
+		if (r == 0) {
+			r = s3_uploads_parse(
+				resp.body.data != NULL ? resp.body.data : "",
+				resp.body.len, fn, arg, &truncated, &nk, &ni);
+			if (r == -1)
+				r = ops_fail(err, OPS_E_HTTP, false,
+					     "s3: ListMultipartUploads "
+					     "'%.100s' answered with no "
+					     "ListMultipartUploadsResult",
+					     prefix);
+		}
+		s3_wire_response_release(&resp);
+		more = r == 0 && truncated && nk.len > 0;
+		buf_reset(&key_marker);
+		buf_reset(&id_marker);
+		if (more) {
+			buf_adds(&key_marker, buf_str(&nk));
+			buf_adds(&id_marker, buf_str(&ni));
+		}
+		buf_release(&nk);
+		buf_release(&ni);
+	} while (more);
+	buf_release(&key_marker);
+	buf_release(&id_marker);
+	return r;
+}
+
 int
 s3_list_objects(struct s3_client *c, const char *prefix,
 		int (*fn)(void *arg, const char *key), void *arg,

@@ -223,6 +223,29 @@ int s3_list_objects(struct s3_client *c, const char *prefix,
 		    struct ops_err *err) __attribute__((warn_unused_result));
 
 /*
+ * ListMultipartUploads: call fn with the key, upload id and start time
+ * (UTC seconds; 0 when unreadable) of each upload under prefix that was
+ * neither completed nor aborted, page after page; stop and return fn's
+ * value when it is non-zero.
+ */
+int s3_list_uploads(struct s3_client *c, const char *prefix,
+		    int (*fn)(void *arg, const char *key, const char *upload_id,
+			      time_t initiated),
+		    void *arg, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * Read one ListMultipartUploads page (as s3_list_parse): fn per
+ * <Upload>; *truncated, and the markers of the next page into next_key
+ * and next_id. -1 when doc is not a ListMultipartUploadsResult.
+ */
+int s3_uploads_parse(const char *doc, size_t len,
+		     int (*fn)(void *arg, const char *key,
+			       const char *upload_id, time_t initiated),
+		     void *arg, bool *truncated, struct buf *next_key,
+		     struct buf *next_id);
+
+/*
  * Read one ListObjectsV2 page: fn gets the <Key> of each <Contents>
  * (entities decoded, at most 1024 bytes; a key holding a NUL is skipped);
  * *truncated is <IsTruncated>true</IsTruncated>; next gets the

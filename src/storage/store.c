@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -337,6 +338,29 @@ store_list(struct store *s, const char *prefix,
 		return bad_key(err, "list prefix", prefix);
 	r = s->ops->list(s, prefix, list_one, &lc, err);
 	buf_release(&lc.loc);
+	return r;
+}
+
+int
+store_sweep(struct store *s, const char *prefix, long older_than_s,
+	    int *removed, struct ops_err *err)
+{
+	int n = 0, r;
+
+	if (removed != NULL)
+		*removed = 0;
+	if (prefix == NULL)
+		prefix = "";
+	if (!store_key_valid(prefix, true))
+		return bad_key(err, "sweep prefix", prefix);
+	if (older_than_s < 60)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"store: a sweep of writes younger than %ld s "
+				"could remove one in progress: at least 60",
+				older_than_s);
+	r = s->ops->sweep(s, prefix, time(NULL) - older_than_s, &n, err);
+	if (removed != NULL)
+		*removed = n;
 	return r;
 }
 

@@ -11,8 +11,9 @@
  * and names it by a location string (an absolute path for local, the
  * s3:// or gs:// URI otherwise) that the request row keeps.
  *
- * Writing streams: the writer keeps a bounded buffer (one multipart part
- * for S3 and GCS, a file for local) and the SHA-256 and size of everything
+ * Writing streams: the writer keeps a bounded buffer (two multipart parts
+ * for S3 and GCS, one filling while the other goes up on a thread of the
+ * writer's own; a file for local) and the SHA-256 and size of everything
  * written. Nothing is visible under the key until store_writer_commit()
  * (local: a temporary name, fsync, rename; S3/GCS: a single PUT or a
  * completed multipart upload); store_writer_abort() leaves nothing behind
@@ -24,7 +25,9 @@
  * naming the variable, never a secret's value.
  *
  * Thread safety: a struct store and its writers are used by one thread at
- * a time; several threads may each open their own store.
+ * a time (an S3/GCS writer's upload thread is internal: it is joined
+ * before the store is used again); several threads may each open their
+ * own store.
  */
 #ifndef OPS_STORAGE_STORE_H
 #define OPS_STORAGE_STORE_H
@@ -116,5 +119,18 @@ int store_list(struct store *s, const char *prefix,
  */
 int store_url(struct store *s, const char *location, long expires_s, char **url,
 	      struct ops_err *err) __attribute__((warn_unused_result));
+
+/*
+ * Clear what writes that never finished left under prefix (as for
+ * store_list): a worker killed mid-export leaves a temporary file (local)
+ * or a multipart upload that was neither completed nor aborted (S3, GCS),
+ * invisible under any key but taking space. Only those started more than
+ * older_than_s seconds ago (at least 60) go, so writes in progress are
+ * left alone; committed objects are never touched. *removed (may be NULL)
+ * gets how many went.
+ */
+int store_sweep(struct store *s, const char *prefix, long older_than_s,
+		int *removed, struct ops_err *err)
+	__attribute__((warn_unused_result));
 
 #endif

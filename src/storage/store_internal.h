@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "storage/store.h"
 
@@ -35,6 +36,9 @@ struct store_provider_ops {
 	/* expires_s is already checked (1..604800) */
 	int (*url)(struct store *s, const char *key, long expires_s, char **url,
 		   struct ops_err *err);
+	/* store_sweep(); cutoff: UTC seconds, older goes */
+	int (*sweep)(struct store *s, const char *prefix, time_t cutoff,
+		     int *removed, struct ops_err *err);
 };
 
 struct store {

@@ -600,6 +600,91 @@ local_list(struct store *s, const char *prefix,
 	return r;
 }
 
+/* A temporary of an unfinished write: ".<name>.tmp.<16 hex>" */
+static bool
+is_temporary(const char *name)
+{
+	const char *t = strstr(name, ".tmp.");
+
+	if (name[0] != '.' || t == NULL || t == name)
+		return false;
+	t += 5;
+	if (strlen(t) != 16)
+		return false;
+	for (; *t != '\0'; t++)
+		if (!((*t >= '0' && *t <= '9') || (*t >= 'a' && *t <= 'f')))
+			return false;
+	return true;
+}
+
+/* Remove the old temporaries below the directory at dfd (closed here)
+ * whose names (after their '.') start with partial; recurse. */
+static int
+sweep_dir(int dfd, const char *partial, int depth, time_t cutoff, int *n,
+	  struct ops_err *err)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *de;
+	size_t pl = strlen(partial);
+	int r = 0;
+
+	if (d == NULL) {
+		r = io_fail(err, errno, "list", "a directory to sweep");
+		close(dfd);
+		return r;
+	}
+	while (r == 0 && (de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0 ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) !=
+			    0)
+			continue;
+		if (S_ISREG(st.st_mode) && is_temporary(de->d_name) &&
+		    strncmp(de->d_name + 1, partial, pl) == 0) {
+			if (st.st_mtime < cutoff &&
+			    unlinkat(dirfd(d), de->d_name, 0) == 0)
+				(*n)++;
+		} else if (S_ISDIR(st.st_mode) && de->d_name[0] != '.' &&
+			   strncmp(de->d_name, partial, pl) == 0 &&
+			   depth < MAX_DEPTH) {
+			int sub = openat(dirfd(d), de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						 O_CLOEXEC);
+
+			if (sub >= 0)
+				r = sweep_dir(sub, "", depth + 1, cutoff, n,
+					      err);
+		}
+	}
+	closedir(d);
+	return r;
+}
+
+static int
+local_sweep(struct store *s, const char *prefix, time_t cutoff, int *removed,
+	    struct ops_err *err)
+{
+	int fds[MAX_DEPTH], n = 0, r, dfd;
+	const char *last = NULL;
+
+	r = walk(s->impl, prefix, false, fds, &n, &last, err);
+	if (r == OPS_E_NOTFOUND) {
+		ops_err_clear(err);
+		close_fds(fds, n);
+		return 0;
+	}
+	if (r != 0) {
+		close_fds(fds, n);
+		return r;
+	}
+	dfd = fds[n - 1];
+	fds[n - 1] = -1;
+	close_fds(fds, n - 1);
+	return sweep_dir(dfd, last, 0, cutoff, removed, err);
+}
+
 static int
 local_url(struct store *s, const char *key, long expires_s, char **url,
 	  struct ops_err *err)
@@ -621,4 +706,5 @@ const struct store_provider_ops store_local_ops = {
 	.exists = local_exists,
 	.list = local_list,
 	.url = local_url,
+	.sweep = local_sweep,
 };

@@ -13,7 +13,6 @@
  */
 #include "storage/store_internal.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +29,10 @@
 
 struct s3_store {
 	struct s3_client *c;
+	/* the writer whose part is in flight on its thread: the client is
+	 * its until quiesce() */
+	struct s3_writer *busy;
+	const volatile sig_atomic_t *stop; /* the store's */
 	size_t part;	       /* the multipart threshold and part size */
 	struct gcs_auth *auth; /* GCS with a service account, else NULL */
 };
@@ -37,7 +40,8 @@ struct s3_store {
 /* A part going up on a thread of its own while the next one fills. */
 struct part_job {
 	pthread_t tid;
-	bool running;
+	bool running; /* the thread is on it */
+	bool done;    /* joined; r and err wait for the writer */
 	struct s3_writer *w;
 	const unsigned char *data;
 	size_t len;
@@ -60,43 +64,37 @@ struct s3_writer {
 	int nparts, cap;
 };
 
-/* A whole number from the environment within [min, max]; def when
- * unset. */
+/* A configured number within [min, max]; def when 0 (a cfg not from
+ * config_load(), which checks the range itself). */
 static int
-env_long(const char *name, long def, long min, long max, const char *unit,
-	 long *out, struct ops_err *err)
+cfg_long(const char *name, long v, long def, long min, long max,
+	 const char *unit, long *out, struct ops_err *err)
 {
-	const char *v = getenv(name);
-	char *end;
-	long n;
-
-	*out = def;
-	if (v == NULL || v[0] == '\0')
-		return 0;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < min || n > max)
+	*out = v != 0 ? v : def;
+	if (*out < min || *out > max)
 		return ops_fail(err, OPS_E_CONFIG, false,
-				"%s='%.32s' is not allowed: a whole number of "
-				"%s from %ld to %ld",
+				"%s=%ld is not allowed: a whole number of %s "
+				"from %ld to %ld",
 				name, v, unit, min, max);
-	*out = n;
 	return 0;
 }
 
 /* The settings both providers share: part size and timeout. */
 static int
-common_opts(struct s3_opts *o, struct http_policy *pol, struct ops_err *err)
+common_opts(const struct ops_config *cfg, struct s3_opts *o,
+	    struct http_policy *pol, struct ops_err *err)
 {
 	long mb, timeout;
 	int r;
 
-	r = env_long("APEXOPS_S3_MULTIPART_THRESHOLD_MB", DEFAULT_PART_MB, 5,
-		     MAX_PART_MB, "MiB", &mb, err);
+	r = cfg_long("APEXOPS_S3_MULTIPART_THRESHOLD_MB",
+		     cfg != NULL ? cfg->s3_multipart_threshold_mb : 0,
+		     DEFAULT_PART_MB, 5, MAX_PART_MB, "MiB", &mb, err);
 	if (r != 0)
 		return r;
-	r = env_long("APEXOPS_STORAGE_TIMEOUT_S", DEFAULT_TIMEOUT, 1, 3600,
-		     "seconds", &timeout, err);
+	r = cfg_long("APEXOPS_STORAGE_TIMEOUT_S",
+		     cfg != NULL ? cfg->storage_timeout_s : 0, DEFAULT_TIMEOUT,
+		     1, 3600, "seconds", &timeout, err);
 	if (r != 0)
 		return r;
 	o->multipart_threshold = (size_t)mb << 20;
@@ -150,6 +148,7 @@ finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
 		return ops_fail(err, r, sub.transient, "%s: %s", var, sub.msg);
 	}
 	s3_client_set_stop(st->c, s->stop);
+	st->stop = s->stop;
 	st->part = o->part_size;
 	st->auth = auth;
 	s->impl = st;
@@ -171,7 +170,7 @@ s3_open(struct store *s, struct ops_err *err)
 	r = s3_opts_from_env(&o, bucket, err);
 	if (r != 0)
 		return r;
-	r = common_opts(&o, &pol, err);
+	r = common_opts(s->cfg, &o, &pol, err);
 	if (r != 0)
 		return r;
 	return finish_open(s, &o, "s3", NULL, err);
@@ -197,7 +196,7 @@ gcs_open(struct store *s, struct ops_err *err)
 	if (r != 0)
 		return r;
 	memset(&o, 0, sizeof(o));
-	r = common_opts(&o, &pol, err);
+	r = common_opts(s->cfg, &o, &pol, err);
 	if (r != 0)
 		return r;
 	o.bucket = bucket;
@@ -280,16 +279,32 @@ part_thread(void *arg)
 	return NULL;
 }
 
-/* Wait for the part in flight, if any; its result. */
+/* Join the part in flight on st's client, if any, keeping its result
+ * for its writer: then the client is free for anyone. */
+static void
+quiesce(struct s3_store *st)
+{
+	struct s3_writer *w = st->busy;
+
+	st->busy = NULL;
+	if (w != NULL && w->job.running) {
+		pthread_join(w->job.tid, NULL);
+		w->job.running = false;
+		w->job.done = true;
+	}
+}
+
+/* Wait for w's part in flight, if any; its result. */
 static int
 wait_part(struct s3_writer *w, struct ops_err *err)
 {
 	struct part_job *j = &w->job;
 
-	if (!j->running)
+	if (w->st->busy == w)
+		quiesce(w->st);
+	if (!j->done)
 		return 0;
-	pthread_join(j->tid, NULL);
-	j->running = false;
+	j->done = false;
 	if (j->r != 0 && err != NULL)
 		*err = j->err;
 	return j->r;
@@ -312,6 +327,7 @@ send_part(struct s3_writer *w, bool async, struct ops_err *err)
 	r = wait_part(w, err);
 	if (r != 0)
 		return r;
+	quiesce(w->st); /* another writer's part */
 	if (w->upload_id == NULL) {
 		r = s3_multipart_create(w->st->c, w->key, w->ctype,
 					&w->upload_id, err);
@@ -343,6 +359,7 @@ send_part(struct s3_writer *w, bool async, struct ops_err *err)
 		w->len = 0;
 		if (pthread_create(&j->tid, NULL, part_thread, j) == 0) {
 			j->running = true;
+			w->st->busy = w;
 			return 0;
 		}
 		/* no thread: send it here */
@@ -388,13 +405,19 @@ s3_w_free(struct s3_writer *w, bool abort_upload)
 {
 	(void)wait_part(w, NULL); /* its result no longer matters */
 	if (abort_upload && w->upload_id != NULL) {
+		/* a stop is why many uploads are aborted: the abort itself
+		 * must still go out, or the parts stay */
+		static const volatile sig_atomic_t never = 0;
 		struct ops_err e = OPS_ERR_INIT;
 
+		quiesce(w->st); /* another writer's part */
+		s3_client_set_stop(w->st->c, &never);
 		/* best effort; a lifecycle rule on incomplete uploads is the
 		 * backstop (docs/runbook.md) */
 		if (s3_multipart_abort(w->st->c, w->key, w->upload_id, &e) != 0)
 			log_warn("store abort of upload key=%s failed: %s",
 				 log_q(w->key), e.msg);
+		s3_client_set_stop(w->st->c, w->st->stop);
 	}
 	for (int i = 0; i < w->nparts; i++)
 		free(w->etags[i]);
@@ -414,6 +437,7 @@ s3_w_commit(void *arg, struct ops_err *err)
 	int r;
 
 	if (w->upload_id == NULL) {
+		quiesce(w->st);
 		r = s3_put_object(w->st->c, w->key, w->buf, w->len, w->ctype,
 				  err);
 		s3_w_free(w, false);
@@ -441,7 +465,10 @@ s3_del(struct store *s, const char *key, struct ops_err *err)
 {
 	struct s3_store *st = s->impl;
 	char *name = object_name(key);
-	int r = s3_delete_object(st->c, name, err);
+	int r;
+
+	quiesce(st);
+	r = s3_delete_object(st->c, name, err);
 
 	free(name);
 	return r;
@@ -452,7 +479,10 @@ s3_exists(struct store *s, const char *key, struct ops_err *err)
 {
 	struct s3_store *st = s->impl;
 	char *name = object_name(key);
-	int r = s3_head_object(st->c, name, err);
+	int r;
+
+	quiesce(st);
+	r = s3_head_object(st->c, name, err);
 
 	free(name);
 	return r;
@@ -485,8 +515,69 @@ s3_list(struct store *s, const char *prefix,
 	struct s3_store *st = s->impl;
 	struct list_arg la = { fn, arg };
 	char *name = object_name(prefix);
-	int r = s3_list_objects(st->c, name, list_strip, &la, err);
+	int r;
 
+	quiesce(st);
+	r = s3_list_objects(st->c, name, list_strip, &la, err);
+
+	free(name);
+	return r;
+}
+
+struct sweep_arg {
+	time_t cutoff;
+	/* uploads to abort, gathered first: the listing's pages are not
+	 * disturbed by aborts under them */
+	char **keys, **ids;
+	int n, cap;
+};
+
+static int
+sweep_one(void *arg, const char *name, const char *upload_id, time_t initiated)
+{
+	struct sweep_arg *sa = arg;
+
+	/* an upload of unknown age is left alone */
+	if (initiated == 0 || initiated >= sa->cutoff)
+		return 0;
+	if (sa->n == sa->cap) {
+		sa->cap = sa->cap ? 2 * sa->cap : 16;
+		sa->keys = xrealloc(sa->keys, (size_t)sa->cap * sizeof(char *));
+		sa->ids = xrealloc(sa->ids, (size_t)sa->cap * sizeof(char *));
+	}
+	sa->keys[sa->n] = xstrdup(name);
+	sa->ids[sa->n] = xstrdup(upload_id);
+	sa->n++;
+	return 0;
+}
+
+static int
+s3_sweep(struct store *s, const char *prefix, time_t cutoff, int *removed,
+	 struct ops_err *err)
+{
+	struct s3_store *st = s->impl;
+	struct sweep_arg sa = { cutoff, NULL, NULL, 0, 0 };
+	char *name = object_name(prefix);
+	int r;
+
+	quiesce(st);
+	r = s3_list_uploads(st->c, name, sweep_one, &sa, err);
+	for (int i = 0; i < sa.n; i++) {
+		if (r == 0) {
+			r = s3_multipart_abort(st->c, sa.keys[i], sa.ids[i],
+					       err);
+			if (r == OPS_E_NOTFOUND) {
+				ops_err_clear(err); /* gone meanwhile */
+				r = 0;
+			} else if (r == 0) {
+				(*removed)++;
+			}
+		}
+		free(sa.keys[i]);
+		free(sa.ids[i]);
+	}
+	free(sa.keys);
+	free(sa.ids);
 	free(name);
 	return r;
 }
@@ -499,6 +590,8 @@ s3_url(struct store *s, const char *key, long expires_s, char **url,
 	char *name = object_name(key);
 	int r;
 
+	/* no request: signing only reads the client and the key, which a
+	 * part in flight leaves alone */
 	if (st->auth != NULL)
 		r = gcs_auth_presign_get(st->auth, st->c, name, expires_s, url,
 					 err);
@@ -519,6 +612,7 @@ const struct store_provider_ops store_s3_ops = {
 	.exists = s3_exists,
 	.list = s3_list,
 	.url = s3_url,
+	.sweep = s3_sweep,
 };
 
 const struct store_provider_ops store_gcs_ops = {
@@ -532,4 +626,5 @@ const struct store_provider_ops store_gcs_ops = {
 	.exists = s3_exists,
 	.list = s3_list,
 	.url = s3_url,
+	.sweep = s3_sweep,
 };

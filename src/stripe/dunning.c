@@ -21,7 +21,8 @@
 #include "stripe/stripe.h"
 
 #define PAGE_LIMIT	"100"
-#define MAX_TRIES	5 /* per Stripe call: the first and 4 retries */
+#define MAX_TRIES	5  /* per Stripe call: the first and 4 retries */
+#define MAX_TRIES_429	10 /* a throttled call changed nothing: more */
 #define ACTOR		"apexops/dunning"
 #define REACTIVATE_URL	"https://console.apexmediation.ee/billing/reactivate"
 #define BILLING_URL	"https://console.apexmediation.ee/billing"
@@ -56,6 +57,7 @@ struct dun {
 	struct dcase *cases;
 	size_t ncases, next;
 	bool crash_after_pay; /* APEXOPS_TEST_CRASH_AFTER_PAY (tests) */
+	double last_slow;     /* when slow_down() last lowered the rate */
 };
 
 /* ------------------------------------------------------------------ */
@@ -136,18 +138,32 @@ note_case(struct dun *d, const char *invoice, const char *action, int attempt,
 	pthread_mutex_unlock(&d->mu);
 }
 
+/*
+ * The connection of the calling thread: a worker's own (tdb), else the
+ * run's (ctx->db, which holds the job's lock), shared under dbmu.
+ */
+static _Thread_local struct db *tdb;
+
+static struct db *
+DB(struct dun *d)
+{
+	return tdb != NULL ? tdb : d->ctx->db;
+}
+
 static void
 dblock(struct dun *d)
 {
-	pthread_mutex_lock(&d->dbmu);
+	if (tdb == NULL)
+		pthread_mutex_lock(&d->dbmu);
 }
 
 static void
 dbunlock(struct dun *d)
 {
-	if (db_in_tx(d->ctx->db))
-		db_rollback(d->ctx->db);
-	pthread_mutex_unlock(&d->dbmu);
+	if (db_in_tx(DB(d)))
+		db_rollback(DB(d));
+	if (tdb == NULL)
+		pthread_mutex_unlock(&d->dbmu);
 }
 
 int
@@ -252,6 +268,40 @@ retryable(const struct stripe_error *se, const struct ops_err *e)
 	return s == 409 || s == 429 || s >= 500;
 }
 
+/*
+ * Stripe throttled us: its limit is below ours (another client shares the
+ * account, or a lower limit than STRIPE_MAX_RPS says). Halve the rate, at
+ * most once a second (the threads' 429s of one burst count once), down to
+ * one request a second, as TCP backs off; the run keeps the lower rate.
+ */
+static void
+slow_down(struct dun *d)
+{
+	struct timespec ts;
+	double now, rps = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+
+	pthread_mutex_lock(&d->mu);
+	if (now - d->last_slow >= 1.0) {
+		d->last_slow = now;
+		pthread_mutex_lock(&d->rl.mu);
+		if (d->rl.interval > 0 && d->rl.interval < 1.0) {
+			d->rl.interval = d->rl.interval * 2 > 1.0
+						 ? 1.0
+						 : d->rl.interval * 2;
+			rps = 1.0 / d->rl.interval;
+		}
+		pthread_mutex_unlock(&d->rl.mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (rps > 0)
+		log_warn("stripe throttled the run (429): client rate lowered "
+			 "to %.1f requests/s",
+			 rps);
+}
+
 static int
 scall(struct dun *d, struct stripe *st, const char *method, const char *path,
       const json_t *params, const char *key, json_t **out,
@@ -261,7 +311,7 @@ scall(struct dun *d, struct stripe *st, const char *method, const char *path,
 	int r = 0;
 
 	*out = NULL;
-	for (int attempt = 1; attempt <= MAX_TRIES; attempt++) {
+	for (int attempt = 1;; attempt++) {
 		long delay;
 
 		ops_err_clear(&e);
@@ -274,11 +324,16 @@ scall(struct dun *d, struct stripe *st, const char *method, const char *path,
 		add_count(d, &d->res->stripe_calls, 1);
 		r = stripe_call(st, method, path, params, key, out, NULL, se,
 				&e);
-		if (r == 0 || !retryable(se, &e) || attempt == MAX_TRIES)
+		/* a 429 did nothing, so it may be retried longer */
+		if (r == 0 || !retryable(se, &e) ||
+		    attempt >= (se->http_status == 429 ? MAX_TRIES_429
+						       : MAX_TRIES))
 			break;
 		delay = ops_backoff_equal_jitter(500, 8000, attempt);
-		if (se->http_status == 429)
+		if (se->http_status == 429) {
+			slow_down(d);
 			ratelimit_pause(&d->rl, delay); /* everyone waits */
+		}
 		log_info("stripe retry method=%s path=%s status=%ld attempt=%d "
 			 "delay_ms=%ld",
 			 method, log_q(path), se->http_status, attempt, delay);
@@ -314,7 +369,7 @@ static int
 exec(struct dun *d, const char *sql, int n, const char *const *p,
      long long *affected, struct ops_err *err)
 {
-	return db_exec(d->ctx->db, sql, n, p, affected, err);
+	return db_exec(DB(d), sql, n, p, affected, err);
 }
 
 /*
@@ -423,6 +478,7 @@ emit(struct dun *d, const char *type, const char *customer,
 struct candidate {
 	char invoice[256];
 	char failed_at[40];
+	char customer[40]; /* the row's customer_id (users.id), or "" */
 	bool taken;
 };
 
@@ -438,13 +494,16 @@ load_candidates(struct dun *d, struct candidates *c, struct ops_err *err)
 	 * (an id or the object), "invoice_id", "stripe_invoice_id", or the
 	 * whole event (data.object) */
 	static const char sql[] =
-		"SELECT inv, min(created_at) FROM (SELECT COALESCE("
+		"SELECT inv, min(created_at), COALESCE((array_agg(customer_id"
+		" ORDER BY created_at) FILTER (WHERE customer_id IS NOT"
+		" NULL))[1]::text, '') FROM (SELECT COALESCE("
 		" NULLIF(data->>'invoice_id', ''),"
 		" NULLIF(data->>'stripe_invoice_id', ''),"
 		" CASE jsonb_typeof(data->'invoice') WHEN 'string' THEN"
 		" data->>'invoice' WHEN 'object' THEN data->'invoice'->>'id'"
 		" END, CASE WHEN data->'data'->'object'->>'object' = 'invoice'"
-		" THEN data->'data'->'object'->>'id' END) AS inv, created_at"
+		" THEN data->'data'->'object'->>'id' END) AS inv, created_at,"
+		" customer_id"
 		" FROM public.billing_audit WHERE event_type = "
 		"'payment_failed')"
 		" a WHERE inv ~ '^in_[A-Za-z0-9_]{1,250}$' AND NOT EXISTS"
@@ -456,7 +515,7 @@ load_candidates(struct dun *d, struct candidates *c, struct ops_err *err)
 	c->v = NULL;
 	c->n = 0;
 	dblock(d);
-	r = db_query(d->ctx->db, sql, 0, NULL, &res, err);
+	r = db_query(DB(d), sql, 0, NULL, &res, err);
 	dbunlock(d);
 	if (r != 0)
 		return r;
@@ -467,6 +526,8 @@ load_candidates(struct dun *d, struct candidates *c, struct ops_err *err)
 			 db_res_get(res, (int)i, 0));
 		snprintf(c->v[i].failed_at, sizeof(c->v[i].failed_at), "%s",
 			 db_res_get(res, (int)i, 1));
+		snprintf(c->v[i].customer, sizeof(c->v[i].customer), "%s",
+			 db_res_get(res, (int)i, 2));
 	}
 	db_res_free(res);
 	return 0;
@@ -488,7 +549,7 @@ find_candidate(struct candidates *c, const char *invoice)
  */
 static int
 open_case(struct dun *d, const json_t *inv, const char *failed_at,
-	  const char *opened_by, struct ops_err *err)
+	  const char *opened_by, const char *customer, struct ops_err *err)
 {
 	static const char sql[] =
 		"INSERT INTO apexops.dunning_cases (invoice_id,"
@@ -510,7 +571,9 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 		" FROM (SELECT COALESCE((SELECT u.id FROM public.users u WHERE"
 		" u.stripe_customer_id = NULLIF($2, '')), (SELECT s.customer_id"
 		" FROM public.subscriptions s WHERE s.stripe_customer_id ="
-		" NULLIF($2, '') ORDER BY s.created_at LIMIT 1)) AS id) cu"
+		" NULLIF($2, '') ORDER BY s.created_at LIMIT 1),"
+		" (SELECT u.id FROM public.users u WHERE u.id ="
+		" NULLIF($16, '')::uuid)) AS id) cu"
 		" ON CONFLICT (invoice_id) DO NOTHING RETURNING id,"
 		" customer_id, to_char(next_attempt_at AT TIME ZONE $8,"
 		" 'YYYY-MM-DD')";
@@ -543,7 +606,7 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 		return 0;
 	}
 	{
-		const char *p[15] = { jstr(inv, "id"),
+		const char *p[16] = { jstr(inv, "id"),
 				      inv_customer(inv),
 				      inv_subscription(inv),
 				      amount,
@@ -559,12 +622,13 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 				      attempts,
 				      nextpa,
 				      at,
-				      why };
+				      why,
+				      customer ? customer : "" };
 
 		dblock(d);
-		r = db_begin(d->ctx->db, err);
+		r = db_begin(DB(d), err);
 		if (r == 0)
-			r = db_query(d->ctx->db, sql, 15, p, &res, err);
+			r = db_query(DB(d), sql, 16, p, &res, err);
 	}
 	if (r != 0)
 		goto out;
@@ -612,7 +676,7 @@ open_case(struct dun *d, const json_t *inv, const char *failed_at,
 		json_decref(ev);
 	}
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	if (r == 0) {
 		add_count(d, &d->res->opened, 1);
 		if (strcmp(opened_by, "reconciliation") == 0)
@@ -644,7 +708,7 @@ known_cases(struct dun *d, const json_t *ids, json_t **known,
 
 	*known = json_array();
 	dblock(d);
-	r = db_query(d->ctx->db, sql, 1, p, &res, err);
+	r = db_query(DB(d), sql, 1, p, &res, err);
 	dbunlock(d);
 	free(text);
 	if (r != 0)
@@ -738,7 +802,8 @@ reconcile(struct dun *d, struct stripe *st, struct candidates *cand,
 			else
 				inv_failed_at(inv, failed, sizeof(failed));
 			r = open_case(d, inv, c ? c->failed_at : failed,
-				      c ? "webhook" : "reconciliation", err);
+				      c ? "webhook" : "reconciliation",
+				      c ? c->customer : NULL, err);
 		}
 		if (r == 0 && json_array_size(data) > 0)
 			snprintf(after, sizeof(after), "%s",
@@ -779,7 +844,8 @@ open_remaining(struct dun *d, struct stripe *st, struct candidates *cand,
 			r = 0;
 		}
 		if (r == 0 && strcmp(jstr(inv, "status"), "draft") != 0)
-			r = open_case(d, inv, c->failed_at, "webhook", &e);
+			r = open_case(d, inv, c->failed_at, "webhook",
+				      c->customer, &e);
 		json_decref(inv);
 		if (r == OPS_E_STOPPED) {
 			*err = e;
@@ -819,7 +885,7 @@ load_due(struct dun *d, struct ops_err *err)
 	int r;
 
 	dblock(d);
-	r = db_query(d->ctx->db, sql, 1, p, &res, err);
+	r = db_query(DB(d), sql, 1, p, &res, err);
 	dbunlock(d);
 	if (r != 0)
 		return r;
@@ -870,7 +936,7 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 	snprintf(n_s, sizeof(n_s), "%d", n);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0)
 		r = exec(d, sql, 4, p, &hit, err);
 	if (r == 0 && hit != 1)
@@ -881,7 +947,7 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 		r = note(d, c->id, c->invoice, c->customer, "attempt_started",
 			 "open", "open", n, key, NULL, NULL, err);
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	dbunlock(d);
 	return r;
 }
@@ -889,7 +955,8 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 /*
  * Paid: the case recovered, the subscription active with no failed
  * payments, the user's suspended API keys active again, the receipt
- * event; a resume of collection queued when apexops paused it.
+ * event, and pause_collection cleared in Stripe (queued; a no-op for a
+ * subscription that was never paused), as the subscription is active.
  */
 static int
 commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
@@ -901,7 +968,8 @@ commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
 		" 'recovered', attempts = GREATEST(attempts, $2::int),"
 		" pending_attempt = NULL, pending_key = NULL, pending_since ="
 		" NULL, next_attempt_at = NULL, stripe_action = CASE WHEN"
-		" paused THEN 'resume' END, last_error = NULL, closed_at = $3,"
+		" stripe_subscription_id IS NOT NULL THEN 'resume' END,"
+		" last_error = NULL, closed_at = $3,"
 		" updated_at = $3 WHERE id = $1 AND status IN ('open',"
 		" 'suspended') RETURNING (SELECT status FROM old),"
 		" COALESCE(stripe_action, ''), COALESCE(subscription_id::text,"
@@ -922,11 +990,11 @@ commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
 	snprintf(n_s, sizeof(n_s), "%d", n);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0) {
 		const char *p[3] = { id_s, n_s, at };
 
-		r = db_query(d->ctx->db, csql, 3, p, &res, err);
+		r = db_query(DB(d), csql, 3, p, &res, err);
 	}
 	if (r == 0 && db_res_rows(res) != 1)
 		r = ops_fail(err, OPS_E_CONFLICT, false,
@@ -959,7 +1027,7 @@ commit_recovered(struct dun *d, struct dcase *c, const json_t *inv, int n,
 			 ev, err);
 	}
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	if (r == 0)
 		snprintf(c->action, sizeof(c->action), "%s",
 			 db_res_get(res, 0, 1));
@@ -1024,16 +1092,16 @@ commit_declined(struct dun *d, struct dcase *c, int n, const char *key,
 	snprintf(next_s, sizeof(next_s), "%d", last ? 0 : d->days[n]);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0 && !last) {
 		const char *p[8] = { id_s,   n_s, decline, d->tz,
 				     next_s, at,  message, key };
 
-		r = db_query(d->ctx->db, rsql, 8, p, &res, err);
+		r = db_query(DB(d), rsql, 8, p, &res, err);
 	} else if (r == 0) {
 		const char *p[6] = { id_s, n_s, decline, at, message, key };
 
-		r = db_query(d->ctx->db, xsql, 6, p, &res, err);
+		r = db_query(DB(d), xsql, 6, p, &res, err);
 	}
 	if (r == 0 && db_res_rows(res) != 1)
 		r = ops_fail(err, OPS_E_CONFLICT, false,
@@ -1094,7 +1162,7 @@ commit_declined(struct dun *d, struct dcase *c, int n, const char *key,
 		}
 	}
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	if (r == 0 && last) {
 		*suspended = true;
 		snprintf(c->action, sizeof(c->action), "pause");
@@ -1127,14 +1195,14 @@ commit_closed(struct dun *d, struct dcase *c, const char *why,
 	snprintf(id_s, sizeof(id_s), "%lld", c->id);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0)
 		r = exec(d, sql, 3, p, &hit, err);
 	if (r == 0 && hit == 1)
 		r = note(d, c->id, c->invoice, c->customer, "closed", c->status,
 			 "closed", 0, NULL, NULL, detail, err);
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	dbunlock(d);
 	json_decref(detail);
 	return r;
@@ -1160,7 +1228,7 @@ commit_action_done(struct dun *d, struct dcase *c, const char *what,
 	snprintf(id_s, sizeof(id_s), "%lld", c->id);
 	now_rfc3339(at, sizeof(at));
 	dblock(d);
-	r = db_begin(d->ctx->db, err);
+	r = db_begin(DB(d), err);
 	if (r == 0)
 		r = exec(d, sql, 3, p, &hit, err);
 	if (r == 0 && hit == 1)
@@ -1169,7 +1237,7 @@ commit_action_done(struct dun *d, struct dcase *c, const char *what,
 						    : "stripe_resumed",
 			 "", "", 0, NULL, NULL, detail, err);
 	if (r == 0)
-		r = db_commit(d->ctx->db, err);
+		r = db_commit(DB(d), err);
 	dbunlock(d);
 	json_decref(detail);
 	return r;
@@ -1423,16 +1491,20 @@ out:
 static void
 progress(struct dun *d)
 {
-	char *counts = dunning_result_json(d->res);
+	char *counts;
 
-	dblock(d);
+	pthread_mutex_lock(&d->mu); /* the counters, as workers add to them */
+	counts = dunning_result_json(d->res);
+	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_lock(&d->dbmu); /* the run's connection */
 	job_progress(d->ctx, counts, false);
-	dbunlock(d);
+	pthread_mutex_unlock(&d->dbmu);
 	free(counts);
 }
 
 struct worker {
 	struct dun *d;
+	struct db *db; /* its own connection, or NULL: the shared one */
 	pthread_t th;
 	int r;
 	struct ops_err err;
@@ -1445,6 +1517,7 @@ worker_main(void *arg)
 	struct dun *d = w->d;
 	struct stripe *st = NULL;
 
+	tdb = w->db;
 	w->r = stripe_new(&d->so, &st, &w->err);
 	while (w->r == 0 && !ops_stopped(d->stop)) {
 		struct dcase *c = NULL;
@@ -1468,13 +1541,29 @@ process_due(struct dun *d, struct ops_err *err)
 	long n =
 		d->cfg->stripe_concurrency > 0 ? d->cfg->stripe_concurrency : 1;
 	struct worker *w;
+	char *url = NULL;
+	long total;
 	int r = 0;
 
 	if (d->ncases == 0)
 		return 0;
 	if ((size_t)n > d->ncases)
 		n = (long)d->ncases;
+	total = n;
 	w = xcalloc((size_t)n, sizeof(*w));
+	/* a connection per worker, so that cases commit in parallel; the
+	 * run's own (with the job's lock) stays for the ledger */
+	for (long i = 0; i < n; i++) {
+		struct ops_err e = OPS_ERR_INIT;
+
+		if (db_connect_config(d->cfg, DUNNING_JOB_NAME, &url, NULL,
+				      &w[i].db, &e) != 0) {
+			log_warn("dunning worker shares the run's connection "
+				 "error=%s",
+				 log_q(e.msg));
+			w[i].db = NULL;
+		}
+	}
 	for (long i = 0; i < n; i++) {
 		w[i].d = d;
 		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
@@ -1491,7 +1580,10 @@ process_due(struct dun *d, struct ops_err *err)
 			*err = w[i].err;
 		}
 	}
+	for (long i = 0; i < total; i++)
+		db_close(w[i].db);
 	free(w);
+	free(url);
 	if (r == 0 && ops_stopped(d->stop))
 		r = ops_fail(err, OPS_E_STOPPED, false,
 			     "stopped with %zu of %zu cases done", d->next,

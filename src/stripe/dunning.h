@@ -21,8 +21,9 @@
  *      transition committed (an outbox: retried by later runs).
  * Stripe calls go through one client-side rate limit (STRIPE_MAX_RPS; 0:
  * 25/s with a test key, 100/s live) from APEXOPS_STRIPE_CONCURRENCY
- * threads, each with its own Stripe client; the database connection is
- * shared under a mutex.
+ * threads, each with its own Stripe client and database connection (the
+ * run's own, which holds the job's lock, keeps the ledger; a worker that
+ * cannot connect shares it under a mutex).
  *
  * Thread safety: dunning_job_run() runs in one thread (it starts and joins
  * its own); the query functions take a struct db of the calling thread.

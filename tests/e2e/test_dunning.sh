@@ -129,6 +129,8 @@ assert_eq "the subscription is active with no failed payments" "active|0" \
 assert_eq "a receipt event for the mailer" "1|49.00|2" \
 	"$(sql "$URL" "SELECT count(*), max(data->>'amount_paid'), max(data->>'attempt_number') FROM events WHERE event_type = 'email.payment_succeeded_after_retry'")"
 assert_eq "exactly one successful charge" "1" "$(charges "$INV_A" succeeded)"
+assert_eq "Stripe: pause_collection cleared on the recovered subscription" "1 None" \
+	"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["method"]=="POST" and r["path"]=="/v1/subscriptions/sub_A" and r["body"]==["pause_collection="]))') $(sub_pause sub_A)"
 assert_eq "every transition has its billing_audit row" \
 	"$(sql "$URL" "SELECT count(*) FROM apexops.dunning_transitions t JOIN apexops.dunning_cases c ON c.id = t.case_id WHERE c.invoice_id = '$INV_A'")" \
 	"$(sql "$URL" "SELECT count(*) FROM billing_audit WHERE event_type LIKE 'dunning_%' AND data->>'invoice' = '$INV_A'")"
@@ -142,8 +144,8 @@ assert_contains "show: the declined attempt" "$OUT" "attempt_failed"
 assert_contains "show: with its decline code" "$OUT" "declined generic_decline"
 assert_contains "show: the recovery" "$OUT" "recovered"
 run_ops dunning show "$INV_A" --json
-assert_eq "show --json: opened, attempt_started, attempt_failed, attempt_started, recovered" \
-	"opened attempt_started attempt_failed attempt_started recovered" \
+assert_eq "show --json: opened, attempt_started, attempt_failed, attempt_started, recovered, stripe_resumed" \
+	"opened attempt_started attempt_failed attempt_started recovered stripe_resumed" \
 	"$(printf %s "$OUT" | python3 -c 'import json,sys; print(" ".join(t["kind"] for t in json.load(sys.stdin)["transitions"]))')"
 
 # ---- B: suspension after the last attempt, reactivation when paid outside ----
@@ -198,7 +200,7 @@ assert_eq "the official stripe SDK sends the same method, path, parameters and h
 c=json.load(open(sys.argv[1])); s=json.load(open(sys.argv[2]))
 k=lambda x:(x["method"],x["path"],sorted(x["query"]),sorted(x["body"]),x["headers"]["stripe-version"],x["headers"]["idempotency-key"],x["headers"]["content-type"])
 print("same" if len(c)==len(s) and all(k(a)==k(b) for a,b in zip(c,s)) else [ (k(a),k(b)) for a,b in zip(c,s) if k(a)!=k(b)][:2] or (len(c),len(s)))' "$E2E_TMP/c.json" "$E2E_TMP/sdk.json")"
-assert_eq "the resume is pause_collection= (empty), as the SDK encodes ''" "1" \
+assert_eq "the resumes are pause_collection= (empty), as the SDK encodes ''" "2" \
 	"$(python3 -c 'import json,sys; print(sum(1 for x in json.load(open(sys.argv[1])) if x["body"]==["pause_collection="]))' "$E2E_TMP/c.json")"
 
 # ---- C: a crash between the pay call and its commit ---------------------------
@@ -299,6 +301,30 @@ dun 2026-08-04T03:00:00Z
 expect_rc 0 "a run against a customer without a payment method"
 assert_eq "no payment method: attempt 1 failed, the schedule goes on" "open|1|2026-08-06 00:00:00+00|invalid_request_error" \
 	"$(sql "$URL" "SELECT status, attempts, next_attempt_at, last_decline_code FROM apexops.dunning_cases WHERE invoice_id = '$INV_N'")"
+
+# a Stripe customer no user or subscription names: the webhook row's
+# customer_id decides
+INV_Z=$(seed "{\"id\":\"in_testZ\",\"customer\":\"cus_Z\",\"amount_due\":100,\"payment_method\":\"pm_card_visa\",\"created\":$(ts 2026-08-01T10:00:00Z)}")
+sql "$URL" "INSERT INTO billing_audit (event_type, actor, customer_id, data, created_at) VALUES
+ ('payment_failed', 'webhook', '20000000-0000-4000-8000-00000000000c', '{\"invoice\": \"$INV_Z\"}', '2026-08-01T10:00:00Z')" >/dev/null
+dun 2026-08-02T03:00:00Z
+assert_eq "the customer comes from the webhook row when Stripe's id is unknown" "20000000-0000-4000-8000-00000000000c" \
+	"$(sql "$URL" "SELECT customer_id FROM apexops.dunning_cases WHERE invoice_id = '$INV_Z'")"
+
+# Stripe answering 429 (its limit lower than ours): retried with backoff,
+# every case done, each charged once
+for i in 1 2 3 4; do
+	seed "{\"id\":\"in_testR$i\",\"customer\":\"cus_R$i\",\"amount_due\":100,\"payment_method\":\"pm_card_visa\",\"created\":$(ts 2026-09-01T10:00:00Z)}" >/dev/null
+done
+curl -s -X POST -d '{"rps":4,"burst":1}' "$D/__double/ratelimit" >/dev/null
+before=$(curl -s "$D/__double/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["throttled"])')
+STRIPE_MAX_RPS=100 APEXOPS_STRIPE_CONCURRENCY=4 dun 2026-09-04T03:00:00Z
+expect_rc 0 "a run through Stripe's 429s succeeds"
+curl -s -X POST -d '{"rps":0}' "$D/__double/ratelimit" >/dev/null
+after=$(curl -s "$D/__double/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["throttled"])')
+[ "$after" -gt "$before" ] && ok "the double did throttle ($((after - before)) 429s)" || not_ok "the double did throttle"
+assert_eq "every throttled case recovered, each charged once" "1 1 1 1" \
+	"$(for i in 1 2 3 4; do printf '%s ' "$(charges in_testR$i succeeded)"; done | sed 's/ $//')"
 
 # ---- the key never shows -----------------------------------------------------
 all_out=$(cat "$E2E_TMP"/*.out "$E2E_TMP"/*.err 2>/dev/null; sql "$URL" "SELECT string_agg(coalesce(error, '') || params::text || counts::text, ' ') FROM apexops.job_runs"; sql "$URL" "SELECT string_agg(data::text, ' ') FROM billing_audit")

@@ -910,6 +910,46 @@ stop_first(void *arg, const char *key)
 	return 7;
 }
 
+static int
+collect_uploads(void *arg, const char *key, const char *id, time_t when)
+{
+	buf_addf(arg, "%s %s %lld|", key, id, (long long)when);
+	return 0;
+}
+
+static void
+test_uploads_parse(void **state)
+{
+	static const char page[] =
+		"<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+		"<NextKeyMarker>p/b</NextKeyMarker><NextUploadIdMarker>id2"
+		"</NextUploadIdMarker><Upload><Key>p/a&amp;b</Key><UploadId>"
+		"id1</UploadId><Initiated>2026-12-01T11:00:00.000Z</Initiated>"
+		"</Upload><Upload><Key>p/b</Key><UploadId>id2</UploadId>"
+		"<Initiated>yesterday</Initiated></Upload><Upload><Key>p/c"
+		"</Key></Upload></ListMultipartUploadsResult>";
+	struct buf got = BUF_INIT, nk = BUF_INIT, ni = BUF_INIT;
+	bool truncated = false;
+
+	(void)state;
+	assert_int_equal(s3_uploads_parse(page, strlen(page), collect_uploads,
+					  &got, &truncated, &nk, &ni),
+			 0);
+	/* 2026-12-01T11:00:00Z is 1796122800; an unreadable date is 0; an
+	 * upload without an id is skipped */
+	assert_string_equal(buf_str(&got), "p/a&b id1 1796122800|p/b id2 0|");
+	assert_true(truncated);
+	assert_string_equal(buf_str(&nk), "p/b");
+	assert_string_equal(buf_str(&ni), "id2");
+	assert_int_equal(s3_uploads_parse("<ListBucketResult/>", 19,
+					  collect_uploads, &got, &truncated,
+					  &nk, &ni),
+			 -1);
+	buf_release(&got);
+	buf_release(&nk);
+	buf_release(&ni);
+}
+
 static void
 test_list_parse(void **state)
 {
@@ -975,6 +1015,7 @@ main(void)
 		cmocka_unit_test(test_options_from_env),
 		cmocka_unit_test(test_xml_text),
 		cmocka_unit_test(test_list_parse),
+		cmocka_unit_test(test_uploads_parse),
 	};
 	int r;
 

@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -459,6 +460,67 @@ test_local_relative_dir(void **state)
 	store_free(NULL);
 }
 
+/* A file in dir, of mtime age seconds ago. */
+static void
+touch_old(const char *dir, const char *name, long age)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	struct timespec ts[2];
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs("partial", fp);
+	fclose(fp);
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= age;
+	ts[1] = ts[0];
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+	free(path);
+}
+
+static void
+test_local_sweep(void **state)
+{
+	struct ops_config cfg;
+	struct store *s = local_store(&cfg, "sw");
+	struct store_writer *w = NULL;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	char *dir = xasprintf("%s/sw/t/u", tmpdir);
+	char *other = xasprintf("%s/sw/t2/u", tmpdir);
+	int n = -1;
+
+	(void)state;
+	assert_int_equal(store_writer_open(s, "t/u/1.jsonl", NULL, &w, &err),
+			 0);
+	assert_int_equal(store_writer_commit(w, &obj, &err), 0);
+	assert_int_equal(store_writer_open(s, "t2/u/1.jsonl", NULL, &w, &err),
+			 0);
+	assert_int_equal(store_writer_commit(w, &obj, &err), 0);
+	/* left by workers that died an hour ago, and one writing now */
+	touch_old(dir, ".2.jsonl.tmp.0123456789abcdef", 3600);
+	touch_old(other, ".2.jsonl.tmp.fedcba9876543210", 3600);
+	touch_old(dir, ".3.jsonl.tmp.00000000000000aa", 10);
+	/* not temporaries: kept whatever their age */
+	touch_old(dir, ".notes", 3600);
+	touch_old(dir, ".4.jsonl.tmp.xyz", 3600);
+	assert_int_equal(store_sweep(s, "t/", 300, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(count_entries(dir), 4);
+	assert_int_equal(count_entries(other), 2);
+	assert_int_equal(store_sweep(s, "", 300, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(count_entries(other), 1);
+	assert_int_equal(store_exists(s, obj.location, &err), 0);
+	assert_int_equal(store_sweep(s, "", 59, &n, &err), OPS_E_INVALID);
+	assert_int_equal(store_sweep(s, "../", 300, &n, &err), OPS_E_INVALID);
+	assert_int_equal(store_sweep(s, "none/", 300, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(dir);
+	free(other);
+	local_done(&cfg, s);
+}
+
 static void
 test_local_stop_flag(void **state)
 {
@@ -825,10 +887,18 @@ s3_env(void)
 	setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
 	setenv("AWS_REGION", "us-east-1", 1);
 	setenv("AWS_ENDPOINT_URL_S3", endpoint, 1);
-	setenv("APEXOPS_S3_MULTIPART_THRESHOLD_MB", "5", 1);
-	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
 	unsetenv("AWS_SESSION_TOKEN");
 	unsetenv("APEXOPS_S3_SSE");
+}
+
+/* A configuration as config_load() leaves it for these tests: 5 MiB
+ * parts, the bucket of the front. */
+static void
+base_cfg(struct ops_config *cfg, const char *bucket)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->privacy_export_bucket = (char *)bucket;
+	cfg->s3_multipart_threshold_mb = 5;
 }
 
 static struct store *
@@ -845,8 +915,7 @@ open_store(struct ops_config *cfg, enum store_provider p)
 static struct store *
 s3_store(struct ops_config *cfg)
 {
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->privacy_export_bucket = "exports";
+	base_cfg(cfg, "exports");
 	s3_env();
 	return open_store(cfg, STORE_S3);
 }
@@ -1121,10 +1190,9 @@ test_s3_timeout_retried(void **state)
 	struct ops_err err = OPS_ERR_INIT;
 
 	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.privacy_export_bucket = "exports";
+	base_cfg(&cfg, "exports");
 	s3_env();
-	setenv("APEXOPS_STORAGE_TIMEOUT_S", "1", 1);
+	cfg.storage_timeout_s = 1;
 	s = open_store(&cfg, STORE_S3);
 	requests_clear();
 	/* the first attempt outlives the timeout */
@@ -1134,7 +1202,110 @@ test_s3_timeout_retried(void **state)
 	assert_int_equal(requests_count("PUT", NULL, 0), 2);
 	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "exports", &obj,
 			  "slow", 4);
-	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
+	store_free(s);
+}
+
+static int count_one(void *arg, const char *location);
+
+/* SIGTERM mid-export: the writer stops, and its abort still goes out. */
+static void
+test_s3_stop_aborts_upload(void **state)
+{
+	size_t len = 7u << 20;
+	unsigned char *data = xmalloc(len);
+	volatile sig_atomic_t stop = 0;
+	struct ops_config cfg;
+	struct store *s = NULL;
+	struct store_writer *w = NULL;
+	struct ops_err err = OPS_ERR_INIT;
+
+	(void)state;
+	random_bytes(data, len);
+	base_cfg(&cfg, "exports");
+	s3_env();
+	assert_int_equal(store_open(&cfg, STORE_S3, &stop, &s, &err), 0);
+	requests_clear();
+	assert_int_equal(store_writer_open(s, "t-st/u/1.jsonl", NULL, &w, &err),
+			 0);
+	assert_int_equal(store_write(w, data, len, &err), 0);
+	assert_int_equal(pending_uploads(), 1);
+	stop = 1;
+	assert_int_equal(store_write(w, data, 10, &err), OPS_E_STOPPED);
+	store_writer_abort(w);
+	assert_int_equal(requests_count("DELETE", "uploadId=", 204), 1);
+	assert_int_equal(pending_uploads(), 0);
+	stop = 0;
+	assert_int_equal(store_exists(s,
+				      "s3://exports/privacy-exports/t-st/u/"
+				      "1.jsonl",
+				      &err),
+			 OPS_E_NOTFOUND);
+	free(data);
+	store_free(s);
+}
+
+/* A worker killed mid-upload leaves a pending upload; a sweep aborts it
+ * once it is old enough, and touches nothing else. */
+static void
+test_s3_sweep_after_kill(void **state)
+{
+	struct ops_config cfg;
+	struct store *s;
+	struct store_object obj;
+	struct ops_err err = OPS_ERR_INIT;
+	int status = 0, n = -1;
+	pid_t pid;
+
+	(void)state;
+	base_cfg(&cfg, "exports");
+	s3_env();
+	s = open_store(&cfg, STORE_S3);
+	assert_int_equal(
+		write_object(s, "t-k/u/done.jsonl", "kept", 4, 4, &obj, &err),
+		0);
+	assert_int_equal(pending_uploads(), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* the worker: two parts sent (the second send waits for the
+		 * first), then killed */
+		size_t len = 11u << 20;
+		unsigned char *data = calloc(1, len);
+		struct store *cs = NULL;
+		struct store_writer *w = NULL;
+
+		if (data == NULL ||
+		    store_open(&cfg, STORE_S3, NULL, &cs, NULL) != 0 ||
+		    store_writer_open(cs, "t-k/u/1.jsonl", NULL, &w, NULL) !=
+			    0 ||
+		    store_write(w, data, len, NULL) != 0)
+			_exit(1);
+		raise(SIGKILL);
+		_exit(2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(pending_uploads(), 1);
+	/* young: left alone */
+	assert_int_equal(store_sweep(s, "t-k/", 3600, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(pending_uploads(), 1);
+	/* two hours on, another tenant's prefix: not it */
+	http_call("POST", front_port, "/__front/config",
+		  "{\"uploads_age_s\":7200}", NULL);
+	assert_int_equal(store_sweep(s, "t-other/", 3600, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_sweep(s, "t-k/", 3600, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(pending_uploads(), 0);
+	http_call("POST", front_port, "/__front/config",
+		  "{\"uploads_age_s\":0}", NULL);
+	assert_int_equal(store_exists(s, obj.location, &err), 0);
+	assert_int_equal(store_exists(s,
+				      "s3://exports/privacy-exports/t-k/u/"
+				      "1.jsonl",
+				      &err),
+			 OPS_E_NOTFOUND);
 	store_free(s);
 }
 
@@ -1151,13 +1322,13 @@ test_s3_parts_overlap_writing(void **state)
 	struct store_object obj;
 	struct ops_err err = OPS_ERR_INIT;
 	struct buf b = BUF_INIT;
+	int n = 0;
 
 	(void)state;
 	random_bytes(data, len);
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.privacy_export_bucket = "exports";
+	base_cfg(&cfg, "exports");
 	s3_env();
-	setenv("APEXOPS_STORAGE_TIMEOUT_S", "30", 1); /* bounds a failure */
+	cfg.storage_timeout_s = 30; /* bounds a failure */
 	s = open_store(&cfg, STORE_S3);
 	requests_clear();
 	faults("[{\"method\":\"PUT\",\"match\":\"partNumber=1\","
@@ -1178,6 +1349,15 @@ test_s3_parts_overlap_writing(void **state)
 		usleep(100 * 1000);
 	}
 	assert_string_equal(buf_str(&b), "{\"released\":1}");
+	/* the store between writes, while part 1 may still be going up: it
+	 * waits for the part, which keeps its result for the writer */
+	assert_int_equal(store_exists(s,
+				      "s3://exports/privacy-exports/t-ov/u/"
+				      "none",
+				      &err),
+			 OPS_E_NOTFOUND);
+	assert_int_equal(store_list(s, "t-ov/", count_one, &n, &err), 0);
+	assert_int_equal(n, 0);
 	assert_int_equal(
 		store_write(w, data + (10u << 20), len - (10u << 20), &err), 0);
 	if (store_writer_commit(w, &obj, &err) != 0)
@@ -1185,7 +1365,6 @@ test_s3_parts_overlap_writing(void **state)
 	assert_int_equal(requests_count("PUT", "partNumber=", 200), 3);
 	assert_sdk_object("us-east-1", "S3RVER", "S3RVER", "exports", &obj,
 			  data, len);
-	unsetenv("APEXOPS_STORAGE_TIMEOUT_S");
 	buf_release(&b);
 	free(data);
 	store_free(s);
@@ -1265,8 +1444,7 @@ test_s3_wrong_secret(void **state)
 	struct ops_err err = OPS_ERR_INIT;
 
 	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.privacy_export_bucket = "exports";
+	base_cfg(&cfg, "exports");
 	s3_env();
 	setenv("AWS_SECRET_ACCESS_KEY", "notTheSecret", 1);
 	s = open_store(&cfg, STORE_S3);
@@ -1293,20 +1471,44 @@ test_s3_config_errors(void **state)
 			 OPS_E_CONFIG);
 	assert_non_null(strstr(err.msg, "PRIVACY_EXPORT_BUCKET is not set"));
 	cfg.privacy_export_bucket = "exports";
-	setenv("APEXOPS_S3_MULTIPART_THRESHOLD_MB", "4", 1);
+	cfg.s3_multipart_threshold_mb = 4;
 	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
 			 OPS_E_CONFIG);
-	assert_non_null(strstr(err.msg, "APEXOPS_S3_MULTIPART_THRESHOLD_MB='4'"
-					" is not allowed: a whole number of MiB"
-					" from 5 to 5120"));
-	setenv("APEXOPS_S3_MULTIPART_THRESHOLD_MB", "8x", 1);
+	assert_non_null(strstr(err.msg, "APEXOPS_S3_MULTIPART_THRESHOLD_MB=4 "
+					"is not allowed: a whole number of MiB "
+					"from 5 to 5120"));
+	cfg.s3_multipart_threshold_mb = 0; /* the default */
+	cfg.storage_timeout_s = 3601;
 	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
 			 OPS_E_CONFIG);
-	s3_env();
-	setenv("APEXOPS_STORAGE_TIMEOUT_S", "0", 1);
-	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
-			 OPS_E_CONFIG);
-	assert_non_null(strstr(err.msg, "APEXOPS_STORAGE_TIMEOUT_S"));
+	assert_non_null(strstr(err.msg, "APEXOPS_STORAGE_TIMEOUT_S=3601"));
+	cfg.storage_timeout_s = 0;
+	/* from the environment, config_load() refuses them */
+	{
+		static const char *const bad[][2] = {
+			{ "APEXOPS_S3_MULTIPART_THRESHOLD_MB", "4" },
+			{ "APEXOPS_S3_MULTIPART_THRESHOLD_MB", "8x" },
+			{ "APEXOPS_STORAGE_TIMEOUT_S", "0" },
+		};
+		char *envfile = xasprintf("%s/empty.env", tmpdir);
+		FILE *fp = fopen(envfile, "w");
+
+		assert_non_null(fp);
+		fclose(fp);
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			struct ops_config loaded;
+
+			setenv(bad[i][0], bad[i][1], 1);
+			memset(&loaded, 0, sizeof(loaded));
+			assert_int_equal(
+				config_load(&loaded, envfile, NULL, &err),
+				OPS_E_CONFIG);
+			assert_non_null(strstr(err.msg, bad[i][0]));
+			config_release(&loaded);
+			unsetenv(bad[i][0]);
+		}
+		free(envfile);
+	}
 	s3_env();
 	unsetenv("AWS_ACCESS_KEY_ID");
 	assert_int_equal(store_open(&cfg, STORE_S3, NULL, &s, &err),
@@ -1367,8 +1569,7 @@ test_s3_unreachable(void **state)
 static void
 gcs_cfg(struct ops_config *cfg)
 {
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->privacy_export_bucket = "gcs-bucket";
+	base_cfg(cfg, "gcs-bucket");
 	cfg->gcs_endpoint = endpoint;
 	s3_env();
 	/* what GCS needs comes from its own variables, not AWS_* */
@@ -1648,6 +1849,7 @@ main(void)
 		cmocka_unit_test(test_local_bad_keys_refused),
 		cmocka_unit_test(test_local_relative_dir),
 		cmocka_unit_test(test_local_stop_flag),
+		cmocka_unit_test(test_local_sweep),
 	};
 
 	const struct CMUnitTest peers[] = {
@@ -1658,6 +1860,8 @@ main(void)
 		cmocka_unit_test(test_s3_retries),
 		cmocka_unit_test(test_s3_timeout_retried),
 		cmocka_unit_test(test_s3_parts_overlap_writing),
+		cmocka_unit_test(test_s3_sweep_after_kill),
+		cmocka_unit_test(test_s3_stop_aborts_upload),
 		cmocka_unit_test(test_s3_list_pages),
 		cmocka_unit_test(test_s3_wrong_secret),
 		cmocka_unit_test(test_s3_config_errors),

@@ -35,7 +35,8 @@
 //   GET /__front/uploads  the multipart uploads created and neither
 //     completed nor aborted (what ListMultipartUploads answers)
 //   POST /__front/config {"list_max_keys": n}  ListObjectsV2 answers pages
-//     of n keys (s3rver's max-keys), to exercise continuation tokens
+//     of n keys (s3rver's max-keys), to exercise continuation tokens;
+//     {"uploads_age_s": s} makes pending uploads look s seconds older
 // Prints "s3 front on 127.0.0.1:PORT" once both listen. Run with
 // node --openssl-legacy-provider (s3rver's continuation tokens use DES).
 import crypto from 'node:crypto';
@@ -54,7 +55,9 @@ const SA_EMAIL = process.env.GOOG_SA_EMAIL || '';
 const SA_PUBKEY = process.env.GOOG_SA_PUBKEY ? fs.readFileSync(process.env.GOOG_SA_PUBKEY, 'utf8') : '';
 let faults = [];
 let held = []; // requests kept waiting by a "hold" fault
-const config = { list_max_keys: 0 }; // > 0: ListObjectsV2 pages of that many keys
+// list_max_keys > 0: ListObjectsV2 pages of that many keys;
+// uploads_age_s: ListMultipartUploads dates uploads that much earlier
+const config = { list_max_keys: 0, uploads_age_s: 0 };
 const requests = [];
 const uploads = new Map(); // uploadId -> { bucket, key, initiated }
 if (process.env.EXTRA_AK) {
@@ -278,11 +281,13 @@ async function emulate(req, res, log, payload, rawPath, rawQuery, unsigned) {
     return answer(204, '');
   }
   if (req.method === 'GET' && q.has('uploads') && key === '') {
-    const mine = [...uploads.entries()].filter(([, u]) => u.bucket === bucket);
+    const prefix = q.get('prefix') || '';
+    const mine = [...uploads.entries()].filter(([, u]) => u.bucket === bucket && u.key.startsWith(prefix));
+    const initiated = (u) => new Date(Date.parse(u.initiated) - config.uploads_age_s * 1000).toISOString();
     return answer(200, '<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult>' +
       `<Bucket>${xmlEsc(bucket)}</Bucket><IsTruncated>false</IsTruncated>` +
       mine.map(([id, u]) => `<Upload><Key>${xmlEsc(u.key)}</Key><UploadId>${xmlEsc(id)}</UploadId>` +
-                            `<Initiated>${u.initiated}</Initiated></Upload>`).join('') +
+                            `<Initiated>${initiated(u)}</Initiated></Upload>`).join('') +
       '</ListMultipartUploadsResult>');
   }
   if (q.has('uploadId') && !uploads.has(q.get('uploadId')))

@@ -68,6 +68,8 @@ static const char *const good[][2] = {
 	{ "APEXOPS_GCS_HMAC_ACCESS_ID", "GOOG1EXAMPLE" },
 	{ "APEXOPS_GCS_HMAC_SECRET", "c2VjcmV0" },
 	{ "GOOGLE_APPLICATION_CREDENTIALS", "/tmp/sa.json" },
+	{ "APEXOPS_S3_MULTIPART_THRESHOLD_MB", "5" },
+	{ "APEXOPS_STORAGE_TIMEOUT_S", "30" },
 	{ "STRIPE_MAX_RPS", "25" },
 	{ "APEXOPS_STRIPE_CONCURRENCY", "4" },
 	{ "APEXOPS_STRIPE_METER_EVENTS", "impressions=apex_impressions" },
