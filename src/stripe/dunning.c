@@ -198,62 +198,6 @@ bad:
 }
 
 /* ------------------------------------------------------------------ */
-/* the secret key, read at the start of each run */
-
-static int
-read_key(const struct ops_config *cfg, char **key, struct ops_err *err)
-{
-	const char *file = getenv("STRIPE_SECRET_KEY_FILE");
-
-	*key = NULL;
-	if (file != NULL && *file != '\0') {
-		struct buf b = BUF_INIT;
-
-		/* a rotated secret mount is seen by the next run */
-		if (ops_read_file(file, 4096, &b, err) != 0) {
-			buf_release(&b);
-			return ops_err_recode(err, OPS_E_CONFIG,
-					      "STRIPE_SECRET_KEY_FILE");
-		}
-		if (b.len > 0 && b.data[b.len - 1] == '\n')
-			buf_truncate(&b, b.len - 1);
-		*key = buf_detach(&b);
-	} else if (cfg->stripe_secret_key != NULL &&
-		   *cfg->stripe_secret_key != '\0') {
-		*key = xstrdup(cfg->stripe_secret_key);
-	}
-	if (*key == NULL || **key == '\0') {
-		freezero_str(*key);
-		*key = NULL;
-		return ops_fail(
-			err, OPS_E_CONFIG, false,
-			"STRIPE_SECRET_KEY is not set: dunning pays "
-			"invoices through Stripe and needs a secret "
-			"key (STRIPE_SECRET_KEY, or STRIPE_SECRET_KEY_FILE "
-			"naming a file that holds it)");
-	}
-	log_add_secret(*key);
-	if (strncmp(*key, "sk_", 3) != 0 && strncmp(*key, "rk_", 3) != 0) {
-		freezero_str(*key);
-		*key = NULL;
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"STRIPE_SECRET_KEY: invalid value: expected a "
-				"secret key starting with sk_ (or a restricted "
-				"key, rk_)");
-	}
-	return 0;
-}
-
-static double
-max_rps(const struct ops_config *cfg, const char *key)
-{
-	if (cfg->stripe_max_rps > 0)
-		return (double)cfg->stripe_max_rps;
-	/* Stripe's documented basic limits (TEST-PEERS.md §7) */
-	return strstr(key, "_test_") != NULL ? 25.0 : 100.0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Stripe calls: one slot of the shared limit per attempt */
 
 static bool
@@ -1646,7 +1590,7 @@ dunning_job_run(struct job_ctx *ctx, struct ops_err *err)
 				       : "3,5,7",
 			       d.days, &d.ndays, err);
 	if (r == 0)
-		r = read_key(ctx->cfg, &key, err);
+		r = stripe_load_key(ctx->cfg, "dunning", &key, err);
 	if (r != 0)
 		goto out;
 	{
@@ -1656,7 +1600,9 @@ dunning_job_run(struct job_ctx *ctx, struct ops_err *err)
 				    !config_is_production(ctx->cfg);
 	}
 	ops_format_rfc3339((time_t)ops_clock_now(), d.now, sizeof(d.now));
-	ratelimit_init(&d.rl, max_rps(ctx->cfg, key), 1);
+	ratelimit_init(
+		&d.rl,
+		(double)stripe_default_rps(ctx->cfg->stripe_max_rps, key), 1);
 	http_policy_default(&d.policy);
 	d.policy.max_retries = 0; /* scall() retries, through the limit */
 	d.so.api_base = ctx->cfg->stripe_api_base;
@@ -1669,14 +1615,15 @@ dunning_job_run(struct job_ctx *ctx, struct ops_err *err)
 		"\"concurrency\": %ld, \"now\": \"%s\"}",
 		ctx->cfg->dunning_retry_days ? ctx->cfg->dunning_retry_days
 					     : "3,5,7",
-		d.tz, max_rps(ctx->cfg, key), ctx->cfg->stripe_concurrency,
-		d.now);
+		d.tz, (double)stripe_default_rps(ctx->cfg->stripe_max_rps, key),
+		ctx->cfg->stripe_concurrency, d.now);
 	r = stripe_new(&d.so, &st, err);
 	if (r != 0)
 		goto out_rl;
 	log_info("dunning run mode=%s now=%s tz=%s days=%s max_rps=%.0f",
 		 ctx->mode, d.now, log_q(d.tz),
-		 log_q(ctx->cfg->dunning_retry_days), max_rps(ctx->cfg, key));
+		 log_q(ctx->cfg->dunning_retry_days),
+		 (double)stripe_default_rps(ctx->cfg->stripe_max_rps, key));
 	r = load_candidates(&d, &cand, err);
 	if (r == 0)
 		r = reconcile(&d, st, &cand, err);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "http/url.h"
@@ -356,4 +358,71 @@ out:
 	buf_release(&url);
 	buf_release(&form);
 	return r;
+}
+
+int
+stripe_load_key(const struct ops_config *cfg, const char *purpose, char **key,
+		struct ops_err *err)
+{
+	const char *file = getenv("STRIPE_SECRET_KEY_FILE");
+	const char *env = getenv("STRIPE_SECRET_KEY");
+	char *k = NULL;
+
+	*key = NULL;
+	if (file != NULL && env != NULL)
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"STRIPE_SECRET_KEY and STRIPE_SECRET_KEY_FILE "
+				"are both set: use one");
+	if (file != NULL) {
+		struct buf b = BUF_INIT;
+
+		if (ops_read_file(file, 64 * 1024, &b, err) != 0) {
+			buf_release(&b);
+			return ops_err_recode(err, OPS_E_CONFIG,
+					      "STRIPE_SECRET_KEY_FILE");
+		}
+		if (b.len > 0 && b.data[b.len - 1] == '\n')
+			buf_truncate(&b, b.len - 1);
+		k = buf_detach(&b);
+	} else if (env != NULL) {
+		k = xstrdup(env);
+	} else if (cfg != NULL && cfg->stripe_secret_key != NULL) {
+		k = xstrdup(cfg->stripe_secret_key);
+	}
+	if (k == NULL || *k == '\0') {
+		freezero_str(k);
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"STRIPE_SECRET_KEY is not set (nor "
+				"STRIPE_SECRET_KEY_FILE): %s needs a Stripe "
+				"secret key, sk_... or a restricted key rk_...",
+				purpose != NULL ? purpose : "this command");
+	}
+	log_add_secret(k);
+	for (const char *c = k; *c != '\0'; c++)
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			freezero_str(k);
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"STRIPE_SECRET_KEY: the key holds "
+					"white space or control characters");
+		}
+	if (strncmp(k, "sk_", 3) != 0 && strncmp(k, "rk_", 3) != 0) {
+		freezero_str(k);
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"STRIPE_SECRET_KEY: invalid value: expected a "
+				"secret key starting with sk_ (or a restricted "
+				"key, rk_)");
+	}
+	*key = k;
+	return 0;
+}
+
+long
+stripe_default_rps(long configured, const char *key)
+{
+	if (configured > 0)
+		return configured;
+	if (key != NULL && (strncmp(key, "sk_test_", 8) == 0 ||
+			    strncmp(key, "rk_test_", 8) == 0))
+		return 25;
+	return 100;
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "http/http.h"
 
@@ -76,5 +77,23 @@ bool stripe_id_valid(const char *s);
 /* Parse a Stripe error body into serr (status set by the caller). Returns
  * 0 when the body had an "error" object. */
 int stripe_error_parse(const char *body, size_t len, struct stripe_error *serr);
+
+/*
+ * The Stripe secret key for this run, read now (so a rotated key takes
+ * effect without a restart): STRIPE_SECRET_KEY_FILE's file (less one
+ * trailing newline), else STRIPE_SECRET_KEY from the environment, else
+ * cfg's value (from a .env file at start). Both variables set is an error.
+ * Without a key, OPS_E_CONFIG naming STRIPE_SECRET_KEY and what needs it
+ * (purpose, e.g. "dunning"; NULL: "this command"). The key must start
+ * with sk_ or rk_ (restricted). *key is a new string the caller frees with
+ * freezero_str(); it is registered with the logger's secret list.
+ */
+int stripe_load_key(const struct ops_config *cfg, const char *purpose,
+		    char **key, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
+/* STRIPE_MAX_RPS resolved: configured > 0 wins; else 25 for a test key
+ * (sk_test_, rk_test_), 100 for a live one. */
+long stripe_default_rps(long configured, const char *key);
 
 #endif

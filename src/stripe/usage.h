@@ -69,22 +69,6 @@ int usage_meters_parse(const char *spec, struct usage_meters *out,
 		       struct ops_err *err) __attribute__((warn_unused_result));
 void usage_meters_release(struct usage_meters *m);
 
-/*
- * The Stripe secret key for this run, read now (so a rotated key takes
- * effect without a restart): STRIPE_SECRET_KEY_FILE's file (less one
- * trailing newline), else STRIPE_SECRET_KEY from the environment, else
- * cfg's value (from a .env file at start). Both variables set is an error.
- * Without a key, OPS_E_CONFIG naming STRIPE_SECRET_KEY. The key must start
- * with sk_ or rk_ (restricted). *key is a new string the caller frees with
- * freezero_str(); it is registered with the logger's secret list.
- */
-int usage_load_key(const struct ops_config *cfg, char **key,
-		   struct ops_err *err) __attribute__((warn_unused_result));
-
-/* STRIPE_MAX_RPS resolved: configured > 0 wins; else 25 for a test key
- * (sk_test_, rk_test_), 100 for a live one. */
-long usage_default_rps(long configured, const char *key);
-
 /* Is this Stripe error the duplicate-identifier refusal, i.e. the event
  * was delivered before? */
 bool usage_is_duplicate(long http_status, const char *message);

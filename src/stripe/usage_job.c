@@ -10,6 +10,7 @@
 #include "core/xalloc.h"
 #include "jobs/job.h"
 #include "jobs/ledger.h"
+#include "stripe/stripe.h"
 #include "stripe/usage.h"
 
 static char *
@@ -71,7 +72,7 @@ usage_job_run(struct job_ctx *ctx, struct ops_err *err)
 	o.meters = &meters;
 	/* the key is read again on every run: a rotated key takes effect
 	 * at the next run of a long-lived scheduler */
-	r = usage_load_key(cfg, &key, err);
+	r = stripe_load_key(cfg, "the usage sync", &key, err);
 	if (r != 0 && !(o.dry_run && err != NULL && err->code == OPS_E_CONFIG &&
 			getenv("STRIPE_SECRET_KEY_FILE") == NULL &&
 			getenv("STRIPE_SECRET_KEY") == NULL)) {
@@ -81,7 +82,7 @@ usage_job_run(struct job_ctx *ctx, struct ops_err *err)
 	if (r != 0) /* a dry run sends nothing: no key needed */
 		ops_err_clear(err);
 	o.secret_key = key;
-	o.max_rps = usage_default_rps(cfg->stripe_max_rps, key);
+	o.max_rps = stripe_default_rps(cfg->stripe_max_rps, key);
 	res = ctx->out != NULL ? ctx->out : &local;
 	free(ctx->params);
 	ctx->params = params_json(&o, NULL);

@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "stripe/stripe.h"
 #include "stripe/usage.h"
 
 static const char *
@@ -83,11 +84,11 @@ static void
 test_default_rps(void **state)
 {
 	(void)state;
-	assert_int_equal(usage_default_rps(0, "sk_test_x"), 25);
-	assert_int_equal(usage_default_rps(0, "rk_test_x"), 25);
-	assert_int_equal(usage_default_rps(0, "sk_live_x"), 100);
-	assert_int_equal(usage_default_rps(0, "rk_live_x"), 100);
-	assert_int_equal(usage_default_rps(1000, "sk_test_x"), 1000);
+	assert_int_equal(stripe_default_rps(0, "sk_test_x"), 25);
+	assert_int_equal(stripe_default_rps(0, "rk_test_x"), 25);
+	assert_int_equal(stripe_default_rps(0, "sk_live_x"), 100);
+	assert_int_equal(stripe_default_rps(0, "rk_live_x"), 100);
+	assert_int_equal(stripe_default_rps(1000, "sk_test_x"), 1000);
 }
 
 static void
@@ -129,33 +130,40 @@ test_key_read_each_run(void **state)
 	unsetenv("STRIPE_SECRET_KEY");
 	setenv("STRIPE_SECRET_KEY_FILE", keyfile, 1);
 	write_key("rk_test_first\n");
-	assert_int_equal(usage_load_key(&cfg, &key, &err), 0);
+	assert_int_equal(stripe_load_key(&cfg, "the usage sync", &key, &err),
+			 0);
 	assert_string_equal(key, "rk_test_first");
 	freezero_str(key);
 	write_key("sk_test_rotated\n");
-	assert_int_equal(usage_load_key(&cfg, &key, &err), 0);
+	assert_int_equal(stripe_load_key(&cfg, "the usage sync", &key, &err),
+			 0);
 	assert_string_equal(key, "sk_test_rotated");
 	freezero_str(key);
 	/* both set: refused */
 	setenv("STRIPE_SECRET_KEY", "sk_test_env", 1);
-	assert_int_equal(usage_load_key(&cfg, &key, &err), OPS_E_CONFIG);
+	assert_int_equal(stripe_load_key(&cfg, "the usage sync", &key, &err),
+			 OPS_E_CONFIG);
 	assert_non_null(strstr(err.msg, "both set"));
 	unsetenv("STRIPE_SECRET_KEY_FILE");
-	assert_int_equal(usage_load_key(&cfg, &key, &err), 0);
+	assert_int_equal(stripe_load_key(&cfg, "the usage sync", &key, &err),
+			 0);
 	assert_string_equal(key, "sk_test_env");
 	freezero_str(key);
 	/* not a Stripe key: refused without showing it */
 	setenv("STRIPE_SECRET_KEY", "pk_test_publishable", 1);
-	assert_int_equal(usage_load_key(&cfg, &key, &err), OPS_E_CONFIG);
+	assert_int_equal(stripe_load_key(&cfg, "the usage sync", &key, &err),
+			 OPS_E_CONFIG);
 	assert_null(strstr(err.msg, "pk_test_publishable"));
 	/* none: names STRIPE_SECRET_KEY */
 	unsetenv("STRIPE_SECRET_KEY");
-	assert_int_equal(usage_load_key(&cfg, &key, &err), OPS_E_CONFIG);
+	assert_int_equal(stripe_load_key(&cfg, "the usage sync", &key, &err),
+			 OPS_E_CONFIG);
 	assert_non_null(strstr(err.msg, "STRIPE_SECRET_KEY is not set"));
 	assert_null(key);
 	/* the .env value read at start is the last resort */
 	cfg.stripe_secret_key = "sk_test_dotenv";
-	assert_int_equal(usage_load_key(&cfg, &key, &err), 0);
+	assert_int_equal(stripe_load_key(&cfg, "the usage sync", &key, &err),
+			 0);
 	assert_string_equal(key, "sk_test_dotenv");
 	freezero_str(key);
 	unlink(keyfile);
