@@ -31,6 +31,11 @@ struct db {
 	long connect_timeout_s, retries;
 	long statement_timeout_ms, lock_timeout_ms;
 	const volatile sig_atomic_t *stop;
+	/* the statements db_query_prepared() prepared on this connection,
+	 * by name (borrowed: callers pass string literals); forgotten when
+	 * the connection is opened again */
+	const char *prepared[DB_MAX_PREPARED];
+	int nprepared;
 };
 
 /*
@@ -585,6 +590,7 @@ db_open(struct db *db, struct ops_err *err)
 	}
 	db->conn = conn;
 	db->in_tx = false;
+	db->nprepared = 0;
 	PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
 	PQsetNoticeProcessor(conn, notice_to_log, NULL);
 	{
@@ -730,6 +736,66 @@ db_query(struct db *db, const char *sql, int nparams, const char *const *params,
 	*out = xmalloc(sizeof(**out));
 	(*out)->res = res;
 	return 0;
+}
+
+static bool
+is_prepared(const struct db *db, const char *name)
+{
+	for (int i = 0; i < db->nprepared; i++)
+		if (strcmp(db->prepared[i], name) == 0)
+			return true;
+	return false;
+}
+
+int
+db_query_prepared(struct db *db, const char *name, const char *sql, int nparams,
+		  const char *const *params, struct db_res **out,
+		  struct ops_err *err)
+{
+	PGresult *res;
+
+	*out = NULL;
+	if (db->conn == NULL || db->in_tx)
+		return db_query(db, sql, nparams, params, out, err);
+	for (int pass = 0; pass < 2; pass++) {
+		if (!is_prepared(db, name)) {
+			if (db->nprepared == DB_MAX_PREPARED)
+				return db_query(db, sql, nparams, params, out,
+						err);
+			res = PQprepare(db->conn, name, sql, nparams, NULL);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+				int r = db_fail(err, db->conn, res);
+
+				PQclear(res);
+				return r;
+			}
+			PQclear(res);
+			db->prepared[db->nprepared++] = name;
+		}
+		res = PQexecPrepared(db->conn, name, nparams, params, NULL,
+				     NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+			*out = xmalloc(sizeof(**out));
+			(*out)->res = res;
+			return 0;
+		}
+		/* the statement is gone (a DISCARD ALL by a pooler): prepare
+		 * it again, once */
+		if (pass == 0 && PQresultErrorField(res, PG_DIAG_SQLSTATE) &&
+		    strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE),
+			   "26000") == 0) {
+			PQclear(res);
+			db->nprepared = 0;
+			continue;
+		}
+		{
+			int r = db_fail(err, db->conn, res);
+
+			PQclear(res);
+			return r;
+		}
+	}
+	return ops_fail(err, OPS_E_DB, false, "cannot prepare %s", name);
 }
 
 int

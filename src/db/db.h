@@ -86,6 +86,19 @@ int db_query(struct db *db, const char *sql, int nparams,
 	     const char *const *params, struct db_res **out,
 	     struct ops_err *err);
 /*
+ * db_query() through a statement prepared once per connection under name
+ * (a string literal: it is kept, not copied), for a query run again and
+ * again on one session (the worker's claim): no parse or plan per call.
+ * A connection opened again prepares afresh; a statement the server no
+ * longer has (a pooler's DISCARD ALL) is prepared again once. Inside a
+ * transaction, or past DB_MAX_PREPARED names, it is db_query(). Not for
+ * a connection through a pooler in transaction mode.
+ */
+#define DB_MAX_PREPARED 8
+int db_query_prepared(struct db *db, const char *name, const char *sql,
+		      int nparams, const char *const *params,
+		      struct db_res **out, struct ops_err *err);
+/*
  * First column of the first row as a new string (caller frees), or NULL
  * when there is no row or the value is SQL NULL.
  */

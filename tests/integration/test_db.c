@@ -363,6 +363,85 @@ test_reconnect_after_terminate(void **state)
 	free(role_url);
 }
 
+/* the same statement prepared once per connection, prepared again after a
+ * DISCARD ALL and after a reconnect; a failure is an ordinary error */
+static void
+test_prepared_statements(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url), *admin = itest_connect(url);
+	struct db_res *res = NULL;
+	const char *params[1] = { "41" };
+	char pid_s[24], *v = NULL;
+	const char *pp[1] = { pid_s };
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(db_query_prepared(db, "it_prep",
+						   "SELECT $1::int + 1", 1,
+						   params, &res, &err),
+				 0);
+		assert_int_equal(db_res_ll(res, 0, 0), 42);
+		db_res_free(res);
+	}
+	/* prepared once: the server holds one statement of that name */
+	assert_int_equal(db_query_value(db,
+					"SELECT count(*) FROM "
+					"pg_prepared_statements WHERE name = "
+					"'it_prep'",
+					0, NULL, &v, &err),
+			 0);
+	assert_string_equal(v, "1");
+	free(v);
+	assert_int_equal(db_exec(db, "DISCARD ALL", 0, NULL, NULL, &err), 0);
+	assert_int_equal(db_query_prepared(db, "it_prep", "SELECT $1::int + 1",
+					   1, params, &res, &err),
+			 0);
+	assert_int_equal(db_res_ll(res, 0, 0), 42);
+	db_res_free(res);
+	/* a new backend: prepared there afresh */
+	snprintf(pid_s, sizeof(pid_s), "%d", db_backend_pid(db));
+	assert_int_equal(db_query_value(admin,
+					"SELECT pg_terminate_backend($1::int)",
+					1, pp, &v, &err),
+			 0);
+	free(v);
+	for (;;) {
+		assert_int_equal(db_query_value(admin,
+						"SELECT count(*) FROM "
+						"pg_stat_activity WHERE pid = "
+						"$1::int",
+						1, pp, &v, &err),
+				 0);
+		if (strcmp(v, "0") == 0)
+			break;
+		free(v);
+		usleep(10 * 1000);
+	}
+	free(v);
+	assert_int_not_equal(db_query_prepared(db, "it_prep",
+					       "SELECT $1::int + 1", 1, params,
+					       &res, &err),
+			     0);
+	assert_int_equal(err.code, OPS_E_CONNECT);
+	ops_err_clear(&err);
+	assert_int_equal(db_reconnect(db, &err), 0);
+	assert_int_equal(db_query_prepared(db, "it_prep", "SELECT $1::int + 1",
+					   1, params, &res, &err),
+			 0);
+	assert_int_equal(db_res_ll(res, 0, 0), 42);
+	db_res_free(res);
+	/* a bad statement is an error with its SQLSTATE, and nothing kept */
+	assert_int_equal(db_query_prepared(db, "it_bad", "SELECT nosuchcol", 0,
+					   NULL, &res, &err),
+			 OPS_E_DB);
+	assert_string_equal(err.sqlstate, "42703");
+	assert_null(res);
+	ops_err_clear(&err);
+	db_close(db);
+	db_close(admin);
+}
+
 int
 main(void)
 {
@@ -376,6 +455,7 @@ main(void)
 			test_connect_failure_is_bounded_and_secret_free),
 		cmocka_unit_test(test_session_is_pinned),
 		cmocka_unit_test(test_reconnect_after_terminate),
+		cmocka_unit_test(test_prepared_statements),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
