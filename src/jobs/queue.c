@@ -190,13 +190,25 @@ queue_complete_claim(struct db *db, const long long *done_ids,
 		 * overhead; kind = $2 reads the claim index in order, a plan
 		 * that needs no statistics, and id = ANY (ARRAY(...)) updates
 		 * the batch through the primary key where a join would scan
-		 * the whole table once statistics say the batch is large */
+		 * the whole table once statistics say the batch is large.
+		 * Prepared once per connection: a claim is planned once, not
+		 * on every wake-up.
+		 * Its commit does not wait for the WAL flush (set_config, local
+		 * to the claim's transaction, in a one-time filter): a claim is
+		 * a lease, not a result. A crash that loses it leaves the job
+		 * available again, to run again as a lapsed lease would, and
+		 * the completion that would have recorded the lost claim's run
+		 * is refused by its fence (the job is no longer 'running');
+		 * every completion and failure is durable, and its flush
+		 * carries the claim's WAL, written before it */
 		p[1] = kinds[0];
-		r = db_query(
-			db,
+		r = db_query_prepared(
+			db, "apexops_queue_claim1",
 			"WITH c AS (SELECT id FROM apexops.queue_jobs"
 			"  WHERE kind = $2 AND state IN ('available',"
 			"  'failed-retrying') AND run_at <= now()"
+			"  AND (SELECT set_config('synchronous_commit',"
+			"  'off', true)) = 'off'"
 			"  ORDER BY priority DESC, run_at, id LIMIT $3::int"
 			"  FOR UPDATE SKIP LOCKED),"
 			" u AS (UPDATE apexops.queue_jobs q SET state ="
