@@ -391,6 +391,47 @@ test_trigger_kept_rows_are_walked_past(void **state)
 	free(u);
 }
 
+/* The purge runs on one core: a trigger sees no parallel workers allowed
+ * while it deletes, and the session's own values come back after. */
+static void
+test_purge_uses_one_core(void **state)
+{
+	char *u = seeded_db("purge_one_core", 3000);
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+	char *v;
+
+	(void)state;
+	itest_exec(db, "CREATE TABLE seen (q text, m text)");
+	itest_exec(db, "CREATE FUNCTION note_workers() RETURNS trigger"
+		       " LANGUAGE plpgsql AS $$ BEGIN INSERT INTO seen VALUES"
+		       " (current_setting('max_parallel_workers_per_gather'),"
+		       " current_setting('max_parallel_maintenance_workers'));"
+		       " RETURN NULL; END $$");
+	itest_exec(db, "CREATE TRIGGER note AFTER DELETE ON usage_events"
+		       " FOR EACH STATEMENT EXECUTE FUNCTION note_workers()");
+	itest_exec(db, "SET max_parallel_workers_per_gather = 3");
+	itest_exec(db, "SET max_parallel_maintenance_workers = 3");
+	base_opts(&o);
+	o.execute = true;
+	assert_int_equal(run_job(db, &o, &res, &err), 0);
+	assert_int_equal(res.tables[0].deleted_rows, 3000);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM seen"
+					    " WHERE q <> '0' OR m <> '0'"),
+			 0);
+	assert_true(itest_value_ll(db, "SELECT count(*) FROM seen") > 0);
+	v = itest_value(db, "SELECT current_setting("
+			    "'max_parallel_workers_per_gather') || ' ' ||"
+			    " current_setting("
+			    "'max_parallel_maintenance_workers')");
+	assert_string_equal(v, "3 3");
+	free(v);
+	db_close(db);
+	free(u);
+}
+
 /* Another transaction holds the oldest 1,001 expired rows. */
 static void
 test_locked_rows_are_skipped(void **state)
@@ -869,6 +910,7 @@ main(void)
 		cmocka_unit_test(test_future_as_of_refused),
 		cmocka_unit_test(test_datestyle_does_not_skip_rows),
 		cmocka_unit_test(test_trigger_kept_rows_are_walked_past),
+		cmocka_unit_test(test_purge_uses_one_core),
 		cmocka_unit_test(test_locked_rows_are_skipped),
 		cmocka_unit_test(test_vacuum_without_statement_timeout),
 		cmocka_unit_test(test_progress_while_running),
