@@ -129,6 +129,31 @@ too_many(const char *what, const struct target *t, struct ops_err *err)
 }
 
 /*
+ * A plain DETACH holds an ACCESS EXCLUSIVE lock on the parent, which every
+ * insert queues behind, until its commit returns: that commit does not
+ * wait for the WAL flush, so the lock is held for the catalog work alone.
+ * A crash that loses the detach leaves the partition attached, for the
+ * next run; the DROP that follows is durable, and its flush carries the
+ * detach's WAL, written before it.
+ */
+static int
+detach_plain(struct db *db, const char *sql, struct ops_err *err)
+{
+	int r = db_begin(db, err);
+
+	if (r == 0)
+		r = db_exec(db, "SET LOCAL synchronous_commit = off", 0, NULL,
+			    NULL, err);
+	if (r == 0)
+		r = db_exec(db, sql, 0, NULL, NULL, err);
+	if (r == 0)
+		r = db_commit(db, err);
+	if (r != 0)
+		db_rollback(db);
+	return r;
+}
+
+/*
  * Detach: CONCURRENTLY where allowed, FINALIZE when pending, else plain;
  * every attempt under the session's short lock_timeout, re-reading the
  * catalog after a failure (a timed-out CONCURRENTLY leaves it pending).
@@ -167,7 +192,10 @@ detach(struct db *db, const char *parent, const char *child, struct target *t,
 			 "ALTER TABLE %s DETACH PARTITION %s%s", t->parent,
 			 t->child, how);
 		st->attempts++;
-		r = db_exec(db, sql, 0, NULL, NULL, err);
+		if (t->has_default && !t->pending)
+			r = detach_plain(db, sql, err);
+		else
+			r = db_exec(db, sql, 0, NULL, NULL, err);
 		if (r == 0) {
 			if (t->pending)
 				st->finalized = true;
@@ -232,6 +260,11 @@ drop_detached(struct db *db, const struct target *t,
 			return too_many("dropping", t, err);
 		st->attempts++;
 		r = db_begin(db, err);
+		/* durable whatever the role's default: a lost DROP would
+		 * leave a detached table of expired rows that no run finds */
+		if (r == 0)
+			r = db_exec(db, "SET LOCAL synchronous_commit = on", 0,
+				    NULL, NULL, err);
 		if (r == 0)
 			r = db_exec(db, lock_sql, 0, NULL, NULL, err);
 		if (r == 0)
