@@ -10,10 +10,10 @@
  * src/jobs/purge.c does (keyset walk by COLUMN, ctid batches of one short
  * transaction, synchronous_commit off), sized and paused by the pacer.
  * Keys: target_ms min_batch max_batch start_batch sleep_coef max_pause_ms
- * max_waiters sample_ms (struct pace_opts), nopace=1 (fixed batches of
- * max_batch, no pause), lock_timeout_ms (the partition step).
- * Prints one line of key=value results; the partition step's start and end
- * are epoch seconds (part_t0, part_t1) for the writer's latency window.
+ * max_waiters max_flush_ratio sample_ms (struct pace_opts), nopace=1 (fixed
+ * batches of max_batch, no pause), lock_timeout_ms (the partition step). Prints
+ * one line of key=value results; the partition step's start and end are epoch
+ * seconds (part_t0, part_t1) for the writer's latency window.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -87,6 +87,7 @@ parse_knob(struct knobs *k, const char *arg)
 	KNOB("sleep_coef", k->po.sleep_coef, double)
 	KNOB("max_pause_ms", k->po.max_pause_ms, long)
 	KNOB("max_waiters", k->po.max_waiters, double)
+	KNOB("max_flush_ratio", k->po.max_flush_ratio, double)
 	KNOB("sample_ms", k->po.sample_ms, long)
 	KNOB("lock_timeout_ms", k->lock_timeout_ms, long)
 	KNOB("nopace", k->nopace, int)
@@ -241,12 +242,12 @@ main(int argc, char **argv)
 	       "concurrent=%d part_retries=%d part_t0=%.3f part_t1=%.3f "
 	       "part_ms=%.0f seconds=%.3f batches=%lld backoffs=%lld "
 	       "pause_ms=%.0f batch_lo=%ld batch_hi=%ld probes=%lld "
-	       "last_backoff=%s\n",
+	       "flush_floor_ms=%.2f flush_max_ms=%.2f last_backoff=%s\n",
 	       rows + part_rows, part_rows, nparts, concurrent, part_retries,
 	       part_t0, part_t1, (part_t1 - part_t0) * 1000.0,
 	       (mono_ms() - t0) / 1000.0, batches, st.backoffs, st.pause_ms,
-	       st.batch_lo, st.batch_hi, st.probes,
-	       st.last_backoff[0] ? st.last_backoff : "-");
+	       st.batch_lo, st.batch_hi, st.probes, st.base_flush_ms,
+	       st.max_flush_ms, st.last_backoff[0] ? st.last_backoff : "-");
 	pace_free(p);
 	db_close(db);
 	return 0;

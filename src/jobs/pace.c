@@ -1,6 +1,7 @@
 /*
  * The purge's pacer: an AIMD controller fed by the purge's batch timings,
- * a bounded-rate probe of waiting sessions, and a standby lag guard. See
+ * a bounded-rate probe of waiting sessions and of a durable commit's cost
+ * (the flush canary), and a standby lag guard. See
  * pace.h for the contract.
  */
 #include "jobs/pace.h"
@@ -23,6 +24,16 @@
 #define BASE_DRIFT 0.02
 /* Weight of a new probe in the smoothed waiters count. */
 #define WAITERS_ALPHA 0.5
+/* Weight of a new canary in its smoothed round trip. */
+#define FLUSH_ALPHA 0.3
+/* A canary this close to its floor (ms) is noise, whatever the ratio. */
+#define FLUSH_SLACK_MS 0.3
+/* The canary's floor follows a rising round trip this slowly (per probe). */
+#define FLUSH_BASE_DRIFT 0.005
+/* ... and a falling one this fast */
+#define FLUSH_BASE_FALL 0.2
+/* The largest extra pause coefficient the canary adds. */
+#define MAX_FLUSH_COEF 16.0
 /* Consecutive back-offs that stop doubling the pause. */
 #define MAX_DOUBLINGS 5
 
@@ -73,6 +84,8 @@ pace_opts_resolve(const struct pace_opts *in, struct pace_opts *out)
 		out->max_pause_ms = PACE_DEFAULT_MAX_PAUSE_MS;
 	if (out->max_waiters <= 0)
 		out->max_waiters = PACE_DEFAULT_MAX_WAITERS;
+	if (out->max_flush_ratio <= 0)
+		out->max_flush_ratio = PACE_DEFAULT_MAX_FLUSH_RATIO;
 	if (out->sample_ms <= 0)
 		out->sample_ms = PACE_DEFAULT_SAMPLE_MS;
 	if (out->max_lag_ms <= 0)
@@ -101,6 +114,7 @@ pace_decide(const struct pace_opts *oin, struct pace_state *s,
 	struct pace_opts o;
 	double coef, pause, row_ms = 0;
 	const char *why = NULL;
+	bool flush_congested = false;
 
 	pace_opts_resolve(oin, &o);
 	coef = o.sleep_coef < 0 ? 0 : o.sleep_coef;
@@ -117,9 +131,38 @@ pace_decide(const struct pace_opts *oin, struct pace_state *s,
 				? in->waiters
 				: s->waiters_avg * (1 - WAITERS_ALPHA) +
 					  in->waiters * WAITERS_ALPHA;
+	if (in->flush_ms > 0) {
+		s->flush_avg = s->flush_avg <= 0
+				       ? in->flush_ms
+				       : s->flush_avg * (1 - FLUSH_ALPHA) +
+						 in->flush_ms * FLUSH_ALPHA;
+		flush_congested =
+			s->base_flush_ms > 0 &&
+			s->flush_avg > s->base_flush_ms * o.max_flush_ratio &&
+			s->flush_avg > s->base_flush_ms + FLUSH_SLACK_MS;
+		/*
+		 * The canary comes once a probe, the batches far more often:
+		 * what it finds holds until the next one, as an extra pause
+		 * coefficient on every batch, doubled while commits stay slow
+		 * and shrunk while they are fast again.
+		 */
+		if (flush_congested)
+			s->flush_coef =
+				s->flush_coef < 1
+					? 1
+					: (s->flush_coef * 2 > MAX_FLUSH_COEF
+						   ? MAX_FLUSH_COEF
+						   : s->flush_coef * 2);
+		else
+			s->flush_coef = s->flush_coef * 0.75 < 0.1
+						? 0
+						: s->flush_coef * 0.75;
+	}
 	/* compare with the baselines before this sample moves them */
 	if (in->waiters >= 0 && s->waiters_avg > o.max_waiters)
 		why = "waiters";
+	else if (flush_congested)
+		why = "flush";
 	else if (s->base_commit_ms > 0 &&
 		 in->commit_ms > 2 * s->base_commit_ms + COMMIT_SLACK_MS)
 		why = "commit";
@@ -132,6 +175,20 @@ pace_decide(const struct pace_opts *oin, struct pace_state *s,
 		baseline(&s->base_commit_ms, in->commit_ms);
 	if (row_ms > 0)
 		baseline(&s->base_row_ms, row_ms);
+	if (in->flush_ms > 0) {
+		/* the floor forgets slowly: a long purge must not come to
+		 * take its own load for the idle level */
+		if (s->base_flush_ms <= 0)
+			s->base_flush_ms = in->flush_ms;
+		else if (in->flush_ms < s->base_flush_ms)
+			/* quickly, not at once: a commit whose flush another
+			 * session had just done is luck, not the idle level */
+			s->base_flush_ms += (in->flush_ms - s->base_flush_ms) *
+					    FLUSH_BASE_FALL;
+		else
+			s->base_flush_ms += (in->flush_ms - s->base_flush_ms) *
+					    FLUSH_BASE_DRIFT;
+	}
 
 	if (why != NULL) {
 		int k = s->congested < MAX_DOUBLINGS ? s->congested
@@ -141,7 +198,9 @@ pace_decide(const struct pace_opts *oin, struct pace_state *s,
 		s->backoffs++;
 		s->batch = clampl(s->batch / 2, o.min_batch, o.max_batch);
 		/* at least the batch's own time, doubling while it lasts */
-		pause = in->batch_ms * (coef > 1 ? coef : 1) * (double)(1 << k);
+		pause = in->batch_ms * (coef > 1 ? coef : 1) *
+				(double)(1 << k) +
+			in->batch_ms * s->flush_coef;
 		snprintf(s->reason, sizeof(s->reason), "%s", why);
 	} else {
 		s->congested = 0;
@@ -154,7 +213,7 @@ pace_decide(const struct pace_opts *oin, struct pace_state *s,
 			s->batch = clampl(s->batch + step, o.min_batch,
 					  o.max_batch);
 		}
-		pause = in->batch_ms * coef;
+		pause = in->batch_ms * (coef + s->flush_coef);
 	}
 	if (pause > (double)o.max_pause_ms)
 		pause = (double)o.max_pause_ms;
@@ -247,6 +306,25 @@ probe(struct db *db, const char *target, struct probe *pr, struct ops_err *err)
 	return 0;
 }
 
+/*
+ * The flush canary: one statement, so one implicit transaction, that takes
+ * an xid (a commit record to write) and makes its own commit durable with
+ * a transaction-local synchronous_commit = on; its round trip is what a
+ * durable writer's commit costs now. *ms gets it.
+ */
+static int
+flush_canary(struct db *db, double *ms, struct ops_err *err)
+{
+	double t0 = mono_now();
+	int r = db_exec(db,
+			"SELECT set_config('synchronous_commit', 'on', true),"
+			" txid_current()",
+			0, NULL, NULL, err);
+
+	*ms = (mono_now() - t0) * 1000.0;
+	return r != 0 ? ops_err_prefix(err, "pacer: the flush canary") : 0;
+}
+
 static void
 note_probe(struct pace *p, const struct probe *pr)
 {
@@ -325,7 +403,7 @@ pace_after_batch(struct pace *p, struct db *db, long rows, double batch_ms,
 		 double commit_ms, long *next_batch, long *pause_ms,
 		 const volatile sig_atomic_t *stop, struct ops_err *err)
 {
-	struct pace_sample in = { rows, batch_ms, commit_ms, -1 };
+	struct pace_sample in = { rows, batch_ms, commit_ms, -1, 0 };
 	struct probe pr;
 	bool probed = false;
 	double now = mono_now();
@@ -340,6 +418,11 @@ pace_after_batch(struct pace *p, struct db *db, long rows, double batch_ms,
 		r = probe(db, "0/0", &pr, err);
 		if (r != 0)
 			return r;
+		r = flush_canary(db, &in.flush_ms, err);
+		if (r != 0)
+			return r;
+		if (in.flush_ms > p->st.max_flush_ms)
+			p->st.max_flush_ms = in.flush_ms;
 		p->last_probe = now;
 		probed = true;
 		note_probe(p, &pr);
@@ -363,15 +446,19 @@ pace_after_batch(struct pace *p, struct db *db, long rows, double batch_ms,
 		snprintf(p->st.last_backoff, sizeof(p->st.last_backoff), "%s",
 			 p->s.reason);
 		log_debug("pacer backing off reason=%s batch=%ld pause_ms=%ld "
-			  "batch_ms=%.1f commit_ms=%.2f waiters=%.1f",
+			  "batch_ms=%.1f commit_ms=%.2f waiters=%.1f "
+			  "flush_ms=%.2f flush_floor_ms=%.2f",
 			  p->s.reason, *next_batch, *pause_ms, batch_ms,
-			  commit_ms, p->s.waiters_avg);
+			  commit_ms, p->s.waiters_avg, p->s.flush_avg,
+			  p->s.base_flush_ms);
 	}
 	if (*pause_ms > 0) {
 		p->st.pauses++;
 		p->st.pause_ms += (double)*pause_ms;
 	}
 	p->st.waiters = p->s.waiters_avg;
+	p->st.flush_ms = p->s.flush_avg;
+	p->st.base_flush_ms = p->s.base_flush_ms;
 	p->st.batch = *next_batch;
 	if (*next_batch < p->st.batch_lo)
 		p->st.batch_lo = *next_batch;

@@ -7,6 +7,13 @@
  * It watches the database's response rather than a fixed rate:
  *   - the purge's own batches: each batch's duration, its COMMIT's
  *     duration and the rows it removed, passed by the caller;
+ *   - what a writer's commit costs now: at each probe a "flush canary",
+ *     a transaction that only takes an xid and commits durably (whatever
+ *     the session's synchronous_commit), so its round trip is a commit
+ *     that flushes the WAL written before it, the purge's included. A
+ *     durable writer feels the purge mostly there (its commits flush the
+ *     purge's WAL with their own), which the purge's batches, committed
+ *     without waiting for the flush, cannot see;
  *   - other sessions waiting on locks or I/O (pg_stat_activity rows with
  *     wait_event_type Lock, LWLock or IO, the caller's backend excluded),
  *     probed at most every sample_ms, never once per batch; a role without
@@ -71,6 +78,11 @@ struct pace_opts {
 	 * Lock/LWLock/IO (a smoothed count of the probes).
 	 */
 	double max_waiters;
+	/*
+	 * Back off when the flush canary's smoothed round trip exceeds this
+	 * multiple of its floor (the least seen, slowly forgotten).
+	 */
+	double max_flush_ratio;
 	long sample_ms;		 /* least interval between two probes */
 	long max_lag_ms;	 /* standby replay_lag that makes it wait */
 	long long max_lag_bytes; /* WAL not yet replayed that makes it wait */
@@ -85,7 +97,8 @@ struct pace_opts {
 #define PACE_DEFAULT_SLEEP_COEF	     1.0
 #define PACE_DEFAULT_MAX_PAUSE_MS    2000
 #define PACE_DEFAULT_MAX_WAITERS     1.0
-#define PACE_DEFAULT_SAMPLE_MS	     250
+#define PACE_DEFAULT_MAX_FLUSH_RATIO 1.5
+#define PACE_DEFAULT_SAMPLE_MS	     100
 #define PACE_DEFAULT_MAX_LAG_MS	     1000
 #define PACE_DEFAULT_MAX_LAG_BYTES   (16LL * 1024 * 1024)
 #define PACE_DEFAULT_MAX_LAG_WAIT_MS 300000
@@ -106,6 +119,11 @@ struct pace_sample {
 	 * the previous batch; negative when no probe was taken.
 	 */
 	double waiters;
+	/*
+	 * The flush canary's round trip (ms) at that probe; 0 or negative
+	 * when none was taken.
+	 */
+	double flush_ms;
 };
 
 /* The controller's memory; zero it before the first pace_decide(). */
@@ -114,6 +132,9 @@ struct pace_state {
 	double base_commit_ms; /* idle baseline of commit latency */
 	double base_row_ms;    /* idle baseline of batch time per row */
 	double waiters_avg;    /* smoothed waiters of the probes */
+	double base_flush_ms;  /* floor of the flush canary's round trip */
+	double flush_avg;      /* smoothed canary round trip */
+	double flush_coef;     /* extra pause coefficient the canary set */
 	int congested;	       /* consecutive back-off decisions */
 	long long decisions;   /* pace_decide() calls */
 	long long backoffs;    /* of which backed off */
@@ -125,7 +146,7 @@ struct pace_state {
  * give the size of the next batch and the pause before it. o is resolved
  * with pace_opts_resolve() first (NULL: defaults). Returns true when it
  * backed off (s->reason says why: "commit", "batch", "target",
- * "waiters").
+ * "waiters", "flush").
  */
 bool pace_decide(const struct pace_opts *o, struct pace_state *s,
 		 const struct pace_sample *in, long *next_batch,
@@ -149,7 +170,8 @@ long pace_first_batch(const struct pace *p);
  * Call it outside a transaction, on the purge's own connection db.
  *
  * When sample_ms has passed since the last probe (and not o->no_probe) it
- * counts the waiting sessions and reads pg_stat_replication. When a
+ * counts the waiting sessions, reads pg_stat_replication and runs the
+ * flush canary (one more round trip, and one xid, per probe). When a
  * standby's lag is over max_lag_ms / max_lag_bytes it waits here, polling
  * every sample_ms through ops_sleep_ms(), until every standby has replayed
  * the WAL written before the wait (pg_current_wal_lsn() at its start) or
@@ -184,6 +206,9 @@ struct pace_stats {
 	long long max_lag_bytes; /* largest standby lag seen, bytes */
 	long long lag_hidden;	 /* probes that saw a standby without LSNs */
 	double waiters;		 /* smoothed waiters at the last probe */
+	double flush_ms;	 /* smoothed flush canary, ms */
+	double base_flush_ms;	 /* its floor, ms */
+	double max_flush_ms;	 /* the slowest canary, ms */
 	long batch;		 /* the current batch size */
 	long batch_lo, batch_hi; /* least and largest size used */
 	char last_backoff[32];	 /* the last back-off reason, or "" */

@@ -405,6 +405,10 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 		res->pace_max_lag_ms = ps.max_lag_ms;
 		res->pace_batch_lo = ps.batch_lo;
 		res->pace_batch_hi = ps.batch_hi;
+		res->pace_flush_floor_ms = ps.base_flush_ms;
+		res->pace_flush_max_ms = ps.max_flush_ms;
+		snprintf(res->pace_last_backoff, sizeof(res->pace_last_backoff),
+			 "%s", ps.last_backoff);
 		pace_free(x.pace);
 		x.pace = NULL;
 	}

@@ -155,6 +155,9 @@ struct purge_result {
 	double pace_lag_wait_ms;
 	double pace_max_lag_ms;
 	long pace_batch_lo, pace_batch_hi;
+	/* the flush canary: its floor and its slowest round trip, ms */
+	double pace_flush_floor_ms, pace_flush_max_ms;
+	char pace_last_backoff[32]; /* why it last backed off, or "" */
 	double seconds;
 };
 

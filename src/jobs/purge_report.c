@@ -124,6 +124,14 @@ pace_json(const struct purge_result *res)
 	json_object_set_new(o, "max_lag_ms", json_real(res->pace_max_lag_ms));
 	json_object_set_new(o, "batch_min", json_integer(res->pace_batch_lo));
 	json_object_set_new(o, "batch_max", json_integer(res->pace_batch_hi));
+	json_object_set_new(o, "flush_floor_ms",
+			    json_real(res->pace_flush_floor_ms));
+	json_object_set_new(o, "flush_max_ms",
+			    json_real(res->pace_flush_max_ms));
+	json_object_set_new(o, "last_backoff",
+			    res->pace_last_backoff[0]
+				    ? json_string(res->pace_last_backoff)
+				    : json_null());
 	return o;
 }
 

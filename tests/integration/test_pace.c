@@ -99,6 +99,54 @@ test_probes_at_a_bounded_rate(void **state)
 			 0);
 	pace_stats_get(p, &st);
 	assert_int_equal(st.probes, 0);
+	assert_true(st.max_flush_ms == 0); /* no probe, no canary */
+	pace_free(p);
+	db_close(db);
+}
+
+/* Each probe runs the flush canary: one xid taken and committed durably
+ * whatever the session says, the session's own setting left as it was. */
+static void
+test_flush_canary(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct pace_opts o = { 0 };
+	struct pace_stats st;
+	struct pace *p;
+	long next, pause;
+	char *before = NULL, *after = NULL, *sc = NULL;
+
+	(void)state;
+	assert_int_equal(db_exec(db, "SET synchronous_commit = off", 0, NULL,
+				 NULL, &err),
+			 0);
+	assert_int_equal(db_query_value(db, "SELECT txid_current()", 0, NULL,
+					&before, &err),
+			 0);
+	o.sample_ms = 600000; /* one probe */
+	p = pace_new(&o);
+	assert_int_equal(pace_after_batch(p, db, 500, 5.0, 0.1, &next, &pause,
+					  NULL, &err),
+			 0);
+	pace_stats_get(p, &st);
+	assert_int_equal(st.probes, 1);
+	assert_true(st.max_flush_ms > 0);
+	assert_true(st.base_flush_ms > 0);
+	assert_int_equal(db_query_value(db, "SELECT txid_current()", 0, NULL,
+					&after, &err),
+			 0);
+	/* the canary's xid lies between the two */
+	assert_true(strtoll(after, NULL, 10) >= strtoll(before, NULL, 10) + 2);
+	assert_int_equal(db_query_value(db,
+					"SELECT current_setting("
+					"'synchronous_commit')",
+					0, NULL, &sc, &err),
+			 0);
+	assert_string_equal(sc, "off");
+	free(before);
+	free(after);
+	free(sc);
 	pace_free(p);
 	db_close(db);
 }
@@ -436,6 +484,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probes_at_a_bounded_rate),
+		cmocka_unit_test(test_flush_canary),
 		cmocka_unit_test(test_sees_sessions_waiting_on_a_lock),
 	};
 	const struct CMUnitTest lag_tests[] = {

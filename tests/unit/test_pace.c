@@ -17,7 +17,7 @@
 static struct pace_sample
 calm(long rows)
 {
-	struct pace_sample in = { rows, (double)rows * 0.01, 0.2, 0 };
+	struct pace_sample in = { rows, (double)rows * 0.01, 0.2, 0, 0 };
 
 	return in;
 }
@@ -225,11 +225,80 @@ test_no_sleep_coef_still_pauses_when_congested(void **state)
 	assert_int_equal(pause, 8); /* 7.5 ms: at least the batch's time */
 }
 
+/* The flush canary: a slow durable commit at a probe backs off, and its
+ * finding slows every batch until the next probe; calm canaries undo it;
+ * one lucky fast canary does not become the floor. */
+static void
+test_flush_canary_holds_between_probes(void **state)
+{
+	struct pace_opts o = { 0 };
+	struct pace_state s = { 0 };
+	struct pace_sample in;
+	long next = 0, pause = -1;
+	double coef_after_two;
+
+	(void)state;
+	o.sleep_coef = -1; /* no proportional pause: only the canary's */
+	for (int i = 0; i < 10; i++) {
+		in = calm(500);
+		in.flush_ms = 0.5;
+		assert_false(pace_decide(&o, &s, &in, &next, &pause));
+		assert_int_equal(pause, 0);
+	}
+	assert_true(s.base_flush_ms > 0.45 && s.base_flush_ms < 0.55);
+	/* a lucky canary moves the floor a fifth of the way, not all */
+	in = calm(500);
+	in.flush_ms = 0.05;
+	assert_false(pace_decide(&o, &s, &in, &next, &pause));
+	assert_true(s.base_flush_ms > 0.35);
+	/* slow commits: back off, named */
+	in = calm(500);
+	in.flush_ms = 3.0;
+	assert_true(pace_decide(&o, &s, &in, &next, &pause));
+	assert_string_equal(s.reason, "flush");
+	assert_true(s.flush_coef >= 1);
+	assert_true(pause > 0);
+	/* batches between probes (no canary) keep pausing */
+	for (int i = 0; i < 5; i++) {
+		in = calm(500);
+		assert_false(pace_decide(&o, &s, &in, &next, &pause));
+		assert_true(pause >= 5); /* 5 ms batches, coefficient >= 1 */
+	}
+	in = calm(500);
+	in.flush_ms = 3.0;
+	assert_true(pace_decide(&o, &s, &in, &next, &pause));
+	coef_after_two = s.flush_coef;
+	assert_true(coef_after_two >= 2); /* doubled */
+	/* calm canaries shrink it to nothing */
+	for (int i = 0; i < 60; i++) {
+		in = calm(500);
+		in.flush_ms = 0.5;
+		(void)pace_decide(&o, &s, &in, &next, &pause);
+	}
+	assert_true(s.flush_coef == 0);
+	in = calm(500);
+	assert_false(pace_decide(&o, &s, &in, &next, &pause));
+	assert_int_equal(pause, 0);
+	/* a canary slower than the ratio but within the slack is noise */
+	memset(&s, 0, sizeof(s));
+	for (int i = 0; i < 10; i++) {
+		in = calm(500);
+		in.flush_ms = 0.1;
+		(void)pace_decide(&o, &s, &in, &next, &pause);
+	}
+	for (int i = 0; i < 10; i++) {
+		in = calm(500);
+		in.flush_ms = 0.3; /* 3x, but 0.2 ms over the floor */
+		assert_false(pace_decide(&o, &s, &in, &next, &pause));
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_resolve_defaults_and_bounds),
+		cmocka_unit_test(test_flush_canary_holds_between_probes),
 		cmocka_unit_test(test_grows_additively_when_calm),
 		cmocka_unit_test(test_short_batch_does_not_grow),
 		cmocka_unit_test(test_commit_latency_halves_and_doubles_pause),
