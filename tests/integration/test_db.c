@@ -315,29 +315,22 @@ test_session_is_pinned(void **state)
 	free(role_url);
 }
 
+/* Terminate the backend of db from admin and wait until it is gone (a
+ * condition, not a time). */
 static void
-test_reconnect_after_terminate(void **state)
+terminate_and_wait(struct db *admin, struct db *db)
 {
-	char *role_url = odd_role_url("it_odd_reconnect");
 	struct ops_err err = OPS_ERR_INIT;
-	struct db *db = itest_connect(role_url), *admin = itest_connect(url);
-	char pid_s[24];
+	char pid_s[24], *v = NULL;
 	const char *params[1] = { pid_s };
-	char *v = NULL;
-	int pid;
 
-	(void)state;
-	pid = db_backend_pid(db);
-	assert_int_equal(db_reconnect(db, &err), 0); /* good: left alone */
-	assert_int_equal(db_backend_pid(db), pid);
-	snprintf(pid_s, sizeof(pid_s), "%d", pid);
+	snprintf(pid_s, sizeof(pid_s), "%d", db_backend_pid(db));
 	assert_int_equal(db_query_value(admin,
 					"SELECT pg_terminate_backend($1::int)",
 					1, params, &v, &err),
 			 0);
 	assert_string_equal(v, "t");
 	free(v);
-	/* wait until the backend is gone, not for a fixed time */
 	for (;;) {
 		assert_int_equal(db_query_value(admin,
 						"SELECT count(*) FROM "
@@ -351,6 +344,21 @@ test_reconnect_after_terminate(void **state)
 		usleep(10 * 1000);
 	}
 	free(v);
+}
+
+static void
+test_reconnect_after_terminate(void **state)
+{
+	char *role_url = odd_role_url("it_odd_reconnect");
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(role_url), *admin = itest_connect(url);
+	int pid;
+
+	(void)state;
+	pid = db_backend_pid(db);
+	assert_int_equal(db_reconnect(db, &err), 0); /* good: left alone */
+	assert_int_equal(db_backend_pid(db), pid);
+	terminate_and_wait(admin, db);
 	assert_int_equal(db_exec(db, "SELECT 1", 0, NULL, NULL, &err),
 			 OPS_E_CONNECT);
 	assert_true(err.transient);
@@ -372,8 +380,7 @@ test_prepared_statements(void **state)
 	struct db *db = itest_connect(url), *admin = itest_connect(url);
 	struct db_res *res = NULL;
 	const char *params[1] = { "41" };
-	char pid_s[24], *v = NULL;
-	const char *pp[1] = { pid_s };
+	char *v = NULL;
 
 	(void)state;
 	for (int i = 0; i < 3; i++) {
@@ -400,25 +407,7 @@ test_prepared_statements(void **state)
 	assert_int_equal(db_res_ll(res, 0, 0), 42);
 	db_res_free(res);
 	/* a new backend: prepared there afresh */
-	snprintf(pid_s, sizeof(pid_s), "%d", db_backend_pid(db));
-	assert_int_equal(db_query_value(admin,
-					"SELECT pg_terminate_backend($1::int)",
-					1, pp, &v, &err),
-			 0);
-	free(v);
-	for (;;) {
-		assert_int_equal(db_query_value(admin,
-						"SELECT count(*) FROM "
-						"pg_stat_activity WHERE pid = "
-						"$1::int",
-						1, pp, &v, &err),
-				 0);
-		if (strcmp(v, "0") == 0)
-			break;
-		free(v);
-		usleep(10 * 1000);
-	}
-	free(v);
+	terminate_and_wait(admin, db);
 	assert_int_not_equal(db_query_prepared(db, "it_prep",
 					       "SELECT $1::int + 1", 1, params,
 					       &res, &err),
