@@ -25,7 +25,8 @@ const char cmd_purge_usage[] =
 	"                     [--scheduled] [--allow-future-as-of] "
 	"[--skip-referenced]\n"
 	"                     [--batch-ms MS] [--batch-min N] [--batch-max N]\n"
-	"                     [--max-rate ROWS_PER_S] [--sleep MS]\n"
+	"                     [--max-rate ROWS_PER_S] [--sleep MS] "
+	"[--sleep-coef X]\n"
 	"                     [--lock-timeout MS] [--pace on|off] [--vacuum] "
 	"[--json]\n"
 	"       apexops purge history [--limit N] [--json]\n"
@@ -52,10 +53,11 @@ const char cmd_purge_usage[] =
 	"                      refuses to start when there are any)\n"
 	"  --pace on|off       on (the default): the pacer sizes the batches "
 	"and pauses\n"
-	"                      between them by commit latency, sessions "
-	"waiting on locks\n"
-	"                      or I/O, and standby replay lag; off: fixed "
-	"batches\n"
+	"                      between them by commit latency, a durable "
+	"commit's cost,\n"
+	"                      sessions waiting on locks or I/O, and standby "
+	"replay lag;\n"
+	"                      off: fixed batches\n"
 	"  --batch-ms MS       target duration of one delete transaction "
 	"(pacer 100,\n"
 	"                      off 200)\n"
@@ -64,6 +66,9 @@ const char cmd_purge_usage[] =
 	"2000)\n"
 	"  --max-rate N        delete at most N rows per second\n"
 	"  --sleep MS          pause after each batch\n"
+	"  --sleep-coef X      the pacer's pause after each batch, X times "
+	"the batch's\n"
+	"                      duration (0 to 100; 2 by default, 0 none)\n"
 	"  --lock-timeout MS   give up a batch that waits this long for a "
 	"lock and\n"
 	"                      retry it shortly after (100)\n"
@@ -264,6 +269,35 @@ parse_opt_long(const char *flag, const char *v, long min, long max, long *out)
 	return 0;
 }
 
+/*
+ * A pause coefficient: a plain decimal from 0 to 100 ("2", "0.5"), nothing
+ * strtod() would also take (exponents, hex, inf, nan, leading space).
+ */
+static int
+parse_opt_coef(const char *flag, const char *v, double *out)
+{
+	size_t i = 0, digits = 0, dots = 0;
+	double d;
+
+	for (; v[i] != '\0'; i++) {
+		if (v[i] >= '0' && v[i] <= '9')
+			digits++;
+		else if (v[i] == '.' && dots++ == 0 && i > 0)
+			continue;
+		else
+			break;
+	}
+	d = v[i] == '\0' && digits > 0 && digits <= 12 ? strtod(v, NULL) : -1;
+	if (d < 0 || d > 100 || v[i - (i > 0)] == '.')
+		return cli_usage("purge",
+				 "%s: invalid value '%s': expected a number "
+				 "from 0 to 100 (a pause of that many times "
+				 "each batch's duration)",
+				 flag, v);
+	*out = d;
+	return 0;
+}
+
 static int
 print_history(const char *json, bool as_json)
 {
@@ -391,7 +425,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_FUTURE,
 		O_SKIPREF,
 		O_SCHED,
-		O_PACE
+		O_PACE,
+		O_COEF
 	};
 	static const struct option longopts[] = {
 		{ "execute", no_argument, NULL, O_EXEC },
@@ -410,6 +445,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "skip-referenced", no_argument, NULL, O_SKIPREF },
 		{ "scheduled", no_argument, NULL, O_SCHED },
 		{ "pace", required_argument, NULL, O_PACE },
+		{ "sleep-coef", required_argument, NULL, O_COEF },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct purge_opts o;
@@ -476,6 +512,13 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 			if (parse_opt_long("--sleep", optarg, 0, 600000,
 					   &o.sleep_ms) != 0)
 				return OPS_EXIT_USAGE;
+			break;
+		case O_COEF:
+			if (parse_opt_coef("--sleep-coef", optarg,
+					   &o.sleep_coef) != 0)
+				return OPS_EXIT_USAGE;
+			if (o.sleep_coef == 0)
+				o.sleep_coef = -1; /* the pacer's "none" */
 			break;
 		case O_LT:
 			if (parse_opt_long("--lock-timeout", optarg, 1, 600000,

@@ -380,6 +380,7 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 		 * 10000 put the writer's p99 at 8.6x idle, up to 1000 at 2.3x,
 		 * 500 at 1.75-2.0x, each still above 250k rows/s */
 		po.max_batch = opts.batch_max > 0 ? opts.batch_max : 500;
+		po.sleep_coef = opts.sleep_coef;
 		x.pace = pace_new(&po);
 		res->paced = true;
 	}

@@ -59,8 +59,12 @@ struct purge_opts {
 	 * them from the database's response; true: the fixed loop
 	 * (batch_ms/batch_min/batch_max only) */
 	bool no_pace;
-	long max_rate;	   /* rows/s ceiling; 0: none */
-	long sleep_ms;	   /* pause after each batch */
+	long max_rate; /* rows/s ceiling; 0: none */
+	long sleep_ms; /* pause after each batch */
+	/* the pacer's pause after each batch, as a multiple of the batch's
+	 * duration (pt-archiver's --sleep-coef); 0: its default; negative:
+	 * none */
+	double sleep_coef;
 	bool vacuum;	   /* VACUUM (ANALYZE) each purged table */
 	bool progress_tty; /* progress drawn on a terminal */
 	/* polled between batches: non-zero stops after the current one */

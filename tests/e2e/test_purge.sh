@@ -158,6 +158,12 @@ assert_eq "a second execution finds nothing to delete" "0 0" "$(jget "$OUT" '{pl
 assert_eq "--pace off turns the pacer off" false "$(jget "$OUT" '{pace,enabled}')"
 purge "$U" --as-of 2025-08-31 --execute --pace slow
 expect_rc 64 "--pace takes on or off only"
+seed "$U" usage_events "$C" 2000
+purge "$U" --as-of 2025-08-31 --execute --json --sleep-coef 0.5
+assert_eq "--sleep-coef 0.5 is accepted" "0 true" "$RC $(jget "$OUT" '{pace,enabled}')"
+assert_eq "no usage_events row older than the cutoff is left after it" 0 "$(older "$U" usage_events "$C")"
+fl=$(jget "$OUT" '{pace,flush_max_ms}')
+assert_eq "the pacer reports its flush canary's round trip" yes "$(awk -v v="$fl" 'BEGIN { print (v + 0 > 0) ? "yes" : "no" }')"
 
 # --------- a locked row is walked past, then waited for at the end, then deleted
 U=$(prep_db purge_lock) || exit 1
@@ -305,6 +311,13 @@ for v in 2025-02-30 2025-8-31 yesterday ""; do
 	purge "$U" --execute --as-of "$v"
 	expect_rc 64 "--as-of '$v' is a usage error"
 done
+for v in -1 abc 1e3 0x10 inf nan .5 2. 1.2.3 101 " 2" ""; do
+	purge "$U" --execute --as-of 2025-08-31 --sleep-coef "$v"
+	expect_rc 64 "--sleep-coef '$v' is a usage error"
+	assert_contains "--sleep-coef '$v' names the flag and the range" "$ERR" "--sleep-coef: invalid value"
+done
+assert_contains "--sleep-coef names what is allowed" "$ERR" "from 0 to 100"
+assert_eq "bad --sleep-coef values changed no row" "$before" "$(total "$U" usage_events)"
 purge "$U" --execute --bogus
 expect_rc 64 "an unknown flag is a usage error"
 purge "$U" --execute --dry-run
