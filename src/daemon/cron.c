@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/signals.h"
 #include "core/stop.h"
+#include "core/wake.h"
 #include "core/xalloc.h"
 #include "daemon/metrics.h"
 #include "db/db.h"
@@ -71,20 +72,12 @@ struct daemon {
 	bool db_ok;
 	char host[256];
 	char replica[300];
-	double start;	     /* clock seconds at start */
-	double next_replica; /* real seconds */
-	int wake[2];	     /* job threads write a byte when done */
+	double start;	      /* clock seconds at start */
+	double next_replica;  /* real seconds */
+	struct ops_wake wake; /* job threads poke it when done */
 	pthread_mutex_t mu;
 	struct metrics *m;
 };
-
-static int
-fcntl_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl == -1 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
 
 static double
 real_now(void)
@@ -200,12 +193,7 @@ load_schedules(struct daemon *d, const struct ops_config *cfg)
 static void
 wake_loop(struct daemon *d)
 {
-	char c = 1;
-	ssize_t n;
-
-	do
-		n = write(d->wake[1], &c, 1);
-	while (n == -1 && errno == EINTR);
+	ops_wake_poke(&d->wake);
 }
 
 static void *
@@ -616,16 +604,14 @@ wait_until(struct daemon *d, double t, const sigset_t *orig)
 {
 	long ms = ops_clock_ms_until(t);
 	struct timespec ts;
-	struct pollfd pfd = { d->wake[0], POLLIN, 0 };
-	char buf[64];
+	struct pollfd pfd = { ops_wake_fd(&d->wake), POLLIN, 0 };
 
 	if (ms > 60000)
 		ms = 60000;
 	ts.tv_sec = ms / 1000;
 	ts.tv_nsec = (ms % 1000) * 1000000L;
 	if (ppoll(&pfd, 1, &ts, orig) > 0 && (pfd.revents & POLLIN))
-		while (read(d->wake[0], buf, sizeof(buf)) > 0)
-			;
+		ops_wake_drain(&d->wake);
 }
 
 int
@@ -653,14 +639,11 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 		return r;
 	}
 	pthread_mutex_init(&d.mu, NULL);
-	if (pipe(d.wake) != 0) {
+	if (ops_wake_open(&d.wake, err) != 0) {
 		config_release(&d.cfg->cfg);
 		free(d.cfg);
-		return ops_fail(err, OPS_E_IO, false, "pipe: %s",
-				strerror(errno));
+		return err != NULL ? err->code : OPS_E_IO;
 	}
-	for (int i = 0; i < 2; i++)
-		(void)fcntl_nonblock(d.wake[i]);
 	d.db_url = xstrdup(o->db_url);
 	if (gethostname(d.host, sizeof(d.host)) != 0)
 		snprintf(d.host, sizeof(d.host), "unknown");
@@ -685,8 +668,7 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 	if (o->http_addr != NULL &&
 	    metrics_serve(d.m, o->http_addr, err) != 0) {
 		metrics_free(d.m);
-		close(d.wake[0]);
-		close(d.wake[1]);
+		ops_wake_close(&d.wake);
 		free(d.db_url);
 		cfg_unref(&d, d.cfg);
 		return r = err != NULL ? err->code : OPS_E_CONFIG;
@@ -803,8 +785,7 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 	pthread_sigmask(SIG_SETMASK, &orig, NULL);
 	metrics_free(d.m);
 	db_close(d.db);
-	close(d.wake[0]);
-	close(d.wake[1]);
+	ops_wake_close(&d.wake);
 	free(d.db_url);
 	if (any_running(&d) == 0)
 		cfg_unref(&d, d.cfg);

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/signals.h"
 #include "core/stop.h"
+#include "core/wake.h"
 #include "core/xalloc.h"
 #include "daemon/metrics.h"
 #include "db/db.h"
@@ -109,7 +110,7 @@ struct worker {
 	bool wake_pending;
 	bool quit;		    /* handlers exit */
 	volatile sig_atomic_t stop; /* passed to running handlers */
-	int wake[2];
+	struct ops_wake wake;
 	struct metrics *m;
 	const struct ops_config *cfg;
 };
@@ -135,12 +136,7 @@ kind_in(const struct worker_kind *kinds, int nkinds, const char *kind)
 static void
 wake_main(struct worker *w)
 {
-	char c = 1;
-	ssize_t n;
-
-	do
-		n = write(w->wake[1], &c, 1);
-	while (n == -1 && errno == EINTR);
+	ops_wake_poke(&w->wake);
 }
 
 static int
@@ -646,19 +642,14 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
 	pthread_cond_init(&w.ccv, NULL);
-	if (pipe(w.wake) != 0)
-		return ops_fail(err, OPS_E_IO, false, "pipe: %s",
-				strerror(errno));
-	for (int i = 0; i < 2; i++)
-		(void)fcntl(w.wake[i], F_SETFL,
-			    fcntl(w.wake[i], F_GETFL) | O_NONBLOCK);
+	if (ops_wake_open(&w.wake, err) != 0)
+		return err != NULL ? err->code : OPS_E_IO;
 	w.m = metrics_new();
 	metrics_worker_enable(w.m); /* the worker families, from the start */
 	if (o->http_addr != NULL &&
 	    metrics_serve(w.m, o->http_addr, err) != 0) {
 		metrics_free(w.m);
-		close(w.wake[0]);
-		close(w.wake[1]);
+		ops_wake_close(&w.wake);
 		return OPS_E_CONFIG;
 	}
 	if (ops_signals_install() != 0)
@@ -874,7 +865,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		if (got > 0 && (more[0] || more[1]))
 			continue; /* there may be more, and room for it */
 		/* wait for a notification, a finished job or a signal */
-		pfd[0].fd = w.wake[0];
+		pfd[0].fd = ops_wake_fd(&w.wake);
 		pfd[0].events = POLLIN;
 		if (listening && db_socket(db) >= 0) {
 			pfd[1].fd = db_socket(db);
@@ -891,14 +882,11 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		{
 			struct timespec ts = { wait_ms / 1000,
 					       (wait_ms % 1000) * 1000000L };
-			char buf[256];
 			int nn = 0;
 
 			if (ppoll(pfd, (nfds_t)nfd, &ts, &orig) > 0) {
 				if (pfd[0].revents & POLLIN)
-					while (read(w.wake[0], buf,
-						    sizeof(buf)) > 0)
-						;
+					ops_wake_drain(&w.wake);
 				if (nfd == 2 && (pfd[1].revents & POLLIN)) {
 					if (db_notifies(db, &nn, &e) != 0)
 						listening = false;
@@ -952,8 +940,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	free(url);
 	db_close(db);
 	metrics_free(w.m);
-	close(w.wake[0]);
-	close(w.wake[1]);
+	ops_wake_close(&w.wake);
 	pthread_cond_destroy(&w.cv);
 	pthread_cond_destroy(&w.ccv);
 	pthread_mutex_destroy(&w.mu);
