@@ -543,6 +543,42 @@ create_database(const struct cluster *cl, struct ops_err *err)
 	return r;
 }
 
+/*
+ * The port of the running server, from line 4 of its postmaster.pid: for a
+ * cluster whose APEXOPS_HOME state was lost (a home deleted and made again
+ * at the same path finds the old cluster under /var/tmp). 0 when unreadable.
+ */
+static int
+running_port(const struct cluster *cl)
+{
+	char path[PATH_MAX], buf[512];
+	int fd, port = 0, line = 1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/postmaster.pid", cl->datadir);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	for (char *p = buf; *p != '\0'; p++) {
+		if (line == 4) {
+			long v = 0;
+
+			while (*p >= '0' && *p <= '9' && v < 65536)
+				v = v * 10 + (*p++ - '0');
+			port = *p == '\n' && v >= 1 && v <= 65535 ? (int)v : 0;
+			break;
+		}
+		if (*p == '\n')
+			line++;
+	}
+	return port;
+}
+
 int
 cluster_ensure_started(struct cluster *cl, bool init, struct ops_err *err)
 {
@@ -573,6 +609,19 @@ cluster_ensure_started(struct cluster *cl, bool init, struct ops_err *err)
 		if (r != 0)
 			goto out;
 	}
+	if (running && cl->port <= 0) {
+		/* running, but this home never recorded its port */
+		cl->port = running_port(cl);
+		r = cl->port > 0 ? write_state(cl, err)
+				 : ops_fail(err, OPS_E_IO, false,
+					    "the embedded cluster in '%s' is "
+					    "running but its port cannot be "
+					    "read; stop it with pg_ctl -D '%s' "
+					    "stop",
+					    cl->base, cl->datadir);
+		if (r != 0)
+			goto out;
+	}
 	if (!running) {
 		const char *args[] = { "start", "-D",	     cl->datadir,
 				       "-l",	cl->logfile, "-w",
@@ -584,7 +633,9 @@ cluster_ensure_started(struct cluster *cl, bool init, struct ops_err *err)
 		r = prepare_dirs(cl, err);
 		if (r != 0)
 			goto out;
-		if (!port_free(cl->port)) {
+		/* a port of 0 is unknown (a home made again finds the old
+		 * cluster), never "free" */
+		if (cl->port <= 0 || !port_free(cl->port)) {
 			char line[32];
 
 			cl->port = pick_port(cl->home);

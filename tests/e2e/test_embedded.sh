@@ -57,6 +57,26 @@ expect_rc 1 "db stop on a home without a cluster exits 1"
 assert_contains "saying there is no cluster there" "$ERR" "no embedded cluster under"
 assert_not_contains "not that it stopped one" "$OUT" "stopped"
 
+# ---- a home that lost its record of the cluster finds the cluster's port
+# (a home deleted and made again at the same path finds, as root, the old
+# cluster under /var/tmp: it came up on port 0 and every command failed)
+port_of() { sed -n 's/.*[?&]port=\([0-9]*\).*/\1/p' | head -1; }
+APEXOPS_HOME=$H run_ops db url
+p0=$(printf '%s\n' "$OUT" | port_of)
+rm -f "$H/cluster.conf"
+APEXOPS_HOME=$H run_ops db start
+expect_rc 0 "db start on a running cluster whose record was lost exits 0"
+assert_eq "and finds its port" "$p0" "$(printf '%s\n' "$OUT" | port_of)"
+APEXOPS_HOME=$H run_ops db url
+assert_eq "its url answers SELECT 1" 1 "$(psql -X -At "$OUT" -c 'SELECT 1' 2>/dev/null)"
+APEXOPS_HOME=$H run_ops db stop
+rm -f "$H/cluster.conf"
+APEXOPS_HOME=$H run_ops db start
+expect_rc 0 "db start on a stopped cluster whose record was lost exits 0"
+APEXOPS_HOME=$H run_ops db url
+assert_not_contains "its url has a real port" "$OUT" "port=0"
+assert_eq "and answers SELECT 1" 1 "$(psql -X -At "$OUT" -c 'SELECT 1' 2>/dev/null)"
+
 # ---- a directory apexops did not create is never adopted -------------------
 # The cluster directory's name can be computed by anyone (a hash of
 # APEXOPS_HOME). A local user who makes it first, with run/ a symbolic link
