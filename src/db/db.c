@@ -799,6 +799,35 @@ db_query_prepared(struct db *db, const char *name, const char *sql, int nparams,
 }
 
 int
+db_setting_swap(struct db *db, const char *name, const char *value,
+		char **saved, struct ops_err *err)
+{
+	const char *p[2] = { name, value };
+	int r;
+
+	*saved = NULL;
+	r = db_query_value(db, "SELECT current_setting($1)", 1, p, saved, err);
+	if (r == 0)
+		r = db_exec(db, "SELECT set_config($1, $2, false)", 2, p, NULL,
+			    err);
+	return r;
+}
+
+int
+db_setting_restore(struct db *db, const char *name, char *saved,
+		   struct ops_err *err)
+{
+	const char *p[2] = { name, saved };
+	int r;
+
+	if (saved == NULL)
+		return 0;
+	r = db_exec(db, "SELECT set_config($1, $2, false)", 2, p, NULL, err);
+	free(saved);
+	return r;
+}
+
+int
 db_query_value(struct db *db, const char *sql, int nparams,
 	       const char *const *params, char **out, struct ops_err *err)
 {

@@ -99,6 +99,16 @@ int db_query_prepared(struct db *db, const char *name, const char *sql,
 		      int nparams, const char *const *params,
 		      struct db_res **out, struct ops_err *err);
 /*
+ * Set the session setting name (a literal) to value for the rest of the
+ * session, keeping its old value in *saved for db_setting_restore(). On
+ * failure *saved is NULL or the old value, and nothing is changed.
+ */
+int db_setting_swap(struct db *db, const char *name, const char *value,
+		    char **saved, struct ops_err *err);
+/* Set name back to saved and free saved; saved NULL does nothing. */
+int db_setting_restore(struct db *db, const char *name, char *saved,
+		       struct ops_err *err);
+/*
  * First column of the first row as a new string (caller frees), or NULL
  * when there is no row or the value is SQL NULL.
  */

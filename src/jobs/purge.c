@@ -47,30 +47,17 @@ purge_policy_ident(const struct purge_policy *p, char *out, size_t n)
 int
 purge_statement_timeout_off(struct db *db, char **saved, struct ops_err *err)
 {
-	int r;
-
-	*saved = NULL;
-	r = db_query_value(db, "SELECT current_setting('statement_timeout')", 0,
-			   NULL, saved, err);
-	if (r == 0)
-		r = db_exec(db, "SET statement_timeout = 0", 0, NULL, NULL,
-			    err);
-	return r;
+	return db_setting_swap(db, "statement_timeout", "0", saved, err);
 }
 
 void
 purge_statement_timeout_restore(struct db *db, char *saved)
 {
-	const char *params[1] = { saved };
 	struct ops_err e = OPS_ERR_INIT;
 
-	if (saved == NULL)
-		return;
-	if (db_exec(db, "SELECT set_config('statement_timeout', $1, false)", 1,
-		    params, NULL, &e) != 0)
+	if (db_setting_restore(db, "statement_timeout", saved, &e) != 0)
 		log_warn("cannot restore statement_timeout error=%s",
 			 log_q(e.msg));
-	free(saved);
 }
 
 /*
@@ -83,42 +70,29 @@ purge_statement_timeout_restore(struct db *db, char *saved)
 static int
 one_core(struct db *db, char **saved_q, char **saved_m, struct ops_err *err)
 {
-	int r = db_query_value(
-		db, "SELECT current_setting('max_parallel_workers_per_gather')",
-		0, NULL, saved_q, err);
+	int r = db_setting_swap(db, "max_parallel_workers_per_gather", "0",
+				saved_q, err);
 
 	if (r == 0)
-		r = db_query_value(db,
-				   "SELECT current_setting("
-				   "'max_parallel_maintenance_workers')",
-				   0, NULL, saved_m, err);
-	if (r == 0)
-		r = db_exec(db,
-			    "SELECT set_config("
-			    "'max_parallel_workers_per_gather', '0', false),"
-			    " set_config('max_parallel_maintenance_workers',"
-			    " '0', false)",
-			    0, NULL, NULL, err);
+		r = db_setting_swap(db, "max_parallel_maintenance_workers", "0",
+				    saved_m, err);
 	return r;
 }
 
 static void
 one_core_restore(struct db *db, char *saved_q, char *saved_m)
 {
-	const char *params[2] = { saved_q, saved_m };
 	struct ops_err e = OPS_ERR_INIT;
+	int r = db_setting_restore(db, "max_parallel_workers_per_gather",
+				   saved_q, &e);
 
-	if (saved_q != NULL && saved_m != NULL &&
-	    db_exec(db,
-		    "SELECT set_config('max_parallel_workers_per_gather', $1,"
-		    " false), set_config('max_parallel_maintenance_workers',"
-		    " $2, false)",
-		    2, params, NULL, &e) != 0)
+	/* both, whatever the first did: each frees its value */
+	if (db_setting_restore(db, "max_parallel_maintenance_workers", saved_m,
+			       r == 0 ? &e : NULL) != 0 ||
+	    r != 0)
 		log_warn("cannot restore the parallel worker settings "
 			 "error=%s",
 			 log_q(e.msg));
-	free(saved_q);
-	free(saved_m);
 }
 
 int

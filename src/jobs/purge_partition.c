@@ -98,15 +98,6 @@ resolve(struct db *db, const char *parent, const char *child, struct target *t,
 	return 0;
 }
 
-static int
-set_lock_timeout(struct db *db, const char *value, struct ops_err *err)
-{
-	const char *params[1] = { value };
-
-	return db_exec(db, "SELECT set_config('lock_timeout', $1, false)", 1,
-		       params, NULL, err);
-}
-
 /* Sleep before attempt n (n >= 1) unless stopped. */
 static int
 backoff(int n, const volatile sig_atomic_t *stop, struct ops_err *err)
@@ -329,13 +320,10 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 		return ops_fail(err, OPS_E_STOPPED, true,
 				"stopped before the partition was detached");
 
-	r = db_query_value(db, "SELECT current_setting('lock_timeout')", 0,
-			   NULL, &saved, err);
 	snprintf(lt, sizeof(lt), "%ldms",
 		 lock_timeout_ms > 0 ? lock_timeout_ms
 				     : (long)PURGE_PARTITION_LOCK_TIMEOUT_MS);
-	if (r == 0)
-		r = set_lock_timeout(db, lt, err);
+	r = db_setting_swap(db, "lock_timeout", lt, &saved, err);
 	if (r != 0)
 		goto out;
 
@@ -362,11 +350,11 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 			 log_q(t.child));
 restore:
 	/* keep the first failure; a failed restore alone is one */
-	if (set_lock_timeout(db, saved != NULL ? saved : "0", &e2) != 0 &&
-	    r == 0) {
+	if (db_setting_restore(db, "lock_timeout", saved, &e2) != 0 && r == 0) {
 		*err = e2;
 		r = e2.code;
 	}
+	saved = NULL; /* freed by the restore */
 out:
 	free(saved);
 	if (r != 0 && r != OPS_E_STOPPED && t.child[0] != '\0')
