@@ -319,7 +319,13 @@ push_todo(struct worker *w, struct queue_batch *b)
 		w->held[it->pool]++;
 		fifo_push(&w->todo[it->pool], it);
 	}
-	pthread_cond_broadcast(&w->cv);
+	/* one handler woken per job, not all of them: on a small machine a
+	 * herd of handlers waking for one job is what delays its start */
+	if (b->n >= w->o->concurrency)
+		pthread_cond_broadcast(&w->cv);
+	else
+		for (int i = 0; i < b->n; i++)
+			pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
 
