@@ -1,10 +1,12 @@
 #!/bin/sh
 # Throwaway PostgreSQL 15 cluster for tests, started without systemd.
 # As root the server runs as postgres (initdb refuses root).
-# Prints the temp dir (data, socket, server.log). PGPORT picks the port.
+# Prints the temp dir (data, socket, server.log). PGPORT picks the port;
+# PGTMP_PARENT the directory it is made in (default /tmp: a benchmark may
+# put the cluster on another file system).
 set -eu
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-PGTMP=$(mktemp -d /tmp/apexops-pgtest.XXXXXX)
+PGTMP=$(mktemp -d "${PGTMP_PARENT:-/tmp}/apexops-pgtest.XXXXXX")
 PGPORT=${PGPORT:-55432}
 if [ "$(id -u)" = 0 ]; then
 	chown postgres:postgres "$PGTMP"
