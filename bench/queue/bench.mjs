@@ -312,6 +312,11 @@ async function trickle(s) {
 		fromAck.push((v[0] - acks.get(String(id))) / 1000);
 		enqTrip.push((acks.get(String(id)) - calls.get(String(id))) / 1000);
 	}
+	// TRICKLE_DUMP=DIR: each job's call, ack and start (µs, CLOCK_MONOTONIC)
+	if (process.env.TRICKLE_DUMP) {
+		const rows = ids.filter((id) => runs.get(String(id))).map((id) => `${id} ${calls.get(String(id))} ${acks.get(String(id))} ${runs.get(String(id))[0]}`);
+		fs.writeFileSync(path.join(process.env.TRICKLE_DUMP, `${s}-trickle.tsv`), rows.join("\n") + "\n");
+	}
 	return {
 		p50call: pct(fromCall, 50),
 		p99call: pct(fromCall, 99),
