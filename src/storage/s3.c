@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "storage/aws_profile.h"
 #include "storage/sigv4.h"
 
 #define MAX_KEY 1024
@@ -195,57 +196,209 @@ valid_key_id(const char *k)
 	return true;
 }
 
+static bool
+set(const char *v)
+{
+	return v != NULL && v[0] != '\0';
+}
+
+/* Append to b the shared files read (credentials only when creds), as
+ * "the shared credentials file 'x' (VAR) or the shared config file 'y'
+ * (VAR)". */
+static void
+files_read(struct buf *b, const struct aws_profile *p, bool creds)
+{
+	const char *cf = creds ? p->credentials_file : NULL;
+
+	if (cf != NULL)
+		buf_addf(b,
+			 "the shared credentials file '%.120s' "
+			 "(AWS_SHARED_CREDENTIALS_FILE)",
+			 cf);
+	if (p->config_file != NULL)
+		buf_addf(b,
+			 "%sthe shared config file '%.120s' (AWS_CONFIG_FILE)",
+			 cf != NULL ? " or " : "", p->config_file);
+}
+
+/* Append to b where else what was looked for, for the messages of
+ * s3_opts_from_env() when it is nowhere. */
+static void
+where(struct buf *b, const struct aws_profile *p, const char *what, bool creds)
+{
+	const char *cf = creds ? p->credentials_file : NULL;
+
+	if (cf != NULL || p->config_file != NULL) {
+		if (p->found)
+			buf_addf(b,
+				 "; nor does profile '%.64s' (AWS_PROFILE) "
+				 "set %s in ",
+				 aws_profile_name(), what);
+		else
+			buf_addf(b,
+				 "; nor is there a profile '%.64s' "
+				 "(AWS_PROFILE) in ",
+				 aws_profile_name());
+		files_read(b, p, creds);
+	}
+	if (creds && cf == NULL)
+		buf_adds(b, "; no shared credentials file was read (HOME and "
+			    "AWS_SHARED_CREDENTIALS_FILE are not set)");
+	else if (!creds && p->config_file == NULL)
+		buf_adds(b, "; no shared config file was read (HOME and "
+			    "AWS_CONFIG_FILE are not set)");
+}
+
 int
 s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 {
-	const char *v;
+	const char *v, *id, *secret, *pname = aws_profile_name();
+	const char *rvar = "AWS_REGION";
 	struct endpoint ep;
 	struct ops_err sub = OPS_ERR_INIT;
+	struct aws_profile *p = NULL;
+	struct buf msg = BUF_INIT;
+	bool env_pair, used = false;
+	int r;
 
 	memset(o, 0, sizeof(*o));
 	o->bucket = bucket;
-	o->access_key_id = getenv("AWS_ACCESS_KEY_ID");
-	o->secret_access_key = getenv("AWS_SECRET_ACCESS_KEY");
-	o->session_token = getenv("AWS_SESSION_TOKEN");
-	if (o->access_key_id == NULL || o->access_key_id[0] == '\0')
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"AWS_ACCESS_KEY_ID is not set: the S3 export "
-				"needs an access key id (GOOG1... for GCS)");
-	if (!valid_key_id(o->access_key_id))
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"AWS_ACCESS_KEY_ID is not an access key id "
-				"(1 to 128 letters and digits)");
-	if (o->secret_access_key == NULL || o->secret_access_key[0] == '\0')
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"AWS_SECRET_ACCESS_KEY is not set: the S3 "
-				"export needs the secret key");
+	id = getenv("AWS_ACCESS_KEY_ID");
+	secret = getenv("AWS_SECRET_ACCESS_KEY");
+	env_pair = set(id) && set(secret);
+	o->region = getenv("AWS_REGION");
+	if (!set(o->region)) {
+		o->region = getenv("AWS_DEFAULT_REGION");
+		rvar = "AWS_DEFAULT_REGION";
+		if (!set(o->region))
+			o->region = NULL;
+	}
+	/* the shared files, for what the environment lacks: config first,
+	 * then credentials, whose values win */
+	if (!env_pair || o->region == NULL) {
+		p = xcalloc(1, sizeof(*p));
+		r = aws_profile_load(AWS_PROFILE_CONFIG, pname, p, err);
+		if (r == 0 && !env_pair)
+			r = aws_profile_load(AWS_PROFILE_CREDENTIALS, pname, p,
+					     err);
+		if (r != 0)
+			goto out;
+	}
+	if (env_pair) {
+		o->access_key_id = id;
+		o->secret_access_key = secret;
+		o->session_token = getenv("AWS_SESSION_TOKEN");
+	} else if (set(p->access_key_id) || set(p->secret_access_key)) {
+		if (!set(p->access_key_id) || !set(p->secret_access_key)) {
+			bool has_id = set(p->access_key_id);
+
+			files_read(&msg, p, true);
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "profile '%.64s' (AWS_PROFILE) has %s but "
+				     "no %s in %s: the S3 export needs both",
+				     pname,
+				     has_id ? "aws_access_key_id"
+					    : "aws_secret_access_key",
+				     has_id ? "aws_secret_access_key"
+					    : "aws_access_key_id",
+				     buf_str(&msg));
+			goto out;
+		}
+		if (!valid_key_id(p->access_key_id)) {
+			files_read(&msg, p, true);
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "aws_access_key_id of profile '%.64s' "
+				     "(AWS_PROFILE) in %s is not an access key "
+				     "id (1 to 128 letters and digits)",
+				     pname, buf_str(&msg));
+			goto out;
+		}
+		o->access_key_id = p->access_key_id;
+		o->secret_access_key = p->secret_access_key;
+		o->session_token = p->session_token;
+		used = true;
+	} else {
+		/* nowhere: the environment's messages, and where else
+		 * was looked */
+		if (!set(id)) {
+			where(&msg, p, "aws_access_key_id", true);
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "AWS_ACCESS_KEY_ID is not set: the S3 "
+				     "export needs an access key id (GOOG1... "
+				     "for GCS)%s",
+				     buf_str(&msg));
+			goto out;
+		}
+		if (!valid_key_id(id)) {
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "AWS_ACCESS_KEY_ID is not an access key "
+				     "id (1 to 128 letters and digits)");
+			goto out;
+		}
+		where(&msg, p, "aws_secret_access_key", true);
+		r = ops_fail(err, OPS_E_CONFIG, false,
+			     "AWS_SECRET_ACCESS_KEY is not set: the S3 export "
+			     "needs the secret key%s",
+			     buf_str(&msg));
+		goto out;
+	}
+	if (!used && !valid_key_id(o->access_key_id)) {
+		r = ops_fail(err, OPS_E_CONFIG, false,
+			     "AWS_ACCESS_KEY_ID is not an access key id "
+			     "(1 to 128 letters and digits)");
+		goto out;
+	}
 	/* defence in depth: no log line may carry them */
 	log_add_secret(o->secret_access_key);
 	if (o->session_token != NULL)
 		log_add_secret(o->session_token);
-	o->region = getenv("AWS_REGION");
-	if (o->region == NULL || o->region[0] == '\0')
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"AWS_REGION is not set: name the bucket's "
-				"region, such as us-east-1 (auto for GCS)");
-	if (!valid_region(o->region))
-		return ops_fail(
-			err, OPS_E_CONFIG, false,
-			"AWS_REGION='%.64s' is not a region: lower-case "
-			"letters, digits and '-', such as eu-west-1",
-			o->region);
+	if (o->region == NULL && set(p->region)) {
+		o->region = p->region;
+		used = true;
+		if (!valid_region(o->region)) {
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "region '%.64s' of profile '%.64s' "
+				     "(AWS_PROFILE) in '%.120s' is not a "
+				     "region: lower-case letters, digits and "
+				     "'-', such as eu-west-1",
+				     o->region, pname,
+				     p->config_file != NULL ? p->config_file
+							    : "?");
+			goto out;
+		}
+	}
+	if (o->region == NULL) {
+		where(&msg, p, "region", false);
+		r = ops_fail(err, OPS_E_CONFIG, false,
+			     "AWS_REGION is not set: name the bucket's region, "
+			     "such as us-east-1 (auto for GCS); "
+			     "AWS_DEFAULT_REGION is not set either%s",
+			     buf_str(&msg));
+		goto out;
+	}
+	if (!valid_region(o->region)) {
+		r = ops_fail(err, OPS_E_CONFIG, false,
+			     "%s='%.64s' is not a region: lower-case "
+			     "letters, digits and '-', such as eu-west-1",
+			     rvar, o->region);
+		goto out;
+	}
 	v = getenv("AWS_ENDPOINT_URL_S3");
 	if (v != NULL && v[0] != '\0') {
-		if (parse_endpoint(v, &ep, &sub) != 0)
-			return ops_fail(err, OPS_E_CONFIG, false,
-					"AWS_ENDPOINT_URL_S3 %s", sub.msg);
+		if (parse_endpoint(v, &ep, &sub) != 0) {
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "AWS_ENDPOINT_URL_S3 %s", sub.msg);
+			goto out;
+		}
 		o->endpoint = v;
 	} else {
 		v = getenv("AWS_ENDPOINT_URL");
 		if (v != NULL && v[0] != '\0') {
-			if (parse_endpoint(v, &ep, &sub) != 0)
-				return ops_fail(err, OPS_E_CONFIG, false,
-						"AWS_ENDPOINT_URL %s", sub.msg);
+			if (parse_endpoint(v, &ep, &sub) != 0) {
+				r = ops_fail(err, OPS_E_CONFIG, false,
+					     "AWS_ENDPOINT_URL %s", sub.msg);
+				goto out;
+			}
 			o->endpoint = v;
 		}
 	}
@@ -253,25 +406,50 @@ s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 	if (v != NULL && v[0] != '\0') {
 		if (strcmp(v, "true") == 0)
 			o->force_path_style = true;
-		else if (strcmp(v, "false") != 0)
-			return ops_fail(
-				err, OPS_E_CONFIG, false,
-				"APEXOPS_S3_FORCE_PATH_STYLE='%.32s' is "
-				"not allowed: use true or false",
-				v);
+		else if (strcmp(v, "false") != 0) {
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "APEXOPS_S3_FORCE_PATH_STYLE='%.32s' is "
+				     "not allowed: use true or false",
+				     v);
+			goto out;
+		}
 	}
 	v = getenv("APEXOPS_S3_SSE");
 	if (v != NULL && v[0] != '\0') {
-		if (strcmp(v, "AES256") != 0 && strcmp(v, "aws:kms") != 0)
-			return ops_fail(
-				err, OPS_E_CONFIG, false,
-				"APEXOPS_S3_SSE='%.32s' is not allowed: "
-				"use AES256 or aws:kms, or leave it "
-				"unset for none",
-				v);
+		if (strcmp(v, "AES256") != 0 && strcmp(v, "aws:kms") != 0) {
+			r = ops_fail(err, OPS_E_CONFIG, false,
+				     "APEXOPS_S3_SSE='%.32s' is not allowed: "
+				     "use AES256 or aws:kms, or leave it "
+				     "unset for none",
+				     v);
+			goto out;
+		}
 		o->sse = v;
 	}
-	return 0;
+	r = 0;
+out:
+	buf_release(&msg);
+	if (r != 0 || !used) {
+		aws_profile_release(p);
+		free(p);
+		p = NULL;
+	}
+	if (r != 0)
+		memset(o, 0, sizeof(*o)); /* nothing points into p */
+	o->profile = p;
+	return r;
+}
+
+void
+s3_opts_release(struct s3_opts *o)
+{
+	if (o == NULL)
+		return;
+	if (o->profile != NULL) {
+		aws_profile_release(o->profile);
+		free(o->profile);
+	}
+	memset(o, 0, sizeof(*o));
 }
 
 void

@@ -37,7 +37,12 @@
 #define S3_DEFAULT_THRESHOLD ((size_t)64 * 1024 * 1024)
 #define S3_DEFAULT_PART_SIZE ((size_t)16 * 1024 * 1024)
 
-/* All strings borrowed; s3_client_new() copies what it keeps. */
+struct aws_profile;
+
+/*
+ * All strings borrowed (from the caller, the environment or profile);
+ * s3_client_new() copies what it keeps.
+ */
 struct s3_opts {
 	/* "https://host[:port]" (no path); NULL: AWS's endpoint for region,
 	 * https://s3.<region>.amazonaws.com */
@@ -65,22 +70,47 @@ struct s3_opts {
 	 */
 	int (*bearer)(void *arg, char **token, struct ops_err *err);
 	void *bearer_arg; /* borrowed */
+	/* the values s3_opts_from_env() read from the shared files, which
+	 * strings above may point into: owned, freed by s3_opts_release();
+	 * NULL when nothing came from them (and in an o filled by hand) */
+	struct aws_profile *profile;
 };
 
 /*
- * Fill o from the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
- * AWS_SESSION_TOKEN (optional), AWS_REGION, AWS_ENDPOINT_URL_S3 (else
- * AWS_ENDPOINT_URL, else AWS), APEXOPS_S3_FORCE_PATH_STYLE (true/false),
- * APEXOPS_S3_SSE (AES256, aws:kms). bucket is the caller's. The strings
- * point into the environment: use o before the environment changes. A
- * missing or bad value is OPS_E_CONFIG naming the variable (never its
- * value when it is a secret). The secret key and the session token are
- * registered with log_add_secret(). Call it before starting threads.
- * NEEDSWORK: the shared credentials and config
- * files (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE) are not read yet.
+ * Fill o as the AWS SDKs find their settings: bucket is the caller's.
+ *   - Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, with
+ *     AWS_SESSION_TOKEN (optional), when both are set; else the
+ *     aws_access_key_id, aws_secret_access_key and aws_session_token of
+ *     profile AWS_PROFILE (default "default") in the shared credentials
+ *     file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials), each
+ *     winning over the same profile's value in the shared config file
+ *     (AWS_CONFIG_FILE, else ~/.aws/config). The pair and its token come
+ *     from one place: never half from the environment and half
+ *     from the files.
+ *   - Region: AWS_REGION, else AWS_DEFAULT_REGION, else region of the
+ *     profile in the config file.
+ *   - AWS_ENDPOINT_URL_S3 (else AWS_ENDPOINT_URL, else AWS),
+ *     APEXOPS_S3_FORCE_PATH_STYLE (true/false), APEXOPS_S3_SSE (AES256,
+ *     aws:kms): the environment only.
+ * An empty variable or value counts as unset. The files are read only for
+ * what the environment lacks (storage/aws_profile.h has their format).
+ *
+ * The strings point into the environment, or into o->profile for values
+ * from the files: use o before the environment changes, and call
+ * s3_opts_release(o) when done with o (after s3_client_new(), which
+ * copies). o is overwritten: release an earlier result first. A missing
+ * or bad value is OPS_E_CONFIG naming the variable, or the profile and
+ * the files looked at (never a secret's value), and so is a shared file
+ * that is malformed, too big, not a regular file, unreadable, or named by
+ * its variable and missing; then o holds nothing to release. The secret
+ * key and the session token are registered with log_add_secret(). Reads
+ * the environment: call it before starting threads.
  */
 int s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 	__attribute__((warn_unused_result));
+/* Wipe and free what s3_opts_from_env() read from the shared files, and
+ * clear o. NULL, or an o filled by hand (profile NULL), is fine. */
+void s3_opts_release(struct s3_opts *o);
 
 struct s3_client;
 

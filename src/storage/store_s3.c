@@ -171,9 +171,10 @@ s3_open(struct store *s, struct ops_err *err)
 	if (r != 0)
 		return r;
 	r = common_opts(s->cfg, &o, &pol, err);
-	if (r != 0)
-		return r;
-	return finish_open(s, &o, "s3", NULL, err);
+	if (r == 0)
+		r = finish_open(s, &o, "s3", NULL, err); /* copies o */
+	s3_opts_release(&o); /* wipes what the shared files gave */
+	return r;
 }
 
 static int

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -794,14 +795,46 @@ static void
 clear_env(void)
 {
 	static const char *const vars[] = {
-		"AWS_ACCESS_KEY_ID",	       "AWS_SECRET_ACCESS_KEY",
-		"AWS_SESSION_TOKEN",	       "AWS_REGION",
-		"AWS_ENDPOINT_URL_S3",	       "AWS_ENDPOINT_URL",
-		"APEXOPS_S3_FORCE_PATH_STYLE", "APEXOPS_S3_SSE",
+		"AWS_ACCESS_KEY_ID",
+		"AWS_SECRET_ACCESS_KEY",
+		"AWS_SESSION_TOKEN",
+		"AWS_REGION",
+		"AWS_DEFAULT_REGION",
+		"AWS_ENDPOINT_URL_S3",
+		"AWS_ENDPOINT_URL",
+		"APEXOPS_S3_FORCE_PATH_STYLE",
+		"APEXOPS_S3_SSE",
+		"AWS_PROFILE",
+		"AWS_SHARED_CREDENTIALS_FILE",
+		"AWS_CONFIG_FILE",
 	};
 
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
+	/* a HOME without .aws: never the user's own shared files */
+	setenv("HOME", tmpdir, 1);
+}
+
+/* HOME as the test found it, put back by restore_home() */
+static char *saved_home;
+
+static void
+save_home(void)
+{
+	const char *h = getenv("HOME");
+
+	saved_home = h != NULL ? xstrdup(h) : NULL;
+}
+
+static void
+restore_home(void)
+{
+	if (saved_home != NULL)
+		setenv("HOME", saved_home, 1);
+	else
+		unsetenv("HOME");
+	free(saved_home);
+	saved_home = NULL;
 }
 
 #define ENV_FAILS(needle)                                               \
@@ -821,8 +854,13 @@ test_options_from_env(void **state)
 	struct ops_err err = OPS_ERR_INIT;
 
 	(void)state;
+	save_home();
 	clear_env();
 	ENV_FAILS("AWS_ACCESS_KEY_ID is not set");
+	/* ... nor in the shared files, and the message says where it
+	 * looked */
+	ENV_FAILS("profile 'default' (AWS_PROFILE)");
+	ENV_FAILS("shared credentials file");
 	setenv("AWS_ACCESS_KEY_ID", "AKIA/bad", 1);
 	ENV_FAILS("AWS_ACCESS_KEY_ID is not an access key id");
 	setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE", 1);
@@ -863,7 +901,136 @@ test_options_from_env(void **state)
 	assert_true(o.force_path_style);
 	assert_string_equal(o.sse, "aws:kms");
 	assert_string_equal(o.session_token, "tok");
+	/* AWS_DEFAULT_REGION when AWS_REGION is unset */
+	unsetenv("AWS_REGION");
+	setenv("AWS_DEFAULT_REGION", "ap-east-1", 1);
+	assert_int_equal(s3_opts_from_env(&o, "exports", &err), 0);
+	assert_string_equal(o.region, "ap-east-1");
+	setenv("AWS_DEFAULT_REGION", "Mars 2", 1);
+	ENV_FAILS("AWS_DEFAULT_REGION='Mars 2' is not a region");
+	s3_opts_release(&o);
 	clear_env();
+	restore_home();
+}
+
+/* tmpdir/name holding text; the path is new, the caller frees it */
+static char *
+shared_file(const char *name, const char *text)
+{
+	char *path = xasprintf("%s/%s", tmpdir, name);
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	assert_true(fputs(text, fp) >= 0);
+	assert_int_equal(fclose(fp), 0);
+	return path;
+}
+
+/*
+ * Credentials and region from AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE
+ * and AWS_PROFILE, as the SDKs take them; then a request signed with them
+ * through the SigV4 front, read back with the SDK.
+ */
+static void
+test_options_from_shared_files(void **state)
+{
+	static const char body[] = "signed with a profile's key";
+	struct s3_opts o;
+	struct s3_client *c = NULL;
+	struct ops_err err = OPS_ERR_INIT;
+	char *cred, *conf, *dir, *fifo, *bad;
+
+	(void)state;
+	save_home();
+	clear_env();
+	cred = shared_file("aws-credentials",
+			   "# apexops test\n"
+			   "[default]\naws_access_key_id = WRONGID\n"
+			   "aws_secret_access_key = topSecretValue\n"
+			   "\n[exporter]\r\n"
+			   "aws_access_key_id = S3RVER\r\n"
+			   "aws_secret_access_key = S3RVER ; s3rver's\r\n");
+	conf = shared_file("aws-config",
+			   "[default]\nregion = eu-west-1\n"
+			   "[profile exporter]\nregion = us-east-1\n"
+			   "s3 =\n  addressing_style = path\n"
+			   "aws_access_key_id = CONFIGID\n"
+			   "aws_secret_access_key = configSecretValue\n");
+	setenv("AWS_SHARED_CREDENTIALS_FILE", cred, 1);
+	setenv("AWS_CONFIG_FILE", conf, 1);
+	setenv("AWS_ENDPOINT_URL_S3", endpoint, 1);
+	/* the default profile */
+	assert_int_equal(s3_opts_from_env(&o, "exports", &err), 0);
+	assert_string_equal(o.access_key_id, "WRONGID");
+	assert_string_equal(o.region, "eu-west-1");
+	s3_opts_release(&o);
+	/* AWS_PROFILE's: the credentials file wins over the config file */
+	setenv("AWS_PROFILE", "exporter", 1);
+	assert_int_equal(s3_opts_from_env(&o, "exports", &err), 0);
+	assert_string_equal(o.access_key_id, "S3RVER");
+	assert_string_equal(o.secret_access_key, "S3RVER");
+	assert_null(o.session_token);
+	assert_string_equal(o.region, "us-east-1");
+	assert_string_equal(o.endpoint, endpoint);
+	assert_int_equal(s3_client_new(&o, &c, &err), 0);
+	s3_opts_release(&o); /* the client has its own copies */
+	if (s3_put_object(c, "profile/put", body, sizeof(body) - 1, NULL,
+			  &err) != 0)
+		fail_msg("put: %s", err.msg);
+	assert_sdk_reads("us-east-1", "S3RVER", "S3RVER", "exports",
+			 "profile/put", body, sizeof(body) - 1);
+	assert_int_equal(s3_delete_object(c, "profile/put", &err), 0);
+	s3_client_free(c);
+	/* the environment wins over both files, the pair and the region */
+	setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "envSecretValue", 1);
+	setenv("AWS_REGION", "sa-east-1", 1);
+	assert_int_equal(s3_opts_from_env(&o, "exports", &err), 0);
+	assert_string_equal(o.access_key_id, "ENVID");
+	assert_string_equal(o.region, "sa-east-1");
+	assert_null(o.profile);
+	s3_opts_release(&o);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("AWS_REGION");
+	/* a directory, a FIFO, a missing file named by the variables:
+	 * exit 78 with the variable and the reason, no hang */
+	dir = xasprintf("%s/data", tmpdir);
+	fifo = xasprintf("%s/aws-fifo", tmpdir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", dir, 1);
+	ENV_FAILS("AWS_SHARED_CREDENTIALS_FILE: ");
+	ENV_FAILS("is a directory, expected a regular file");
+	assert_int_equal(ops_err_exit_code(&err), 78);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", cred, 1);
+	setenv("AWS_CONFIG_FILE", fifo, 1);
+	ENV_FAILS("AWS_CONFIG_FILE: ");
+	ENV_FAILS("is a FIFO");
+	setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config", 1);
+	ENV_FAILS("AWS_CONFIG_FILE: cannot open '/nonexistent/aws-config'");
+	/* a malformed file: its name and line, never the line */
+	bad = shared_file("aws-bad", "[exporter]\n"
+				     "aws_secret_access_key topSecretValue\n");
+	setenv("AWS_CONFIG_FILE", conf, 1);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", bad, 1);
+	ENV_FAILS("/aws-bad:2: expected");
+	/* a profile with half a pair */
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+	setenv("AWS_CONFIG_FILE", cred, 1); /* no [profile exporter] */
+	ENV_FAILS("AWS_ACCESS_KEY_ID is not set");
+	ENV_FAILS("nor is there a profile 'exporter' (AWS_PROFILE)");
+	free(bad);
+	bad = shared_file("aws-half", "[exporter]\naws_access_key_id = AK\n");
+	setenv("AWS_SHARED_CREDENTIALS_FILE", bad, 1);
+	ENV_FAILS("has aws_access_key_id but no aws_secret_access_key");
+	assert_int_equal(unlink(fifo), 0);
+	free(bad);
+	free(fifo);
+	free(dir);
+	free(conf);
+	free(cred);
+	clear_env();
+	restore_home();
 }
 
 static void
@@ -1013,6 +1180,7 @@ main(void)
 		cmocka_unit_test(test_addressing),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_options_from_env),
+		cmocka_unit_test(test_options_from_shared_files),
 		cmocka_unit_test(test_xml_text),
 		cmocka_unit_test(test_list_parse),
 		cmocka_unit_test(test_uploads_parse),
