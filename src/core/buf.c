@@ -130,6 +130,14 @@ buf_release(struct buf *b)
 	b->len = b->cap = 0;
 }
 
+void
+buf_release_wipe(struct buf *b)
+{
+	if (b->data != NULL)
+		explicit_bzero(b->data, b->cap);
+	buf_release(b);
+}
+
 char *
 buf_detach(struct buf *b)
 {

@@ -45,6 +45,8 @@ void buf_reset(struct buf *b);
 void buf_truncate(struct buf *b, size_t len);
 /* Free the storage; the buffer may be reused. */
 void buf_release(struct buf *b);
+/* The same, wiping the storage first: for a buffer that held a secret. */
+void buf_release_wipe(struct buf *b);
 /* Hand the string to the caller (never NULL); b is left empty. */
 char *buf_detach(struct buf *b) __attribute__((warn_unused_result));
 /* "" when nothing was appended. */

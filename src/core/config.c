@@ -176,8 +176,7 @@ read_secret_file(const char *var, const char *path, struct ops_err *err)
 	if (b.len > 0 && b.data[b.len - 1] == '\n')
 		buf_truncate(&b, b.len - 1);
 	if (memchr(buf_str(&b), '\0', b.len) != NULL) {
-		explicit_bzero(b.data, b.len);
-		buf_release(&b);
+		buf_release_wipe(&b);
 		ops_fail(err, OPS_E_CONFIG, false,
 			 "%s_FILE: '%s' holds a NUL byte: expected the secret "
 			 "as text",

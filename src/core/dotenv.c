@@ -190,9 +190,7 @@ dotenv_parse(const char *text, size_t len, const char *name, struct dotenv *env,
 			   xstrdup(buf_str(&val)), start_line);
 	}
 out:
-	if (val.data != NULL)
-		explicit_bzero(val.data, val.cap);
-	buf_release(&val);
+	buf_release_wipe(&val);
 	if (r != 0)
 		dotenv_release(env);
 	return r;
@@ -213,9 +211,7 @@ dotenv_load(const char *path, struct dotenv *env, struct ops_err *err)
 			err->code = OPS_E_CONFIG;
 		r = OPS_E_CONFIG;
 	}
-	if (b.data != NULL)
-		explicit_bzero(b.data, b.cap);
-	buf_release(&b);
+	buf_release_wipe(&b);
 	return r;
 }
 

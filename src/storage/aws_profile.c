@@ -351,9 +351,7 @@ aws_profile_load(enum aws_profile_file kind, const char *profile,
 		r = aws_profile_parse(buf_str(&b), b.len, kind, path, profile,
 				      p, err);
 	}
-	if (b.data != NULL)
-		explicit_bzero(b.data, b.cap); /* it holds secrets */
-	buf_release(&b);
+	buf_release_wipe(&b); /* it holds secrets */
 	return r;
 }
 

@@ -39,6 +39,23 @@ test_buf_truncate(void **state)
 }
 
 static void
+test_buf_release_wipe(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_release_wipe(&b); /* no storage: nothing to do */
+	assert_null(b.data);
+	assert_int_equal(buf_puts(&b, "s3cret"), 0);
+	buf_release_wipe(&b);
+	assert_null(b.data);
+	assert_int_equal(b.len + b.cap, 0);
+	assert_int_equal(buf_puts(&b, "again"), 0); /* reusable */
+	assert_string_equal(buf_str(&b), "again");
+	buf_release_wipe(&b);
+}
+
+static void
 test_parse_long(void **state)
 {
 	static const struct {
@@ -395,6 +412,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_truncate),
+		cmocka_unit_test(test_buf_release_wipe),
 		cmocka_unit_test(test_parse_long),
 		cmocka_unit_test(test_parse_date),
 		cmocka_unit_test(test_uuid),
