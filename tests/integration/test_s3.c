@@ -30,6 +30,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
+#include "aws_env.h"
 #include "core/buf.h"
 #include "core/xalloc.h"
 #include "storage/s3.h"
@@ -794,23 +795,7 @@ test_bad_options(void **state)
 static void
 clear_env(void)
 {
-	static const char *const vars[] = {
-		"AWS_ACCESS_KEY_ID",
-		"AWS_SECRET_ACCESS_KEY",
-		"AWS_SESSION_TOKEN",
-		"AWS_REGION",
-		"AWS_DEFAULT_REGION",
-		"AWS_ENDPOINT_URL_S3",
-		"AWS_ENDPOINT_URL",
-		"APEXOPS_S3_FORCE_PATH_STYLE",
-		"APEXOPS_S3_SSE",
-		"AWS_PROFILE",
-		"AWS_SHARED_CREDENTIALS_FILE",
-		"AWS_CONFIG_FILE",
-	};
-
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-		unsetenv(vars[i]);
+	aws_env_clear();
 	/* a HOME without .aws: never the user's own shared files */
 	setenv("HOME", tmpdir, 1);
 }

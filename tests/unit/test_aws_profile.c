@@ -17,6 +17,7 @@
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
 
+#include "aws_env.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "storage/aws_profile.h"
@@ -27,28 +28,6 @@
 
 static char tmpdir[64];
 
-static void
-clear_env(void)
-{
-	static const char *const vars[] = {
-		"AWS_ACCESS_KEY_ID",
-		"AWS_SECRET_ACCESS_KEY",
-		"AWS_SESSION_TOKEN",
-		"AWS_REGION",
-		"AWS_DEFAULT_REGION",
-		"AWS_ENDPOINT_URL_S3",
-		"AWS_ENDPOINT_URL",
-		"APEXOPS_S3_FORCE_PATH_STYLE",
-		"APEXOPS_S3_SSE",
-		"AWS_PROFILE",
-		"AWS_SHARED_CREDENTIALS_FILE",
-		"AWS_CONFIG_FILE",
-	};
-
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-		unsetenv(vars[i]);
-}
-
 static int
 setup(void **state)
 {
@@ -56,7 +35,7 @@ setup(void **state)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/apexops-awsprof-XXXXXX");
 	if (mkdtemp(tmpdir) == NULL)
 		return -1;
-	clear_env();
+	aws_env_clear();
 	setenv("HOME", tmpdir, 1); /* never the user's own ~/.aws */
 	return 0;
 }
@@ -67,7 +46,7 @@ teardown(void **state)
 	char cmd[128];
 
 	(void)state;
-	clear_env();
+	aws_env_clear();
 	log_forget_secrets();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	return system(cmd) == 0 ? 0 : -1;
