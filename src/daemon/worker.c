@@ -677,7 +677,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		struct ops_err e = OPS_ERR_INIT;
 		double now = mono();
 		struct pollfd pfd[2];
-		int nfd = 1, wait_ms = POLL_MS, got = 0, nq, ndone;
+		int nfd = 1, wait_ms = 0, got = 0, nq, ndone;
 		int room[NPOOLS];
 		bool claim[NPOOLS];
 
@@ -740,7 +740,9 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		}
 		if (now >= next_poll) {
 			more[0] = more[1] = true; /* the poll fallback */
-			next_poll = now + POLL_MS / 1000.0;
+			next_poll = now + (double)(o->poll_ms > 0 ? o->poll_ms
+								  : POLL_MS) /
+						  1000.0;
 		}
 		/* what to do this pass */
 		pthread_mutex_lock(&w.mu);
@@ -870,6 +872,20 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		metrics_tick(w.m);
 		if (got > 0 && (more[0] || more[1]))
 			continue; /* there may be more, and room for it */
+		/* a notification that came with a reply of this pass's round
+		 * trips is in libpq's hands, not on the socket: ppoll() would
+		 * not see it until the next one or the poll fallback */
+		if (listening) {
+			int nn = 0;
+
+			if (db_notifies(db, &nn, &e) != 0) {
+				listening = false;
+				ops_err_clear(&e);
+			} else if (nn > 0) {
+				more[0] = more[1] = true;
+				continue;
+			}
+		}
 		/* wait for a notification, a finished job or a signal */
 		pfd[0].fd = ops_wake_fd(&w.wake);
 		pfd[0].events = POLLIN;

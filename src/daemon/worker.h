@@ -73,6 +73,7 @@ struct worker_opts {
 	const char *http_addr;	/* /healthz, /metrics; NULL: off */
 	long run_for_s;		/* tests: exit after this many seconds; 0 */
 	long exit_when_idle_ms; /* bench: exit after this long without work */
+	long poll_ms;		/* tests: LISTEN's poll fallback; 0: 1000 */
 	/* tests: the kind table (NULL: worker_kinds); kinds must name its
 	 * entries */
 	const struct worker_kind *kind_table;

@@ -172,7 +172,10 @@ int db_listen(struct db *db, const char *channel, struct ops_err *err)
 /* The connection's socket, to wait on with poll(); -1 when closed. */
 int db_socket(const struct db *db);
 /* Read what arrived on the socket and drop the notifications received;
- * *count gets how many. OPS_E_CONNECT when the connection broke. */
+ * *count gets how many. OPS_E_CONNECT when the connection broke. Counts
+ * too the notifications libpq took in with an earlier query's reply on
+ * this connection, which poll() on db_socket() no longer sees: call it
+ * after the last query and before waiting on the socket. */
 int db_notifies(struct db *db, int *count, struct ops_err *err)
 	__attribute__((warn_unused_result));
 /* "15.20" etc., borrowed. */

@@ -1,4 +1,5 @@
 /* Integration tests of the libpq layer against a real PostgreSQL. */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -431,6 +432,38 @@ test_prepared_statements(void **state)
 	db_close(admin);
 }
 
+/* a notification that comes in with a query's reply is taken in by libpq
+ * then: poll() no longer sees it on the socket, and db_notifies() still
+ * reports it (the worker relies on this before it sleeps) */
+static void
+test_notifies_taken_in_during_a_query(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+	struct pollfd pfd;
+	char *v = NULL;
+	int n = -1;
+
+	(void)state;
+	assert_int_equal(db_listen(db, "it_chan", &err), 0);
+	assert_int_equal(db_notifies(db, &n, &err), 0);
+	assert_int_equal(n, 0);
+	/* its own notification arrives before the reply's end */
+	assert_int_equal(db_query_value(db, "SELECT pg_notify('it_chan', 'x')",
+					0, NULL, &v, &err),
+			 0);
+	free(v);
+	pfd.fd = db_socket(db);
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	assert_int_equal(poll(&pfd, 1, 50), 0);
+	assert_int_equal(db_notifies(db, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(db_notifies(db, &n, &err), 0);
+	assert_int_equal(n, 0);
+	db_close(db);
+}
+
 int
 main(void)
 {
@@ -445,6 +478,7 @@ main(void)
 		cmocka_unit_test(test_session_is_pinned),
 		cmocka_unit_test(test_reconnect_after_terminate),
 		cmocka_unit_test(test_prepared_statements),
+		cmocka_unit_test(test_notifies_taken_in_during_a_query),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,7 +4,10 @@
  * operators see), PRIVACY_WORKER_CONCURRENCY=2 and four handlers, jobs of
  * the privacy pool run at most two at once, no more of them are claimed
  * than can start (the database never shows a third running), and while
- * the pool is full the other handlers go on with default jobs.
+ * the pool is full the other handlers go on with default jobs. And a
+ * notification that reaches the worker with the reply to one of its own
+ * round trips (taken in by libpq, so no longer on the socket) still wakes
+ * it: the job it announces runs without waiting for the poll fallback.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -206,11 +209,80 @@ test_privacy_pool(void **state)
 	db_close(db);
 }
 
+static int
+quick_handle(struct worker_job *job)
+{
+	(void)job;
+	return 0;
+}
+
+static const struct worker_kind chain_kinds[] = {
+	{ "t.first", quick_handle, 5, WORKER_POOL_DEFAULT, "test" },
+	{ "t.second", quick_handle, 5, WORKER_POOL_DEFAULT, "test" },
+};
+
+/*
+ * The claim of t.first enqueues t.second in the claim's own transaction
+ * (a trigger of the test's): the claim does not see it, and its
+ * notification comes back to the worker's listening connection with the
+ * claim's reply. Nothing else wakes the worker (the poll fallback is ten
+ * minutes away), so t.second runs only if the worker looks at what libpq
+ * took in before it sleeps; otherwise it is still waiting when the worker
+ * exits idle.
+ */
+static void
+test_notification_in_a_reply(void **state)
+{
+	struct ops_config cfg;
+	struct ops_err err = OPS_ERR_INIT;
+	struct worker_opts o;
+	const char *names[] = { "t.first", "t.second" };
+	struct db *db = itest_connect(url);
+	long long id = 0;
+
+	(void)state;
+	itest_exec(db, "CREATE FUNCTION public.t_chain() RETURNS trigger"
+		       " LANGUAGE plpgsql AS $$ BEGIN"
+		       " PERFORM apexops.enqueue('t.second', '{}');"
+		       " RETURN NULL; END $$");
+	itest_exec(db, "CREATE TRIGGER t_chain AFTER UPDATE ON"
+		       " apexops.queue_jobs FOR EACH ROW WHEN"
+		       " (NEW.kind = 't.first' AND NEW.state = 'running'"
+		       " AND OLD.state <> 'running')"
+		       " EXECUTE FUNCTION public.t_chain()");
+	assert_int_equal(
+		queue_enqueue(db, "t.first", "{}", NULL, 0, 5, NULL, &id, &err),
+		0);
+	assert_int_equal(config_load(&cfg, envfile, fake_getenv, &err), 0);
+	memset(&o, 0, sizeof(o));
+	o.db_url = url;
+	o.concurrency = 2;
+	o.kinds = names;
+	o.nkinds = 2;
+	o.lease_s = 60;
+	o.grace_s = 5;
+	o.exit_when_idle_ms = 2000;
+	o.poll_ms = 600000;
+	o.kind_table = chain_kinds;
+	o.nkind_table = 2;
+	assert_int_equal(worker_run(&cfg, &o, &err), 0);
+	ops_stop_flag = 0;
+	itest_exec(db, "DROP TRIGGER t_chain ON apexops.queue_jobs");
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM"
+					    " apexops.queue_jobs WHERE kind IN"
+					    " ('t.first', 't.second') AND"
+					    " state = 'succeeded'"),
+			 2);
+	config_release(&cfg);
+	db_close(db);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_privacy_pool),
+		cmocka_unit_test(test_notification_in_a_reply),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
