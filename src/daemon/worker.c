@@ -133,6 +133,18 @@ kind_in(const struct worker_kind *kinds, int nkinds, const char *kind)
 	return NULL;
 }
 
+/* The pool a job of kind runs in (unknown kinds: the default pool, where
+ * they fail as having no handler). */
+static int
+pool_of(const struct worker *w, const char *kind)
+{
+	const struct worker_kind *k = kind_in(w->kinds, w->nkinds, kind);
+
+	return k != NULL && k->pool == WORKER_POOL_PRIVACY
+		       ? WORKER_POOL_PRIVACY
+		       : WORKER_POOL_DEFAULT;
+}
+
 static void
 wake_main(struct worker *w)
 {
@@ -307,14 +319,10 @@ push_todo(struct worker *w, struct queue_batch *b)
 	}
 	for (int i = 0; i < b->n; i++) {
 		struct item *it = xcalloc(1, sizeof(*it));
-		const struct worker_kind *k =
-			kind_in(w->kinds, w->nkinds, b->v[i].kind);
 
 		it->job = b->v[i];
 		b->v[i].payload = NULL; /* moved to the item */
-		it->pool = k != NULL && k->pool == WORKER_POOL_PRIVACY
-				   ? WORKER_POOL_PRIVACY
-				   : WORKER_POOL_DEFAULT;
+		it->pool = pool_of(w, it->job.kind);
 		w->inflight[w->ninflight++] = it;
 		w->held[it->pool]++;
 		fifo_push(&w->todo[it->pool], it);
@@ -330,53 +338,34 @@ push_todo(struct worker *w, struct queue_batch *b)
 }
 
 /*
- * One round trip on db: complete the successes among done[0..ndone-1]
- * and claim up to limit jobs of kinds (limit 0: only complete), then
- * record the failures one by one. The reported items are retired; on a
- * connection failure they go back to the done list. The claimed jobs are
- * queued for the handlers; *got gets how many. Called by the loop (the
- * claims) and by the completer (the completions), each on its own
- * connection.
+ * One round trip on db: complete the successes among done[0..ndone-1],
+ * then record the failures one by one. The reported items are retired;
+ * on a connection failure they go back to the done list. Called by the
+ * completer, on its own connection, and by the loop for what is left at
+ * the end.
  */
 static int
-round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
-	   const char *const *kinds, int nkinds, int limit, int *got,
-	   struct ops_err *err)
+report_trip(struct worker *w, struct db *db, struct item **done, int ndone,
+	    struct ops_err *err)
 {
-	struct queue_batch b = { NULL, 0 };
 	long long *ids = xcalloc((size_t)ndone + 1, sizeof(*ids));
 	int *att = xcalloc((size_t)ndone + 1, sizeof(*att));
 	int nok = 0, r = 0, handled;
-	double t0, dt;
 
-	*got = 0;
 	for (int i = 0; i < ndone; i++)
 		if (done[i]->rc == 0) {
 			ids[nok] = done[i]->job.id;
 			att[nok++] = done[i]->job.attempt;
 		}
-	t0 = mono();
-	if (limit > 0 || nok > 0)
-		r = queue_complete_claim(db, ids, att, nok, kinds, nkinds,
-					 limit, w->owner, w->o->lease_s, &b,
-					 err);
-	dt = mono() - t0;
-	if (limit > 0) {
-		pthread_mutex_lock(&w->mu);
-		w->trips++;
-		w->trip_s += dt;
-		w->trip_s_avg = w->trip_s_avg == 0
-					? dt
-					: 0.8 * w->trip_s_avg + 0.2 * dt;
-		pthread_mutex_unlock(&w->mu);
+	/* apexops.queue_claim() with no claim: its fenced update is the one
+	 * that stays fast for a burst's big batches */
+	if (nok > 0) {
+		struct queue_batch none = { NULL, 0 };
+
+		r = queue_complete_claim(db, ids, att, nok, NULL, 0, 0,
+					 w->owner, w->o->lease_s, &none, err);
+		queue_batch_release(&none);
 	}
-	if (r == 0 && limit > 0) {
-		metrics_worker_claim(w->m, dt, b.n);
-		*got = b.n;
-		if (b.n > 0)
-			push_todo(w, &b);
-	}
-	queue_batch_release(&b);
 	/* without an error, every success is recorded: report the failures;
 	 * [0, handled) are the items the database took */
 	handled = r == 0 ? ndone : 0;
@@ -432,6 +421,73 @@ round_trip(struct worker *w, struct db *db, struct item **done, int ndone,
 	return r;
 }
 
+/*
+ * One claim round trip on db for every pool p with claim[p], up to room[p]
+ * jobs of its kinds pk[p][0..npk[p]-1]; got[p] gets how many came. The
+ * jobs are queued for the handlers.
+ */
+static int
+claim_trip(struct worker *w, struct db *db, const char *const pk[NPOOLS][64],
+	   const int npk[NPOOLS], const int room[NPOOLS],
+	   const bool claim[NPOOLS], int got[NPOOLS], struct ops_err *err)
+{
+	struct queue_pool_claim pc[NPOOLS];
+	struct queue_batch b = { NULL, 0 };
+	int n = 0, r;
+	double t0, dt;
+
+	t0 = mono();
+	for (int p = 0; p < NPOOLS; p++) {
+		got[p] = 0;
+		if (claim[p])
+			pc[n++] = (struct queue_pool_claim){ pk[p], npk[p],
+							     room[p] };
+	}
+	if (n == NPOOLS &&
+	    (npk[0] > QUEUE_POOL_KINDS || npk[1] > QUEUE_POOL_KINDS)) {
+		/* a pool of more kinds than one statement names: each
+		 * claimed on its own (apexops.queue_claim()) */
+		r = queue_claim(db, pc[0].kinds, pc[0].nkinds, pc[0].limit,
+				w->owner, w->o->lease_s, &b, err);
+		if (r == 0) {
+			struct queue_batch b2 = { NULL, 0 };
+
+			r = queue_claim(db, pc[1].kinds, pc[1].nkinds,
+					pc[1].limit, w->owner, w->o->lease_s,
+					&b2, err);
+			if (b2.n > 0)
+				push_todo(w, &b2);
+			for (int i = 0; i < b2.n; i++)
+				got[pool_of(w, b2.v[i].kind)]++;
+			queue_batch_release(&b2);
+		}
+	} else if (n == 1) {
+		r = queue_claim(db, pc[0].kinds, pc[0].nkinds, pc[0].limit,
+				w->owner, w->o->lease_s, &b, err);
+	} else {
+		r = queue_claim_pools(db, pc, n, w->owner, w->o->lease_s, &b,
+				      err);
+	}
+	dt = mono() - t0;
+	/* what came is ours to run, even if a second claim failed */
+	for (int i = 0; i < b.n; i++)
+		got[pool_of(w, b.v[i].kind)]++;
+	if (b.n > 0)
+		push_todo(w, &b);
+	if (r == 0) {
+		pthread_mutex_lock(&w->mu);
+		w->trips++;
+		w->trip_s += dt;
+		w->trip_s_avg = w->trip_s_avg == 0
+					? dt
+					: 0.8 * w->trip_s_avg + 0.2 * dt;
+		pthread_mutex_unlock(&w->mu);
+		metrics_worker_claim(w->m, dt, got[0] + got[1]);
+	}
+	queue_batch_release(&b);
+	return r;
+}
+
 /* Take the done list (caller frees the array), under w->mu. */
 static struct item **
 take_done_locked(struct worker *w, int *n)
@@ -458,7 +514,7 @@ completer_thread(void *arg)
 	for (;;) {
 		struct ops_err e = OPS_ERR_INIT;
 		struct item **done;
-		int n = 0, got = 0, rc;
+		int n = 0, rc;
 		bool idle, quitting;
 
 		pthread_mutex_lock(&w->mu);
@@ -473,8 +529,7 @@ completer_thread(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		rc = db_reconnect(w->cdb, &e);
 		if (rc == 0)
-			rc = round_trip(w, w->cdb, done, n, NULL, 0, 0, &got,
-					&e);
+			rc = report_trip(w, w->cdb, done, n, &e);
 		else
 			requeue_done(w, done, n);
 		free(done);
@@ -767,21 +822,22 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		pthread_mutex_unlock(&w.mu);
 		if (ndone > 0)
 			last_work = now;
-		/* one round trip per pool claimed (the completer reports) */
-		for (int p = 0; p < NPOOLS; p++) {
-			int g = 0;
+		/* one round trip for the pools claimed (the completer
+		 * reports) */
+		if (claim[0] || claim[1]) {
+			int g[NPOOLS] = { 0, 0 };
 
-			if (!claim[p])
-				continue;
-			if (round_trip(&w, db, NULL, 0, pk[p], npk[p], room[p],
-				       &g, &e) != 0) {
+			if (claim_trip(&w, db, pk, npk, room, claim, g, &e) !=
+			    0) {
 				log_warn("claiming failed error=%s",
 					 log_q(e.msg));
 				ops_err_clear(&e);
 			} else {
-				more[p] = g == room[p];
-				got += g;
+				for (int p = 0; p < NPOOLS; p++)
+					if (claim[p])
+						more[p] = g[p] == room[p];
 			}
+			got = g[0] + g[1];
 		}
 		if (got > 0) {
 			claimed_total += got;
@@ -929,13 +985,12 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	if (db != NULL) {
 		struct ops_err e = OPS_ERR_INIT;
 		struct item **done;
-		int n = 0, g = 0;
+		int n = 0;
 
 		pthread_mutex_lock(&w.mu);
 		done = take_done_locked(&w, &n);
 		pthread_mutex_unlock(&w.mu);
-		if (n > 0 &&
-		    round_trip(&w, db, done, n, NULL, 0, 0, &g, &e) != 0)
+		if (n > 0 && report_trip(&w, db, done, n, &e) != 0)
 			log_warn("reporting the last results failed error=%s",
 				 log_q(e.msg));
 		free(done);

@@ -1,6 +1,7 @@
 /* The job queue; see queue.h. */
 #include "jobs/queue.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,156 @@ queue_claim(struct db *db, const char *const *kinds, int nkinds, int limit,
 				    owner, lease_s, b, err);
 }
 
+/* The claimed jobs of res (id, kind, payload, attempt, max_attempts) into
+ * b; frees res. */
+static void
+batch_from(struct db_res *res, struct queue_batch *b)
+{
+	b->n = db_res_rows(res);
+	b->v = b->n > 0 ? xcalloc((size_t)b->n, sizeof(*b->v)) : NULL;
+	for (int i = 0; i < b->n; i++) {
+		struct queue_job *j = &b->v[i];
+
+		j->id = db_res_ll(res, i, 0);
+		snprintf(j->kind, sizeof(j->kind), "%s", db_res_get(res, i, 1));
+		j->payload = xstrdup(db_res_get(res, i, 2));
+		j->attempt = (int)db_res_ll(res, i, 3);
+		j->max_attempts = (int)db_res_ll(res, i, 4);
+	}
+	db_res_free(res);
+}
+
+/*
+ * The claim statement for a shape (how many kinds each pool has), built
+ * from the shape alone; the kinds, limits, owner and lease are its
+ * parameters: $1 owner, $2 lease, then per pool its limit and its kinds.
+ * Each kind is read in the claim index's order (kind, priority DESC,
+ * run_at, id) up to its pool's limit by a "kind = $n" of its own, the
+ * plan that needs no statistics (a burst into a table never analyzed);
+ * a pool of several kinds merges those few rows and keeps its limit.
+ * The update finds the batch by id = ANY (the primary key), where a join
+ * would scan the whole table once statistics say the batch is large.
+ * Its commit does not wait for the WAL flush (set_config, local to the
+ * claim's transaction, in a one-time filter): a claim is a lease, not a
+ * result. A crash that loses it leaves the job available again, to run
+ * again as a lapsed lease would, and the completion that would have
+ * recorded the lost claim's run is refused by its fence (the job is no
+ * longer 'running'); every completion and failure is durable, and its
+ * flush carries the claim's WAL, written before it.
+ */
+static void
+claim_sql(struct buf *q, const int *nkinds, int npools)
+{
+	int next = 3, r = buf_puts(q, "WITH ");
+
+	for (int p = 0; r == 0 && p < npools; p++) {
+		int lim = next++;
+
+		for (int k = 0; r == 0 && k < nkinds[p]; k++)
+			r = buf_printf(
+				q,
+				"a%d_%d AS (SELECT id, priority, run_at"
+				" FROM apexops.queue_jobs WHERE kind = $%d"
+				" AND state IN ('available', 'failed-retrying')"
+				" AND run_at <= now()"
+				" AND (SELECT set_config('synchronous_commit',"
+				" 'off', true)) = 'off'"
+				" ORDER BY priority DESC, run_at, id"
+				" LIMIT $%d::int FOR UPDATE SKIP LOCKED), ",
+				p, k, next++, lim);
+		if (r == 0 && nkinds[p] == 1)
+			r = buf_printf(q, "p%d AS (SELECT id FROM a%d_0), ", p,
+				       p);
+		else if (r == 0) {
+			r = buf_printf(q, "p%d AS (SELECT id FROM (", p);
+			for (int k = 0; r == 0 && k < nkinds[p]; k++)
+				r = buf_printf(q, "%sSELECT * FROM a%d_%d",
+					       k ? " UNION ALL " : "", p, k);
+			if (r == 0)
+				r = buf_printf(q,
+					       ") s ORDER BY priority DESC,"
+					       " run_at, id LIMIT $%d::int), ",
+					       lim);
+		}
+	}
+	if (r == 0)
+		r = buf_puts(q, "u AS (UPDATE apexops.queue_jobs q SET state ="
+				" 'running', attempt = q.attempt + 1,"
+				" lease_owner = $1, lease_expires_at = now() +"
+				" $2::int * interval '1 s', started_at = now(),"
+				" updated_at = now()"
+				" WHERE q.id = ANY (ARRAY(");
+	for (int p = 0; r == 0 && p < npools; p++)
+		r = buf_printf(q, "%sSELECT id FROM p%d",
+			       p ? " UNION ALL " : "", p);
+	if (r == 0)
+		r = buf_puts(q, ")) RETURNING q.id, q.kind::text AS kind,"
+				" q.payload::text AS payload, q.attempt,"
+				" q.max_attempts, q.priority, q.run_at)"
+				" SELECT id, kind, payload, attempt,"
+				" max_attempts FROM u"
+				" ORDER BY priority DESC, run_at, id");
+	if (r != 0) /* an unbounded buf fails only if memory runs out */
+		abort();
+}
+
+/* Statement names by shape (db_query_prepared keeps the pointer). */
+static char claim_names[QUEUE_POOL_KINDS + 1][QUEUE_POOL_KINDS + 1][48];
+static pthread_once_t claim_names_once = PTHREAD_ONCE_INIT;
+
+static void
+claim_names_init(void)
+{
+	for (int i = 0; i <= QUEUE_POOL_KINDS; i++)
+		for (int j = 0; j <= QUEUE_POOL_KINDS; j++)
+			snprintf(claim_names[i][j], sizeof(claim_names[i][j]),
+				 "apexops_queue_claim_%d_%d", i, j);
+}
+
+int
+queue_claim_pools(struct db *db, const struct queue_pool_claim *pools,
+		  int npools, const char *owner, long lease_s,
+		  struct queue_batch *b, struct ops_err *err)
+{
+	struct buf q = BUF_INIT;
+	char lim[QUEUE_MAX_POOLS][16], lease[24];
+	const char *p[2 + QUEUE_MAX_POOLS * (1 + QUEUE_POOL_KINDS)];
+	int nk[QUEUE_MAX_POOLS] = { 0, 0 }, np = 2, r;
+	struct db_res *res = NULL;
+
+	b->v = NULL;
+	b->n = 0;
+	if (npools < 1 || npools > QUEUE_MAX_POOLS)
+		return ops_fail(err, OPS_E_INVALID, false,
+				"claiming jobs: %d pools (1 to %d)", npools,
+				QUEUE_MAX_POOLS);
+	snprintf(lease, sizeof(lease), "%ld", lease_s);
+	p[0] = owner;
+	p[1] = lease;
+	for (int i = 0; i < npools; i++) {
+		if (pools[i].nkinds < 1 || pools[i].nkinds > QUEUE_POOL_KINDS)
+			return ops_fail(err, OPS_E_INVALID, false,
+					"claiming jobs: %d kinds in a pool (1 "
+					"to %d)",
+					pools[i].nkinds, QUEUE_POOL_KINDS);
+		nk[i] = pools[i].nkinds;
+		snprintf(lim[i], sizeof(lim[i]), "%d",
+			 pools[i].limit > 0 ? pools[i].limit : 0);
+		p[np++] = lim[i];
+		for (int k = 0; k < nk[i]; k++)
+			p[np++] = pools[i].kinds[k];
+	}
+	claim_sql(&q, nk, npools);
+	pthread_once(&claim_names_once, claim_names_init);
+	r = db_query_prepared(db, claim_names[nk[0]][nk[1]], buf_str(&q), np, p,
+			      &res, err);
+	buf_release(&q);
+	if (r != 0)
+		return ops_err_prefix(err, "claiming jobs");
+	batch_from(res, b);
+	return 0;
+}
+
 int
 queue_complete_claim(struct db *db, const long long *done_ids,
 		     const int *done_attempts, int ndone,
@@ -162,10 +313,18 @@ queue_complete_claim(struct db *db, const long long *done_ids,
 	char lim[16], lease[24], *ia = NULL, *aa = NULL;
 	const char *p[6];
 	struct db_res *res = NULL;
-	int r = buf_puts(&kb, "{");
+	int r;
 
+	if (ndone == 0 && nkinds >= 1 && nkinds <= QUEUE_POOL_KINDS) {
+		/* a claim alone, of named kinds (the worker's): one
+		 * statement, prepared once per connection */
+		struct queue_pool_claim pc = { kinds, nkinds, limit };
+
+		return queue_claim_pools(db, &pc, 1, owner, lease_s, b, err);
+	}
 	b->v = NULL;
 	b->n = 0;
+	r = buf_puts(&kb, "{");
 	for (int i = 0; r == 0 && i < nkinds; i++) /* kinds: [a-z0-9_.-] */
 		r = buf_printf(&kb, "%s\"%s\"", i ? "," : "", kinds[i]);
 	if (r == 0)
@@ -184,57 +343,14 @@ queue_complete_claim(struct db *db, const long long *done_ids,
 	p[3] = lease;
 	p[4] = ia;
 	p[5] = aa;
-	if (ndone == 0 && nkinds == 1) {
-		/* a claim of one kind alone, the worker's usual call: the
-		 * same claim as apexops.queue_claim()'s without the function's
-		 * overhead; kind = $2 reads the claim index in order, a plan
-		 * that needs no statistics, and id = ANY (ARRAY(...)) updates
-		 * the batch through the primary key where a join would scan
-		 * the whole table once statistics say the batch is large.
-		 * Prepared once per connection: a claim is planned once, not
-		 * on every wake-up.
-		 * Its commit does not wait for the WAL flush (set_config, local
-		 * to the claim's transaction, in a one-time filter): a claim is
-		 * a lease, not a result. A crash that loses it leaves the job
-		 * available again, to run again as a lapsed lease would, and
-		 * the completion that would have recorded the lost claim's run
-		 * is refused by its fence (the job is no longer 'running');
-		 * every completion and failure is durable, and its flush
-		 * carries the claim's WAL, written before it */
-		p[1] = kinds[0];
-		r = db_query_prepared(
-			db, "apexops_queue_claim1",
-			"WITH c AS (SELECT id FROM apexops.queue_jobs"
-			"  WHERE kind = $2 AND state IN ('available',"
-			"  'failed-retrying') AND run_at <= now()"
-			"  AND (SELECT set_config('synchronous_commit',"
-			"  'off', true)) = 'off'"
-			"  ORDER BY priority DESC, run_at, id LIMIT $3::int"
-			"  FOR UPDATE SKIP LOCKED),"
-			" u AS (UPDATE apexops.queue_jobs q SET state ="
-			"  'running', attempt = q.attempt + 1, lease_owner = "
-			"$1,"
-			"  lease_expires_at = now() + $4::int * interval '1 s',"
-			"  started_at = now(), updated_at = now()"
-			"  WHERE q.id = ANY (ARRAY(SELECT id FROM c))"
-			"  RETURNING q.id, q.kind::text AS kind,"
-			"  q.payload::text AS payload, q.attempt, "
-			"q.max_attempts,"
-			"  q.priority, q.run_at)"
-			" SELECT id, kind, payload, attempt, max_attempts FROM "
-			"u"
-			" ORDER BY priority DESC, run_at, id",
-			4, p, &res, err);
-	} else {
-		/* apexops.queue_claim (migration 20261201_110000): completes
-		 * the done jobs, then claims any kinds, in one round trip */
-		r = db_query(db,
-			     "SELECT j_id, j_kind, j_payload, j_attempt,"
-			     " j_max_attempts FROM apexops.queue_claim($1,"
-			     " $2::text[], $3::int, $4::int, $5::bigint[],"
-			     " $6::int[])",
-			     6, p, &res, err);
-	}
+	/* apexops.queue_claim (migration 20261201_110000): completes the
+	 * done jobs, then claims (any kinds, or named), in one round trip */
+	r = db_query(db,
+		     "SELECT j_id, j_kind, j_payload, j_attempt,"
+		     " j_max_attempts FROM apexops.queue_claim($1,"
+		     " $2::text[], $3::int, $4::int, $5::bigint[],"
+		     " $6::int[])",
+		     6, p, &res, err);
 	buf_release(&kb);
 	free(ia);
 	free(aa);
@@ -244,19 +360,7 @@ queue_complete_claim(struct db *db, const long long *done_ids,
 						  "claiming jobs",
 						  ndone)
 				 : ops_err_prefix(err, "claiming jobs");
-	b->n = db_res_rows(res);
-	if (b->n > 0)
-		b->v = xcalloc((size_t)b->n, sizeof(*b->v));
-	for (int i = 0; i < b->n; i++) {
-		struct queue_job *j = &b->v[i];
-
-		j->id = db_res_ll(res, i, 0);
-		snprintf(j->kind, sizeof(j->kind), "%s", db_res_get(res, i, 1));
-		j->payload = xstrdup(db_res_get(res, i, 2));
-		j->attempt = (int)db_res_ll(res, i, 3);
-		j->max_attempts = (int)db_res_ll(res, i, 4);
-	}
-	db_res_free(res);
+	batch_from(res, b);
 	return 0;
 }
 

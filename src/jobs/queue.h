@@ -72,6 +72,29 @@ int queue_claim(struct db *db, const char *const *kinds, int nkinds, int limit,
 		const char *owner, long lease_s, struct queue_batch *b,
 		struct ops_err *err) __attribute__((warn_unused_result));
 
+/* One pool's part of queue_claim_pools(): up to limit (0: none) due jobs
+ * of kinds[0..nkinds-1], 1 <= nkinds <= QUEUE_POOL_KINDS. */
+#define QUEUE_POOL_KINDS 8
+#define QUEUE_MAX_POOLS	 2
+struct queue_pool_claim {
+	const char *const *kinds;
+	int nkinds;
+	int limit;
+};
+
+/*
+ * Claim for each of pools[0..npools-1] (1 <= npools <= QUEUE_MAX_POOLS,
+ * kinds of different pools distinct) up to its own limit, as queue_claim()
+ * would for it alone, in one statement and one round trip (the worker's
+ * default and privacy pools). b gets every pool's jobs, highest priority
+ * first, then oldest; the caller sorts them by kind. The statement is
+ * prepared once per connection and shape (kinds per pool).
+ */
+int queue_claim_pools(struct db *db, const struct queue_pool_claim *pools,
+		      int npools, const char *owner, long lease_s,
+		      struct queue_batch *b, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
 /*
  * queue_complete() of done_ids[0..ndone-1] (ndone may be 0), then
  * queue_claim(), in one statement and one commit (apexops.queue_claim):

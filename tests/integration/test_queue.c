@@ -463,11 +463,83 @@ test_prune(void **state)
 	db_close(db);
 }
 
+/* two pools in one statement: each up to its own limit, a pool of two
+ * kinds by priority across them, a pool at limit 0 nothing; bad shapes
+ * are refused */
+static void
+test_claim_pools(void **state)
+{
+	struct db *db = fresh();
+	struct ops_err err = OPS_ERR_INIT;
+	const char *payloads[6] = { "{}", "{}", "{}", "{}", "{}", "{}" };
+	const char *def[] = { "t.a" }, *priv[] = { "t.x", "t.y" };
+	struct queue_pool_claim pc[3] = { { def, 1, 4 },
+					  { priv, 2, 2 },
+					  { def, 1, 1 } };
+	struct queue_batch b = { NULL, 0 };
+	long long first = 0, y_urgent = 0;
+	int na = 0, nxy = 0;
+
+	(void)state;
+	assert_int_equal(
+		queue_enqueue_bulk(db, "t.a", payloads, 6, &first, &err), 0);
+	assert_int_equal(
+		queue_enqueue_bulk(db, "t.x", payloads, 3, &first, &err), 0);
+	assert_int_equal(queue_enqueue(db, "t.y", NULL, NULL, 7, 0, NULL,
+				       &y_urgent, &err),
+			 0);
+	assert_int_equal(queue_claim_pools(db, pc, 2, "pools", 60, &b, &err),
+			 0);
+	assert_int_equal(b.n, 6);
+	assert_int_equal(b.v[0].id, y_urgent); /* priority 7, first */
+	for (int i = 0; i < b.n; i++) {
+		if (strcmp(b.v[i].kind, "t.a") == 0)
+			na++;
+		else
+			nxy++;
+		assert_int_equal(b.v[i].attempt, 1);
+	}
+	assert_int_equal(na, 4);
+	assert_int_equal(nxy, 2); /* t.y's urgent job and the oldest t.x */
+	queue_batch_release(&b);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM"
+					    " apexops.queue_jobs WHERE state ="
+					    " 'running' AND lease_owner ="
+					    " 'pools'"),
+			 6);
+	/* the default pool full (limit 0): only the other's */
+	pc[0].limit = 0;
+	assert_int_equal(queue_claim_pools(db, pc, 2, "pools", 60, &b, &err),
+			 0);
+	assert_int_equal(b.n, 2);
+	for (int i = 0; i < b.n; i++)
+		assert_string_equal(b.v[i].kind, "t.x");
+	queue_batch_release(&b);
+	/* one pool alone; then nothing left of it */
+	assert_int_equal(
+		queue_claim_pools(db, pc + 2, 1, "pools", 60, &b, &err), 0);
+	assert_int_equal(b.n, 1);
+	queue_batch_release(&b);
+	assert_int_equal(queue_claim_pools(db, pc, 2, "pools", 60, &b, &err),
+			 0);
+	assert_int_equal(b.n, 0);
+	/* shapes it cannot name */
+	assert_int_equal(queue_claim_pools(db, pc, 3, "pools", 60, &b, &err),
+			 OPS_E_INVALID);
+	ops_err_clear(&err);
+	pc[1].nkinds = 0;
+	assert_int_equal(queue_claim_pools(db, pc, 2, "pools", 60, &b, &err),
+			 OPS_E_INVALID);
+	ops_err_clear(&err);
+	db_close(db);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_claim_batches),
+		cmocka_unit_test(test_claim_pools),
 		cmocka_unit_test(test_fencing),
 		cmocka_unit_test(test_retry_backoff),
 		cmocka_unit_test(test_dead_after_max_attempts),
