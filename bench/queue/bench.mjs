@@ -16,7 +16,9 @@
 //            acknowledged (commit), p50/p99; and the enqueue call's own
 //            round trip (call->ack). The "notify" row is the floor under
 //            any LISTEN/NOTIFY queue here: the same enqueues into a client
-//            that only listens (notify_listener.mjs), claiming nothing
+//            that only listens (notify_listener.mjs), claiming nothing;
+//            the "claim" row adds apexops's claim to it (claim_floor.c: one
+//            thread that claims on each notification, no hand-over)
 // Every run checks that each job ran exactly once and that the database
 // holds every job as completed; a job lost or run twice fails the bench.
 import { spawn } from "node:child_process";
@@ -30,7 +32,7 @@ const C = Number(process.env.CONCURRENCY || 8);
 const CHUNK = Number(process.env.BULK_CHUNK || 10000);
 const RATE = Number(process.env.TRICKLE_RATE || 200);
 const TRICKLE_S = Number(process.env.TRICKLE_S || 10);
-const SYSTEMS = (process.env.SYSTEMS || "apexops graphile pgboss notify").split(/\s+/).filter(Boolean);
+const SYSTEMS = (process.env.SYSTEMS || "apexops graphile pgboss notify claim").split(/\s+/).filter(Boolean);
 const CASES = (process.env.CASES || "burst analyzed trickle").split(/\s+/).filter(Boolean);
 const HERE = path.dirname(new URL(import.meta.url).pathname);
 const NAMES = {
@@ -38,6 +40,7 @@ const NAMES = {
 	graphile: "graphile-worker (batched)",
 	pgboss: "pg-boss",
 	notify: "floor: LISTEN/NOTIFY alone (trickle only)",
+	claim: "floor: LISTEN/NOTIFY + claim (trickle only)",
 };
 
 const us = () => process.hrtime.bigint() / 1000n; // CLOCK_MONOTONIC
@@ -83,7 +86,7 @@ async function makeTemplates() {
 		const tpl = `bq_tpl_${s}`;
 		await admin(`DROP DATABASE IF EXISTS ${tpl}`);
 		await admin(`CREATE DATABASE ${tpl}`);
-		if (s === "apexops" || s === "notify") {
+		if (s === "apexops" || s === "notify" || s === "claim") {
 			await sh(BIN, ["migrate", "up"], { DATABASE_URL: dbUrl(tpl), APEXOPS_LOG_LEVEL: "error" }, true);
 		} else if (s === "graphile") {
 			const { runMigrations, Logger } = await import("graphile-worker");
@@ -157,6 +160,8 @@ function startWorker(s, name, log, expect) {
 		p = spawn(process.execPath, [path.join(HERE, "notify_listener.mjs"), dbUrl(name), log], {
 			stdio: ["ignore", "pipe", "inherit"],
 		});
+	} else if (s === "claim") {
+		p = spawn(path.join(WORK, "claim_floor"), [dbUrl(name), log], { stdio: ["ignore", "pipe", "inherit"] });
 	} else {
 		p = spawn(process.execPath, [path.join(HERE, "peer_worker.mjs"), s, dbUrl(name), log, String(expect), String(C)], {
 			stdio: ["ignore", "pipe", "inherit"],
@@ -194,6 +199,8 @@ async function check(s, name, runs, ids, what) {
 	if (twice) fail(`${NAMES[s]} ${what}: ${twice} job(s) ran more than once`);
 	if (s === "notify") return !(lost || twice); // no worker: the jobs stay queued
 	const sql = {
+		// the claim floor claims and completes nothing
+		claim: "SELECT count(*) FILTER (WHERE state = 'running' AND attempt = 1) AS ok, count(*) AS n FROM apexops.queue_jobs",
 		apexops: "SELECT count(*) FILTER (WHERE state = 'succeeded' AND attempt = 1) AS ok, count(*) AS n FROM apexops.queue_jobs",
 		// graphile-worker deletes a job when it completes
 		graphile: "SELECT 0 AS ok, count(*) AS n FROM graphile_worker._private_jobs",
@@ -203,7 +210,7 @@ async function check(s, name, runs, ids, what) {
 	const ok = Number(r.rows[0].ok),
 		n = Number(r.rows[0].n);
 	if (s === "graphile" ? n !== 0 : ok !== ids.length || n !== ids.length)
-		fail(`${NAMES[s]} ${what}: the database holds ${n} job(s), ${ok} completed on the first attempt; expected ${s === "graphile" ? 0 : ids.length}`);
+		fail(`${NAMES[s]} ${what}: the database holds ${n} job(s), ${ok} ${s === "claim" ? "claimed" : "completed"} on the first attempt; expected ${s === "graphile" ? 0 : ids.length}`);
 	return !(lost || twice);
 }
 
@@ -266,7 +273,7 @@ async function trickle(s) {
 			await c.query({ name: "enq", text: "SELECT apexops.enqueue('noop', $1::jsonb) AS id", values: [p] });
 			return String(seq++);
 		}
-		if (s === "apexops")
+		if (s === "apexops" || s === "claim")
 			return (await c.query({ name: "enq", text: "SELECT apexops.enqueue('noop', $1::jsonb) AS id", values: [p] })).rows[0].id;
 		if (s === "graphile") await c.query({ name: "enq", text: "SELECT graphile_worker.add_job('noop', $1::json)", values: [p] });
 		else await boss.send("noop", { i });
@@ -335,7 +342,7 @@ for (const s of SYSTEMS) res[s] = {};
 // shared machine falls on all of them alike
 for (const cs of CASES)
 	for (const s of SYSTEMS) {
-		if (s === "notify" && cs !== "trickle") continue;
+		if ((s === "notify" || s === "claim") && cs !== "trickle") continue;
 		process.stderr.write(`bench/queue: ${NAMES[s]}: ${cs}...\n`);
 		if (cs === "trickle") Object.assign(res[s], await trickle(s));
 		else {

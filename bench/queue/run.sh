@@ -6,6 +6,7 @@
 #   bench/queue/run.sh [path/to/apexops]          (default build/apexops)
 #   JOBS=100000 CONCURRENCY=8 TRICKLE_RATE=200 TRICKLE_S=10 bench/queue/run.sh
 #   SYSTEMS="apexops graphile" CASES="burst analyzed" bench/queue/run.sh
+#   SYSTEMS="apexops notify claim" CASES=trickle bench/queue/run.sh
 #
 # Starts its own server (tests/peers/pg-up.sh) with durability on (fsync,
 # synchronous_commit, full_page_writes: printed) and autovacuum off, so
@@ -39,6 +40,9 @@ free_port() {
 }
 PORT=$(free_port 58432)
 WORK=$(mktemp -d /tmp/apexops-bench-queue.XXXXXX)
+# the claim floor (SYSTEMS=claim), a libpq client of its own
+cc -std=c11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
+	-o "$WORK/claim_floor" "$HERE/claim_floor.c" -lpq
 PGTMP=$(PGPORT=$PORT "$ROOT/tests/peers/pg-up.sh")
 AS=""
 [ "$(id -u)" = 0 ] && AS="runuser -u postgres --"
