@@ -154,13 +154,23 @@ privacy_handle(struct worker_job *job)
 	long long id = json_is_integer(rid) ? json_integer_value(rid) : 0;
 	bool permanent = false;
 
-	json_decref(doc);
 	if (id < 1) {
+		/* what was wrong, and what is allowed; never the value */
 		snprintf(job->error, sizeof(job->error),
-			 "%s: the payload names no request_id", job->kind);
+			 "%s: the payload's request_id is %s; it must be the "
+			 "id of a privacy request, a positive integer",
+			 job->kind,
+			 !json_is_object(doc)
+				 ? "unreadable (the payload is not a "
+				   "JSON object)"
+			 : rid == NULL		? "missing"
+			 : json_is_integer(rid) ? "not positive"
+						: "not an integer");
 		job->permanent = true;
+		json_decref(doc);
 		return -1;
 	}
+	json_decref(doc);
 	if (privacy_request_run(job->cfg, job->db_url, id, job->id,
 				job->attempt, job->stop, &permanent,
 				&err) != 0) {

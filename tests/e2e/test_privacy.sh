@@ -78,6 +78,20 @@ assert_contains "naming the privacy kinds among those it handles" "$ERR" "(noop,
 run_ops worker --kinds privacy-export,privacy-delete --exit-when-idle 200
 expect_rc 0 "a worker for the privacy kinds only"
 
+# a privacy job enqueued by hand with a payload that names no request: dead
+# at once (no retry can mend it), saying what is wrong and what is allowed
+for bad in '{"request_id": "7"}|not an integer' '{}|missing' '{"request_id": -3}|not positive' \
+	'[7]|unreadable (the payload is not a JSON object)'; do
+	q "SELECT apexops.enqueue('privacy-export', '${bad%%|*}')" >/dev/null
+done
+run_ops worker --kinds privacy-export --exit-when-idle 200
+expect_rc 0 "a worker never exits because a job failed"
+for bad in "not an integer" "missing" "not positive" "unreadable (the payload is not a JSON object)"; do
+	assert_eq "a payload whose request_id is $bad: dead after one attempt, saying so" "dead|1" \
+		"$(q "SELECT state || '|' || attempt FROM apexops.queue_jobs WHERE last_error = 'privacy-export: the payload''s request_id is $bad; it must be the id of a privacy request, a positive integer'")"
+done
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+
 # ---- bad ids and flags: refused before any query or path -------------------
 for bad in "--tenant ../../etc --user $A|invalid tenant id '../../etc'" \
 	"--tenant $T1 --user $A/../../x|invalid user id" \
