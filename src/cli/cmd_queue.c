@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "core/log.h"
 #include "core/parse.h"
 #include "core/xalloc.h"
 #include "daemon/worker.h"
@@ -225,6 +226,12 @@ queue_enqueue_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	if (optind + 1 != argc)
 		return cli_usage("queue", "enqueue: name one job kind");
 	kind = argv[optind];
+	if (!queue_kind_valid(kind))
+		return cli_usage(
+			"queue",
+			"enqueue: '%.80s' is not a job kind (" QUEUE_KIND_RULE
+			")",
+			kind);
 	check = json_loads(payload, JSON_REJECT_DUPLICATES, NULL);
 	if (!json_is_object(check)) {
 		json_decref(check);
@@ -250,6 +257,16 @@ queue_enqueue_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		free(v);
 	}
 	if (r == 0) {
+		bool known = false;
+
+		for (int i = 0; i < worker_nkinds; i++)
+			known = known ||
+				strcmp(worker_kinds[i].kind, kind) == 0;
+		if (!known)
+			log_warn(
+				"no handler for this kind in this apexops: the "
+				"job waits for a worker that has one kind=%s",
+				kind);
 		if (count == 1)
 			printf("job %lld\n", id);
 		else
@@ -305,6 +322,11 @@ cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 			state = optarg;
 			break;
 		case 'k':
+			if (!queue_kind_valid(optarg))
+				return cli_usage("queue",
+						 "--kind '%.80s': not a job "
+						 "kind (" QUEUE_KIND_RULE ")",
+						 optarg);
 			kind = optarg;
 			break;
 		case 'l':

@@ -31,6 +31,22 @@ queue_batch_release(struct queue_batch *b)
 	b->n = 0;
 }
 
+bool
+queue_kind_valid(const char *kind)
+{
+	size_t n;
+
+	if (kind == NULL || kind[0] < 'a' || kind[0] > 'z')
+		return false;
+	for (n = 1; kind[n] != '\0'; n++)
+		if (n > 62 ||
+		    !((kind[n] >= 'a' && kind[n] <= 'z') ||
+		      (kind[n] >= '0' && kind[n] <= '9') || kind[n] == '_' ||
+		      kind[n] == '.' || kind[n] == '-'))
+			return false;
+	return true;
+}
+
 /* "{1,2,3}": an array literal of numbers, for a bigint[]/int[] parameter
  * (numbers only: never text from users). */
 static char *

@@ -44,6 +44,14 @@ struct queue_batch {
 /* Free the batch's jobs (not b itself). NULL is a no-op. */
 void queue_batch_release(struct queue_batch *b);
 
+/* Whether kind is a job kind's name as the queue stores them (the domain
+ * apexops.queue_kind): a lowercase letter, then up to 62 of a-z, 0-9,
+ * '_', '.', '-'. NULL is not. Pure; any thread. */
+#define QUEUE_KIND_RULE                                                \
+	"a lowercase letter, then up to 62 of a-z, 0-9, '_', '.' and " \
+	"'-'"
+bool queue_kind_valid(const char *kind);
+
 /*
  * Enqueue through apexops.enqueue() (the function the platform's API
  * server calls in its own transaction): payload JSON text (NULL: {}),
