@@ -47,13 +47,22 @@ assert_eq "and every caller got its id" 1 "$(cat "$E2E_TMP"/uk* | sort -u | wc -
 q "DELETE FROM apexops.queue_jobs" >/dev/null
 
 # ---- four workers x four handlers on 10,000 jobs --------------------------
-run_ops queue enqueue noop --count 10000
-expect_rc 0 "10,000 jobs enqueued in one statement"
+# the workers first, then the jobs: all four are listening when the one
+# notification comes (started after a backlog, the first to connect may
+# claim it all: each holds what its handlers finish in two round trips, and
+# no-op jobs finish at once)
 : >"$APEXOPS_TEST_NOOP_LOG"
 for n in 1 2 3 4; do
-	"$APEXOPS_BIN" worker --concurrency 4 --exit-when-idle 1500 >"$E2E_TMP/w$n.log" 2>&1 &
+	"$APEXOPS_BIN" worker --concurrency 4 --exit-when-idle 4000 >"$E2E_TMP/w$n.log" 2>&1 &
 	PIDS+=($!)
 done
+# each opens its second connection (the completer's) after it LISTENs
+for _ in $(seq 1 100); do
+	[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> 'psql'")" -ge 8 ] && break
+	sleep 0.05
+done
+run_ops queue enqueue noop --count 10000
+expect_rc 0 "10,000 jobs enqueued in one statement"
 for p in "${PIDS[@]}"; do wait_exit "$p"; done
 PIDS=()
 assert_eq "every job succeeded" "10000" "$(q "SELECT count(*) FROM apexops.queue_jobs WHERE state = 'succeeded'")"
@@ -132,6 +141,17 @@ run_ops queue list --state nonsense
 expect_rc 64 "an unknown state is a usage error"
 run_ops queue enqueue noop --payload 'not json'
 expect_rc 64 "a payload that is not a JSON object is refused"
+for bad in "Bad Kind" "" "9lives" "k;drop"; do
+	run_ops queue enqueue "$bad"
+	expect_rc 64 "queue enqueue of the kind '$bad' is a usage error"
+	run_ops queue list --kind "$bad"
+	expect_rc 64 "queue list --kind '$bad' is a usage error"
+done
+assert_contains "saying what a kind may be" "$ERR" "a lowercase letter, then up to 62 of a-z, 0-9"
+run_ops queue enqueue mystery
+expect_rc 0 "a kind no handler of this binary has is enqueued (a newer worker may have one)"
+assert_contains "with a warning that it waits for such a worker" "$ERR" "no handler for this kind in this apexops"
+q "DELETE FROM apexops.queue_jobs WHERE kind = 'mystery'" >/dev/null
 run_ops worker --kinds mystery
 expect_rc 64 "a kind this worker does not handle is refused"
 
