@@ -22,22 +22,14 @@ test_kinds(void **state)
 		const char *kind;
 		bool ok;
 	} cases[] = {
-		{ "noop", true },
-		{ "privacy-export", true },
-		{ "a", true },
-		{ "t.first_2", true },
-		{ "z9-._", true },
-		{ "", false },
-		{ "Noop", false },
-		{ "nOop", false },
-		{ "9lives", false },
-		{ "-x", false },
-		{ ".x", false },
-		{ "_x", false },
-		{ "bad kind", false },
-		{ "kind;drop", false },
-		{ "k\xc3\xa9", false },
-		{ "../etc", false },
+		{ "noop", true },	{ "privacy-export", true },
+		{ "a", true },		{ "t.first_2", true },
+		{ "z9-._", true },	{ "", false },
+		{ "Noop", false },	{ "nOop", false },
+		{ "9lives", false },	{ "-x", false },
+		{ ".x", false },	{ "_x", false },
+		{ "bad kind", false },	{ "kind;drop", false },
+		{ "k\xc3\xa9", false }, { "../etc", false },
 		{ "k\n", false },
 	};
 	char at63[64], at64[65];
