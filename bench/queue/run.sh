@@ -7,6 +7,8 @@
 #   JOBS=100000 CONCURRENCY=8 TRICKLE_RATE=200 TRICKLE_S=10 bench/queue/run.sh
 #   SYSTEMS="apexops graphile" CASES="burst analyzed" bench/queue/run.sh
 #   SYSTEMS="apexops notify claim" CASES=trickle bench/queue/run.sh
+#   TRICKLE_WARMUP=0 ...   (no thrown-away trickle before the measured ones)
+#   TRICKLE_DUMP=DIR ...   (each trickle job's call, ack and start times)
 #
 # Starts its own server (tests/peers/pg-up.sh) with durability on (fsync,
 # synchronous_commit, full_page_writes: printed) and autovacuum off, so
