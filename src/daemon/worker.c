@@ -306,10 +306,13 @@ requeue_done(struct worker *w, struct item **done, int n)
 	pthread_mutex_unlock(&w->mu);
 }
 
-/* Queue b's jobs for the handlers and note them in flight. */
+/* Queue b's jobs for the handlers and note them in flight; got[pool] is
+ * raised by the jobs of each pool. */
 static void
-push_todo(struct worker *w, struct queue_batch *b)
+push_todo(struct worker *w, struct queue_batch *b, int got[NPOOLS])
 {
+	if (b->n == 0)
+		return;
 	pthread_mutex_lock(&w->mu);
 	if (w->ninflight + b->n > w->capinflight) {
 		w->capinflight = (w->ninflight + b->n) * 2;
@@ -325,6 +328,7 @@ push_todo(struct worker *w, struct queue_batch *b)
 		it->pool = pool_of(w, it->job.kind);
 		w->inflight[w->ninflight++] = it;
 		w->held[it->pool]++;
+		got[it->pool]++;
 		fifo_push(&w->todo[it->pool], it);
 	}
 	/* one handler woken per job, not all of them: on a small machine a
@@ -433,7 +437,7 @@ claim_trip(struct worker *w, struct db *db, const char *const pk[NPOOLS][64],
 {
 	struct queue_pool_claim pc[NPOOLS];
 	struct queue_batch b = { NULL, 0 };
-	int n = 0, r;
+	int n = 0, r = 0;
 	double t0, dt;
 
 	t0 = mono();
@@ -443,37 +447,25 @@ claim_trip(struct worker *w, struct db *db, const char *const pk[NPOOLS][64],
 			pc[n++] = (struct queue_pool_claim){ pk[p], npk[p],
 							     room[p] };
 	}
-	if (n == NPOOLS &&
-	    (npk[0] > QUEUE_POOL_KINDS || npk[1] > QUEUE_POOL_KINDS)) {
-		/* a pool of more kinds than one statement names: each
-		 * claimed on its own (apexops.queue_claim()) */
-		r = queue_claim(db, pc[0].kinds, pc[0].nkinds, pc[0].limit,
-				w->owner, w->o->lease_s, &b, err);
-		if (r == 0) {
-			struct queue_batch b2 = { NULL, 0 };
-
-			r = queue_claim(db, pc[1].kinds, pc[1].nkinds,
-					pc[1].limit, w->owner, w->o->lease_s,
-					&b2, err);
-			if (b2.n > 0)
-				push_todo(w, &b2);
-			for (int i = 0; i < b2.n; i++)
-				got[pool_of(w, b2.v[i].kind)]++;
-			queue_batch_release(&b2);
-		}
-	} else if (n == 1) {
-		r = queue_claim(db, pc[0].kinds, pc[0].nkinds, pc[0].limit,
-				w->owner, w->o->lease_s, &b, err);
-	} else {
+	if (n == NPOOLS && npk[0] <= QUEUE_POOL_KINDS &&
+	    npk[1] <= QUEUE_POOL_KINDS) {
 		r = queue_claim_pools(db, pc, n, w->owner, w->o->lease_s, &b,
 				      err);
+		push_todo(w, &b, got);
+		queue_batch_release(&b);
+	} else {
+		/* one pool, or a pool of more kinds than one statement
+		 * names: each claimed on its own; what came is ours to run
+		 * even if a later claim fails */
+		for (int i = 0; r == 0 && i < n; i++) {
+			r = queue_claim(db, pc[i].kinds, pc[i].nkinds,
+					pc[i].limit, w->owner, w->o->lease_s,
+					&b, err);
+			push_todo(w, &b, got);
+			queue_batch_release(&b);
+		}
 	}
 	dt = mono() - t0;
-	/* what came is ours to run, even if a second claim failed */
-	for (int i = 0; i < b.n; i++)
-		got[pool_of(w, b.v[i].kind)]++;
-	if (b.n > 0)
-		push_todo(w, &b);
 	if (r == 0) {
 		pthread_mutex_lock(&w->mu);
 		w->trips++;
@@ -484,7 +476,6 @@ claim_trip(struct worker *w, struct db *db, const char *const pk[NPOOLS][64],
 		pthread_mutex_unlock(&w->mu);
 		metrics_worker_claim(w->m, dt, got[0] + got[1]);
 	}
-	queue_batch_release(&b);
 	return r;
 }
 
