@@ -304,6 +304,18 @@ async function trickle(s) {
 		calls.set(String(id), Number(tc));
 		ids.push(id);
 	}
+	// wait (up to 60 s) until the system has taken every job, then 1.5 s
+	// for the last handlers to start: on a slow host a peer can still hold
+	// queued jobs 1.5 s after the last enqueue, and stopping it then would
+	// count them as lost. Time spent here is not measured.
+	const queued = {
+		apexops: "SELECT count(*) AS n FROM apexops.queue_jobs WHERE state IN ('available', 'failed-retrying')",
+		claim: "SELECT count(*) AS n FROM apexops.queue_jobs WHERE state IN ('available', 'failed-retrying')",
+		graphile: "SELECT count(*) AS n FROM graphile_worker._private_jobs WHERE locked_at IS NULL",
+		pgboss: "SELECT count(*) AS n FROM pgboss.job WHERE name = 'noop' AND state IN ('created', 'retry')",
+	}[s];
+	for (const until = Date.now() + 60000; queued && Date.now() < until; await sleep(100))
+		if (Number((await c.query(queued)).rows[0].n) === 0) break;
 	await sleep(1500);
 	await c.end();
 	if (boss) await boss.stop({ graceful: true, wait: true });
