@@ -308,9 +308,10 @@ async function trickle(s) {
 	// for the last handlers to start: on a slow host a peer can still hold
 	// queued jobs 1.5 s after the last enqueue, and stopping it then would
 	// count them as lost. Time spent here is not measured.
+	const apexopsQueued = "SELECT count(*) AS n FROM apexops.queue_jobs WHERE state IN ('available', 'failed-retrying')";
 	const queued = {
-		apexops: "SELECT count(*) AS n FROM apexops.queue_jobs WHERE state IN ('available', 'failed-retrying')",
-		claim: "SELECT count(*) AS n FROM apexops.queue_jobs WHERE state IN ('available', 'failed-retrying')",
+		apexops: apexopsQueued,
+		claim: apexopsQueued,
 		graphile: "SELECT count(*) AS n FROM graphile_worker._private_jobs WHERE locked_at IS NULL",
 		pgboss: "SELECT count(*) AS n FROM pgboss.job WHERE name = 'noop' AND state IN ('created', 'retry')",
 	}[s];
