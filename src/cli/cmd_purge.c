@@ -27,8 +27,9 @@ const char cmd_purge_usage[] =
 	"                     [--batch-ms MS] [--batch-min N] [--batch-max N]\n"
 	"                     [--max-rate ROWS_PER_S] [--sleep MS] "
 	"[--sleep-coef X]\n"
-	"                     [--lock-timeout MS] [--pace on|off] [--vacuum] "
-	"[--json]\n"
+	"                     [--lock-timeout MS] [--drop-pause MS] "
+	"[--pace on|off]\n"
+	"                     [--vacuum] [--json]\n"
 	"       apexops purge history [--limit N] [--json]\n"
 	"\n"
 	"Delete usage_events and billing_audit rows whose created_at is older "
@@ -72,11 +73,18 @@ const char cmd_purge_usage[] =
 	"  --lock-timeout MS   give up a batch that waits this long for a "
 	"lock and\n"
 	"                      retry it shortly after (100)\n"
+	"  --drop-pause MS     pause between two drops of detached expired "
+	"partitions\n"
+	"                      (pacer 1500, off 0; 0 none)\n"
 	"  --vacuum            VACUUM (ANALYZE) each table afterwards\n"
 	"  --json              machine-readable output\n"
 	"\n"
-	"Whole monthly partitions older than the cutoff are detached and "
-	"dropped;\nthe rest is deleted in short batches. SIGINT/SIGTERM stops "
+	"Whole monthly partitions older than the cutoff are all detached "
+	"first (out of\nthe table within the second), then dropped one at a "
+	"time, --drop-pause apart:\nfreeing their files at once stalls "
+	"writers. apexops.purge_detached records\neach detached table until "
+	"it is dropped; a stopped run's are dropped by the\nnext. The rest "
+	"is deleted in short batches. SIGINT/SIGTERM stops "
 	"after the current\nbatch (a second signal cancels it) and exits 75; "
 	"running again finishes\nthe job. Every run is recorded in the run "
 	"ledger, apexops.job_runs, as job\nusage-purge ('apexops purge "
@@ -183,6 +191,21 @@ print_refs(const struct purge_table_result *t)
 	}
 }
 
+/* How the plan's whole partitions go: all out of the table at once,
+ * their files freed one at a time. */
+static void
+print_drop_pace(const struct purge_result *res, int n)
+{
+	if (res->drop_pause_ms > 0 && n > 1)
+		printf("  then               detached at once, dropped one "
+		       "every %.1f s (about %.0f s; --drop-pause)\n",
+		       (double)res->drop_pause_ms / 1000.0,
+		       (double)res->drop_pause_ms * (n - 1) / 1000.0);
+	else
+		printf("  then               detached at once, dropped one "
+		       "after another\n");
+}
+
 static void
 print_text(const struct purge_result *res)
 {
@@ -220,6 +243,13 @@ print_text(const struct purge_result *res)
 			       t->partitions);
 		else
 			printf("  whole partitions   0 (not partitioned)\n");
+		if (t->partitions_planned > 0 && !res->executed)
+			print_drop_pace(res, t->partitions_planned);
+		if (t->detached_pending > 0)
+			printf("  detached earlier   %d (%lld rows), dropped "
+			       "first: %s\n",
+			       t->detached_pending, t->detached_rows,
+			       t->detached);
 		print_refs(t);
 		if (res->executed) {
 			printf("  deleted            %lld in %.1f s (%lld "
@@ -227,6 +257,18 @@ print_text(const struct purge_result *res)
 			       "retries)\n",
 			       t->deleted_rows, t->seconds, t->batches,
 			       t->partitions_dropped, t->lock_retries);
+			if (t->partitions_detached > 0)
+				printf("  detached           %d partitions in "
+				       "%.2f s; dropping took %.1f s\n",
+				       t->partitions_detached,
+				       t->partition_detach_seconds,
+				       t->partition_seconds -
+					       t->partition_detach_seconds);
+			if (t->detached_left > 0)
+				printf("  not dropped yet    %d detached "
+				       "partitions (a lock): the next run "
+				       "drops them\n",
+				       t->detached_left);
 			print_shortfall(res, t);
 			if (t->vacuum_error[0] != '\0')
 				printf("  warning            VACUUM failed: "
@@ -234,6 +276,11 @@ print_text(const struct purge_result *res)
 				       t->vacuum_error);
 		}
 	}
+	if (res->detached_other > 0)
+		printf("\nwarning: %d detached partitions of tables that are "
+		       "not purged are recorded\nin apexops.purge_detached "
+		       "(see the log): drop them by hand\n",
+		       res->detached_other);
 	printf("\n");
 	if (res->execute && strcmp(res->status, "succeeded") == 0)
 		printf("total: %lld rows deleted of %lld planned in %.1f s; "
@@ -426,7 +473,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_SKIPREF,
 		O_SCHED,
 		O_PACE,
-		O_COEF
+		O_COEF,
+		O_DPAUSE
 	};
 	static const struct option longopts[] = {
 		{ "execute", no_argument, NULL, O_EXEC },
@@ -446,6 +494,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "scheduled", no_argument, NULL, O_SCHED },
 		{ "pace", required_argument, NULL, O_PACE },
 		{ "sleep-coef", required_argument, NULL, O_COEF },
+		{ "drop-pause", required_argument, NULL, O_DPAUSE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct purge_opts o;
@@ -519,6 +568,13 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 				return OPS_EXIT_USAGE;
 			if (o.sleep_coef == 0)
 				o.sleep_coef = -1; /* the pacer's "none" */
+			break;
+		case O_DPAUSE:
+			if (parse_opt_long("--drop-pause", optarg, 0, 600000,
+					   &o.drop_pause_ms) != 0)
+				return OPS_EXIT_USAGE;
+			if (o.drop_pause_ms == 0)
+				o.drop_pause_ms = -1; /* the engine's "none" */
 			break;
 		case O_LT:
 			if (parse_opt_long("--lock-timeout", optarg, 1, 600000,

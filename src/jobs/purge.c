@@ -1,4 +1,5 @@
 #include "jobs/purge.h"
+#include "jobs/purge_partition.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,11 +212,13 @@ settle(const struct purge_opts *o, struct purge_result *res, int r,
        struct ops_err *err)
 {
 	long long locked = 0, trigger = 0, other = 0, refs = 0;
+	int detached = 0;
 
 	purge_sum(res);
 	if (r != 0)
 		return r;
 	for (int i = 0; i < res->ntables; i++) {
+		detached += res->tables[i].detached_left;
 		locked += res->tables[i].left_locked;
 		trigger += res->tables[i].left_trigger;
 		other += res->tables[i].left_other;
@@ -227,6 +230,15 @@ settle(const struct purge_opts *o, struct purge_result *res, int r,
 				"purge stopped by a signal after %lld of %lld "
 				"rows: run it again to finish",
 				res->deleted_total, res->planned_total);
+	}
+	if (locked + trigger + other == 0 && detached > 0) {
+		snprintf(res->status, sizeof(res->status), "partial");
+		return ops_fail(err, OPS_E_CONFLICT, true,
+				"partial purge: %d detached expired "
+				"partition%s could not be dropped (a lock "
+				"stayed out of reach); run again to drop "
+				"them",
+				detached, detached == 1 ? "" : "s");
 	}
 	if (locked + trigger + other == 0)
 		return 0;
@@ -243,6 +255,121 @@ settle(const struct purge_opts *o, struct purge_result *res, int r,
 			refs > 0 ? ", besides the referenced rows skipped" : "",
 			locked > 0 ? "run again when the locks are released"
 				   : "see the table's trigger");
+}
+
+/* The oid of table name as text ("" when there is none). */
+static int
+purge_table_oid(struct db *db, const char *name, char *out, struct ops_err *err)
+{
+	const char *params[1] = { name };
+	char *v = NULL;
+	int r = db_query_value(db, "SELECT to_regclass($1)::oid::text", 1,
+			       params, &v, err);
+
+	snprintf(out, 16, "%s", r == 0 && v != NULL ? v : "");
+	free(v);
+	return r;
+}
+
+/*
+ * The detached tables an earlier run recorded and did not drop
+ * (jobs/purge_partition.h): counted into each policy table's plan, and
+ * dropped first when executing. An execution forgets the stale records
+ * first; a dry-run only reads. *ready: apexops.purge_detached exists; an
+ * execution that would detach partitions refuses to start without it.
+ */
+static int
+plan_detached(struct db *db, const struct purge_opts *o,
+	      const struct purge_table_info *info, struct purge_result *res,
+	      bool *ready, struct ops_err *err)
+{
+	struct db_res *all = NULL;
+	char oids[PURGE_MAX_TABLES][16];
+	int r;
+
+	res->drop_pause_ms = o->drop_pause_ms > 0   ? o->drop_pause_ms
+			     : o->drop_pause_ms < 0 ? 0
+			     : o->no_pace	    ? 0
+						    : PURGE_DROP_PAUSE_MS;
+	r = purge_detached_ready(db, ready, err);
+	if (r != 0)
+		return r;
+	if (!*ready) {
+		for (int i = 0; o->execute && i < res->ntables; i++)
+			if (!res->tables[i].missing && info[i].drop_whole)
+				return ops_fail(
+					err, OPS_E_CONFIG, false,
+					"apexops.purge_detached is missing, "
+					"which dropping the expired "
+					"partitions of %s needs: run 'apexops "
+					"migrate up'",
+					res->tables[i].name);
+		return 0;
+	}
+	if (o->execute) {
+		r = purge_detached_forget_stale(db, NULL, err);
+		if (r != 0)
+			return r;
+	}
+	for (int i = 0; i < res->ntables; i++) {
+		struct purge_table_result *t = &res->tables[i];
+		struct db_res *d = NULL;
+		size_t used = 0;
+
+		oids[i][0] = '\0';
+		if (t->missing)
+			continue;
+		r = purge_table_oid(db, t->name, oids[i], err);
+		if (r == 0)
+			r = purge_detached_list(db, t->name, &d, err);
+		for (int k = 0; r == 0 && k < db_res_rows(d); k++) {
+			const char *name = db_res_get(d, k, 1);
+			long long n = 0;
+			int w;
+
+			/* name: the catalog's, format('%I.%I'), checked
+			 * against the oid by the list */
+			r = purge_count_rel(db, name, &n, err);
+			if (r != 0)
+				break;
+			t->detached_pending++;
+			t->detached_rows += n;
+			t->planned_rows += n;
+			w = snprintf(t->detached + used,
+				     sizeof(t->detached) - used, "%s%s",
+				     used ? "," : "", name);
+			if (w > 0 && (size_t)w < sizeof(t->detached) - used)
+				used += (size_t)w;
+		}
+		db_res_free(d);
+		if (r != 0)
+			return r;
+		if (t->detached_pending > 0)
+			log_info("purge plan found detached partitions to "
+				 "drop table=%s tables=%d rows=%lld",
+				 log_q(t->name), t->detached_pending,
+				 t->detached_rows);
+	}
+	/* records of a parent that is no policy table: reported, not ours
+	 * to drop in this run */
+	r = purge_detached_list(db, NULL, &all, err);
+	for (int k = 0; r == 0 && k < db_res_rows(all); k++) {
+		const char *prelid = db_res_get(all, k, 6);
+		bool ours = false;
+
+		for (int i = 0; i < res->ntables && !ours; i++)
+			ours = strcmp(oids[i], prelid) == 0;
+		if (ours)
+			continue;
+		res->detached_other++;
+		log_warn("purge found a detached partition of a table it "
+			 "does not purge; drop it by hand table=%s parent=%s "
+			 "detached_at=%s",
+			 log_q(db_res_get(all, k, 1)),
+			 log_q(db_res_get(all, k, 2)), db_res_get(all, k, 4));
+	}
+	db_res_free(all);
+	return r;
 }
 
 int
@@ -262,6 +389,7 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 	if (opts.stop == NULL)
 		opts.stop = &no_stop;
 	res->execute = o->execute;
+	res->run_id = o->run_id;
 	if (o->months < 1 || o->months > 1200)
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"retention months %ld out of range: expected a "
@@ -325,6 +453,9 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 			 t->partitions_planned, log_q(t->oldest),
 			 log_q(t->newest));
 	}
+	r = plan_detached(db, o, info, res, &x.detached_ready, err);
+	if (r != 0)
+		goto finish;
 	purge_statement_timeout_restore(db, saved_st);
 	saved_st = NULL;
 	purge_sum(res);
@@ -446,6 +577,32 @@ purge_history_json(struct db *db, long limit, char **json, struct ops_err *err)
 	return 0;
 }
 
+/* Detached expired partitions still to drop, when there are any. */
+static int
+status_detached(struct db *db, struct buf *out, struct ops_err *err)
+{
+	struct db_res *res = NULL;
+	long long bytes = 0;
+	bool ready = false;
+	int r = purge_detached_ready(db, &ready, err);
+
+	if (r != 0 || !ready)
+		return r;
+	r = purge_detached_list(db, NULL, &res, err);
+	if (r != 0)
+		return r;
+	for (int i = 0; i < db_res_rows(res); i++)
+		bytes += strtoll(db_res_get(res, i, 5), NULL, 10);
+	if (db_res_rows(res) > 0)
+		buf_addf(out,
+			 "  detached, not dropped      %d table%s (%lld MiB), "
+			 "oldest detached %s: the next purge drops them\n",
+			 db_res_rows(res), db_res_rows(res) == 1 ? "" : "s",
+			 bytes / (1024 * 1024), db_res_get(res, 0, 4));
+	db_res_free(res);
+	return 0;
+}
+
 int
 purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 {
@@ -490,6 +647,9 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 		db_res_free(res);
 		res = NULL;
 	}
+	r = status_detached(db, out, err);
+	if (r != 0)
+		goto out;
 	r = db_query_value(db, "SELECT to_regclass('apexops.job_runs')::text",
 			   0, NULL, &reg, err);
 	if (r != 0)

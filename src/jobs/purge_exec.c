@@ -441,6 +441,73 @@ vacuum_table(struct db *db, const char *qname, struct purge_table_result *t)
 	t->vacuumed = true;
 }
 
+/*
+ * Drop the tables recorded as detached from qname, one at a time, with
+ * x->res->drop_pause_ms between two drops: freeing many months' files at
+ * once stalls live writers (PURGE_DROP_PAUSE_MS). A table a lock keeps
+ * (OPS_E_CONFLICT after the retries) stays recorded for the next run and
+ * is counted in t->detached_left.
+ */
+static int
+drop_recorded(struct db *db, struct purge_exec *x, const char *qname,
+	      struct purge_table_result *t, struct ops_err *err)
+{
+	const struct purge_opts *o = x->o;
+	struct db_res *res = NULL;
+	double p0 = clock_now();
+	bool dropped_one = false;
+	int r;
+
+	r = purge_detached_list(db, qname, &res, err);
+	for (int i = 0; r == 0 && i < db_res_rows(res); i++) {
+		const char *relid = db_res_get(res, i, 0);
+		const char *child = db_res_get(res, i, 1);
+		struct purge_partition_stats st;
+
+		if (dropped_one && x->res->drop_pause_ms > 0)
+			pause_ms(o, x->res->drop_pause_ms);
+		if (purge_stopping(o))
+			break;
+		r = purge_partition_drop_detached(db, relid, o->lock_timeout_ms,
+						  o->stop, &st, err);
+		t->lock_retries += st.lock_retries;
+		if (r == OPS_E_CONFLICT || r == OPS_E_NOTFOUND) {
+			/* kept by a lock: the next run drops it; a
+			 * partition again: not ours to drop */
+			log_warn("purge could not drop a detached partition "
+				 "table=%s partition=%s error=%s",
+				 log_q(t->name), log_q(child), log_q(err->msg));
+			if (r == OPS_E_CONFLICT)
+				t->detached_left++;
+			ops_err_clear(err);
+			r = 0;
+			continue;
+		}
+		if (r != 0)
+			break;
+		if (st.gone)
+			continue;
+		dropped_one = true;
+		t->partitions_dropped++;
+		t->deleted_rows += st.rows;
+		x->run_done += st.rows;
+		progress_add(&x->prog, st.rows);
+		report_progress(x, false);
+		log_info("purge dropped partition table=%s partition=%s "
+			 "rows=%lld ms=%.1f",
+			 log_q(t->name), log_q(child), st.rows, st.drop_ms);
+	}
+	db_res_free(res);
+	t->partition_seconds += clock_now() - p0;
+	if (r == OPS_E_STOPPED || (r != 0 && purge_stopping(o))) {
+		ops_err_clear(err);
+		r = 0;
+	}
+	if (r != 0)
+		ops_err_prefix(err, "dropping the detached partitions");
+	return r;
+}
+
 int
 purge_execute_table(struct db *db, struct purge_exec *x,
 		    const struct purge_policy *p,
@@ -458,6 +525,12 @@ purge_execute_table(struct db *db, struct purge_exec *x,
 	if (ti->drop_whole) {
 		double p0 = clock_now();
 
+		/*
+		 * Every expired month leaves the table first, within the
+		 * second; their files are freed afterwards, paced
+		 * (drop_recorded()): each detach is recorded in
+		 * apexops.purge_detached, so nothing is stranded meanwhile.
+		 */
 		r = purge_expired_partitions(db, qname, cutoff, &res, err);
 		for (int i = 0; r == 0 && i < db_res_rows(res); i++) {
 			const char *child = db_res_get(res, i, 0);
@@ -467,13 +540,13 @@ purge_execute_table(struct db *db, struct purge_exec *x,
 				break;
 			/* CONCURRENTLY where PostgreSQL allows it, else
 			 * short locks with retries (jobs/purge_partition.h) */
-			r = purge_partition_drop(db, qname, child,
-						 o->lock_timeout_ms, o->stop,
-						 &st, err);
+			r = purge_partition_detach(
+				db, qname, child, o->lock_timeout_ms,
+				x->res->run_id, o->stop, &st, err);
 			t->lock_retries += st.lock_retries;
 			if (r == OPS_E_CONFLICT) {
 				/* its rows go row-wise below instead */
-				log_warn("purge could not drop a partition, "
+				log_warn("purge could not detach a partition, "
 					 "purging it row by row table=%s "
 					 "partition=%s error=%s",
 					 log_q(t->name), log_q(child),
@@ -484,23 +557,16 @@ purge_execute_table(struct db *db, struct purge_exec *x,
 				continue;
 			}
 			if (r != 0) {
-				ops_err_prefix(err, "dropping partition %s",
+				ops_err_prefix(err, "detaching partition %s",
 					       child);
 				break;
 			}
-			t->partitions_dropped++;
-			t->deleted_rows += st.rows;
-			x->run_done += st.rows;
-			progress_add(&x->prog, st.rows);
-			report_progress(x, false);
-			log_info("purge dropped partition table=%s "
-				 "partition=%s rows=%lld concurrent=%d",
-				 log_q(t->name), log_q(child), st.rows,
-				 st.concurrent ? 1 : 0);
+			t->partitions_detached++;
 		}
 		db_res_free(res);
 		res = NULL;
-		t->partition_seconds = clock_now() - p0;
+		t->partition_detach_seconds = clock_now() - p0;
+		t->partition_seconds += t->partition_detach_seconds;
 		if (r == OPS_E_STOPPED || (r != 0 && purge_stopping(o))) {
 			/* stopped between attempts, or a second signal
 			 * cancelled the statement */
@@ -527,6 +593,9 @@ purge_execute_table(struct db *db, struct purge_exec *x,
 			r = purge_rowwise(db, x, qname, p, ti, cutoff, t, err);
 		}
 	}
+	/* the detached months of this run and of any earlier one */
+	if (r == 0 && x->detached_ready && !purge_stopping(o))
+		r = drop_recorded(db, x, qname, t, err);
 	progress_finish(&x->prog);
 	if (r == 0 && o->vacuum && !purge_stopping(o))
 		vacuum_table(db, qname, t);

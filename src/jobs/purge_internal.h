@@ -97,6 +97,8 @@ struct purge_exec {
 	long long run_done; /* rows deleted in this run, for --max-rate */
 	long size;
 	struct pace *pace; /* NULL: the fixed loop (no_pace) */
+	/* apexops.purge_detached exists: detached tables to drop */
+	bool detached_ready;
 };
 
 /* Remove what the plan counted from one table; fills t. */

@@ -66,6 +66,7 @@ purge_job_run(struct job_ctx *ctx, struct ops_err *err)
 	pj.ctx = ctx;
 	pj.o = &o;
 	pj.noted = false;
+	o.run_id = ctx->run_id;
 	o.on_progress = on_progress;
 	o.progress_arg = &pj;
 	res = ctx->out != NULL ? ctx->out : &local;

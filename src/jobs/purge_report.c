@@ -80,12 +80,23 @@ table_json(const struct purge_result *res, const struct purge_table_result *t)
 					    ? json_string(t->partitions_off)
 					    : json_null());
 		json_object_set_new(o, "references", refs_json(t));
+		/* detached by an earlier run, not yet dropped: dropped
+		 * first, their rows in planned_rows */
+		json_object_set_new(o, "detached_pending",
+				    json_integer(t->detached_pending));
+		json_object_set_new(o, "detached_rows",
+				    json_integer(t->detached_rows));
+		json_object_set_new(o, "detached", json_string(t->detached));
 	}
 	if (res->executed && !t->missing) {
 		json_object_set_new(o, "deleted_rows",
 				    json_integer(t->deleted_rows));
+		json_object_set_new(o, "partitions_detached",
+				    json_integer(t->partitions_detached));
 		json_object_set_new(o, "partitions_dropped",
 				    json_integer(t->partitions_dropped));
+		json_object_set_new(o, "detached_left",
+				    json_integer(t->detached_left));
 		json_object_set_new(o, "partitions_kept",
 				    json_integer(t->partitions_kept));
 		json_object_set_new(o, "batches", json_integer(t->batches));
@@ -94,6 +105,8 @@ table_json(const struct purge_result *res, const struct purge_table_result *t)
 				    json_integer(t->lock_retries));
 		json_object_set_new(o, "partition_seconds",
 				    json_real(t->partition_seconds));
+		json_object_set_new(o, "partition_detach_seconds",
+				    json_real(t->partition_detach_seconds));
 		json_object_set_new(o, "seconds", json_real(t->seconds));
 		if (t->census) {
 			json_object_set_new(o, "left_rows",
@@ -191,6 +204,10 @@ purge_result_json(const struct purge_result *res)
 		json_object_set_new(o, "pace", pace_json(res));
 	}
 	json_object_set_new(o, "null_rows", json_integer(res->null_total));
+	json_object_set_new(o, "drop_pause_ms",
+			    json_integer(res->drop_pause_ms));
+	json_object_set_new(o, "detached_other",
+			    json_integer(res->detached_other));
 	json_object_set_new(o, "seconds", json_real(res->seconds));
 	json_object_set_new(o, "tables", tables_json(res));
 	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -344,8 +344,8 @@ assert_eq "the preview plans every dated row" "$before" "$(( $(jget "$OUT" '{pla
 assert_eq "bad flags changed no row" "$before" "$(total "$U" usage_events)"
 
 # ------------------------------------- partitioned usage_events, no billing_audit
-U=$(prep_db purge_part) || exit 1
-sql "$U" "DROP TABLE usage_events; DROP TABLE billing_audit;
+make_partitioned() { # make_partitioned URL: monthly, 2022-09..2025-12, DEFAULT
+sql "$1" "DROP TABLE usage_events; DROP TABLE billing_audit;
 CREATE TABLE usage_events (
 	id uuid NOT NULL DEFAULT gen_random_uuid(),
 	customer_id uuid NOT NULL,
@@ -366,6 +366,9 @@ BEGIN
 	END LOOP;
 END \$\$;
 CREATE TABLE usage_events_default PARTITION OF usage_events DEFAULT;" >/dev/null
+}
+U=$(prep_db purge_part) || exit 1
+make_partitioned "$U"
 seed "$U" usage_events "$C" 20000
 p_keep=$(keepers "$U" usage_events "$C")
 p_old=$(older "$U" usage_events "$C")
@@ -381,12 +384,16 @@ planned=$(jget "$OUT" '{tables,0,planned_rows}')
 prows=$(jget "$OUT" '{tables,0,partition_rows}')
 purge "$U" --as-of 2025-08-31
 assert_contains "text plan says billing_audit does not exist" "$OUT" "does not exist: skipped"
-purge "$U" --as-of 2025-08-31 --execute --json
+assert_contains "the plan says how the partitions go" "$OUT" "detached at once, dropped one every 1.5 s (about 24 s; --drop-pause)"
+purge "$U" --as-of 2025-08-31 --execute --json --drop-pause 20
 expect_rc 0 "partitioned execution with billing_audit missing exits 0"
 assert_eq "partitioned execution deleted what the plan counted" "$planned" "$(jget "$OUT" '{tables,0,deleted_rows}')"
-assert_eq "17 expired partitions were dropped" 17 "$(jget "$OUT" '{tables,0,partitions_dropped}')"
-assert_eq "through purge_partition_drop (a DEFAULT partition: short locks, not CONCURRENTLY)" 17 \
-	"$(grep -c 'purge dropped partition.*concurrent=0' "$E2E_TMP/stderr")"
+assert_eq "17 expired partitions were detached, then dropped" "17 17 20" \
+	"$(jget "$OUT" '{tables,0,partitions_detached}') $(jget "$OUT" '{tables,0,partitions_dropped}') $(jget "$OUT" '{drop_pause_ms}')"
+assert_eq "with short locks, not CONCURRENTLY (a DEFAULT partition)" 17 \
+	"$(grep -c 'purge partition detached.*how=plain' "$E2E_TMP/stderr")"
+assert_eq "every drop is logged" 17 "$(grep -c 'purge dropped partition' "$E2E_TMP/stderr")"
+assert_eq "no detached table is left recorded" 0 "$(sql "$U" "SELECT count(*) FROM apexops.purge_detached")"
 assert_eq "the expired partitions are gone from the catalog" 0 \
 	"$(sql "$U" "SELECT count(*) FROM pg_class WHERE relname < 'usage_events_p2024_02' AND relname LIKE 'usage_events_p20%'")"
 assert_eq "the boundary partition is kept" 1 "$(sql "$U" "SELECT count(*) FROM pg_class WHERE relname = 'usage_events_p2024_02'")"
@@ -397,6 +404,63 @@ else
 fi
 assert_eq "partitioned: no row older than the cutoff is left" 0 "$(older "$U" usage_events "$C")"
 assert_eq "partitioned: every row at/after the cutoff or NULL is kept" "$p_keep" "$(keepers "$U" usage_events "$C")"
+
+# ------------------- partitioned: SIGKILL and SIGTERM between detaching and dropping
+wait_gone() { # until no apexops/purge backend is left
+	wait_for "$U" "SELECT (count(*) = 0)::int FROM pg_stat_activity WHERE application_name = 'apexops/purge'"
+}
+U=$(prep_db purge_pkill) || exit 1
+make_partitioned "$U"
+seed "$U" usage_events "$C" 20000
+q_keep=$(keepers "$U" usage_events "$C")
+q_old=$(older "$U" usage_events "$C")
+# a pause long enough that the signals land in it: 17 detached, 1 dropped
+DATABASE_URL=$U "$APEXOPS_BIN" purge --as-of 2025-08-31 --execute --drop-pause 600000 >/dev/null 2>&1 &
+victim=$!
+wait_for "$U" "SELECT (count(*) = 16)::int FROM apexops.purge_detached" ||
+	not_ok "the purge detached every expired month and dropped one"
+kill -KILL "$victim"
+wait "$victim" 2>/dev/null
+assert_eq "killed in the pause: no expired row is left in the table" 0 "$(older "$U" usage_events "$C")"
+assert_eq "the 16 detached months are still there, recorded" 16 \
+	"$(sql "$U" "SELECT count(*) FROM apexops.purge_detached d JOIN pg_class c ON c.oid = d.relid WHERE NOT c.relispartition")"
+drows=$(sql "$U" "SELECT sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %s', child), false, true, '')))[1]::text::bigint) FROM apexops.purge_detached")
+wait_gone || not_ok "the killed purge's backend went away"
+assert_contains "status shows them" "$(DATABASE_URL=$U "$APEXOPS_BIN" status 2>/dev/null)" \
+	"detached, not dropped      16 tables"
+purge "$U" --as-of 2025-08-31 --json
+expect_rc 0 "the dry-run after the kill exits 0"
+assert_eq "the dry-run counts the detached months" "16 $drows" \
+	"$(jget "$OUT" '{tables,0,detached_pending}') $(jget "$OUT" '{tables,0,detached_rows}')"
+assert_eq "and plans their rows" "$drows" "$(jget "$OUT" '{tables,0,planned_rows}')"
+assert_eq "the dry-run dropped nothing" 16 "$(sql "$U" "SELECT count(*) FROM apexops.purge_detached")"
+purge "$U" --as-of 2025-08-31
+assert_contains "the text plan lists them" "$OUT" "detached earlier   16 ($drows rows), dropped first: public.usage_events_p2022_10,"
+# SIGTERM in the pause of the next run: stopped, the rest still recorded
+DATABASE_URL=$U "$APEXOPS_BIN" purge --as-of 2025-08-31 --execute --drop-pause 600000 >"$E2E_TMP/term.out" 2>&1 &
+victim=$!
+wait_for "$U" "SELECT (count(*) = 15)::int FROM apexops.purge_detached" ||
+	not_ok "the next purge dropped one detached month first"
+kill -TERM "$victim"
+wait "$victim"
+RC=$?
+expect_rc 75 "SIGTERM in the pause between drops exits 75"
+assert_eq "the stopped run is recorded as stopped" stopped \
+	"$(sql "$U" "SELECT status FROM apexops.job_runs ORDER BY id DESC LIMIT 1")"
+assert_eq "15 detached months are left for the next run" 15 "$(sql "$U" "SELECT count(*) FROM apexops.purge_detached")"
+purge "$U" --as-of 2025-08-31 --execute --json --drop-pause 0
+expect_rc 0 "the next run drops the rest"
+assert_eq "it dropped the 15 back to back, detaching none" "15 0 0" \
+	"$(jget "$OUT" '{tables,0,partitions_dropped}') $(jget "$OUT" '{tables,0,partitions_detached}') $(jget "$OUT" '{drop_pause_ms}')"
+assert_eq "nothing is left recorded" 0 "$(sql "$U" "SELECT count(*) FROM apexops.purge_detached")"
+assert_eq "the expired months are gone from the catalog" 0 \
+	"$(sql "$U" "SELECT count(*) FROM pg_class WHERE relname < 'usage_events_p2024_02' AND relname LIKE 'usage_events_p20%'")"
+assert_eq "after the kill and the stop, every row at/after the cutoff is kept" "$q_keep" "$(keepers "$U" usage_events "$C")"
+assert_eq "every expired row went" 0 "$(older "$U" usage_events "$C")"
+if [ "$q_old" -gt "$drows" ]; then ok "the boundary month's rows went row-wise"; else not_ok "the boundary month's rows went row-wise" "$q_old vs $drows"; fi
+purge "$U" --drop-pause 1.5
+expect_rc 64 "--drop-pause takes whole milliseconds"
+assert_contains "and says so" "$ERR" "--drop-pause: invalid value '1.5': expected a whole number from 0 to 600000"
 
 # --------------------------------------- concurrency, SIGTERM, SIGKILL, rerun
 U=$(prep_db purge_kill) || exit 1
@@ -410,9 +474,6 @@ wait_running() { # until a run row is running and has deleted some rows
 		sleep 0.1
 	done
 	return 1
-}
-wait_gone() { # until no apexops/purge backend is left
-	wait_for "$U" "SELECT (count(*) = 0)::int FROM pg_stat_activity WHERE application_name = 'apexops/purge'"
 }
 slow=(--as-of 2025-08-31 --execute --batch-min 500 --batch-max 500 --sleep 40)
 

@@ -17,6 +17,7 @@
 #include "jobs/job.h"
 #include "jobs/ledger.h"
 #include "jobs/purge.h"
+#include "jobs/purge_partition.h"
 
 static char *url;
 
@@ -61,6 +62,8 @@ base_opts(struct purge_opts *o)
 	o->months = 18;
 	o->tz = "UTC";
 	o->as_of = "2025-08-31";
+	/* short: pausing between drops has tests of its own */
+	o->drop_pause_ms = 20;
 }
 
 static struct ops_config test_cfg;
@@ -899,6 +902,215 @@ test_status_of_a_run_without_params(void **state)
 	free(u);
 }
 
+/*
+ * A run that detached months and died before dropping them (here: the
+ * detach alone, as purge_partition_detach() left it) strands nothing: the
+ * next dry-run counts the detached table's rows and changes nothing, the
+ * next execution drops it first and reports its rows as deleted. A record
+ * of a table the purge does not own is reported, never dropped.
+ */
+static void
+test_detached_earlier_are_dropped(void **state)
+{
+	char *u = partitioned_db("purge_pdet");
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_partition_stats st;
+	struct purge_result res;
+	struct purge_opts o;
+
+	(void)state;
+	/* 4 rows a month, December to August */
+	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
+		       " event_value, created_at) SELECT gen_random_uuid(),"
+		       " 'api_calls', g, timestamptz '2023-12-03Z'"
+		       " + (g / 4) * interval '1 month' + g * interval '1 hour'"
+		       " FROM generate_series(0, 35) g");
+	assert_int_equal(purge_partition_detach(db, "public.usage_events",
+						"public.ue_2023_12", 0, 0, NULL,
+						&st, &err),
+			 0);
+	itest_exec(db, "CREATE TABLE other_parent (created_at timestamptz)"
+		       " PARTITION BY RANGE (created_at)");
+	itest_exec(db, "CREATE TABLE other_2020 PARTITION OF other_parent"
+		       " FOR VALUES FROM ('2020-01-01Z') TO ('2020-02-01Z')");
+	assert_int_equal(purge_partition_detach(db, "other_parent",
+						"other_2020", 0, 0, NULL, &st,
+						&err),
+			 0);
+	base_opts(&o);
+	o.months = 2;
+	o.as_of = "2024-08-15"; /* cutoff 2024-06-15: December to May whole */
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_int_equal(res.tables[0].detached_pending, 1);
+	assert_int_equal(res.tables[0].detached_rows, 4);
+	assert_string_equal(res.tables[0].detached, "public.ue_2023_12");
+	assert_int_equal(res.tables[0].partitions_planned, 5);
+	/* 4 detached + 5 months of 4 + June's 4, all before the 15th */
+	assert_int_equal(res.tables[0].planned_rows, 4 + 20 + 4);
+	assert_int_equal(res.detached_other, 1);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM "
+					    "apexops.purge_detached"),
+			 2);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM ue_2023_12"),
+			 4);
+
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_string_equal(res.status, "succeeded");
+	assert_int_equal(res.tables[0].partitions_detached, 5);
+	assert_int_equal(res.tables[0].partitions_dropped, 6);
+	assert_int_equal(res.tables[0].deleted_rows, 28);
+	assert_int_equal(res.tables[0].detached_left, 0);
+	assert_null(itest_value(db, "SELECT to_regclass('ue_2023_12')"));
+	assert_null(itest_value(db, "SELECT to_regclass('ue_2024_05')"));
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM pg_class"
+					    " WHERE relname = 'ue_2024_06'"),
+			 1);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"),
+		36 - 28);
+	/* the other table's record stays, and so does its table */
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM "
+					    "apexops.purge_detached"),
+			 1);
+	assert_int_equal(res.detached_other, 1);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM other_2020"),
+			 0);
+	db_close(db);
+	free(u);
+}
+
+/*
+ * A stop between the detaches and the drops (the pause between two
+ * drops) leaves the rest detached and recorded; the rows are out of the
+ * table already, and the next run drops what is left.
+ */
+struct stopper {
+	char *url;
+	volatile sig_atomic_t *stop;
+};
+
+static void *
+stop_after_first_drop(void *arg)
+{
+	struct stopper *s = arg;
+	struct db *db = itest_connect(s->url);
+
+	/* 5 months detached, then the first dropped: 4 records left */
+	for (int i = 0; i < 30000; i++) {
+		long long n = itest_value_ll(
+			db, "SELECT count(*) FROM apexops.purge_detached");
+		long long att = itest_value_ll(
+			db, "SELECT count(*) FROM pg_inherits WHERE inhparent ="
+			    " 'usage_events'::regclass");
+
+		if (n == 4 && att == 4)
+			break;
+		usleep(1000);
+	}
+	*s->stop = 1;
+	db_close(db);
+	return NULL;
+}
+
+static void
+test_stop_between_drops(void **state)
+{
+	char *u = partitioned_db("purge_pstop");
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	volatile sig_atomic_t stop = 0;
+	struct stopper s = { u, &stop };
+	struct purge_result res;
+	struct purge_opts o;
+	pthread_t th;
+
+	(void)state;
+	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
+		       " event_value, created_at) SELECT gen_random_uuid(),"
+		       " 'api_calls', g, timestamptz '2023-12-03Z'"
+		       " + (g / 4) * interval '1 month' + g * interval '1 hour'"
+		       " FROM generate_series(0, 35) g");
+	base_opts(&o);
+	o.months = 2;
+	o.as_of = "2024-07-01"; /* cutoff 2024-05-01: December to April */
+	o.execute = true;
+	o.drop_pause_ms = 600000; /* the stop comes in the first pause */
+	o.stop = &stop;
+	assert_int_equal(pthread_create(&th, NULL, stop_after_first_drop, &s),
+			 0);
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_STOPPED);
+	pthread_join(th, NULL);
+	assert_string_equal(res.status, "stopped");
+	assert_int_equal(res.drop_pause_ms, 600000);
+	assert_int_equal(res.tables[0].partitions_detached, 5);
+	assert_int_equal(res.tables[0].partitions_dropped, 1);
+	assert_int_equal(res.tables[0].deleted_rows, 4);
+	/* out of the table at once, the files still there */
+	assert_int_equal(itest_value_ll(db,
+					"SELECT count(*) FROM usage_events"
+					" WHERE created_at < '2024-05-01Z'"),
+			 0);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM "
+					    "apexops.purge_detached"),
+			 4);
+	o.stop = NULL;
+	o.drop_pause_ms = -1; /* back to back */
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_int_equal(res.drop_pause_ms, 0);
+	assert_int_equal(res.tables[0].detached_pending, 4);
+	assert_int_equal(res.tables[0].partitions_detached, 0);
+	assert_int_equal(res.tables[0].partitions_dropped, 4);
+	assert_int_equal(res.tables[0].deleted_rows, 16);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM "
+					    "apexops.purge_detached"),
+			 0);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM pg_class WHERE relname"
+				   " ~ '^ue_(2023_12|2024_0[1-4])$'"),
+		0);
+	db_close(db);
+	free(u);
+}
+
+/* Without the migration of apexops.purge_detached an execution that would
+ * detach partitions refuses before changing anything; a dry-run plans. */
+static void
+test_detached_table_missing(void **state)
+{
+	char *u = partitioned_db("purge_pnomig");
+	struct db *db = itest_connect(u);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_result res;
+	struct purge_opts o;
+
+	(void)state;
+	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
+		       " event_value, created_at) SELECT gen_random_uuid(),"
+		       " 'api_calls', g, timestamptz '2023-12-03Z'"
+		       " + (g / 4) * interval '1 month' FROM generate_series(0,"
+		       " 35) g");
+	itest_exec(db, "DROP TABLE apexops.purge_detached");
+	base_opts(&o);
+	o.months = 2;
+	o.as_of = "2024-08-15";
+	assert_int_equal(purge_run(db, &o, &res, &err), 0);
+	assert_int_equal(res.tables[0].partitions_planned, 6);
+	o.execute = true;
+	assert_int_equal(purge_run(db, &o, &res, &err), OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "run 'apexops migrate up'"));
+	assert_false(res.executed);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM usage_events"), 36);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM pg_inherits"
+					    " WHERE inhparent ="
+					    " 'usage_events'::regclass"),
+			 9);
+	db_close(db);
+	free(u);
+}
+
 int
 main(void)
 {
@@ -920,6 +1132,9 @@ main(void)
 		cmocka_unit_test(test_plan_without_statement_timeout),
 		cmocka_unit_test(test_status_of_a_run_without_params),
 		cmocka_unit_test(test_reference_to_a_partition),
+		cmocka_unit_test(test_detached_earlier_are_dropped),
+		cmocka_unit_test(test_stop_between_drops),
+		cmocka_unit_test(test_detached_table_missing),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

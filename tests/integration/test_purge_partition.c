@@ -29,7 +29,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	url = itest_new_db("purge_partition", 0);
+	url = itest_new_db("purge_partition", 1);
 	return 0;
 }
 
@@ -95,6 +95,8 @@ struct dropper {
 	struct db *db;
 	const char *parent, *child;
 	long lock_timeout_ms;
+	bool detach_only; /* purge_partition_detach() instead */
+	volatile sig_atomic_t *stop;
 	struct purge_partition_stats st;
 	struct ops_err err;
 	int r;
@@ -106,8 +108,14 @@ dropper_thread(void *arg)
 {
 	struct dropper *d = arg;
 
-	d->r = purge_partition_drop(d->db, d->parent, d->child,
-				    d->lock_timeout_ms, NULL, &d->st, &d->err);
+	if (d->detach_only)
+		d->r = purge_partition_detach(d->db, d->parent, d->child,
+					      d->lock_timeout_ms, 0, d->stop,
+					      &d->st, &d->err);
+	else
+		d->r = purge_partition_drop(d->db, d->parent, d->child,
+					    d->lock_timeout_ms, d->stop, &d->st,
+					    &d->err);
 	atomic_store(&d->done, 1);
 	return NULL;
 }
@@ -332,6 +340,234 @@ test_refusals_change_nothing(void **state)
 	db_close(db);
 }
 
+/* Rows of apexops.purge_detached. */
+static long long
+records(struct db *db)
+{
+	return itest_value_ll(db,
+			      "SELECT count(*) FROM apexops.purge_detached");
+}
+
+/*
+ * The two steps apart, as the purge runs them: the detach (CONCURRENTLY:
+ * no default partition) is recorded with its run, the table stays until
+ * purge_partition_drop_detached() drops it and its record together.
+ */
+static void
+test_detach_is_recorded_until_dropped(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_partition_stats st, st2;
+	struct db_res *res = NULL;
+	char *v;
+
+	(void)state;
+	make_table(db, "evs", false);
+	assert_int_equal(purge_partition_detach(db, "evs", "\"evs 2024-01\"", 0,
+						42, NULL, &st, &err),
+			 0);
+	assert_true(st.detached);
+	assert_true(st.concurrent);
+	assert_false(st.dropped);
+	v = itest_value(db, "SELECT child || '|' || parent || '|' || run_id"
+			    " || '|' || (relid = '\"evs 2024-01\"'::regclass)"
+			    " FROM apexops.purge_detached");
+	assert_string_equal(v, "public.\"evs 2024-01\"|public.evs|42|true");
+	free(v);
+	/* out of the table, still in the database */
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM evs"), 20);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM \"evs 2024-01\""), 10);
+	assert_int_equal(purge_detached_list(db, "evs", &res, &err), 0);
+	assert_int_equal(db_res_rows(res), 1);
+	assert_string_equal(db_res_get(res, 0, 0), st.relid);
+	assert_string_equal(db_res_get(res, 0, 1), "public.\"evs 2024-01\"");
+	db_res_free(res);
+	/* another parent's list does not have it */
+	itest_exec(db, "CREATE TABLE evs_other (id int)");
+	assert_int_equal(purge_detached_list(db, "evs_other", &res, &err), 0);
+	assert_int_equal(db_res_rows(res), 0);
+	db_res_free(res);
+
+	assert_int_equal(purge_partition_drop_detached(db, st.relid, 0, NULL,
+						       &st2, &err),
+			 0);
+	assert_true(st2.dropped);
+	assert_false(st2.gone);
+	assert_int_equal(st2.rows, 10);
+	assert_int_equal(records(db), 0);
+	assert_null(itest_value(db, "SELECT to_regclass('\"evs 2024-01\"')"));
+	/* once only */
+	assert_int_equal(purge_partition_drop_detached(db, st.relid, 0, NULL,
+						       &st2, &err),
+			 OPS_E_NOTFOUND);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM evs"), 20);
+	db_close(db);
+}
+
+/* With a default partition the plain DETACH and its record commit
+ * together; purge_partition_drop() leaves no record behind. */
+static void
+test_plain_detach_is_recorded(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_partition_stats st;
+	char *rel;
+	int r;
+
+	(void)state;
+	make_table(db, "evq", true);
+	assert_int_equal(purge_partition_detach(db, "evq", "\"evq 2024-01\"", 0,
+						0, NULL, &st, &err),
+			 0);
+	assert_false(st.concurrent);
+	assert_int_equal(
+		itest_value_ll(db, "SELECT count(*) FROM apexops.purge_detached"
+				   " WHERE run_id IS NULL AND relid ="
+				   " '\"evq 2024-01\"'::regclass"),
+		1);
+	assert_int_equal(purge_partition_drop(db, "evq", "\"evq 2024-02\"", 0,
+					      NULL, &st, &err),
+			 0);
+	assert_true(st.dropped);
+	assert_int_equal(records(db), 1); /* January's only */
+	assert_int_equal(purge_partition_drop_detached(db, "999999999", 0, NULL,
+						       &st, &err),
+			 OPS_E_NOTFOUND);
+	itest_exec(db, "DROP TABLE \"evq 2024-01\"");
+	/* dropped by someone else: the record is forgotten, nothing fails */
+	rel = itest_value(db, "SELECT relid::text FROM apexops.purge_detached");
+	r = purge_partition_drop_detached(db, rel, 0, NULL, &st, &err);
+	if (r != 0)
+		fprintf(stderr, "drop_detached %s: %s\n", rel, err.msg);
+	assert_int_equal(r, 0);
+	free(rel);
+	assert_true(st.gone);
+	assert_false(st.dropped);
+	assert_int_equal(records(db), 0);
+	db_close(db);
+}
+
+/*
+ * Records that no longer name a detached table are never acted on: the
+ * table is a partition again (the detach did not happen), the oid is gone,
+ * the oid carries another name. The list leaves them out, dropping refuses
+ * a partition, and forget_stale deletes them without touching a table.
+ */
+static void
+test_stale_records_are_forgotten(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct ops_err err = OPS_ERR_INIT;
+	struct purge_partition_stats st;
+	struct db_res *res = NULL;
+	char *attached;
+	int forgotten = -1;
+	static const char *const bad[] = {
+		"", "abc", "0", "-1", "12;DROP", "4294967296", "99999999999"
+	};
+
+	(void)state;
+	make_table(db, "evx", false);
+	itest_exec(db, "CREATE TABLE evx_solo (id int)");
+	itest_exec(db, "INSERT INTO evx_solo VALUES (1)");
+	itest_exec(db, "CREATE TABLE evx_tmp (id int)");
+	itest_exec(db,
+		   "INSERT INTO apexops.purge_detached"
+		   " (relid, child, parent_relid, parent) VALUES"
+		   " ('\"evx 2024-02\"'::regclass, 'public.\"evx 2024-02\"',"
+		   "  'evx'::regclass, 'public.evx'),"
+		   " ('evx_tmp'::regclass, 'public.evx_tmp', 'evx'::regclass,"
+		   "  'public.evx'),"
+		   " ('evx_solo'::regclass, 'public.not_evx_solo',"
+		   "  'evx'::regclass, 'public.evx')");
+	itest_exec(db, "DROP TABLE evx_tmp");
+	assert_int_equal(purge_detached_list(db, NULL, &res, &err), 0);
+	assert_int_equal(db_res_rows(res), 0);
+	db_res_free(res);
+	assert_int_equal(purge_detached_list(db, "evx", &res, &err), 0);
+	assert_int_equal(db_res_rows(res), 0);
+	db_res_free(res);
+
+	attached = itest_value(db, "SELECT '\"evx 2024-02\"'::regclass::oid");
+	assert_int_equal(
+		purge_partition_drop_detached(db, attached, 0, NULL, &st, &err),
+		OPS_E_NOTFOUND);
+	assert_non_null(strstr(err.msg, "a partition again"));
+	free(attached);
+	assert_int_equal(records(db), 2);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(purge_partition_drop_detached(db, bad[i], 0,
+							       NULL, &st, &err),
+				 OPS_E_INVALID);
+		assert_non_null(strstr(err.msg, "expected a whole number"));
+	}
+	assert_int_equal(
+		purge_partition_drop_detached(db, NULL, 0, NULL, &st, &err),
+		OPS_E_INVALID);
+	assert_int_equal(records(db), 2);
+	assert_int_equal(purge_detached_forget_stale(db, &forgotten, &err), 0);
+	assert_int_equal(forgotten, 2);
+	assert_int_equal(records(db), 0);
+	/* nothing was dropped or detached */
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM evx_solo"),
+			 1);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM evx"), 30);
+	assert_int_equal(itest_value_ll(db,
+					"SELECT count(*) FROM pg_inherits"
+					" WHERE inhparent = 'evx'::regclass"),
+			 3);
+	db_close(db);
+}
+
+/*
+ * A DETACH ... CONCURRENTLY commits its record first; when it then gives
+ * up (here: a lock it cannot get, and a stop), the table is still
+ * attached and the record goes.
+ */
+static void
+test_failed_detach_leaves_no_record(void **state)
+{
+	struct db *db = itest_connect(url);
+	struct db *holder = itest_connect(url);
+	struct db *watcher = itest_connect(url);
+	volatile sig_atomic_t stop = 0;
+	struct dropper d;
+	pthread_t th;
+
+	(void)state;
+	make_table(db, "evf", false);
+	/* SHARE conflicts with the SHARE UPDATE EXCLUSIVE of CONCURRENTLY */
+	itest_exec(holder, "BEGIN");
+	itest_exec(holder, "LOCK TABLE evf IN SHARE MODE");
+	memset(&d, 0, sizeof(d));
+	d.db = db;
+	d.parent = "evf";
+	d.child = "\"evf 2024-01\"";
+	d.lock_timeout_ms = 20;
+	d.detach_only = true;
+	d.stop = &stop;
+	assert_int_equal(pthread_create(&th, NULL, dropper_thread, &d), 0);
+	assert_int_equal(wait_for_lock_waits(watcher, &d, 2), 2);
+	stop = 1;
+	pthread_join(th, NULL);
+	itest_exec(holder, "COMMIT");
+	assert_int_equal(d.r, OPS_E_STOPPED);
+	assert_false(d.st.detached);
+	assert_true(d.st.lock_retries >= 1);
+	assert_int_equal(records(watcher), 0);
+	assert_int_equal(itest_value_ll(watcher,
+					"SELECT count(*) FROM pg_inherits"
+					" WHERE inhparent = 'evf'::regclass"
+					" AND NOT inhdetachpending"),
+			 3);
+	db_close(watcher);
+	db_close(holder);
+	db_close(db);
+}
+
 int
 main(void)
 {
@@ -341,6 +577,10 @@ main(void)
 		cmocka_unit_test(test_lock_retry_with_default),
 		cmocka_unit_test(test_finalizes_a_pending_detach),
 		cmocka_unit_test(test_refusals_change_nothing),
+		cmocka_unit_test(test_detach_is_recorded_until_dropped),
+		cmocka_unit_test(test_plain_detach_is_recorded),
+		cmocka_unit_test(test_stale_records_are_forgotten),
+		cmocka_unit_test(test_failed_detach_leaves_no_record),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
