@@ -484,7 +484,8 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 		r = drop_step(db, &t, stop, st, err);
 		if (r != 0)
 			log_warn("purge partition detached but not dropped; "
-				 "the next purge drops it table=%s",
+				 "it stays recorded in apexops.purge_detached "
+				 "(a purge of its parent drops it) table=%s",
 				 log_q(t.child));
 	}
 	r = restore_lt(db, saved, r, err);

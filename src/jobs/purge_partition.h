@@ -89,9 +89,10 @@ struct purge_partition_stats {
  * stayed out of reach for PURGE_PARTITION_MAX_ATTEMPTS attempts; OPS_E_DB
  * on another failure. After a failure the partition is either attached as
  * before, or "detach pending" (the next call finishes it), or, when
- * st->detached is set, a detached table that was not dropped: the next
- * call refuses it (OPS_E_NOTFOUND, it is no partition any more), so the
- * failure is logged as a warning naming the table for the operator.
+ * st->detached is set, a detached table that was not dropped: it stays
+ * recorded in apexops.purge_detached (st->relid), for
+ * purge_partition_drop_detached() or the next purge of the parent, and the
+ * failure is logged as a warning naming the table.
  */
 int purge_partition_drop(struct db *db, const char *parent, const char *child,
 			 long lock_timeout_ms,
