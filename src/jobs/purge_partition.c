@@ -454,10 +454,13 @@ drop_step(struct db *db, const struct target *t,
 	return r;
 }
 
-int
-purge_partition_drop(struct db *db, const char *parent, const char *child,
-		     long lock_timeout_ms, const volatile sig_atomic_t *stop,
-		     struct purge_partition_stats *st, struct ops_err *err)
+/* Both public entry points: detach (recorded with run_id), then, when
+ * drop, drop; the short lock_timeout around them. */
+static int
+detach_and_maybe_drop(struct db *db, const char *parent, const char *child,
+		      long lock_timeout_ms, long long run_id, bool drop,
+		      const volatile sig_atomic_t *stop,
+		      struct purge_partition_stats *st, struct ops_err *err)
 {
 	struct purge_partition_stats local;
 	struct ops_err lerr = OPS_ERR_INIT;
@@ -471,7 +474,9 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 		err = &lerr; /* the retry logic reads the SQLSTATE */
 	memset(st, 0, sizeof(*st));
 	memset(&t, 0, sizeof(t));
-	r = check_args(db, parent, child, "dropping a partition", err);
+	r = check_args(db, parent, child,
+		       drop ? "dropping a partition" : "detaching a partition",
+		       err);
 	if (r != 0)
 		return r;
 	r = short_lt(db, lock_timeout_ms, &saved, err);
@@ -479,8 +484,8 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 		free(saved);
 		return r;
 	}
-	r = detach_step(db, parent, child, 0, stop, &t, st, err);
-	if (r == 0) {
+	r = detach_step(db, parent, child, run_id, stop, &t, st, err);
+	if (r == 0 && drop) {
 		r = drop_step(db, &t, stop, st, err);
 		if (r != 0)
 			log_warn("purge partition detached but not dropped; "
@@ -495,36 +500,22 @@ purge_partition_drop(struct db *db, const char *parent, const char *child,
 }
 
 int
+purge_partition_drop(struct db *db, const char *parent, const char *child,
+		     long lock_timeout_ms, const volatile sig_atomic_t *stop,
+		     struct purge_partition_stats *st, struct ops_err *err)
+{
+	return detach_and_maybe_drop(db, parent, child, lock_timeout_ms, 0,
+				     true, stop, st, err);
+}
+
+int
 purge_partition_detach(struct db *db, const char *parent, const char *child,
 		       long lock_timeout_ms, long long run_id,
 		       const volatile sig_atomic_t *stop,
 		       struct purge_partition_stats *st, struct ops_err *err)
 {
-	struct purge_partition_stats local;
-	struct ops_err lerr = OPS_ERR_INIT;
-	struct target t;
-	char *saved = NULL;
-	int r;
-
-	if (st == NULL)
-		st = &local;
-	if (err == NULL)
-		err = &lerr;
-	memset(st, 0, sizeof(*st));
-	memset(&t, 0, sizeof(t));
-	r = check_args(db, parent, child, "detaching a partition", err);
-	if (r != 0)
-		return r;
-	r = short_lt(db, lock_timeout_ms, &saved, err);
-	if (r != 0) {
-		free(saved);
-		return r;
-	}
-	r = detach_step(db, parent, child, run_id, stop, &t, st, err);
-	r = restore_lt(db, saved, r, err);
-	if (r != 0 && r != OPS_E_STOPPED && t.child[0] != '\0')
-		ops_err_prefix(err, "partition %s", t.child);
-	return r;
+	return detach_and_maybe_drop(db, parent, child, lock_timeout_ms, run_id,
+				     false, stop, st, err);
 }
 
 /* relid must be an oid's text: digits only, 1..4294967295. */

@@ -902,6 +902,18 @@ test_status_of_a_run_without_params(void **state)
 	free(u);
 }
 
+/* 4 rows a month in partitioned_db()'s usage_events, December to August,
+ * on the 3rd and 4th of the month. */
+static void
+four_a_month(struct db *db)
+{
+	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
+		       " event_value, created_at) SELECT gen_random_uuid(),"
+		       " 'api_calls', g, timestamptz '2023-12-03Z'"
+		       " + (g / 4) * interval '1 month' + g * interval '1 hour'"
+		       " FROM generate_series(0, 35) g");
+}
+
 /*
  * A run that detached months and died before dropping them (here: the
  * detach alone, as purge_partition_detach() left it) strands nothing: the
@@ -920,12 +932,7 @@ test_detached_earlier_are_dropped(void **state)
 	struct purge_opts o;
 
 	(void)state;
-	/* 4 rows a month, December to August */
-	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
-		       " event_value, created_at) SELECT gen_random_uuid(),"
-		       " 'api_calls', g, timestamptz '2023-12-03Z'"
-		       " + (g / 4) * interval '1 month' + g * interval '1 hour'"
-		       " FROM generate_series(0, 35) g");
+	four_a_month(db);
 	assert_int_equal(purge_partition_detach(db, "public.usage_events",
 						"public.ue_2023_12", 0, 0, NULL,
 						&st, &err),
@@ -1027,11 +1034,7 @@ test_stop_between_drops(void **state)
 	pthread_t th;
 
 	(void)state;
-	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
-		       " event_value, created_at) SELECT gen_random_uuid(),"
-		       " 'api_calls', g, timestamptz '2023-12-03Z'"
-		       " + (g / 4) * interval '1 month' + g * interval '1 hour'"
-		       " FROM generate_series(0, 35) g");
+	four_a_month(db);
 	base_opts(&o);
 	o.months = 2;
 	o.as_of = "2024-07-01"; /* cutoff 2024-05-01: December to April */
@@ -1086,11 +1089,7 @@ test_detached_table_missing(void **state)
 	struct purge_opts o;
 
 	(void)state;
-	itest_exec(db, "INSERT INTO usage_events (customer_id, event_name,"
-		       " event_value, created_at) SELECT gen_random_uuid(),"
-		       " 'api_calls', g, timestamptz '2023-12-03Z'"
-		       " + (g / 4) * interval '1 month' FROM generate_series(0,"
-		       " 35) g");
+	four_a_month(db);
 	itest_exec(db, "DROP TABLE apexops.purge_detached");
 	base_opts(&o);
 	o.months = 2;
