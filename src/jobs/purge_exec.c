@@ -97,6 +97,16 @@ report_progress(struct purge_exec *x, bool force)
 		log_warn("cannot record purge progress error=%s", log_q(e.msg));
 }
 
+/* n more rows removed from t: the counts, the progress line, the record. */
+static void
+count_removed(struct purge_exec *x, struct purge_table_result *t, long long n)
+{
+	t->deleted_rows += n;
+	x->run_done += n;
+	progress_add(&x->prog, n);
+	report_progress(x, false);
+}
+
 /* Where a walk is: the last (column, ctid) it passed. The column travels
  * as ISO-8601 UTC text from to_char() (or "-infinity"), never through
  * the session's DateStyle and TimeZone. */
@@ -331,10 +341,7 @@ purge_rowwise(struct db *db, struct purge_exec *x, const char *rel,
 				break;
 			kept += b.selected - b.deleted;
 			t->batches++;
-			t->deleted_rows += b.deleted;
-			x->run_done += b.deleted;
-			progress_add(&x->prog, b.deleted);
-			report_progress(x, false);
+			count_removed(x, t, b.deleted);
 			log_debug("purge batch table=%s rows=%lld kept=%lld "
 				  "size=%ld ms=%.1f",
 				  log_q(rel), b.deleted, b.selected - b.deleted,
@@ -489,10 +496,7 @@ drop_recorded(struct db *db, struct purge_exec *x, const char *qname,
 			continue;
 		dropped_one = true;
 		t->partitions_dropped++;
-		t->deleted_rows += st.rows;
-		x->run_done += st.rows;
-		progress_add(&x->prog, st.rows);
-		report_progress(x, false);
+		count_removed(x, t, st.rows);
 		log_info("purge dropped partition table=%s partition=%s "
 			 "rows=%lld ms=%.1f",
 			 log_q(t->name), log_q(child), st.rows, st.drop_ms);

@@ -144,31 +144,6 @@ record(struct db *db, const struct target *t, long long run_id,
 	return db_exec(db, record_sql, 5, params, NULL, err);
 }
 
-/*
- * Before a DETACH ... CONCURRENTLY (or FINALIZE), which cannot run inside
- * a transaction: the record commits first. Its commit need not wait for
- * the WAL flush: the detach's own commit comes later in the WAL, so any
- * detach that survives a crash has its record; a record that survives
- * without its detach is forgotten as stale.
- */
-static int
-record_alone(struct db *db, const struct target *t, long long run_id,
-	     struct ops_err *err)
-{
-	int r = db_begin(db, err);
-
-	if (r == 0)
-		r = db_exec(db, "SET LOCAL synchronous_commit = off", 0, NULL,
-			    NULL, err);
-	if (r == 0)
-		r = record(db, t, run_id, err);
-	if (r == 0)
-		r = db_commit(db, err);
-	if (r != 0)
-		db_rollback(db);
-	return r;
-}
-
 static int
 unrecord(struct db *db, const char *relid, struct ops_err *err)
 {
@@ -181,26 +156,32 @@ unrecord(struct db *db, const char *relid, struct ops_err *err)
 }
 
 /*
- * A plain DETACH holds an ACCESS EXCLUSIVE lock on the parent, which every
- * insert queues behind, until its commit returns: that commit does not
- * wait for the WAL flush, so the lock is held for the catalog work alone.
- * A crash that loses the detach leaves the partition attached, for the
- * next run; the DROP that follows is durable, and its flush carries the
- * detach's WAL, written before it.
+ * Record t, then run sql (NULL: none) in the same transaction, whose
+ * commit does not wait for the WAL flush.
+ *   - A plain DETACH (sql): it holds an ACCESS EXCLUSIVE lock on the
+ *     parent, which every insert queues behind, until its commit returns,
+ *     so the lock is held for the catalog work alone; the record commits
+ *     with the detach, or neither does. A crash that loses both leaves the
+ *     partition attached, for the next run; the DROP that follows is
+ *     durable, and its flush carries this WAL, written before it.
+ *   - Before a DETACH ... CONCURRENTLY or FINALIZE (sql NULL), which cannot
+ *     run inside a transaction: the record commits first. The detach's own
+ *     commit comes later in the WAL, so any detach that survives a crash
+ *     has its record; a record that survives without its detach is
+ *     forgotten as stale.
  */
 static int
-detach_plain(struct db *db, const char *sql, const struct target *t,
-	     long long run_id, struct ops_err *err)
+record_with(struct db *db, const struct target *t, long long run_id,
+	    const char *sql, struct ops_err *err)
 {
 	int r = db_begin(db, err);
 
 	if (r == 0)
 		r = db_exec(db, "SET LOCAL synchronous_commit = off", 0, NULL,
 			    NULL, err);
-	/* the record commits with the detach, or neither does */
 	if (r == 0)
 		r = record(db, t, run_id, err);
-	if (r == 0)
+	if (r == 0 && sql != NULL)
 		r = db_exec(db, sql, 0, NULL, NULL, err);
 	if (r == 0)
 		r = db_commit(db, err);
@@ -249,9 +230,9 @@ detach(struct db *db, const char *parent, const char *child, struct target *t,
 			 t->child, how);
 		st->attempts++;
 		if (t->has_default && !t->pending) {
-			r = detach_plain(db, sql, t, run_id, err);
+			r = record_with(db, t, run_id, sql, err);
 		} else {
-			r = record_alone(db, t, run_id, err);
+			r = record_with(db, t, run_id, NULL, err);
 			if (r == 0)
 				r = db_exec(db, sql, 0, NULL, NULL, err);
 		}
