@@ -381,6 +381,28 @@ test_unique_key(void **state)
 					    " apexops.queue_jobs WHERE"
 					    " unique_key = 'export:7'"),
 			 2);
+	/* no key (a plain insert): every call is a job of its own, with the
+	 * defaults for what it leaves out */
+	assert_int_equal(
+		queue_enqueue(db, "t.u", NULL, NULL, 0, 0, NULL, &a, &err), 0);
+	assert_int_equal(
+		queue_enqueue(db, "t.u", NULL, NULL, 0, 0, NULL, &again, &err),
+		0);
+	assert_true(a > 0 && again > a);
+	assert_int_equal(itest_value_ll(db, "SELECT count(*) FROM"
+					    " apexops.queue_jobs WHERE"
+					    " unique_key IS NULL"),
+			 2);
+	other = itest_value_ll(db, "SELECT apexops.enqueue('t.u', NULL, NULL,"
+				   " NULL, NULL, NULL)");
+	assert_true(other > again);
+	assert_int_equal(q_ll(db,
+			      "SELECT count(*) FROM apexops.queue_jobs WHERE"
+			      " id = %lld AND payload = '{}' AND priority = 0"
+			      " AND max_attempts = 5 AND state = 'available'"
+			      " AND unique_key IS NULL AND run_at <= now()",
+			      other),
+			 1);
 	db_close(db);
 }
 
