@@ -19,6 +19,9 @@
 //            that only listens (notify_listener.mjs), claiming nothing;
 //            the "claim" row adds apexops's claim to it (claim_floor.c: one
 //            thread that claims on each notification, no hand-over)
+//            TRICKLE_CLIENT=libpq: the enqueues (and their timing) come from
+//            trickle_client.c instead of node-postgres, for every system
+//            with a SQL enqueue (pg-boss has none and keeps node's)
 // Every run checks that each job ran exactly once and that the database
 // holds every job as completed; a job lost or run twice fails the bench.
 import { spawn } from "node:child_process";
@@ -32,6 +35,11 @@ const C = Number(process.env.CONCURRENCY || 8);
 const CHUNK = Number(process.env.BULK_CHUNK || 10000);
 const RATE = Number(process.env.TRICKLE_RATE || 200);
 const TRICKLE_S = Number(process.env.TRICKLE_S || 10);
+const CLIENT = process.env.TRICKLE_CLIENT || "node";
+if (CLIENT !== "node" && CLIENT !== "libpq") {
+	console.error(`bench/queue: TRICKLE_CLIENT=${CLIENT}: use node or libpq`);
+	process.exit(64);
+}
 const SYSTEMS = (process.env.SYSTEMS || "apexops graphile pgboss notify claim").split(/\s+/).filter(Boolean);
 const CASES = (process.env.CASES || "burst analyzed trickle").split(/\s+/).filter(Boolean);
 const HERE = path.dirname(new URL(import.meta.url).pathname);
@@ -283,26 +291,46 @@ async function trickle(s) {
 		else await boss.send("noop", { i });
 		return String(i);
 	};
-	// warm up, as graphile-worker's latencyTest does: 100 jobs, then settle
-	const warm = [];
-	for (let i = 0; i < 100; i++) warm.push(await enq(-1 - i));
-	await sleep(1500);
 	const total = RATE * TRICKLE_S,
 		step = 1e6 / RATE;
-	const calls = new Map(),
+	const warm = [],
+		calls = new Map(),
 		acks = new Map(),
 		ids = [];
-	const t0 = Number(us()) + 1000;
-	for (let i = 0; i < total; i++) {
-		const due = t0 + i * step;
-		let now = Number(us());
-		if (due - now > 1500) await sleep((due - now) / 1000 - 1);
-		while ((now = Number(us())) < due);
-		const tc = us();
-		const id = await enq(i);
-		acks.set(String(id), Number(us()));
-		calls.set(String(id), Number(tc));
-		ids.push(id);
+	if (CLIENT === "libpq" && s !== "pgboss") {
+		// the same enqueues, warm-up and schedule from a libpq client
+		const sql = s === "graphile" ? "SELECT graphile_worker.add_job('noop', $1::json)" : "SELECT apexops.enqueue('noop', $1::jsonb) AS id";
+		const out = path.join(WORK, `${s}-client.txt`);
+		await sh(path.join(WORK, "trickle_client"), [dbUrl(name), sql, String(RATE), String(total), "100", out], {}, false);
+		const lines = fs.readFileSync(out, "utf8").trim().split("\n");
+		lines.forEach((ln, n) => {
+			const [k, call, ack, val] = ln.split(" ");
+			// the job's name in the worker's log: its id (apexops, claim),
+			// the notification's number (notify), the payload's i (graphile)
+			const id = s === "notify" ? String(n) : s === "graphile" ? k : val;
+			if (Number(k) < 0) warm.push(id);
+			else {
+				calls.set(id, Number(call));
+				acks.set(id, Number(ack));
+				ids.push(id);
+			}
+		});
+	} else {
+		// warm up, as graphile-worker's latencyTest does: 100 jobs, then settle
+		for (let i = 0; i < 100; i++) warm.push(await enq(-1 - i));
+		await sleep(1500);
+		const t0 = Number(us()) + 1000;
+		for (let i = 0; i < total; i++) {
+			const due = t0 + i * step;
+			let now = Number(us());
+			if (due - now > 1500) await sleep((due - now) / 1000 - 1);
+			while ((now = Number(us())) < due);
+			const tc = us();
+			const id = await enq(i);
+			acks.set(String(id), Number(us()));
+			calls.set(String(id), Number(tc));
+			ids.push(id);
+		}
 	}
 	// wait (up to 60 s) until the system has taken every job, then 1.5 s
 	// for the last handlers to start: on a slow host a peer can still hold
@@ -379,7 +407,7 @@ for (const cs of CASES)
 	}
 const f0 = (x) => (x === undefined ? "-" : Math.round(x).toLocaleString("en-US"));
 const f2 = (x) => (x === undefined ? "-" : x.toFixed(2));
-console.log(`\nQueue benchmark: ${N.toLocaleString("en-US")} no-op jobs, concurrency ${C}, trickle ${RATE}/s for ${TRICKLE_S} s`);
+console.log(`\nQueue benchmark: ${N.toLocaleString("en-US")} no-op jobs, concurrency ${C}, trickle ${RATE}/s for ${TRICKLE_S} s, enqueued by ${CLIENT === "libpq" ? "libpq (trickle_client.c; pg-boss by node-postgres)" : "node-postgres"}`);
 console.log("| system | burst, no statistics (jobs/s) | burst after ANALYZE (jobs/s) | bulk enqueue (jobs/s) | trickle commit->start p50 / p99 (ms) | trickle call->start p50 / p99 (ms) | trickle enqueue call->ack p50 / p99 (ms) |");
 console.log("|---|---:|---:|---:|---:|---:|---:|");
 for (const s of SYSTEMS) {

@@ -9,6 +9,9 @@
 #   SYSTEMS="apexops notify claim" CASES=trickle bench/queue/run.sh
 #   TRICKLE_WARMUP=0 ...   (no thrown-away trickle before the measured ones)
 #   TRICKLE_DUMP=DIR ...   (each trickle job's call, ack and start times)
+#   TRICKLE_CLIENT=libpq ... (the trickle enqueued by trickle_client.c, a
+#                            libpq client, instead of node-postgres; pg-boss,
+#                            which has no SQL enqueue, keeps node's)
 #
 # Starts its own server (tests/peers/pg-up.sh) with durability on (fsync,
 # synchronous_commit, full_page_writes: printed) and autovacuum off, so
@@ -45,6 +48,9 @@ WORK=$(mktemp -d /tmp/apexops-bench-queue.XXXXXX)
 # the claim floor (SYSTEMS=claim), a libpq client of its own
 cc -std=c11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
 	-o "$WORK/claim_floor" "$HERE/claim_floor.c" -lpq
+# the trickle's enqueuing client in C (TRICKLE_CLIENT=libpq)
+cc -std=c11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
+	-o "$WORK/trickle_client" "$HERE/trickle_client.c" -lpq
 PGTMP=$(PGPORT=$PORT "$ROOT/tests/peers/pg-up.sh")
 AS=""
 [ "$(id -u)" = 0 ] && AS="runuser -u postgres --"
