@@ -35,6 +35,11 @@ struct dcase {
 	int attempts;
 	int pending_attempt; /* 0: none */
 	char pending_key[320];
+	/* Stripe accepted the pending attempt without paying (a bank debit
+	 * processing), recorded by an attempt_started transition that names
+	 * the invoice's payment intent (pending_pi, "" when it named none) */
+	bool pending_accepted;
+	char pending_pi[256];
 	char action[8]; /* "pause", "resume", "" */
 	char customer[40];
 	char stripe_sub[256];
@@ -101,6 +106,17 @@ inv_customer(const json_t *inv)
 	const json_t *v = json_object_get(inv, "customer");
 
 	return json_is_object(v) ? jstr(v, "id") : jstr(inv, "customer");
+}
+
+/* The invoice's payment intent id: a string, or the object when expanded
+ * (API versions before 2025-03-31.basil; later ones list it under the
+ * invoice's payments, and this is ""). */
+static const char *
+inv_payment_intent(const json_t *inv)
+{
+	const json_t *v = json_object_get(inv, "payment_intent");
+
+	return json_is_object(v) ? jstr(v, "id") : jstr(inv, "payment_intent");
 }
 
 static void
@@ -816,8 +832,15 @@ load_due(struct dun *d, struct ops_err *err)
 		"SELECT id, invoice_id, status, attempts,"
 		" COALESCE(pending_attempt, 0), COALESCE(pending_key, ''),"
 		" COALESCE(stripe_action, ''), COALESCE(customer_id::text, ''),"
-		" COALESCE(stripe_subscription_id, '')"
-		" FROM apexops.dunning_cases WHERE (status = 'open' AND"
+		" COALESCE(stripe_subscription_id, ''), a.pi IS NOT NULL,"
+		" COALESCE(a.pi, '')"
+		" FROM apexops.dunning_cases c LEFT JOIN LATERAL (SELECT"
+		" COALESCE(t.detail->>'payment_intent', '') AS pi FROM"
+		" apexops.dunning_transitions t WHERE t.case_id = c.id AND"
+		" t.kind = 'attempt_started' AND t.attempt = c.pending_attempt"
+		" AND t.idempotency_key = c.pending_key AND t.detail->>'result'"
+		" = 'accepted' ORDER BY t.id DESC LIMIT 1) a ON true"
+		" WHERE (status = 'open' AND"
 		" (next_attempt_at <= $1::timestamptz OR pending_attempt IS NOT"
 		" NULL)) OR (status = 'suspended' AND updated_at >"
 		" $1::timestamptz - interval '180 days') OR stripe_action IS "
@@ -854,6 +877,9 @@ load_due(struct dun *d, struct ops_err *err)
 			 db_res_get(res, row, 7));
 		snprintf(c->stripe_sub, sizeof(c->stripe_sub), "%s",
 			 db_res_get(res, row, 8));
+		c->pending_accepted = strcmp(db_res_get(res, row, 9), "t") == 0;
+		snprintf(c->pending_pi, sizeof(c->pending_pi), "%s",
+			 db_res_get(res, row, 10));
 	}
 	db_res_free(res);
 	d->res->due = (long)d->ncases;
@@ -893,6 +919,54 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 	if (r == 0)
 		r = db_commit(DB(d), err);
 	dbunlock(d);
+	return r;
+}
+
+/*
+ * Stripe accepted attempt n without paying the invoice (a bank debit
+ * processing): an attempt_started transition with result "accepted" and
+ * the invoice's payment intent (pi, may be ""), so that a later run whose
+ * intent reads requires_payment_method knows the debit failed, rather than
+ * a call that never reached Stripe. The case itself is unchanged.
+ */
+static int
+commit_accepted(struct dun *d, struct dcase *c, int n, const char *key,
+		const char *pi, struct ops_err *err)
+{
+	static const char sql[] =
+		"SELECT 1 FROM apexops.dunning_cases WHERE id = $1 AND status ="
+		" 'open' AND pending_key = $2 FOR UPDATE";
+	char id_s[24];
+	const char *p[2] = { id_s, key };
+	struct db_res *res = NULL;
+	json_t *detail;
+	int r;
+
+	snprintf(id_s, sizeof(id_s), "%lld", c->id);
+	detail = json_pack("{s:s, s:s}", "result", "accepted", "invoice_status",
+			   "open");
+	if (*pi != '\0')
+		json_object_set_new(detail, "payment_intent", json_string(pi));
+	dblock(d);
+	r = db_begin(DB(d), err);
+	if (r == 0)
+		r = db_query(DB(d), sql, 2, p, &res, err);
+	if (r == 0 && db_res_rows(res) != 1)
+		r = ops_fail(err, OPS_E_CONFLICT, false,
+			     "case of invoice %s changed meanwhile",
+			     c->invoice);
+	if (r == 0)
+		r = note(d, c->id, c->invoice, c->customer, "attempt_started",
+			 "open", "open", n, key, NULL, detail, err);
+	if (r == 0)
+		r = db_commit(DB(d), err);
+	dbunlock(d);
+	db_res_free(res);
+	json_decref(detail);
+	if (r == 0) {
+		c->pending_accepted = true;
+		snprintf(c->pending_pi, sizeof(c->pending_pi), "%s", pi);
+	}
 	return r;
 }
 
@@ -1252,6 +1326,126 @@ recover(struct dun *d, struct dcase *c, const json_t *inv, int n,
 	return r;
 }
 
+/*
+ * Attempt n failed: declined, refused, or a bank debit that did not go
+ * through. Recorded as a failed attempt (code: the decline code or
+ * Stripe's error code); the schedule goes on, or the case is suspended
+ * after the last attempt.
+ */
+static int
+attempt_failed(struct dun *d, struct dcase *c, int n, const char *key,
+	       const char *code, const char *message, struct ops_err *err)
+{
+	bool susp;
+	int r = commit_declined(d, c, n, key, code, message, &susp, err);
+
+	if (r == 0) {
+		add_count(d, susp ? &d->res->suspended : &d->res->declined, 1);
+		note_case(d, c->invoice, susp ? "suspended" : "declined", n,
+			  code);
+		log_info("dunning declined invoice=%s attempt=%d "
+			 "decline_code=%s suspended=%s",
+			 log_q(c->invoice), n, log_q(code),
+			 susp ? "true" : "false");
+	}
+	return r;
+}
+
+/*
+ * The pending attempt n of an open case whose invoice inv is still open:
+ * before its pay call is replayed, what the invoice's payment intent says.
+ * Stripe keeps an Idempotency-Key for at least 24 hours, not for ever; a
+ * debit processing for longer would make the replay a refusal (counted as
+ * a failed attempt although nothing failed), and one that failed would
+ * make it a new charge. So: processing, or succeeded with the invoice not
+ * yet marked paid, stays pending with nothing sent (the attempt marked
+ * accepted if it was not: a run killed after the call never marked it);
+ * requires_payment_method or canceled after Stripe accepted the attempt
+ * (pending_accepted) is the attempt failed, recorded as a decline. *done tells
+ * whether the attempt is settled for this run; otherwise (no intent to read,
+ * another status, or an attempt Stripe may never have received) the caller
+ * replays the pay call as before. NEEDSWORK: from API version 2025-03-31.basil
+ * the invoice names no payment intent (GET /v1/invoice_payments?invoice= lists
+ * them), so with such a STRIPE_API_VERSION a pending attempt is still replayed
+ * blind.
+ */
+static int
+resolve_pending(struct dun *d, struct stripe *st, struct dcase *c,
+		const json_t *inv, int n, const char *key, bool *done,
+		struct ops_err *err)
+{
+	struct stripe_error se;
+	const json_t *lpe;
+	const char *id, *ps, *code, *msg;
+	char path[320], detail[320], msgbuf[600];
+	json_t *pi = NULL;
+	int r;
+
+	*done = false;
+	id = inv_payment_intent(inv);
+	if (*id == '\0')
+		id = c->pending_pi;
+	if (*id == '\0' || !stripe_id_valid(id))
+		return 0;
+	snprintf(path, sizeof(path), "/v1/payment_intents/%s", id);
+	r = scall(d, st, "GET", path, NULL, NULL, &pi, &se, err);
+	if (r == OPS_E_NOTFOUND) { /* nothing to read: replay as before */
+		log_warn("dunning payment intent not found invoice=%s "
+			 "payment_intent=%s",
+			 log_q(c->invoice), log_q(id));
+		ops_err_clear(err);
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	ps = jstr(pi, "status");
+	if (strcmp(ps, "processing") == 0 || strcmp(ps, "succeeded") == 0) {
+		/* still processing, or paid and the invoice not yet marked:
+		 * Stripe settles it; a later run finds the outcome */
+		snprintf(detail, sizeof(detail), "%s (payment intent %s)", ps,
+			 id);
+		/* Stripe has the attempt (a run killed before it recorded
+		 * that): recorded now, so that a debit failing later counts
+		 * as this attempt failed, not as one never received */
+		if (!c->pending_accepted && !d->dry)
+			r = commit_accepted(d, c, n, key, id, err);
+		if (r != 0) {
+			json_decref(pi);
+			return r;
+		}
+		add_count(d, &d->res->pending, 1);
+		note_case(d, c->invoice, "pending", n, detail);
+		log_info("dunning pending invoice=%s attempt=%d "
+			 "payment_intent=%s status=%s",
+			 log_q(c->invoice), n, log_q(id), log_q(ps));
+		*done = true;
+	} else if ((strcmp(ps, "requires_payment_method") == 0 ||
+		    strcmp(ps, "canceled") == 0) &&
+		   c->pending_accepted) {
+		lpe = json_object_get(pi, "last_payment_error");
+		code = *jstr(lpe, "decline_code") ? jstr(lpe, "decline_code")
+		       : *jstr(lpe, "code")	  ? jstr(lpe, "code")
+		       : *jstr(lpe, "type")	  ? jstr(lpe, "type")
+						  : ps;
+		msg = jstr(lpe, "message");
+		if (*msg == '\0') {
+			snprintf(msgbuf, sizeof(msgbuf),
+				 "payment intent %s is %s", id, ps);
+			msg = msgbuf;
+		}
+		if (d->dry)
+			note_case(d, c->invoice,
+				  n >= d->ndays ? "would suspend"
+						: "would decline",
+				  n, code);
+		else
+			r = attempt_failed(d, c, n, key, code, msg, err);
+		*done = true;
+	}
+	json_decref(pi);
+	return r;
+}
+
 /* Pay attempt n of an open case whose invoice inv is unpaid. */
 static int
 pay_attempt(struct dun *d, struct stripe *st, struct dcase *c,
@@ -1261,16 +1455,21 @@ pay_attempt(struct dun *d, struct stripe *st, struct dcase *c,
 	struct ops_err pe = OPS_ERR_INIT;
 	char path[320], key[400], msg[1024];
 	json_t *out = NULL, *again = NULL;
+	bool done;
 	int n, r;
-	bool susp;
 
-	(void)inv; /* fetched by the caller: open and unpaid */
 	n = c->pending_attempt > 0 ? c->pending_attempt : c->attempts + 1;
 	if (c->pending_attempt > 0)
 		snprintf(key, sizeof(key), "%s", c->pending_key);
 	else
 		snprintf(key, sizeof(key), "apexops-dunning-%s-attempt-%d",
 			 c->invoice, n);
+	if (c->pending_attempt > 0) {
+		/* a read, so also in a dry run */
+		r = resolve_pending(d, st, c, inv, n, key, &done, err);
+		if (r != 0 || done)
+			return r;
+	}
 	if (d->dry) {
 		note_case(d, c->invoice, "would pay", n, key);
 		return 0;
@@ -1295,12 +1494,16 @@ pay_attempt(struct dun *d, struct stripe *st, struct dcase *c,
 		r = recover(d, c, out, n, key, "by apexops", err);
 	} else if (r == 0) {
 		/* accepted but not paid yet (a bank debit processing): the
-		 * intent stays; the next run fetches the invoice first.
-		 * NEEDSWORK: after Stripe forgets the key, a debit still
-		 * processing makes the replayed pay a refusal, counted as a
-		 * failed attempt; read the payment intent's status first. */
-		add_count(d, &d->res->pending, 1);
-		note_case(d, c->invoice, "pending", n, jstr(out, "status"));
+		 * intent stays, marked accepted; the next run fetches the
+		 * invoice, then its payment intent (resolve_pending()) */
+		if (!c->pending_accepted)
+			r = commit_accepted(d, c, n, key,
+					    inv_payment_intent(out), err);
+		if (r == 0) {
+			add_count(d, &d->res->pending, 1);
+			note_case(d, c->invoice, "pending", n,
+				  jstr(out, "status"));
+		}
 	} else if (already_paid(&se)) {
 		r = get_invoice(d, st, c->invoice, &again, &se, err);
 		if (r == 0 && strcmp(jstr(again, "status"), "paid") == 0)
@@ -1323,18 +1526,7 @@ pay_attempt(struct dun *d, struct stripe *st, struct dcase *c,
 						      : se.type;
 
 		snprintf(msg, sizeof(msg), "%s", se.message);
-		r = commit_declined(d, c, n, key, code, msg, &susp, err);
-		if (r == 0) {
-			add_count(d,
-				  susp ? &d->res->suspended : &d->res->declined,
-				  1);
-			note_case(d, c->invoice,
-				  susp ? "suspended" : "declined", n, code);
-			log_info("dunning declined invoice=%s attempt=%d "
-				 "decline_code=%s suspended=%s",
-				 log_q(c->invoice), n, log_q(code),
-				 susp ? "true" : "false");
-		}
+		r = attempt_failed(d, c, n, key, code, msg, err);
 	} else {
 		/* unknown outcome (network, 5xx, 429 after retries, auth):
 		 * the intent stays and the next run resolves it */

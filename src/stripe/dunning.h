@@ -14,7 +14,10 @@
  *      not yet sent) and fetches its invoice: paid by any means closes it
  *      as recovered and reactivates; else attempt n is paid with
  *      Idempotency-Key apexops-dunning-<invoice>-attempt-<n>, its intent
- *      committed before the call; a decline schedules the next attempt on
+ *      committed before the call (a pending attempt is replayed only
+ *      after its invoice's payment intent is read: a debit still
+ *      processing stays pending, one that failed is a failed attempt);
+ *      a decline schedules the next attempt on
  *      day DUNNING_RETRY_DAYS[n] after the first failure (CRON_TZ), or
  *      suspends after the last one;
  *   3. sends the pause or resume of the subscription's collection that a

@@ -5,7 +5,9 @@
 # apexops, a crash between the pay call and its commit (no second charge,
 # also after Stripe forgot the key), a missed webhook found by
 # reconciliation, two runs at once, the schedule's days in CRON_TZ, the
-# request encoding against the official SDK, a dry-run, and bad input.
+# request encoding against the official SDK, a dry-run, bad input, and a
+# bank debit still processing after Stripe forgot the key (pending, not a
+# failed attempt, until it succeeds or fails).
 . "$(dirname "$0")/lib.sh"
 PEERS_JS="$(cd "$OPS_ROOT/tests/peers" && pwd)"
 KEY=sk_test_FAKE_dunning_e2e_7f3a9c
@@ -325,6 +327,133 @@ after=$(curl -s "$D/__double/stats" | python3 -c 'import json,sys; print(json.lo
 [ "$after" -gt "$before" ] && ok "the double did throttle ($((after - before)) 429s)" || not_ok "the double did throttle"
 assert_eq "every throttled case recovered, each charged once" "1 1 1 1" \
 	"$(for i in 1 2 3 4; do printf '%s ' "$(charges in_testR$i succeeded)"; done | sed 's/ $//')"
+
+# ---- G: a bank debit still processing after Stripe forgot the key -------------
+# Stripe's SEPA test method pm_success_de: the pay call is accepted (200) with
+# the invoice still open and its payment intent processing; the double keeps
+# it so until __double/billing/settle. Stripe keeps the key 24 h only: a
+# replayed pay then is refused (payment_intent_unexpected_state), which must
+# not count as a failed attempt.
+sql "$URL" "INSERT INTO users (id, publisher_id, email, password_hash, stripe_customer_id) VALUES
+ ('20000000-0000-4000-8000-00000000000e', '10000000-0000-4000-8000-000000000001', 'e@dun.test', 'x', 'cus_G'),
+ ('20000000-0000-4000-8000-00000000000f', '10000000-0000-4000-8000-000000000001', 'f@dun.test', 'x', 'cus_H');
+INSERT INTO subscriptions (customer_id, plan_type, status, plan_limit_impressions, stripe_subscription_id, stripe_customer_id,
+  base_price_cents, included_impressions, billing_interval, next_billing_date, failed_payment_count) VALUES
+ ('20000000-0000-4000-8000-00000000000e', 'growth', 'past_due', 1000, 'sub_G', 'cus_G', 4900, 1000, 'monthly', '2026-11-01', 1),
+ ('20000000-0000-4000-8000-00000000000f', 'growth', 'past_due', 1000, 'sub_H', 'cus_H', 4900, 1000, 'monthly', '2026-12-01', 1);" >/dev/null
+pays() { # pays INVOICE: how many pay calls the double saw for it
+	curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["path"]=="/v1/invoices/"+sys.argv[1]+"/pay"))' "$1"
+}
+posts() { curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["method"]=="POST"))'; }
+kinds() { sql "$URL" "SELECT string_agg(t.kind, ' ' ORDER BY t.id) FROM apexops.dunning_transitions t JOIN apexops.dunning_cases c ON c.id = t.case_id WHERE c.invoice_id = '$1'"; }
+# what a run's --json says last of INVOICE: "action|attempt|detail"; a count
+case_of() { printf %s "$OUT" | python3 -c 'import json,sys
+c=[x for x in json.load(sys.stdin)["cases"] if x["invoice"]==sys.argv[1]][-1]
+print("%s|%s|%s" % (c["action"], c.get("attempt",""), c.get("detail","")))' "$1"; }
+count_of() { printf %s "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+T6=2026-10-01T10:00:00Z
+INV_G=$(seed "{\"id\":\"in_testG\",\"customer\":\"cus_G\",\"subscription\":\"sub_G\",\"amount_due\":4900,\"currency\":\"eur\",\"payment_method\":\"pm_success_de\",\"created\":$(ts $T6)}")
+PI_G=$(curl -s -H "Authorization: Bearer $KEY" "$D/v1/invoices/$INV_G" | python3 -c 'import json,sys; print(json.load(sys.stdin)["payment_intent"])')
+sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$INV_G\"}', '$T6')" >/dev/null
+dun 2026-10-04T03:00:00Z --json
+expect_rc 0 "day 3: the SEPA debit of attempt 1 is accepted"
+assert_eq "accepted, not paid: the intent of attempt 1 stays" "open|0|1|apexops-dunning-$INV_G-attempt-1" \
+	"$(sql "$URL" "SELECT status, attempts, pending_attempt, pending_key FROM apexops.dunning_cases WHERE invoice_id = '$INV_G'")"
+assert_eq "the run counts it pending" "pending|1|open 1" "$(case_of "$INV_G") $(count_of pending)"
+assert_eq "the debit is processing in Stripe: one pending charge" "processing 1" \
+	"$(curl -s -H "Authorization: Bearer $KEY" "$D/v1/payment_intents/$PI_G" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])') $(charges "$INV_G" pending)"
+assert_eq "Stripe's acceptance is in the history, naming the payment intent" "opened attempt_started attempt_started|accepted|$PI_G" \
+	"$(kinds "$INV_G")|$(sql "$URL" "SELECT t.detail->>'result' || '|' || (t.detail->>'payment_intent') FROM apexops.dunning_transitions t JOIN apexops.dunning_cases c ON c.id = t.case_id WHERE c.invoice_id = '$INV_G' ORDER BY t.id DESC LIMIT 1")"
+
+ctl forget_idempotency '{}' >/dev/null # a day later: Stripe no longer has the key
+dun 2026-10-05T03:00:00Z --json
+expect_rc 0 "day 4: the run after Stripe forgot the key"
+assert_eq "apexops read the payment intent, and sent no second pay call" "1 1" \
+	"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["method"]=="GET" and r["path"]=="/v1/payment_intents/"+sys.argv[1] and r["headers"]["stripe-version"]))' "$PI_G") $(pays "$INV_G")"
+assert_eq "still pending: no failed attempt, the same intent" "open|0|1|apexops-dunning-$INV_G-attempt-1|" \
+	"$(sql "$URL" "SELECT status, attempts, pending_attempt, pending_key, COALESCE(last_decline_code, '') FROM apexops.dunning_cases WHERE invoice_id = '$INV_G'")"
+assert_eq "noted pending with the intent's status, counted pending, nothing declined" "pending|1|processing (payment intent $PI_G) 1 0" \
+	"$(case_of "$INV_G") $(count_of pending) $(count_of declined)"
+assert_eq "no transition written, the subscription and the emails untouched" "opened attempt_started attempt_started|past_due|1|0" \
+	"$(kinds "$INV_G")|$(sql "$URL" "SELECT status || '|' || failed_payment_count FROM subscriptions WHERE stripe_subscription_id = 'sub_G'")|$(sql "$URL" "SELECT count(*) FROM events WHERE event_type = 'email.payment_retry' AND data->>'invoice_id' = '$INV_G'")"
+
+before=$(posts)
+dun 2026-10-05T04:00:00Z --dry-run --json
+expect_rc 0 "a dry run while the debit processes"
+assert_eq "the dry run reports it pending and sends no POST" "pending|1|processing (payment intent $PI_G) $before" "$(case_of "$INV_G") $(posts)"
+
+ctl settle "{\"invoice\":\"$INV_G\",\"outcome\":\"succeeded\",\"invoice_paid\":false}" >/dev/null
+dun 2026-10-06T03:00:00Z --json
+assert_eq "the intent succeeded, the invoice not yet marked paid: pending, no pay call" "pending|1|succeeded (payment intent $PI_G) 1 open" \
+	"$(case_of "$INV_G") $(pays "$INV_G") $(sql "$URL" "SELECT status FROM apexops.dunning_cases WHERE invoice_id = '$INV_G'")"
+ctl settle "{\"invoice\":\"$INV_G\"}" >/dev/null # Stripe marks the invoice paid
+dun 2026-10-07T03:00:00Z
+expect_rc 0 "the run after the debit succeeded"
+assert_eq "recovered on attempt 1, found on this run" "recovered|1||by apexops (found on the next run)" \
+	"$(sql "$URL" "SELECT c.status, c.attempts, COALESCE(c.pending_key, ''), t.detail->>'paid' FROM apexops.dunning_cases c JOIN apexops.dunning_transitions t ON t.case_id = c.id AND t.kind = 'recovered' WHERE c.invoice_id = '$INV_G'")"
+assert_eq "the subscription active with no failed payments, one debit, one pay call" "active|0 1 1" \
+	"$(sql "$URL" "SELECT status || '|' || failed_payment_count FROM subscriptions WHERE stripe_subscription_id = 'sub_G'") $(charges "$INV_G" succeeded) $(pays "$INV_G")"
+assert_eq "no failed attempt in its history" "opened attempt_started attempt_started recovered stripe_resumed" "$(kinds "$INV_G")"
+
+# the debit fails (pm_failed_de): one failed attempt, read from the intent
+T7=2026-11-01T10:00:00Z
+INV_H=$(seed "{\"id\":\"in_testH\",\"customer\":\"cus_H\",\"subscription\":\"sub_H\",\"amount_due\":4900,\"currency\":\"eur\",\"payment_method\":\"pm_failed_de\",\"created\":$(ts $T7)}")
+sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$INV_H\"}', '$T7')" >/dev/null
+dun 2026-11-04T03:00:00Z
+ctl forget_idempotency '{}' >/dev/null
+dun 2026-11-05T03:00:00Z
+assert_eq "while it processes, after the key is forgotten: pending, no failed attempt" "open|0|1|1" \
+	"$(sql "$URL" "SELECT status, attempts, pending_attempt FROM apexops.dunning_cases WHERE invoice_id = '$INV_H'")|$(pays "$INV_H")"
+ctl settle "{\"invoice\":\"$INV_H\"}" >/dev/null # the bank refuses the debit
+before=$(posts)
+dun 2026-11-05T04:00:00Z --dry-run --json
+assert_eq "a dry run says it would record the failed attempt, and sends nothing" "would decline|1|payment_method_provider_decline $before open|0|1" \
+	"$(case_of "$INV_H") $(posts) $(sql "$URL" "SELECT status, attempts, pending_attempt FROM apexops.dunning_cases WHERE invoice_id = '$INV_H'")"
+dun 2026-11-05T05:00:00Z --json
+expect_rc 0 "the run after the debit failed"
+assert_eq "one failed attempt, with the intent's error code, the next one on day 5" "open|1||2026-11-06 00:00:00+00|payment_method_provider_decline" \
+	"$(sql "$URL" "SELECT status, attempts, COALESCE(pending_attempt::text, ''), next_attempt_at, last_decline_code FROM apexops.dunning_cases WHERE invoice_id = '$INV_H'")"
+assert_eq "counted declined, recorded as a decline is, without a second pay call" "declined|1|payment_method_provider_decline 1 1" \
+	"$(case_of "$INV_H") $(count_of declined) $(pays "$INV_H")"
+assert_eq "the subscription counts one more failed payment, a payment_retry notice" "past_due|2|1" \
+	"$(sql "$URL" "SELECT status || '|' || failed_payment_count FROM subscriptions WHERE stripe_subscription_id = 'sub_H'")|$(sql "$URL" "SELECT count(*) FROM events WHERE event_type = 'email.payment_retry' AND data->>'invoice_id' = '$INV_H'")"
+assert_eq "its history: accepted, then failed" "opened attempt_started attempt_started attempt_failed" "$(kinds "$INV_H")"
+dun 2026-11-06T03:00:00Z
+assert_eq "day 5: attempt 2 is a new debit; attempt 1 counted once" "open|1|2|2" \
+	"$(sql "$URL" "SELECT status, attempts, pending_attempt FROM apexops.dunning_cases WHERE invoice_id = '$INV_H'")|$(pays "$INV_H")"
+
+# an intent committed whose pay call never reached Stripe (an unknown
+# outcome): the payment intent still requires a payment method from the
+# first failure, which is no outcome of this attempt, so the pay is sent
+T8=2026-12-01T10:00:00Z
+INV_U=$(seed "{\"id\":\"in_testU\",\"customer\":\"cus_U\",\"amount_due\":700,\"payment_method\":\"pm_card_visa\",\"created\":$(ts $T8)}")
+dun 2026-12-02T03:00:00Z
+sql "$URL" "UPDATE apexops.dunning_cases SET pending_attempt = 1, pending_key = 'apexops-dunning-$INV_U-attempt-1', pending_since = now() WHERE invoice_id = '$INV_U'" >/dev/null
+dun 2026-12-02T04:00:00Z
+assert_eq "an attempt Stripe never received is sent, and pays" "recovered|1 1" \
+	"$(sql "$URL" "SELECT status, attempts FROM apexops.dunning_cases WHERE invoice_id = '$INV_U'") $(charges "$INV_U" succeeded)"
+
+# killed right after Stripe accepted a debit (nothing recorded it accepted):
+# the next run, finding the intent processing, records the acceptance, so
+# that the debit's failure later is this attempt's failure, not a call
+# never received (which would send a second debit)
+T9=2026-12-03T10:00:00Z
+INV_K=$(seed "{\"id\":\"in_testK\",\"customer\":\"cus_K\",\"amount_due\":700,\"currency\":\"eur\",\"payment_method\":\"pm_failed_de\",\"created\":$(ts $T9)}")
+sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$INV_K\"}', '$T9')" >/dev/null
+APEXOPS_TEST_CRASH_AFTER_PAY=1 dun 2026-12-06T03:00:00Z
+expect_rc 137 "killed right after the accepted debit"
+assert_eq "nothing recorded the acceptance" "opened attempt_started" "$(kinds "$INV_K")"
+ctl forget_idempotency '{}' >/dev/null
+dun 2026-12-07T03:00:00Z --json
+expect_rc 0 "the next run finds the debit processing"
+assert_eq "pending, the acceptance recorded now, no second pay call" "pending|1|processing (payment intent $(curl -s -H "Authorization: Bearer $KEY" "$D/v1/invoices/$INV_K" | python3 -c 'import json,sys; print(json.load(sys.stdin)["payment_intent"])')) opened attempt_started attempt_started 1" \
+	"$(case_of "$INV_K") $(kinds "$INV_K") $(pays "$INV_K")"
+ctl settle "{\"invoice\":\"$INV_K\"}" >/dev/null # the bank refuses the debit
+dun 2026-12-07T04:00:00Z --json
+expect_rc 0 "the run after the debit failed"
+assert_eq "one failed attempt, no second debit" "open|1|payment_method_provider_decline 1 0" \
+	"$(sql "$URL" "SELECT status, attempts, last_decline_code FROM apexops.dunning_cases WHERE invoice_id = '$INV_K'") $(pays "$INV_K") $(charges "$INV_K" succeeded)"
 
 # ---- the key never shows -----------------------------------------------------
 all_out=$(cat "$E2E_TMP"/*.out "$E2E_TMP"/*.err 2>/dev/null; sql "$URL" "SELECT string_agg(coalesce(error, '') || params::text || counts::text, ' ') FROM apexops.job_runs"; sql "$URL" "SELECT string_agg(data::text, ' ') FROM billing_audit")

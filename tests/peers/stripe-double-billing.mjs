@@ -1,13 +1,16 @@
 // Route module of the Stripe test double (stripe-double.mjs) for dunning:
-// invoices (retrieve, list, pay), subscriptions (retrieve, update with
-// pause_collection), and a ledger of charges that tests read.
+// invoices (retrieve, list, pay), their payment intents (retrieve),
+// subscriptions (retrieve, update with pause_collection), and a ledger of
+// charges that tests read.
 //
 // It is our own double because no peer here serves these endpoints:
 // stripe-stateful-mock 0.0.16 (TEST-PEERS.md §3a) answers 404 to
-// GET /v1/invoices and POST /v1/invoices/{id}/pay, has no PaymentMethods,
-// and its subscriptions have no update (so no pause_collection); stripe-mock
-// (Go) is not installed and is stateless, so a decline followed by a
-// success, or an invoice that stays paid, cannot be shown with it.
+// GET /v1/invoices, POST /v1/invoices/{id}/pay and /v1/payment_intents,
+// has no PaymentMethods, and its subscriptions have no update (so no
+// pause_collection); stripe-mock (Go) is not installed and is stateless,
+// so a decline followed by a success, or an invoice that stays paid, or a
+// debit that is processing and later succeeds or fails, cannot be shown
+// with it.
 //
 // Behaviour follows Stripe's API reference (https://docs.stripe.com/api/invoices/pay,
 // /api/invoices/list, /api/subscriptions/update, /testing) and TEST-PEERS.md §7:
@@ -30,6 +33,37 @@
 //   - subscriptions: pause_collection[behavior] keep_as_draft,
 //     mark_uncollectible or void (anything else 400), optional
 //     pause_collection[resumes_at]; pause_collection="" resumes.
+//   - payment intents (https://docs.stripe.com/api/payment_intents/object,
+//     /api/payment_intents/retrieve, /payments/paymentintents/lifecycle):
+//     every invoice has one, named by its payment_intent field (an id, as
+//     in API versions before 2025-03-31.basil, which moved it under the
+//     invoice's payments); GET /v1/payment_intents/{id} retrieves it
+//     (404 resource_missing for an unknown id). Its status follows the
+//     invoice's payments: requires_payment_method while unpaid (a decline
+//     sets last_payment_error with the card_error's code and decline_code),
+//     succeeded when paid, canceled when the invoice is voided
+//     (cancellation_reason void_invoice).
+//   - bank debits, by Stripe's SEPA Direct Debit test PaymentMethods
+//     (https://docs.stripe.com/billing/subscriptions/sepa-debit, "Test the
+//     integration"): pm_success_de and pm_successDelayed_de end processing
+//     as succeeded, pm_failed_de and pm_failedDelayed_de as
+//     requires_payment_method. A pay with one of them is accepted (200)
+//     but leaves the invoice open and its intent processing, with a
+//     pending charge, until POST /__double/billing/settle says the debit
+//     is over (Stripe settles test debits after a delay of its own; the
+//     double waits to be told, so that a test controls the days between).
+//     A failed debit sets last_payment_error (code
+//     payment_method_provider_decline, "declined by the issuer or
+//     customer" in Stripe's error codes; the type card_error and the
+//     message are the double's choice, as Stripe documents no error
+//     object for a failed test debit) and fails the charge; a succeeded
+//     one pays the invoice. A pay while the intent is processing is
+//     refused: 400 invalid_request_error payment_intent_unexpected_state,
+//     "The PaymentIntent's state was incompatible with the operation you
+//     were trying to perform." (Stripe documents that code and text at
+//     https://docs.stripe.com/error-codes; its pay reference gives no
+//     answer of its own for this case). Within 24 h the same
+//     Idempotency-Key is answered from the store instead, as Stripe does.
 //   Idempotent replay and 429s come from stripe-double.mjs (every POST
 //   with a key is answered from its store; POST /__double/ratelimit).
 //
@@ -44,11 +78,20 @@
 //   POST pay_out_of_band {"invoice":...}: the customer pays on the hosted
 //                     invoice page (a charge outside apexops).
 //   POST void         {"invoice":...}
+//   POST settle       {"invoice":..., "outcome":"succeeded"|"failed",
+//                     "invoice_paid":true}: the bank debit of the invoice's
+//                     processing intent is over; outcome defaults to the
+//                     payment method's (above). With "invoice_paid":false
+//                     a succeeded intent leaves the invoice open for now
+//                     (Stripe marks it paid shortly after); a later settle
+//                     of that invoice marks it paid. Answers the intent.
 //   POST forget_idempotency: Stripe forgot every key (after 24 h).
 //   GET  charges      the ledger: [{id, invoice, amount, currency, status,
 //                     decline_code, via, idempotency_key, created}]
-//   GET  state        {invoices:[...], subscriptions:[...]}
-let inv, subs, pmOf, charges, order;
+//                     (status pending while a debit processes)
+//   GET  state        {invoices:[...], subscriptions:[...],
+//                     payment_intents:[...]}
+let inv, subs, pmOf, charges, order, pis;
 
 export function reset() {
   inv = new Map();
@@ -56,6 +99,7 @@ export function reset() {
   pmOf = new Map(); // customer -> payment method id (behaviour)
   charges = [];
   order = []; // invoice ids, oldest first
+  pis = new Map(); // payment intents by id
 }
 reset();
 
@@ -65,6 +109,13 @@ const DECLINES = {
   pm_card_visa_chargeDeclinedInsufficientFunds: 'insufficient_funds',
 };
 const SUCCEEDS = new Set(['pm_card_visa', 'pm_card_mastercard']);
+// SEPA Direct Debit test PaymentMethods: how the processing debit ends
+const DEBITS = {
+  pm_success_de: 'succeeded',
+  pm_successDelayed_de: 'succeeded',
+  pm_failed_de: 'failed',
+  pm_failedDelayed_de: 'failed',
+};
 
 function makeSubscription(api, id, customer) {
   const s = { id, object: 'subscription', customer, status: 'active', pause_collection: null, created: api.now(),
@@ -85,13 +136,26 @@ function makeInvoice(api, spec) {
     collection_method: 'charge_automatically', auto_advance: true, created, livemode: false,
     hosted_invoice_url: `https://invoice.stripe.com/i/${id}`,
     status_transitions: { finalized_at: created, paid_at: status === 'paid' ? created : null, voided_at: null, marked_uncollectible_at: null },
-    charge: null, metadata: {} };
+    charge: null, payment_intent: null, metadata: {} };
   if (spec.subscription && !subs.has(spec.subscription)) makeSubscription(api, spec.subscription, spec.customer);
   if (spec.payment_method) pmOf.set(spec.customer, spec.payment_method);
+  i.payment_intent = makeIntent(api, i).id;
   inv.set(id, i);
   order.push(id);
   return i;
 }
+
+// The invoice's PaymentIntent, made when it is finalized (pre-basil shape).
+function makeIntent(api, i) {
+  const pi = { id: api.newId('pi'), object: 'payment_intent', amount: i.amount_due, amount_received: i.status === 'paid' ? i.amount_due : 0,
+    currency: i.currency, customer: i.customer, invoice: i.id, status: i.status === 'paid' ? 'succeeded' : 'requires_payment_method',
+    payment_method: null, payment_method_types: ['card', 'sepa_debit'], last_payment_error: null, latest_charge: null,
+    canceled_at: null, cancellation_reason: null, capture_method: 'automatic', confirmation_method: 'automatic',
+    created: i.created, livemode: false, metadata: {} };
+  pis.set(pi.id, pi);
+  return pi;
+}
+const intentOf = (i) => pis.get(i.payment_intent);
 
 function getInvoice(api, id) {
   const i = inv.get(id);
@@ -107,12 +171,54 @@ function charge(api, i, via, key) {
   if (pm === 'decline_once') {
     decline = 'generic_decline';
     pmOf.set(i.customer, 'pm_card_visa'); // the next charge succeeds
+  } else if (DEBITS[pm]) {
+    c.status = 'pending'; // a bank debit: processing for days
+    decline = null;
   } else if (!decline && !SUCCEEDS.has(pm)) {
     decline = 'generic_decline';
   }
   if (decline) { c.status = 'failed'; c.decline_code = decline; }
   charges.push(c);
+  const pi = intentOf(i);
+  if (pi) {
+    pi.payment_method = pm;
+    pi.latest_charge = c.id;
+    if (c.status === 'pending') { pi.status = 'processing'; pi.last_payment_error = null; }
+    else if (c.status === 'failed') {
+      pi.status = 'requires_payment_method';
+      pi.last_payment_error = { type: 'card_error', code: 'card_declined', decline_code: decline, message: 'Your card was declined.',
+        charge: c.id, payment_method: { id: pm, object: 'payment_method', type: 'card' } };
+    } else { pi.status = 'succeeded'; pi.amount_received = c.amount; pi.last_payment_error = null; }
+  }
   return c;
+}
+
+// The processing debit of i is over: outcome 'succeeded' or 'failed'.
+function settle(api, i, outcome, invoicePaid) {
+  const pi = intentOf(i);
+  if (!pi) return [404, { error: 'the invoice has no payment intent' }];
+  if (pi.status === 'succeeded' && i.status === 'open') { // marked paid later
+    markPaid(api, i, pi.latest_charge, false);
+    return [200, pi];
+  }
+  if (pi.status !== 'processing') return [409, { error: `the payment intent is ${pi.status}, not processing` }];
+  const c = charges.find((x) => x.id === pi.latest_charge);
+  const result = outcome || DEBITS[pi.payment_method] || 'succeeded';
+  if (result === 'failed') {
+    if (c) { c.status = 'failed'; c.decline_code = null; }
+    pi.status = 'requires_payment_method';
+    pi.last_payment_error = { type: 'card_error', code: 'payment_method_provider_decline',
+      message: "The payment was declined by the customer's bank.", charge: pi.latest_charge, payment_method_type: 'sepa_debit',
+      payment_method: { id: pi.payment_method, object: 'payment_method', type: 'sepa_debit' } };
+  } else if (result === 'succeeded') {
+    if (c) c.status = 'succeeded';
+    pi.status = 'succeeded';
+    pi.amount_received = pi.amount;
+    if (invoicePaid !== false) markPaid(api, i, pi.latest_charge, false);
+  } else {
+    return [400, { error: `outcome must be succeeded or failed, not ${result}` }];
+  }
+  return [200, pi];
 }
 
 function markPaid(api, i, chargeId, outOfBand) {
@@ -134,6 +240,9 @@ function pay(api, i, body, key) {
     throw new api.StripeError(400, 'invalid_request_error', 'This invoice is no longer payable because it has been voided.', 'invoice_not_open');
   if (i.status === 'draft')
     throw new api.StripeError(400, 'invalid_request_error', 'This invoice must be finalized before it can be paid.', 'invoice_not_open');
+  if (intentOf(i)?.status === 'processing') // a bank debit not over yet
+    throw new api.StripeError(400, 'invalid_request_error',
+      "The PaymentIntent's state was incompatible with the operation you were trying to perform.", 'payment_intent_unexpected_state');
   if (body.paid_out_of_band === 'true') { markPaid(api, i, null, true); return i; }
   if (body.payment_method) pmOf.set(i.customer, body.payment_method);
   if (pmOf.get(i.customer) === 'none')
@@ -143,6 +252,7 @@ function pay(api, i, body, key) {
     throw new api.StripeError(402, 'card_error', 'Your card was declined.', 'card_declined', '',
       { decline_code: c.decline_code, charge: c.id, doc_url: 'https://stripe.com/docs/error-codes/card-declined' });
   }
+  if (c.status === 'pending') return i; // accepted: the invoice stays open while the debit processes
   markPaid(api, i, c.id, false);
   return i;
 }
@@ -195,6 +305,13 @@ export function route(method, path, q, body, api, key) {
   }
   if ((m = path.match(/^\/v1\/invoices\/([^/]+)\/pay$/)) && method === 'POST')
     return pay(api, getInvoice(api, decodeURIComponent(m[1])), body, key);
+  if ((m = path.match(/^\/v1\/payment_intents\/([^/]+)$/)) && method === 'GET') {
+    api.checkParams(q, ['expand', 'client_secret']);
+    const id = decodeURIComponent(m[1]);
+    const pi = pis.get(id);
+    if (!pi) throw api.missing('payment_intent', id, 'intent');
+    return pi;
+  }
   if ((m = path.match(/^\/v1\/subscriptions\/([^/]+)$/))) {
     const id = decodeURIComponent(m[1]);
     const s = subs.get(id);
@@ -225,6 +342,8 @@ export function control(method, path, body, api) {
       decline_code: null, via: 'hosted_invoice_page', payment_method: 'pm_card_visa', idempotency_key: null, created: api.now() };
     charges.push(c);
     markPaid(api, i, c.id, false);
+    const pi = intentOf(i);
+    if (pi) Object.assign(pi, { status: 'succeeded', amount_received: pi.amount, latest_charge: c.id, last_payment_error: null });
     return [200, i];
   }
   if (what === 'void' && method === 'POST') {
@@ -232,10 +351,18 @@ export function control(method, path, body, api) {
     if (!i) return [404, { error: 'no such invoice' }];
     i.status = 'void';
     i.status_transitions.voided_at = api.now();
+    const pi = intentOf(i);
+    if (pi && pi.status !== 'succeeded') Object.assign(pi, { status: 'canceled', canceled_at: api.now(), cancellation_reason: 'void_invoice' });
     return [200, i];
+  }
+  if (what === 'settle' && method === 'POST') {
+    const i = inv.get(body.invoice);
+    if (!i) return [404, { error: 'no such invoice' }];
+    return settle(api, i, body.outcome, body.invoice_paid);
   }
   if (what === 'forget_idempotency' && method === 'POST') { const n = api.state.idem.size; api.state.idem.clear(); return [200, { forgotten: n }]; }
   if (what === 'charges' && method === 'GET') return [200, charges];
-  if (what === 'state' && method === 'GET') return [200, { invoices: order.map((id) => inv.get(id)), subscriptions: [...subs.values()] }];
+  if (what === 'state' && method === 'GET')
+    return [200, { invoices: order.map((id) => inv.get(id)), subscriptions: [...subs.values()], payment_intents: [...pis.values()] }];
   return [404, { error: `unknown control ${method} ${path}` }];
 }
