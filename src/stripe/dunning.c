@@ -886,6 +886,37 @@ load_due(struct dun *d, struct ops_err *err)
 	return 0;
 }
 
+/*
+ * One transaction: sql (np parameters p) must touch exactly the case's row
+ * (OPS_E_CONFLICT otherwise: the case moved meanwhile, another actor),
+ * then an attempt_started transition of attempt n with key and detail
+ * (may be NULL, borrowed).
+ */
+static int
+commit_started(struct dun *d, const struct dcase *c, const char *sql, int np,
+	       const char *const *p, int n, const char *key,
+	       const json_t *detail, struct ops_err *err)
+{
+	long long hit = 0;
+	int r;
+
+	dblock(d);
+	r = db_begin(DB(d), err);
+	if (r == 0)
+		r = exec(d, sql, np, p, &hit, err);
+	if (r == 0 && hit != 1)
+		r = ops_fail(err, OPS_E_CONFLICT, false,
+			     "case of invoice %s changed meanwhile",
+			     c->invoice);
+	if (r == 0)
+		r = note(d, c->id, c->invoice, c->customer, "attempt_started",
+			 "open", "open", n, key, NULL, detail, err);
+	if (r == 0)
+		r = db_commit(DB(d), err);
+	dbunlock(d);
+	return r;
+}
+
 /* Commit the intent of attempt n before the call. 0: ours; OPS_E_CONFLICT:
  * the case moved meanwhile (another actor). */
 static int
@@ -899,27 +930,11 @@ commit_intent(struct dun *d, struct dcase *c, int n, const char *key,
 		" attempts = $2::int - 1";
 	char id_s[24], n_s[16], at[32];
 	const char *p[4] = { id_s, n_s, key, at };
-	long long hit = 0;
-	int r;
 
 	snprintf(id_s, sizeof(id_s), "%lld", c->id);
 	snprintf(n_s, sizeof(n_s), "%d", n);
 	now_rfc3339(at, sizeof(at));
-	dblock(d);
-	r = db_begin(DB(d), err);
-	if (r == 0)
-		r = exec(d, sql, 4, p, &hit, err);
-	if (r == 0 && hit != 1)
-		r = ops_fail(err, OPS_E_CONFLICT, false,
-			     "case of invoice %s changed meanwhile",
-			     c->invoice);
-	if (r == 0)
-		r = note(d, c->id, c->invoice, c->customer, "attempt_started",
-			 "open", "open", n, key, NULL, NULL, err);
-	if (r == 0)
-		r = db_commit(DB(d), err);
-	dbunlock(d);
-	return r;
+	return commit_started(d, c, sql, 4, p, n, key, NULL, err);
 }
 
 /*
@@ -938,7 +953,6 @@ commit_accepted(struct dun *d, struct dcase *c, int n, const char *key,
 		" 'open' AND pending_key = $2 FOR UPDATE";
 	char id_s[24];
 	const char *p[2] = { id_s, key };
-	struct db_res *res = NULL;
 	json_t *detail;
 	int r;
 
@@ -947,21 +961,7 @@ commit_accepted(struct dun *d, struct dcase *c, int n, const char *key,
 			   "open");
 	if (*pi != '\0')
 		json_object_set_new(detail, "payment_intent", json_string(pi));
-	dblock(d);
-	r = db_begin(DB(d), err);
-	if (r == 0)
-		r = db_query(DB(d), sql, 2, p, &res, err);
-	if (r == 0 && db_res_rows(res) != 1)
-		r = ops_fail(err, OPS_E_CONFLICT, false,
-			     "case of invoice %s changed meanwhile",
-			     c->invoice);
-	if (r == 0)
-		r = note(d, c->id, c->invoice, c->customer, "attempt_started",
-			 "open", "open", n, key, NULL, detail, err);
-	if (r == 0)
-		r = db_commit(DB(d), err);
-	dbunlock(d);
-	db_res_free(res);
+	r = commit_started(d, c, sql, 2, p, n, key, detail, err);
 	json_decref(detail);
 	if (r == 0) {
 		c->pending_accepted = true;
