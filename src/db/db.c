@@ -1142,6 +1142,15 @@ db_socket(const struct db *db)
 int
 db_notifies(struct db *db, int *count, struct ops_err *err)
 {
+	return db_notifies_each(db, NULL, NULL, count, err);
+}
+
+int
+db_notifies_each(struct db *db,
+		 void (*fn)(void *arg, const char *channel,
+			    const char *payload),
+		 void *arg, int *count, struct ops_err *err)
+{
 	PGnotify *n;
 
 	*count = 0;
@@ -1154,6 +1163,8 @@ db_notifies(struct db *db, int *count, struct ops_err *err)
 				PQerrorMessage(db->conn));
 	while ((n = PQnotifies(db->conn)) != NULL) {
 		(*count)++;
+		if (fn != NULL)
+			fn(arg, n->relname, n->extra);
 		PQfreemem(n);
 	}
 	return 0;

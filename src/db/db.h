@@ -178,6 +178,13 @@ int db_socket(const struct db *db);
  * after the last query and before waiting on the socket. */
 int db_notifies(struct db *db, int *count, struct ops_err *err)
 	__attribute__((warn_unused_result));
+/* db_notifies(), calling fn(arg, channel, payload) for each notification
+ * first (the strings are borrowed for the call); fn may be NULL. */
+int db_notifies_each(struct db *db,
+		     void (*fn)(void *arg, const char *channel,
+				const char *payload),
+		     void *arg, int *count, struct ops_err *err)
+	__attribute__((warn_unused_result));
 /* "15.20" etc., borrowed. */
 const char *db_server_version(struct db *db);
 int db_server_version_num(struct db *db);
