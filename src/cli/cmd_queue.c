@@ -19,7 +19,8 @@
 
 const char cmd_worker_usage[] =
 	"usage: apexops worker [--concurrency N] [--kinds K[,K...]]\n"
-	"                      [--http ADDR] [--exit-when-idle MS]\n"
+	"                      [--http ADDR] [--exit-when-idle MS] "
+	"[--no-handoff]\n"
 	"\n"
 	"Run queue jobs (apexops.queue_jobs) with N handler threads\n"
 	"(APEXOPS_WORKER_CONCURRENCY, 4). Any number of workers may run on "
@@ -40,7 +41,11 @@ const char cmd_worker_usage[] =
 	"noop, privacy-export, privacy-delete). --http: GET /healthz and\n"
 	"/metrics. --exit-when-idle: exit "
 	"after\n"
-	"MS milliseconds without work (benchmarks and tests).\n";
+	"MS milliseconds without work (benchmarks and tests).\n"
+	"While it could start a job at once, the worker waits for a handoff:\n"
+	"apexops.enqueue() leases a job due now (without a unique key) to it\n"
+	"in the enqueuing transaction and sends it in the notification, so\n"
+	"the job starts without a claim. --no-handoff: claim every job.\n";
 
 const char cmd_queue_usage[] =
 	"usage: apexops queue stats [--json]\n"
@@ -427,6 +432,7 @@ cmd_worker(struct cli_ctx *ctx, int argc, char **argv)
 		{ "kinds", required_argument, NULL, 'k' },
 		{ "http", required_argument, NULL, 'h' },
 		{ "exit-when-idle", required_argument, NULL, 'i' },
+		{ "no-handoff", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct worker_opts o;
@@ -461,6 +467,9 @@ cmd_worker(struct cli_ctx *ctx, int argc, char **argv)
 						 "--exit-when-idle '%s': "
 						 "expected milliseconds from 1",
 						 optarg);
+			break;
+		case 'H':
+			o.no_handoff = true;
 			break;
 		default:
 			return OPS_EXIT_USAGE;

@@ -71,7 +71,7 @@ struct metrics {
 	struct mkind kinds[METRICS_KINDS];
 	int nkinds;
 	struct histo claim;
-	unsigned long long claimed;
+	unsigned long long claimed, handed;
 	struct metrics_queue_row qrows[METRICS_QROWS];
 	int nqrows;
 	long long depth;
@@ -274,6 +274,15 @@ metrics_worker_claim(struct metrics *m, double seconds, int n)
 }
 
 void
+metrics_worker_handed(struct metrics *m, int n)
+{
+	pthread_mutex_lock(&m->mu);
+	m->worker = true;
+	m->handed += (unsigned long long)(n > 0 ? n : 0);
+	pthread_mutex_unlock(&m->mu);
+}
+
+void
 metrics_worker_finished(struct metrics *m, const char *kind, const char *status,
 			double seconds)
 {
@@ -344,6 +353,12 @@ render_worker(struct metrics *m, struct buf *out)
 		 "claimed.\n# TYPE apexops_worker_claimed_jobs_total "
 		 "counter\napexops_worker_claimed_jobs_total %llu\n",
 		 m->claimed);
+	buf_addf(out,
+		 "# HELP apexops_worker_handed_jobs_total Jobs handed to this "
+		 "worker by apexops.enqueue(), without a claim.\n"
+		 "# TYPE apexops_worker_handed_jobs_total counter\n"
+		 "apexops_worker_handed_jobs_total %llu\n",
+		 m->handed);
 	if (!m->have_snapshot)
 		return;
 	buf_adds(out, "# HELP apexops_queue_jobs Unfinished jobs in the "

@@ -48,6 +48,8 @@ void metrics_missed(struct metrics *m, const char *job, int n);
  * completions riding on it) took seconds and claimed n jobs. */
 void metrics_worker_enable(struct metrics *m);
 void metrics_worker_claim(struct metrics *m, double seconds, int n);
+/* n jobs handed to this worker by apexops.enqueue() (no claim). */
+void metrics_worker_handed(struct metrics *m, int n);
 /* A job of kind ended with status ("succeeded", "failed", "dead",
  * "retrying") after its handler ran for seconds. */
 void metrics_worker_finished(struct metrics *m, const char *kind,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "daemon/metrics.h"
 #include "db/db.h"
 #include "jobs/queue.h"
+#include "jobs/queue_handoff.h"
 
 /* How many jobs to hold claimed: enough for the handlers to run on
  * through two claims' round trips at the rate they finish jobs (so slow
@@ -113,7 +115,19 @@ struct worker {
 	struct ops_wake wake;
 	struct metrics *m;
 	const struct ops_config *cfg;
+	/* direct handoff (main thread only): the row in apexops.queue_idle
+	 * (id 0: none), what it says now (ARMED_*), the connection it
+	 * belongs to */
+	struct queue_idle idle;
+	int armed, session_pid;
+	bool leaving;	  /* stopping: handed jobs are given back, not run */
+	long long handed; /* jobs handed to this worker */
 };
+
+/* What a worker's row of apexops.queue_idle offers (a bit set; 0: not
+ * ready). */
+#define ARMED_DEFAULT 1 /* the default pool's kinds */
+#define ARMED_PRIVACY 2 /* the privacy pool's kinds */
 
 static double
 mono(void)
@@ -341,6 +355,60 @@ push_todo(struct worker *w, struct queue_batch *b, int got[NPOOLS])
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* The notifications read from the main connection: the generic ones
+ * (jobs to claim) are counted, a handoff's job is queued at once. */
+struct notes {
+	struct worker *w;
+	int generic, handed;
+};
+
+static void
+on_note(void *arg, const char *channel, const char *payload)
+{
+	struct notes *n = arg;
+	struct worker *w = n->w;
+	struct queue_batch b = { NULL, 0 };
+	struct queue_job job;
+	char why[96];
+	int got[NPOOLS] = { 0, 0 };
+
+	if (w->idle.id == 0 || strcmp(channel, w->idle.channel) != 0) {
+		n->generic++;
+		return;
+	}
+	/* the row said ready once and has been taken */
+	w->armed = 0;
+	if (w->leaving) /* the sweep that follows gives it back */
+		return;
+	if (!queue_handoff_parse(payload, &job, why, sizeof(why))) {
+		/* not apexops.enqueue()'s: a job handed with it, if any,
+		 * comes back when its lease lapses */
+		log_warn("a notification on this worker's channel is not a "
+			 "job error=%s",
+			 log_q(why));
+		return;
+	}
+	b.v = &job;
+	b.n = 1;
+	push_todo(w, &b, got);
+	free(job.payload); /* push_todo moved it, unless it failed */
+	n->handed++;
+	w->handed++;
+	metrics_worker_handed(w->m, 1);
+}
+
+/* db_notifies() on the main connection through on_note(). */
+static int
+read_notes(struct worker *w, struct db *db, struct notes *n,
+	   struct ops_err *err)
+{
+	int count = 0;
+
+	n->w = w;
+	n->generic = n->handed = 0;
+	return db_notifies_each(db, on_note, n, &count, err);
+}
+
 /*
  * One round trip on db: complete the successes among done[0..ndone-1],
  * then record the failures one by one. The reported items are retired;
@@ -560,6 +628,126 @@ held_ids(struct worker *w, int *n)
 	return ids;
 }
 
+/* Give back the jobs handed to this worker that it does not hold (their
+ * notification never came, or came too late to start). */
+static int
+handoff_sweep(struct worker *w, struct db *db, const char *when,
+	      struct ops_err *err)
+{
+	int n = 0, released = 0, r;
+	long long *ids = held_ids(w, &n);
+
+	r = queue_release_orphans(db, w->owner, ids, n, &released, err);
+	free(ids);
+	if (r == 0 && released > 0)
+		log_info("gave back jobs handed to this worker %s count=%d",
+			 when, released);
+	return r;
+}
+
+/* Register for handoffs on db, the main connection; after a lost
+ * session, first give back what was handed to the old one. */
+static int
+handoff_join(struct worker *w, struct db *db, bool after_loss,
+	     struct ops_err *err)
+{
+	if (after_loss &&
+	    handoff_sweep(w, db, "while its connection was lost", err) != 0)
+		return err != NULL ? err->code : OPS_E_DB;
+	if (queue_idle_register(db, w->owner, w->o->lease_s, &w->idle, err) !=
+	    0)
+		return err != NULL ? err->code : OPS_E_DB;
+	w->armed = 0;
+	return 0;
+}
+
+/*
+ * Stopping: delete the row (waiting a little for an enqueuer that holds
+ * it), then give back every job handed to this worker that no handler
+ * has: a stopping worker starts no job it was handed, as it claims none.
+ */
+static void
+handoff_leave(struct worker *w, struct db *db)
+{
+	struct ops_err e = OPS_ERR_INIT;
+	struct notes nt;
+	long wait_ms = w->o->grace_s * 1000;
+
+	if (wait_ms > 5000)
+		wait_ms = 5000;
+	if (wait_ms < 100)
+		wait_ms = 100;
+	w->leaving = true;
+	if (queue_idle_leave(db, w->idle.id, wait_ms, &e) != 0) {
+		log_warn("leaving the idle workers failed; a job handed to "
+			 "this worker now comes back when its lease lapses "
+			 "error=%s",
+			 log_q(e.msg));
+		ops_err_clear(&e);
+	}
+	if (read_notes(w, db, &nt, &e) != 0)
+		ops_err_clear(&e);
+	w->idle.id = 0;
+	w->armed = 0;
+	if (handoff_sweep(w, db, "as it stops", &e) != 0) {
+		log_warn("giving back handed jobs failed; their leases will "
+			 "lapse error=%s",
+			 log_q(e.msg));
+		ops_err_clear(&e);
+	}
+}
+
+/*
+ * Say in the row what this worker can start at once: the default pool's
+ * kinds while a handler is free and nothing waits for one, the privacy
+ * pool's too while it has room; nothing while a claim may still find
+ * jobs (more[p]: a handoff must not overtake the queue) or it stops.
+ * One round trip, only when that changes.
+ */
+static void
+handoff_arm(struct worker *w, struct db *db, bool stopping,
+	    const bool more[NPOOLS], const char *const pk[NPOOLS][64],
+	    const int npk[NPOOLS])
+{
+	struct ops_err e = OPS_ERR_INIT;
+	const char *kinds[2 * 64];
+	int nk = 0, want = 0;
+	bool set = false, privacy_room, blocked;
+
+	pthread_mutex_lock(&w->mu);
+	privacy_room =
+		w->held[WORKER_POOL_PRIVACY] < w->limit[WORKER_POOL_PRIVACY];
+	blocked = stopping ||
+		  (more[WORKER_POOL_DEFAULT] && npk[WORKER_POOL_DEFAULT] > 0) ||
+		  (more[WORKER_POOL_PRIVACY] && npk[WORKER_POOL_PRIVACY] > 0 &&
+		   privacy_room);
+	if (!blocked && queued(w) + w->nrunning < w->o->concurrency) {
+		if (npk[WORKER_POOL_DEFAULT] > 0)
+			want |= ARMED_DEFAULT;
+		if (npk[WORKER_POOL_PRIVACY] > 0 && privacy_room)
+			want |= ARMED_PRIVACY;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (want == w->armed)
+		return;
+	for (int p = 0; p < NPOOLS; p++)
+		if (want &
+		    (p == WORKER_POOL_DEFAULT ? ARMED_DEFAULT : ARMED_PRIVACY))
+			for (int k = 0; k < npk[p]; k++)
+				kinds[nk++] = pk[p][k];
+	if (queue_idle_set(db, w->idle.id, want != 0, kinds, nk, &set, &e) !=
+	    0) {
+		log_warn("cannot update this worker's handoff row error=%s",
+			 log_q(e.msg));
+		ops_err_clear(&e);
+		return;
+	}
+	/* not set: an enqueuer holds the row; its handoff (or rollback)
+	 * decides, and the next pass tries again */
+	if (set)
+		w->armed = want;
+}
+
 /* The queue's snapshot for /metrics: unfinished jobs by kind and state
  * (read through the partial indexes), the jobs due and the oldest's age. */
 static void
@@ -646,6 +834,9 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	double next_renew = 0, next_reap = 0, next_poll = 0, next_snapshot = 0,
 	       started = mono(), stop_deadline = 0, last_work = mono();
 	bool stopping = false, passed = false, listening = false;
+	/* whether jobs may have been handed to an earlier session's row */
+	bool handoff_lost = false;
+	int joined_pid = 0; /* the session handoff_join() last ran on */
 	/* whether a claim of the pool may find jobs: after a notification,
 	 * a poll, or a claim that came back full */
 	bool more[NPOOLS] = { true, true };
@@ -690,7 +881,18 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
-	snprintf(w.owner, sizeof(w.owner), "%s:%ld", host, (long)getpid());
+	{
+		/* host:pid and a random tag: two containers may share a host
+		 * name and a pid, never a lease owner */
+		unsigned int tag = 0;
+
+		if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) !=
+		    (ssize_t)sizeof(tag))
+			tag = (unsigned int)(mono() * 1e9) ^
+			      (unsigned int)getpid();
+		snprintf(w.owner, sizeof(w.owner), "%s:%ld:%08x", host,
+			 (long)getpid(), tag);
+	}
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
 	pthread_cond_init(&w.ccv, NULL);
@@ -715,8 +917,10 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	for (int i = 0; i < o->concurrency; i++)
 		if (pthread_create(&threads[i], NULL, handler_thread, &w) != 0)
 			abort();
-	log_info("worker started owner=%s concurrency=%d privacy_limit=%d",
-		 w.owner, o->concurrency, w.limit[WORKER_POOL_PRIVACY]);
+	log_info("worker started owner=%s concurrency=%d privacy_limit=%d "
+		 "handoff=%s",
+		 w.owner, o->concurrency, w.limit[WORKER_POOL_PRIVACY],
+		 o->no_handoff ? "off" : "on");
 	url = xstrdup(o->db_url);
 
 	for (;;) {
@@ -759,6 +963,14 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 				break;
 			continue;
 		}
+		if (db_backend_pid(db) != w.session_pid) {
+			/* a new session: no LISTEN, no row, no lock */
+			if (w.session_pid != 0)
+				listening = false;
+			w.session_pid = db_backend_pid(db);
+			w.idle.id = 0;
+			w.armed = 0;
+		}
 		if (!listening) {
 			if (db_listen(db, "apexops_queue", &e) == 0) {
 				listening = true;
@@ -767,6 +979,19 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 				log_warn("LISTEN failed; polling error=%s",
 					 log_q(e.msg));
 			}
+		}
+		/* once per session: a failure means claims only until the
+		 * next one */
+		if (listening && !o->no_handoff && !stopping &&
+		    w.idle.id == 0 && joined_pid != w.session_pid) {
+			joined_pid = w.session_pid;
+			if (handoff_join(&w, db, handoff_lost, &e) != 0) {
+				log_warn("cannot wait for handoffs; claiming "
+					 "every job error=%s",
+					 log_q(e.msg));
+				ops_err_clear(&e);
+			}
+			handoff_lost = true; /* from the next session on */
 		}
 		metrics_set_health(w.m, true);
 		/* the completer's connection, and the completer */
@@ -834,6 +1059,8 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 			claimed_total += got;
 			last_work = now;
 		}
+		if (stopping && w.idle.id > 0)
+			handoff_leave(&w, db);
 		if (stopping) {
 			/* give back what no handler started */
 			long long *ids = NULL;
@@ -901,6 +1128,13 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 					 n);
 				more[0] = more[1] = true;
 			}
+			if (w.idle.id > 0 &&
+			    queue_idle_reap(db, w.idle.id, &n, &e) == 0 &&
+			    n > 0)
+				log_info("deleted the handoff rows of workers "
+					 "that are gone count=%d",
+					 n);
+			ops_err_clear(&e);
 			next_reap = now + REAP_MS / 1000.0;
 		}
 		if (o->http_addr != NULL && now >= next_snapshot) {
@@ -919,17 +1153,21 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		metrics_tick(w.m);
 		if (got > 0 && (more[0] || more[1]))
 			continue; /* there may be more, and room for it */
+		if (w.idle.id > 0 && listening)
+			handoff_arm(&w, db, stopping, more, pk, npk);
 		/* a notification that came with a reply of this pass's round
 		 * trips is in libpq's hands, not on the socket: ppoll() would
 		 * not see it until the next one or the poll fallback */
 		if (listening) {
-			int nn = 0;
+			struct notes nt;
 
-			if (db_notifies(db, &nn, &e) != 0) {
+			if (read_notes(&w, db, &nt, &e) != 0) {
 				listening = false;
 				ops_err_clear(&e);
-			} else if (nn > 0) {
-				more[0] = more[1] = true;
+			} else if (nt.generic > 0 || nt.handed > 0) {
+				if (nt.generic > 0)
+					more[0] = more[1] = true;
+				last_work = now;
 				continue;
 			}
 		}
@@ -951,16 +1189,20 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		{
 			struct timespec ts = { wait_ms / 1000,
 					       (wait_ms % 1000) * 1000000L };
-			int nn = 0;
+			struct notes nt = { NULL, 0, 0 };
 
 			if (ppoll(pfd, (nfds_t)nfd, &ts, &orig) > 0) {
 				if (pfd[0].revents & POLLIN)
 					ops_wake_drain(&w.wake);
 				if (nfd == 2 && (pfd[1].revents & POLLIN)) {
-					if (db_notifies(db, &nn, &e) != 0)
+					if (read_notes(&w, db, &nt, &e) != 0) {
 						listening = false;
-					if (nn > 0)
+						ops_err_clear(&e);
+					}
+					if (nt.generic > 0)
 						more[0] = more[1] = true;
+					if (nt.handed > 0)
+						last_work = mono();
 				}
 			}
 		}
@@ -998,9 +1240,9 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		free(w.todo[p].v);
 	}
 	pthread_sigmask(SIG_SETMASK, &orig, NULL);
-	log_info("worker stopped owner=%s claimed=%lld round_trips=%lld "
-		 "round_trip_s=%.3f",
-		 w.owner, claimed_total, w.trips, w.trip_s);
+	log_info("worker stopped owner=%s claimed=%lld handed=%lld "
+		 "round_trips=%lld round_trip_s=%.3f",
+		 w.owner, claimed_total, w.handed, w.trips, w.trip_s);
 	free(threads);
 	free(w.inflight);
 	free(w.done);

@@ -8,12 +8,16 @@
  * backoff), so the database completes one batch while it claims the
  * next. The main thread sleeps on LISTEN apexops_queue with a poll
  * fallback, renews the leases of the jobs it
- * holds and reaps lapsed ones. Kinds of WORKER_POOL_PRIVACY run on at most
- * cfg->privacy_worker_concurrency handlers at once, and no more of them
- * are claimed than can start: one never waits here behind others while
- * another worker could run it. SIGTERM: no new claims, prefetched
- * jobs are given back, running ones get a grace period, then their stop
- * flag. It never exits because a job failed.
+ * holds and reaps lapsed ones. While it could start a job at once (a
+ * free handler, nothing queued, the last claim short) its row of
+ * apexops.queue_idle is ready and apexops.enqueue() hands it new jobs
+ * directly (jobs/queue_handoff.h), in a notification on its own
+ * channel: no claim round trip between the enqueue and the start. Kinds of
+ * WORKER_POOL_PRIVACY run on at most cfg->privacy_worker_concurrency handlers
+ * at once, and no more of them are claimed than can start: one never waits here
+ * behind others while another worker could run it. SIGTERM: no new claims,
+ * prefetched jobs are given back, running ones get a grace period, then their
+ * stop flag. It never exits because a job failed.
  *
  * Thread safety: call from the main thread.
  */
@@ -74,6 +78,7 @@ struct worker_opts {
 	long run_for_s;		/* tests: exit after this many seconds; 0 */
 	long exit_when_idle_ms; /* bench: exit after this long without work */
 	long poll_ms;		/* tests: LISTEN's poll fallback; 0: 1000 */
+	bool no_handoff; /* claim every job (jobs/queue_handoff.h: off) */
 	/* tests: the kind table (NULL: worker_kinds); kinds must name its
 	 * entries */
 	const struct worker_kind *kind_table;

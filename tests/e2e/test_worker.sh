@@ -211,7 +211,9 @@ wait_metric 'apexops_worker_jobs_total{kind="noop",status="dead"}' 'v == 1' &&
 	ok "/metrics: a dead job counts as dead" || not_ok "/metrics: a dead job counts as dead"
 assert_eq "/metrics: a handler duration histogram per kind, every run in it" "21 21" \
 	"$(metric 'apexops_worker_handler_duration_seconds_count{kind="noop"}') $(metric 'apexops_worker_handler_duration_seconds_bucket{kind="noop",le="+Inf"}')"
-wait_metric 'apexops_worker_claimed_jobs_total' 'v == 21' && ok "/metrics: claimed jobs" || not_ok "/metrics: claimed jobs"
+wait_metric 'apexops_worker_claimed_jobs_total' 'v >= 20' && ok "/metrics: claimed jobs" || not_ok "/metrics: claimed jobs"
+assert_eq "/metrics: every job claimed or handed, once" 21 \
+	"$(($(metric 'apexops_worker_claimed_jobs_total') + $(metric 'apexops_worker_handed_jobs_total')))"
 claims=$(metric 'apexops_worker_claim_duration_seconds_count')
 assert_eq "/metrics: claim latency, a histogram of the round trips" 1 \
 	"$(awk -v c="$claims" -v i="$(metric 'apexops_worker_claim_duration_seconds_bucket{le="+Inf"}')" 'BEGIN { print (c >= 1 && c == i) ? 1 : 0 }')"
@@ -220,6 +222,71 @@ assert_contains "/metrics: the families are typed" "$(curl -s "http://127.0.0.1:
 kill -TERM "$M"
 wait_exit "$M"
 expect_rc 0 "the metrics worker stops cleanly"
+
+# ---- direct handoff ------------------------------------------------------------
+# an idle worker's row is ready; apexops.enqueue() leases the job to it and
+# sends it in the notification: no claim
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+: >"$APEXOPS_TEST_NOOP_LOG"
+ready_sql="SELECT count(*)::int FROM apexops.queue_idle WHERE ready AND 'noop' = ANY (kinds)"
+PORT=$(free_port 19387)
+"$APEXOPS_BIN" worker --concurrency 2 --http "127.0.0.1:$PORT" >"$E2E_TMP/handoff.log" 2>&1 &
+H=$!
+PIDS+=($H)
+wait_for "$U" "$ready_sql" && ok "an idle worker waits for a handoff" || not_ok "an idle worker waits for a handoff"
+for i in 1 2 3 4 5; do
+	wait_for "$U" "$ready_sql" >/dev/null
+	run_ops queue enqueue noop
+	wait_for "$U" "SELECT (count(*) = $i)::int FROM apexops.queue_jobs WHERE state = 'succeeded'" >/dev/null
+done
+assert_eq "five jobs enqueued one by one: all handed, none claimed" "5 0" \
+	"$(metric 'apexops_worker_handed_jobs_total') $(metric 'apexops_worker_claimed_jobs_total')"
+assert_eq "each succeeded on attempt 1, started in its enqueuing transaction" 5 \
+	"$(q "SELECT count(*) FROM apexops.queue_jobs WHERE state = 'succeeded' AND attempt = 1 AND started_at = created_at")"
+assert_eq "each executed once" "5 5" \
+	"$(grep -c '^start ' "$APEXOPS_TEST_NOOP_LOG") $(grep '^start ' "$APEXOPS_TEST_NOOP_LOG" | cut -d' ' -f2 | sort -u | wc -l)"
+# the platform's transaction holds the worker's row when SIGTERM comes: the
+# worker waits for it, and gives the handed job back
+wait_for "$U" "$ready_sql" >/dev/null
+psql -X -q "$U" -c "BEGIN" -c "SELECT apexops.enqueue('noop', '{\"late\": 1}')" -c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null &
+T=$!
+wait_for "$U" "SELECT count(*)::int FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND state = 'active' AND pid <> pg_backend_pid()" >/dev/null
+kill -TERM "$H"
+wait_exit "$H"
+expect_rc 0 "SIGTERM while an enqueuer holds the worker's row: exit 0"
+wait "$T"
+assert_eq "the job handed as it stopped is given back, never started" "available 0 " \
+	"$(q "SELECT state || ' ' || attempt || ' ' || COALESCE(lease_owner, '') FROM apexops.queue_jobs WHERE payload ? 'late'")"
+assert_eq "and its row is gone" 0 "$(q "SELECT count(*) FROM apexops.queue_idle")"
+# SIGKILL of an idle worker: its lock goes with its session, nothing is
+# handed to it, the next worker deletes its row
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+"$APEXOPS_BIN" worker --concurrency 1 >"$E2E_TMP/handoff-kill.log" 2>&1 &
+K=$!
+PIDS+=($K)
+wait_for "$U" "$ready_sql" >/dev/null
+kill -9 "$K"
+wait "$K" 2>/dev/null
+wait_for "$U" "SELECT (count(*) = 0)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 1634755960" >/dev/null
+run_ops queue enqueue noop
+assert_eq "a job enqueued after an idle worker was killed is not handed to it" "available 0" \
+	"$(q "SELECT state || ' ' || attempt FROM apexops.queue_jobs")"
+"$APEXOPS_BIN" worker --concurrency 1 --exit-when-idle 3000 >"$E2E_TMP/handoff-next.log" 2>&1 &
+K=$!
+PIDS+=($K)
+wait_exit "$K"
+assert_eq "the next worker ran it" "succeeded 1" "$(q "SELECT state || ' ' || attempt FROM apexops.queue_jobs")"
+assert_contains "and deleted the dead worker's row" "$(cat "$E2E_TMP/handoff-next.log")" "workers that are gone count=1"
+# --no-handoff: no row, every job claimed
+q "DELETE FROM apexops.queue_jobs" >/dev/null
+"$APEXOPS_BIN" worker --concurrency 1 --no-handoff --exit-when-idle 3000 >"$E2E_TMP/no-handoff.log" 2>&1 &
+K=$!
+PIDS+=($K)
+wait_for "$U" "SELECT (count(*) > 0)::int FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '%worker%'" >/dev/null
+run_ops queue enqueue noop
+wait_exit "$K"
+assert_contains "--no-handoff: the job was claimed" "$(cat "$E2E_TMP/no-handoff.log")" "claimed=1 handed=0"
+assert_eq "--no-handoff: no row was registered" 0 "$(q "SELECT count(*) FROM apexops.queue_idle")"
 
 # ---- the database goes away -------------------------------------------------
 q "DELETE FROM apexops.queue_jobs" >/dev/null
