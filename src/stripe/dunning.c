@@ -110,7 +110,7 @@ inv_customer(const json_t *inv)
 
 /* The invoice's payment intent id: a string, or the object when expanded
  * (API versions before 2025-03-31.basil; later ones list it under the
- * invoice's payments, and this is ""). */
+ * invoice's payments, listed_payment_intent(), and this is ""). */
 static const char *
 inv_payment_intent(const json_t *inv)
 {
@@ -306,6 +306,57 @@ scall(struct dun *d, struct stripe *st, const char *method, const char *path,
 	if (r != 0 && err != NULL)
 		*err = e;
 	return r;
+}
+
+/*
+ * The payment intent of an invoice that names none (API versions from
+ * 2025-03-31.basil removed the invoice's payment_intent field): its invoice
+ * payments, GET /v1/invoice_payments?invoice=ID (newest first; see
+ * https://docs.stripe.com/api/invoice-payment/list), the default one
+ * (is_default: the payment the invoice's own collection uses, which a
+ * pay call charges) if listed, else the newest of type payment_intent.
+ * The intent is a string, or the object when expanded. out is "" when the
+ * invoice has none; an error only when the list cannot be read.
+ */
+static int
+listed_payment_intent(struct dun *d, struct stripe *st, const char *invoice,
+		      char *out, size_t n, struct ops_err *err)
+{
+	struct stripe_error se;
+	json_t *params, *page = NULL, *ip;
+	const char *best = "";
+	size_t i;
+	int r;
+
+	out[0] = '\0';
+	params = json_pack("{s:s, s:s}", "invoice", invoice, "limit", "100");
+	r = scall(d, st, "GET", "/v1/invoice_payments", params, NULL, &page,
+		  &se, err);
+	json_decref(params);
+	if (r != 0)
+		return ops_err_prefix(err, "listing the payments of invoice %s",
+				      invoice);
+	json_array_foreach(json_object_get(page, "data"), i, ip)
+	{
+		const json_t *pay = json_object_get(ip, "payment");
+		const json_t *v = json_object_get(pay, "payment_intent");
+		const char *id = json_is_object(v)
+					 ? jstr(v, "id")
+					 : jstr(pay, "payment_intent");
+
+		if (strcmp(jstr(pay, "type"), "payment_intent") != 0 ||
+		    *id == '\0')
+			continue;
+		if (*best == '\0' ||
+		    json_is_true(json_object_get(ip, "is_default"))) {
+			best = id;
+			if (json_is_true(json_object_get(ip, "is_default")))
+				break;
+		}
+	}
+	snprintf(out, n, "%s", best);
+	json_decref(page);
+	return 0;
 }
 
 static int
@@ -1364,10 +1415,10 @@ attempt_failed(struct dun *d, struct dcase *c, int n, const char *key,
  * (pending_accepted) is the attempt failed, recorded as a decline. *done tells
  * whether the attempt is settled for this run; otherwise (no intent to read,
  * another status, or an attempt Stripe may never have received) the caller
- * replays the pay call as before. NEEDSWORK: from API version 2025-03-31.basil
- * the invoice names no payment intent (GET /v1/invoice_payments?invoice= lists
- * them), so with such a STRIPE_API_VERSION a pending attempt is still replayed
- * blind.
+ * replays the pay call as before. The intent is the one the invoice names
+ * (API versions before 2025-03-31.basil), else the one recorded when Stripe
+ * accepted the attempt, else the invoice's listed payments' (basil and
+ * later, whose invoices name none).
  */
 static int
 resolve_pending(struct dun *d, struct stripe *st, struct dcase *c,
@@ -1377,7 +1428,7 @@ resolve_pending(struct dun *d, struct stripe *st, struct dcase *c,
 	struct stripe_error se;
 	const json_t *lpe;
 	const char *id, *ps, *code, *msg;
-	char path[320], detail[320], msgbuf[600];
+	char path[320], detail[320], msgbuf[600], listed[256];
 	json_t *pi = NULL;
 	int r;
 
@@ -1385,6 +1436,20 @@ resolve_pending(struct dun *d, struct stripe *st, struct dcase *c,
 	id = inv_payment_intent(inv);
 	if (*id == '\0')
 		id = c->pending_pi;
+	if (*id == '\0') {
+		r = listed_payment_intent(d, st, c->invoice, listed,
+					  sizeof(listed), err);
+		if (r == OPS_E_NOTFOUND) { /* no such list: replay as before */
+			log_warn("dunning invoice payments not found "
+				 "invoice=%s",
+				 log_q(c->invoice));
+			ops_err_clear(err);
+			return 0;
+		}
+		if (r != 0)
+			return r;
+		id = listed;
+	}
 	if (*id == '\0' || !stripe_id_valid(id))
 		return 0;
 	snprintf(path, sizeof(path), "/v1/payment_intents/%s", id);
@@ -1496,9 +1561,19 @@ pay_attempt(struct dun *d, struct stripe *st, struct dcase *c,
 		/* accepted but not paid yet (a bank debit processing): the
 		 * intent stays, marked accepted; the next run fetches the
 		 * invoice, then its payment intent (resolve_pending()) */
+		const char *pi = inv_payment_intent(out);
+		char listed[256] = "";
+
+		/* basil and later name the intent in the invoice's payments
+		 * only; not found now, a later run lists them again */
+		if (*pi == '\0' && !c->pending_accepted) {
+			if (listed_payment_intent(d, st, c->invoice, listed,
+						  sizeof(listed), &pe) != 0)
+				ops_err_clear(&pe);
+			pi = listed;
+		}
 		if (!c->pending_accepted)
-			r = commit_accepted(d, c, n, key,
-					    inv_payment_intent(out), err);
+			r = commit_accepted(d, c, n, key, pi, err);
 		if (r == 0) {
 			add_count(d, &d->res->pending, 1);
 			note_case(d, c->invoice, "pending", n,

@@ -7,7 +7,8 @@
 # reconciliation, two runs at once, the schedule's days in CRON_TZ, the
 # request encoding against the official SDK, a dry-run, bad input, and a
 # bank debit still processing after Stripe forgot the key (pending, not a
-# failed attempt, until it succeeds or fails).
+# failed attempt, until it succeeds or fails), also on API version
+# 2025-03-31.basil, whose invoices name no payment intent.
 . "$(dirname "$0")/lib.sh"
 PEERS_JS="$(cd "$OPS_ROOT/tests/peers" && pwd)"
 KEY=sk_test_FAKE_dunning_e2e_7f3a9c
@@ -454,6 +455,74 @@ dun 2026-12-07T04:00:00Z --json
 expect_rc 0 "the run after the debit failed"
 assert_eq "one failed attempt, no second debit" "open|1|payment_method_provider_decline 1 0" \
 	"$(sql "$URL" "SELECT status, attempts, last_decline_code FROM apexops.dunning_cases WHERE invoice_id = '$INV_K'") $(pays "$INV_K") $(charges "$INV_K" succeeded)"
+
+# ---- H: API version 2025-03-31.basil: the invoice names no payment intent ----
+# From basil the invoice has no payment_intent (nor charge, paid); its
+# intents are its invoice payments (GET /v1/invoice_payments?invoice=). With
+# STRIPE_API_VERSION on basil: a debit accepted is recorded with the intent
+# listed there, and read back after Stripe forgot the key; a run killed
+# right after the pay call (nothing recorded) is followed by one that finds
+# the intent through the invoice's payments, so that it neither replays the
+# pay (a second debit, or a refusal counted as a failure) nor loses the
+# attempt when the debit fails.
+BASIL=2025-03-31.basil
+bdun() { STRIPE_API_VERSION=$BASIL dun "$@"; }
+pi_of() { curl -s -H "Authorization: Bearer $KEY" "$D/v1/invoices/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["payment_intent"])'; }
+T10=2026-12-08T10:00:00Z
+INV_J=$(seed "{\"id\":\"in_testJ\",\"customer\":\"cus_J\",\"subscription\":\"sub_J\",\"amount_due\":900,\"currency\":\"eur\",\"payment_method\":\"pm_success_de\",\"created\":$(ts $T10)}")
+PI_J=$(pi_of "$INV_J")
+assert_eq "the double on basil: the invoice names no payment intent, its subscription under parent" "False sub_J" \
+	"$(curl -s -H "Authorization: Bearer $KEY" -H "Stripe-Version: $BASIL" "$D/v1/invoices/$INV_J" | python3 -c 'import json,sys; i=json.load(sys.stdin); print("payment_intent" in i, i["parent"]["subscription_details"]["subscription"])')"
+sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$INV_J\"}', '$T10')" >/dev/null
+bdun 2026-12-11T03:00:00Z --json
+expect_rc 0 "basil, day 3: the debit of attempt 1 is accepted"
+assert_eq "the acceptance names the intent listed in the invoice's payments" "pending|1|open|accepted|$PI_J" \
+	"$(case_of "$INV_J")|$(sql "$URL" "SELECT t.detail->>'result' || '|' || (t.detail->>'payment_intent') FROM apexops.dunning_transitions t JOIN apexops.dunning_cases c ON c.id = t.case_id WHERE c.invoice_id = '$INV_J' ORDER BY t.id DESC LIMIT 1")"
+ctl forget_idempotency '{}' >/dev/null
+bdun 2026-12-12T03:00:00Z --json
+expect_rc 0 "basil, day 4: the run after Stripe forgot the key"
+assert_eq "pending, read from the recorded intent, no second pay call" "pending|1|processing (payment intent $PI_J) 1" \
+	"$(case_of "$INV_J") $(pays "$INV_J")"
+ctl settle "{\"invoice\":\"$INV_J\"}" >/dev/null # the debit succeeds
+bdun 2026-12-13T03:00:00Z
+expect_rc 0 "basil: the run after the debit succeeded"
+assert_eq "recovered on attempt 1, one debit, one pay call" "recovered|1 1 1" \
+	"$(sql "$URL" "SELECT status || '|' || attempts FROM apexops.dunning_cases WHERE invoice_id = '$INV_J'") $(charges "$INV_J" succeeded) $(pays "$INV_J")"
+
+T11=2026-12-20T10:00:00Z
+INV_L=$(seed "{\"id\":\"in_testL\",\"customer\":\"cus_L\",\"amount_due\":800,\"currency\":\"eur\",\"payment_method\":\"pm_failed_de\",\"created\":$(ts $T11)}")
+PI_L=$(pi_of "$INV_L")
+sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$INV_L\"}', '$T11')" >/dev/null
+APEXOPS_TEST_CRASH_AFTER_PAY=1 bdun 2026-12-23T03:00:00Z
+expect_rc 137 "basil: killed right after the accepted debit"
+assert_eq "nothing recorded the acceptance" "opened attempt_started" "$(kinds "$INV_L")"
+ctl forget_idempotency '{}' >/dev/null
+bdun 2026-12-23T04:00:00Z --json
+expect_rc 0 "basil: the next run finds the debit processing"
+assert_eq "pending, the acceptance recorded now, the intent found in the invoice's payments, no second pay call" \
+	"pending|1|processing (payment intent $PI_L) opened attempt_started attempt_started 1" \
+	"$(case_of "$INV_L") $(kinds "$INV_L") $(pays "$INV_L")"
+assert_eq "the invoice's payments were listed for it, on basil" "yes" \
+	"$(curl -s "$D/__double/requests" | python3 -c 'import json,sys
+rs=[r for r in json.load(sys.stdin) if r["path"]=="/v1/invoice_payments" and "invoice='"$INV_L"'" in r["query"]]
+print("yes" if rs and all(r["headers"]["stripe-version"]==sys.argv[1] for r in rs) else rs)' "$BASIL")"
+ctl settle "{\"invoice\":\"$INV_L\"}" >/dev/null # the bank refuses the debit
+bdun 2026-12-23T05:00:00Z --json
+expect_rc 0 "basil: the run after the debit failed"
+assert_eq "one failed attempt with the intent's code, no second debit" "open|1|payment_method_provider_decline 1 0" \
+	"$(sql "$URL" "SELECT status, attempts, last_decline_code FROM apexops.dunning_cases WHERE invoice_id = '$INV_L'") $(pays "$INV_L") $(charges "$INV_L" succeeded)"
+
+# the basil runs' requests against the official SDK's (on that version;
+# the replay resets the double, so this comes last)
+curl -s "$D/__double/requests" | python3 -c 'import json,sys
+print(json.dumps([x for x in json.load(sys.stdin) if x["headers"]["stripe-version"]==sys.argv[1]]))' "$BASIL" >"$E2E_TMP/cb.json"
+node "$PEERS_JS/stripe-sdk-replay.mjs" "$E2E_TMP/cb.json" "$D" >"$E2E_TMP/sdkb.json" 2>"$E2E_TMP/sdkb.err"
+assert_eq "on basil the official SDK sends the same requests (invoice payments, intents, invoices, pay)" "same" \
+	"$(python3 -c 'import json,sys
+c=json.load(open(sys.argv[1])); s=json.load(open(sys.argv[2]))
+k=lambda x:(x["method"],x["path"],sorted(x["query"]),sorted(x["body"]),x["headers"]["stripe-version"],x["headers"]["idempotency-key"],x["headers"]["content-type"])
+paths={x["path"].split("/")[2] for x in c}
+print("same" if len(c)==len(s) and all(k(a)==k(b) for a,b in zip(c,s)) and {"invoice_payments","payment_intents","invoices"}<=paths else [ (k(a),k(b)) for a,b in zip(c,s) if k(a)!=k(b)][:2] or (len(c),len(s),paths))' "$E2E_TMP/cb.json" "$E2E_TMP/sdkb.json")"
 
 # ---- the key never shows -----------------------------------------------------
 all_out=$(cat "$E2E_TMP"/*.out "$E2E_TMP"/*.err 2>/dev/null; sql "$URL" "SELECT string_agg(coalesce(error, '') || params::text || counts::text, ' ') FROM apexops.job_runs"; sql "$URL" "SELECT string_agg(data::text, ' ') FROM billing_audit")

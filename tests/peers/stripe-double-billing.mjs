@@ -43,6 +43,16 @@
 //     sets last_payment_error with the card_error's code and decline_code),
 //     succeeded when paid, canceled when the invoice is voided
 //     (cancellation_reason void_invoice).
+//   - API versions (the request's Stripe-Version): from 2025-03-31.basil
+//     (https://docs.stripe.com/changelog/basil/2025-03-31/add-support-for-multiple-partial-payments-on-invoices)
+//     an invoice has no payment_intent, charge, paid nor paid_out_of_band,
+//     and its subscription is parent.subscription_details.subscription
+//     (https://docs.stripe.com/changelog/basil/2025-03-31/adds-new-parent-field-to-invoicing-objects);
+//     its payment intents are listed by GET /v1/invoice_payments?invoice=
+//     (https://docs.stripe.com/api/invoice-payment/list: newest first, an
+//     invoice_payment per intent, is_default for the invoice's own, its
+//     payment {type: payment_intent, payment_intent: id}, status open, paid
+//     or canceled), which this double serves whatever the version.
 //   - bank debits, by Stripe's SEPA Direct Debit test PaymentMethods
 //     (https://docs.stripe.com/billing/subscriptions/sepa-debit, "Test the
 //     integration"): pm_success_de and pm_successDelayed_de end processing
@@ -91,10 +101,11 @@
 //                     (status pending while a debit processes)
 //   GET  state        {invoices:[...], subscriptions:[...],
 //                     payment_intents:[...]}
-let inv, subs, pmOf, charges, order, pis;
+let inv, subs, pmOf, charges, order, pis, inpayIds;
 
 export function reset() {
   inv = new Map();
+  inpayIds = new Map(); // invoice id -> its InvoicePayment's id
   subs = new Map();
   pmOf = new Map(); // customer -> payment method id (behaviour)
   charges = [];
@@ -156,6 +167,43 @@ function makeIntent(api, i) {
   return pi;
 }
 const intentOf = (i) => pis.get(i.payment_intent);
+
+const basil = (api) => String(api.version || '') >= '2025-03-31';
+
+// The invoice as the request's API version shows it.
+function invoiceView(api, i) {
+  if (!basil(api)) return i;
+  const { payment_intent, charge, paid, paid_out_of_band, subscription, ...v } = i;
+  v.parent = subscription
+    ? { type: 'subscription_details', quote_details: null, subscription_details: { metadata: {}, subscription } }
+    : null;
+  return v;
+}
+
+// The invoice's InvoicePayment: one per invoice here, as every invoice has
+// one payment intent; its id is stable.
+function invoicePayment(api, i) {
+  if (!inpayIds.has(i.id)) inpayIds.set(i.id, api.newId('inpay'));
+  const pi = intentOf(i);
+  const status = i.status === 'paid' ? 'paid' : pi && pi.status === 'canceled' ? 'canceled' : 'open';
+  return { id: inpayIds.get(i.id), object: 'invoice_payment', amount_paid: i.status === 'paid' ? i.amount_paid : null,
+    amount_requested: i.amount_due, created: i.created, currency: i.currency, invoice: i.id, is_default: true, livemode: false,
+    payment: { type: 'payment_intent', payment_intent: i.payment_intent }, status,
+    status_transitions: { canceled_at: status === 'canceled' ? pi.canceled_at : null, paid_at: i.status_transitions.paid_at } };
+}
+
+function listInvoicePayments(api, q) {
+  api.checkParams(q, ['invoice', 'limit', 'starting_after', 'ending_before', 'payment', 'status', 'created', 'expand']);
+  const limit = api.limitOf(q);
+  let all = order.slice().reverse().map((id) => inv.get(id)); // newest first
+  if (q.invoice !== undefined) all = all.filter((i) => i.id === q.invoice);
+  let out = all.map((i) => invoicePayment(api, i));
+  if (q.status !== undefined) out = out.filter((x) => x.status === q.status);
+  if (q.payment?.type !== undefined) out = out.filter((x) => x.payment.type === q.payment.type);
+  if (q.payment?.payment_intent !== undefined) out = out.filter((x) => x.payment.payment_intent === q.payment.payment_intent);
+  if (q.starting_after !== undefined) out = out.slice(out.findIndex((x) => x.id === q.starting_after) + 1);
+  return api.list('/v1/invoice_payments', out, limit);
+}
 
 function getInvoice(api, id) {
   const i = inv.get(id);
@@ -275,7 +323,7 @@ function listInvoices(api, q) {
     if (k < 0 && !inv.has(q.ending_before)) throw api.missing('invoice', q.ending_before, 'ending_before');
     all = all.slice(Math.max(0, k - limit), Math.max(0, k));
   }
-  return api.list('/v1/invoices', all, limit);
+  return api.list('/v1/invoices', all.map((i) => invoiceView(api, i)), limit);
 }
 
 function updateSubscription(api, s, body) {
@@ -299,12 +347,13 @@ function updateSubscription(api, s, body) {
 export function route(method, path, q, body, api, key) {
   let m;
   if (path === '/v1/invoices' && method === 'GET') return listInvoices(api, q);
+  if (path === '/v1/invoice_payments' && method === 'GET') return listInvoicePayments(api, q);
   if ((m = path.match(/^\/v1\/invoices\/([^/]+)$/)) && method === 'GET') {
     api.checkParams(q, ['expand']);
-    return getInvoice(api, decodeURIComponent(m[1]));
+    return invoiceView(api, getInvoice(api, decodeURIComponent(m[1])));
   }
   if ((m = path.match(/^\/v1\/invoices\/([^/]+)\/pay$/)) && method === 'POST')
-    return pay(api, getInvoice(api, decodeURIComponent(m[1])), body, key);
+    return invoiceView(api, pay(api, getInvoice(api, decodeURIComponent(m[1])), body, key));
   if ((m = path.match(/^\/v1\/payment_intents\/([^/]+)$/)) && method === 'GET') {
     api.checkParams(q, ['expand', 'client_secret']);
     const id = decodeURIComponent(m[1]);

@@ -61,6 +61,7 @@ const api = {
   get state() { return state; },
   newId: (prefix) => newId(prefix), now: () => now(),
   StripeError: null, missing: null, checkParams: null, list: null, limitOf: null,
+  version: '2023-10-16', // the request's Stripe-Version (the account's default when none)
 };
 
 const newId = (prefix) => `${prefix}_D${String(++state.seq).padStart(13, '0')}`;
@@ -398,6 +399,7 @@ const server = http.createServer((req, res) => {
       return send(res, prev.status, prev.body, { ...prev.headers, 'idempotent-replayed': 'true', 'original-request': prev.requestId });
     }
     let status = 200, out, hdrs = {};
+    api.version = req.headers['stripe-version'] || '2023-10-16'; // route() is synchronous
     try { out = route(req.method, path, q, body, idemKey); } catch (e) {
       if (!(e instanceof StripeError)) { status = 500; out = { error: { type: 'api_error', message: String(e) } }; } else { status = e.status; out = errBody(e); hdrs = e.headers || {}; }
     }

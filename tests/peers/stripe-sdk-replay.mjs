@@ -38,6 +38,9 @@ for (const c of calls) {
   const q = nest(c.query);
   const b = nest(c.body);
   const opts = c.headers['idempotency-key'] ? { idempotencyKey: c.headers['idempotency-key'] } : {};
+  // a call on another API version than the client's pinned one (the
+  // request option the SDK sends as Stripe-Version)
+  if (c.headers['stripe-version'] && c.headers['stripe-version'] !== '2023-10-16') opts.apiVersion = c.headers['stripe-version'];
   let m;
   try {
     if (c.path === '/v1/customers' && c.method === 'GET') await stripe.customers.list(q);
@@ -49,10 +52,13 @@ for (const c of calls) {
     else if (c.path === '/v1/payment_methods' && c.method === 'POST') await stripe.paymentMethods.create(b, opts);
     else if (c.path === '/v1/payment_methods' && c.method === 'GET') await stripe.paymentMethods.list(q);
     else if ((m = c.path.match(/^\/v1\/payment_methods\/([^/]+)\/attach$/)) && c.method === 'POST') await stripe.paymentMethods.attach(m[1], b, opts);
-    else if (c.path === '/v1/invoices' && c.method === 'GET') await stripe.invoices.list(q);
-    else if ((m = c.path.match(/^\/v1\/invoices\/([^/]+)$/)) && c.method === 'GET') await stripe.invoices.retrieve(m[1], q);
+    else if (c.path === '/v1/invoices' && c.method === 'GET') await stripe.invoices.list(q, opts);
+    else if (c.path === '/v1/invoice_payments' && c.method === 'GET') await stripe.invoicePayments.list(q, opts);
+    else if ((m = c.path.match(/^\/v1\/payment_intents\/([^/]+)$/)) && c.method === 'GET') await stripe.paymentIntents.retrieve(m[1], q, opts);
+    else if ((m = c.path.match(/^\/v1\/invoices\/([^/]+)$/)) && c.method === 'GET') await stripe.invoices.retrieve(m[1], q, opts);
     else if ((m = c.path.match(/^\/v1\/invoices\/([^/]+)\/pay$/)) && c.method === 'POST') await stripe.invoices.pay(m[1], b, opts);
     else if ((m = c.path.match(/^\/v1\/subscriptions\/([^/]+)$/)) && c.method === 'POST') await stripe.subscriptions.update(m[1], b, opts);
+    else if ((m = c.path.match(/^\/v1\/subscriptions\/([^/]+)$/)) && c.method === 'GET') await stripe.subscriptions.retrieve(m[1], q, opts);
     else throw new Error(`no SDK mapping for ${c.method} ${c.path}`);
   } catch (e) {
     if (!e.type || !String(e.type).startsWith('Stripe')) throw e; // a Stripe refusal is part of the flow
