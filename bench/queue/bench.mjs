@@ -18,13 +18,19 @@
 //            any LISTEN/NOTIFY queue here: the same enqueues into a client
 //            that only listens (notify_listener.mjs), claiming nothing;
 //            the "claim" row adds apexops's claim to it (claim_floor.c: one
-//            thread that claims on each notification, no hand-over)
+//            thread that claims on each notification, no hand-over);
+//            the "disk" row is the floor under every durable commit: the
+//            server's file system's own write+fdatasync at the same rate
+//            (fsync_floor.c), in the call->start and call->ack columns.
+//            Each trickle also counts the server's WAL syncs (pg_stat_wal,
+//            all backends and the walwriter) per job: every durable commit
+//            flushes once, unless another's flush covered it
 //            TRICKLE_CLIENT=libpq: the enqueues (and their timing) come from
 //            trickle_client.c instead of node-postgres, for every system
 //            with a SQL enqueue (pg-boss has none and keeps node's)
 // Every run checks that each job ran exactly once and that the database
 // holds every job as completed; a job lost or run twice fails the bench.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import pg from "pg";
@@ -40,7 +46,7 @@ if (CLIENT !== "node" && CLIENT !== "libpq") {
 	console.error(`bench/queue: TRICKLE_CLIENT=${CLIENT}: use node or libpq`);
 	process.exit(64);
 }
-const SYSTEMS = (process.env.SYSTEMS || "apexops graphile pgboss notify claim").split(/\s+/).filter(Boolean);
+const SYSTEMS = (process.env.SYSTEMS || "apexops graphile pgboss notify claim disk").split(/\s+/).filter(Boolean);
 const CASES = (process.env.CASES || "burst analyzed trickle").split(/\s+/).filter(Boolean);
 const HERE = path.dirname(new URL(import.meta.url).pathname);
 const NAMES = {
@@ -49,6 +55,7 @@ const NAMES = {
 	pgboss: "pg-boss",
 	notify: "floor: LISTEN/NOTIFY alone (trickle only)",
 	claim: "floor: LISTEN/NOTIFY + claim (trickle only)",
+	disk: "floor: the disk's fdatasync alone (trickle only)",
 };
 
 const us = () => process.hrtime.bigint() / 1000n; // CLOCK_MONOTONIC
@@ -91,6 +98,7 @@ function sh(cmd, args, env, quiet) {
 // ---- templates: each system's schema, installed once, never analyzed -----
 async function makeTemplates() {
 	for (const s of SYSTEMS) {
+		if (s === "disk") continue; // no database
 		const tpl = `bq_tpl_${s}`;
 		await admin(`DROP DATABASE IF EXISTS ${tpl}`);
 		await admin(`CREATE DATABASE ${tpl}`);
@@ -261,7 +269,17 @@ function pct(v, p) {
 	return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
+// the disk under every durable commit: fsync_floor.c's write+fdatasync at
+// the trickle's rate, in the server's file system (BENCH_DISK_DIR); its
+// p50/p99 stand in the call->start and call->ack columns
+async function diskFloor() {
+	const out = execFileSync(path.join(WORK, "fsync_floor"), [process.env.BENCH_DISK_DIR || WORK, String(RATE), String(RATE * TRICKLE_S)], { encoding: "utf8" });
+	const [p50, p99, max] = out.trim().split(" ").map(Number);
+	return { p50call: p50, p99call: p99, p50enq: p50, p99enq: p99, max };
+}
+
 async function trickle(s) {
+	if (s === "disk") return diskFloor();
 	const name = await freshDb(s);
 	const log = path.join(WORK, `${s}-trickle.log`);
 	fs.rmSync(log, { force: true });
@@ -291,6 +309,13 @@ async function trickle(s) {
 		else await boss.send("noop", { i });
 		return String(i);
 	};
+	// the server's WAL writes and syncs during the trickle (pg_stat_wal:
+	// cluster-wide, so the enqueuer's commits, the worker's, the walwriter's)
+	const walStat = async () => (await admin("SELECT wal_write::bigint AS w, wal_sync::bigint AS s, wal_bytes::bigint AS b FROM pg_stat_wal")).rows[0];
+	// a checkpoint first, so that none runs (nor is still writing, as
+	// after a burst) during any system's trickle: each starts alike
+	await admin("CHECKPOINT");
+	const wal0 = await walStat();
 	const total = RATE * TRICKLE_S,
 		step = 1e6 / RATE;
 	const warm = [],
@@ -343,6 +368,9 @@ async function trickle(s) {
 		graphile: "SELECT count(*) AS n FROM graphile_worker._private_jobs WHERE locked_at IS NULL",
 		pgboss: "SELECT count(*) AS n FROM pgboss.job WHERE name = 'noop' AND state IN ('created', 'retry')",
 	}[s];
+	const wal1 = await walStat();
+	const per = (k) => ((Number(wal1[k]) - Number(wal0[k])) / (total + 100)).toFixed(2);
+	process.stderr.write(`bench/queue: ${NAMES[s]}: trickle WAL per job: ${per("s")} syncs, ${per("w")} writes, ${per("b")} bytes\n`);
 	for (const until = Date.now() + 60000; queued && Date.now() < until; await sleep(100))
 		if (Number((await c.query(queued)).rows[0].n) === 0) break;
 	await sleep(1500);
@@ -376,6 +404,7 @@ async function trickle(s) {
 		p99: pct(fromAck, 99),
 		p50enq: pct(enqTrip, 50),
 		p99enq: pct(enqTrip, 99),
+		walSyncs: (Number(wal1.s) - Number(wal0.s)) / (total + 100),
 	};
 }
 
@@ -396,7 +425,7 @@ if (CASES.includes("trickle") && process.env.TRICKLE_WARMUP !== "0") {
 // shared machine falls on all of them alike
 for (const cs of CASES)
 	for (const s of SYSTEMS) {
-		if ((s === "notify" || s === "claim") && cs !== "trickle") continue;
+		if ((s === "notify" || s === "claim" || s === "disk") && cs !== "trickle") continue;
 		process.stderr.write(`bench/queue: ${NAMES[s]}: ${cs}...\n`);
 		if (cs === "trickle") Object.assign(res[s], await trickle(s));
 		else {
@@ -408,13 +437,13 @@ for (const cs of CASES)
 const f0 = (x) => (x === undefined ? "-" : Math.round(x).toLocaleString("en-US"));
 const f2 = (x) => (x === undefined ? "-" : x.toFixed(2));
 console.log(`\nQueue benchmark: ${N.toLocaleString("en-US")} no-op jobs, concurrency ${C}, trickle ${RATE}/s for ${TRICKLE_S} s, enqueued by ${CLIENT === "libpq" ? "libpq (trickle_client.c; pg-boss by node-postgres)" : "node-postgres"}`);
-console.log("| system | burst, no statistics (jobs/s) | burst after ANALYZE (jobs/s) | bulk enqueue (jobs/s) | trickle commit->start p50 / p99 (ms) | trickle call->start p50 / p99 (ms) | trickle enqueue call->ack p50 / p99 (ms) |");
-console.log("|---|---:|---:|---:|---:|---:|---:|");
+console.log("| system | burst, no statistics (jobs/s) | burst after ANALYZE (jobs/s) | bulk enqueue (jobs/s) | trickle commit->start p50 / p99 (ms) | trickle call->start p50 / p99 (ms) | trickle enqueue call->ack p50 / p99 (ms) | trickle WAL syncs per job |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const s of SYSTEMS) {
 	const r = res[s];
 	const bulk = r.bulk_burst !== undefined && r.bulk_analyzed !== undefined ? (r.bulk_burst + r.bulk_analyzed) / 2 : (r.bulk_burst ?? r.bulk_analyzed);
 	console.log(
-		`| ${NAMES[s]} | ${f0(r.burst)} | ${f0(r.analyzed)} | ${f0(bulk)} | ${f2(r.p50)} / ${f2(r.p99)} | ${f2(r.p50call)} / ${f2(r.p99call)} | ${f2(r.p50enq)} / ${f2(r.p99enq)} |`,
+		`| ${NAMES[s]} | ${f0(r.burst)} | ${f0(r.analyzed)} | ${f0(bulk)} | ${f2(r.p50)} / ${f2(r.p99)} | ${f2(r.p50call)} / ${f2(r.p99call)} | ${f2(r.p50enq)} / ${f2(r.p99enq)} | ${f2(r.walSyncs)} |`,
 	);
 }
 if (res.apexops && res.graphile) {
@@ -424,7 +453,8 @@ if (res.apexops && res.graphile) {
 }
 if (res.apexops && res.apexops.p99call !== undefined)
 	console.log(
-		`apexops trickle p99 call->start: ${f2(res.apexops.p99call)} ms (target < 2 ms); commit->start ${f2(res.apexops.p99)} ms`,
+		`apexops trickle p99 call->start: ${f2(res.apexops.p99call)} ms (target < 2 ms); commit->start ${f2(res.apexops.p99)} ms` +
+			(res.disk && res.disk.p99call !== undefined ? `; the disk's own fdatasync p99 in this run ${f2(res.disk.p99call)} ms (max ${f2(res.disk.max)})` : ""),
 	);
 console.log(failures ? `CHECKS FAILED: ${failures}` : "checks: every job ran exactly once and is recorded completed, in every run");
 process.exit(failures ? 1 : 0);

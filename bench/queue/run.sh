@@ -6,7 +6,7 @@
 #   bench/queue/run.sh [path/to/apexops]          (default build/apexops)
 #   JOBS=100000 CONCURRENCY=8 TRICKLE_RATE=200 TRICKLE_S=10 bench/queue/run.sh
 #   SYSTEMS="apexops graphile" CASES="burst analyzed" bench/queue/run.sh
-#   SYSTEMS="apexops notify claim" CASES=trickle bench/queue/run.sh
+#   SYSTEMS="apexops notify claim disk" CASES=trickle bench/queue/run.sh
 #   TRICKLE_WARMUP=0 ...   (no thrown-away trickle before the measured ones)
 #   TRICKLE_DUMP=DIR ...   (each trickle job's call, ack and start times)
 #   TRICKLE_CLIENT=libpq ... (the trickle enqueued by trickle_client.c, a
@@ -51,7 +51,11 @@ cc -std=c11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
 # the trickle's enqueuing client in C (TRICKLE_CLIENT=libpq)
 cc -std=c11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
 	-o "$WORK/trickle_client" "$HERE/trickle_client.c" -lpq
+# the disk's floor (SYSTEMS=disk): write+fdatasync, no database
+cc -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/fsync_floor" "$HERE/fsync_floor.c"
 PGTMP=$(PGPORT=$PORT "$ROOT/tests/peers/pg-up.sh")
+# fsync_floor writes beside the server's data, on its file system
+export BENCH_DISK_DIR=$PGTMP
 AS=""
 [ "$(id -u)" = 0 ] && AS="runuser -u postgres --"
 cleanup() {
