@@ -439,9 +439,15 @@ assert_eq "an attempt Stripe never received is sent, and pays" "recovered|1 1" \
 # the next run, finding the intent processing, records the acceptance, so
 # that the debit's failure later is this attempt's failure, not a call
 # never received (which would send a second debit)
-T9=2026-12-03T10:00:00Z
-INV_K=$(seed "{\"id\":\"in_testK\",\"customer\":\"cus_K\",\"amount_due\":700,\"currency\":\"eur\",\"payment_method\":\"pm_failed_de\",\"created\":$(ts $T9)}")
-sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$INV_K\"}', '$T9')" >/dev/null
+# failed_debit ID CUSTOMER AMOUNT AT: a EUR invoice whose SEPA debit will
+# fail (pm_failed_de), created at AT, with its payment_failed webhook row
+failed_debit() {
+	local id
+	id=$(seed "{\"id\":\"$1\",\"customer\":\"$2\",\"amount_due\":$3,\"currency\":\"eur\",\"payment_method\":\"pm_failed_de\",\"created\":$(ts "$4")}")
+	sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$id\"}', '$4')" >/dev/null
+	echo "$id"
+}
+INV_K=$(failed_debit in_testK cus_K 700 2026-12-03T10:00:00Z)
 APEXOPS_TEST_CRASH_AFTER_PAY=1 dun 2026-12-06T03:00:00Z
 expect_rc 137 "killed right after the accepted debit"
 assert_eq "nothing recorded the acceptance" "opened attempt_started" "$(kinds "$INV_K")"
@@ -489,10 +495,8 @@ expect_rc 0 "basil: the run after the debit succeeded"
 assert_eq "recovered on attempt 1, one debit, one pay call" "recovered|1 1 1" \
 	"$(sql "$URL" "SELECT status || '|' || attempts FROM apexops.dunning_cases WHERE invoice_id = '$INV_J'") $(charges "$INV_J" succeeded) $(pays "$INV_J")"
 
-T11=2026-12-20T10:00:00Z
-INV_L=$(seed "{\"id\":\"in_testL\",\"customer\":\"cus_L\",\"amount_due\":800,\"currency\":\"eur\",\"payment_method\":\"pm_failed_de\",\"created\":$(ts $T11)}")
+INV_L=$(failed_debit in_testL cus_L 800 2026-12-20T10:00:00Z)
 PI_L=$(pi_of "$INV_L")
-sql "$URL" "INSERT INTO billing_audit (event_type, actor, data, created_at) VALUES ('payment_failed', 'webhook', '{\"invoice\": \"$INV_L\"}', '$T11')" >/dev/null
 APEXOPS_TEST_CRASH_AFTER_PAY=1 bdun 2026-12-23T03:00:00Z
 expect_rc 137 "basil: killed right after the accepted debit"
 assert_eq "nothing recorded the acceptance" "opened attempt_started" "$(kinds "$INV_L")"
