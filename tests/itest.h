@@ -112,4 +112,36 @@ itest_value_ll(struct db *db, const char *sql)
 	return n;
 }
 
+/*
+ * The group fixture most test files share: a file that defines ITEST_DB
+ * (the database's name, a string) before including this header gets
+ * `url`, a new database's URL from itest_new_db(ITEST_DB,
+ * ITEST_DB_TEMPLATE) (the migrated template unless ITEST_DB_TEMPLATE is
+ * 0), and itest_setup / itest_teardown to pass to
+ * cmocka_run_group_tests(). One test program is one thread here.
+ */
+#ifdef ITEST_DB
+#ifndef ITEST_DB_TEMPLATE
+#define ITEST_DB_TEMPLATE 1
+#endif
+static char *url;
+
+static int
+itest_setup(void **state)
+{
+	(void)state;
+	url = itest_new_db(ITEST_DB, ITEST_DB_TEMPLATE);
+	return 0;
+}
+
+static int
+itest_teardown(void **state)
+{
+	(void)state;
+	free(url);
+	url = NULL;
+	return 0;
+}
+#endif
+
 #endif

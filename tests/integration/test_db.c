@@ -13,25 +13,8 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#define ITEST_DB "db"
 #include "itest.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("db", 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 static void
 test_params_and_results(void **state)
@@ -480,5 +463,5 @@ main(void)
 		cmocka_unit_test(test_prepared_statements),
 		cmocka_unit_test(test_notifies_taken_in_during_a_query),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }

@@ -14,25 +14,9 @@
 #include <cmocka.h>
 
 #include "db/lock.h"
+#define ITEST_DB	  "lock"
+#define ITEST_DB_TEMPLATE 0
 #include "itest.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("lock", 0);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 static void
 test_names_keep_their_keys(void **state)
@@ -192,5 +176,5 @@ main(void)
 		cmocka_unit_test(test_wait_stops_on_request),
 		cmocka_unit_test(test_wait_takes_the_lock_when_released),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }

@@ -18,28 +18,11 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "db/db.h"
+#define ITEST_DB "dunning"
 #include "itest.h"
 #include "jobs/job.h"
 #include "jobs/ledger.h"
 #include "stripe/dunning.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("dunning", 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 static void
 test_parse_days(void **state)
@@ -248,5 +231,5 @@ main(void)
 		cmocka_unit_test(test_run_without_key),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }

@@ -12,29 +12,12 @@
 
 #include "core/buf.h"
 #include "core/config.h"
+#define ITEST_DB "jobs"
 #include "itest.h"
 #include "jobs/job.h"
 #include "jobs/job_status.h"
 #include "jobs/ledger.h"
 #include "jobs/sched.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("jobs", 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 /* the schedules and names the issues and the original fix */
 static void
@@ -449,5 +432,5 @@ main(void)
 		cmocka_unit_test(test_sched_claim_takeover_fencing),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }

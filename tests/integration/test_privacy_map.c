@@ -18,26 +18,9 @@
 
 #include "core/buf.h"
 #include "core/xalloc.h"
+#define ITEST_DB "privacy_map"
 #include "itest.h"
 #include "jobs/privacy_map.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("privacy_map", 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 /* Tables of schema public that reference users or publishers through a
  * chain of foreign keys and are missing from the map, comma-separated
@@ -187,5 +170,5 @@ main(void)
 		cmocka_unit_test(test_map_secrets),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }

@@ -20,26 +20,9 @@
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
 
+#define ITEST_DB "purge_partition"
 #include "itest.h"
 #include "jobs/purge_partition.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("purge_partition", 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 /* A table `name` by month, January to March 2024, 10 rows a month; with a
  * default partition when with_default. Test fixtures only. */
@@ -583,5 +566,5 @@ main(void)
 		cmocka_unit_test(test_failed_detach_leaves_no_record),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }

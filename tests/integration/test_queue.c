@@ -17,26 +17,9 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#define ITEST_DB "queue"
 #include "itest.h"
 #include "jobs/queue.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("queue", 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 /* a connection to a queue emptied for the test */
 static struct db *
@@ -570,5 +553,5 @@ main(void)
 		cmocka_unit_test(test_prune),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }

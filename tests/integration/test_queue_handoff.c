@@ -22,27 +22,10 @@
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
 
+#define ITEST_DB "handoff"
 #include "itest.h"
 #include "jobs/queue.h"
 #include "jobs/queue_handoff.h"
-
-static char *url;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	url = itest_new_db("handoff", 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	free(url);
-	return 0;
-}
 
 /* what arrived on a connection */
 struct got {
@@ -434,5 +417,5 @@ main(void)
 		cmocka_unit_test(test_release_orphans),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, itest_setup, itest_teardown);
 }
