@@ -151,15 +151,42 @@ cli_warn(const char *cmd, const char *fmt, ...)
 	buf_release(&msg);
 }
 
+/*
+ * A table, schema, function or column that is not there: the database is
+ * most likely behind this binary's migrations (or not migrated at all),
+ * which the operator fixes with `apexops migrate up`.
+ */
+static bool
+schema_behind(const char *sqlstate)
+{
+	static const char *const states[] = {
+		"42P01", /* undefined_table */
+		"3F000", /* invalid_schema_name */
+		"42883", /* undefined_function */
+		"42703", /* undefined_column */
+	};
+
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		if (strcmp(sqlstate, states[i]) == 0)
+			return true;
+	return false;
+}
+
 static int
 report(const char *cmd, const struct ops_err *err)
 {
+	static const char behind[] =
+		"the database may lack this apexops's migrations: 'apexops "
+		"migrate status' lists what is pending, 'apexops migrate up' "
+		"applies it";
 	int rc = ops_err_exit_code(err);
+	bool hint = schema_behind(err->sqlstate);
 	char msg[sizeof(err->msg)], exit_s[16], p[96];
 	const char *fields[] = {
 		"sqlstate",  err->sqlstate[0] != '\0' ? err->sqlstate : NULL,
 		"transient", err->transient ? "true" : "false",
 		"exit",	     exit_s,
+		"hint",	     hint ? behind : NULL,
 		NULL
 	};
 
@@ -171,6 +198,8 @@ report(const char *cmd, const struct ops_err *err)
 		fprintf(stderr, "%s: sqlstate %s%s\n", prog(cmd, p, sizeof(p)),
 			err->sqlstate,
 			err->transient ? " (a retry may succeed)" : "");
+	if (!log_is_json() && hint)
+		fprintf(stderr, "%s: %s\n", prog(cmd, p, sizeof(p)), behind);
 	return rc;
 }
 

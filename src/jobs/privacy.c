@@ -744,21 +744,8 @@ privacy_status_report(struct db *db, struct buf *out, struct ops_err *err)
 		" AND due_at < now() + interval '7 days'"
 		" ORDER BY due_at, id LIMIT 10";
 	struct db_res *res = NULL;
-	char *reg = NULL;
 	int r;
 
-	r = db_query_value(db,
-			   "SELECT to_regclass('apexops.privacy_requests')"
-			   "::text",
-			   0, NULL, &reg, err);
-	if (r != 0)
-		return r;
-	if (reg == NULL) {
-		buf_adds(out, "  (apexops.privacy_requests is missing: run "
-			      "'apexops migrate up')\n");
-		return 0;
-	}
-	free(reg);
 	r = db_query(db, sum_sql, 0, NULL, &res, err);
 	if (r != 0)
 		return r;

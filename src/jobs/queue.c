@@ -714,19 +714,8 @@ int
 queue_status_report(struct db *db, struct buf *out, struct ops_err *err)
 {
 	struct db_res *res = NULL;
-	char *reg = NULL;
 	int r;
 
-	r = db_query_value(db, "SELECT to_regclass('apexops.queue_jobs')::text",
-			   0, NULL, &reg, err);
-	if (r != 0)
-		return r;
-	if (reg == NULL) {
-		buf_adds(out, "  (apexops.queue_jobs is missing: run 'apexops "
-			      "migrate up')\n");
-		return 0;
-	}
-	free(reg);
 	r = db_query(db,
 		     "SELECT count(*) FILTER (WHERE state IN ('available',"
 		     "  'failed-retrying') AND run_at <= now()),"

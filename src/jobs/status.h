@@ -13,6 +13,10 @@ struct db;
 
 struct status_section {
 	const char *title;
+	/* the table fn reads (a constant, "schema.name"): when it is missing
+	 * (the database not migrated so far) the section says so and fn is
+	 * not called; NULL: fn copes by itself */
+	const char *needs;
 	int (*fn)(struct db *db, struct buf *out, struct ops_err *err);
 };
 

@@ -1064,20 +1064,8 @@ int
 usage_status_report(struct db *db, struct buf *out, struct ops_err *err)
 {
 	struct db_res *q = NULL;
-	char *reg = NULL;
 	int r;
 
-	r = db_query_value(
-		db, "SELECT to_regclass('apexops.stripe_usage_events')::text",
-		0, NULL, &reg, err);
-	if (r != 0)
-		return r;
-	if (reg == NULL) {
-		buf_adds(out, "  (apexops.stripe_usage_events is missing: run "
-			      "'apexops migrate up')\n");
-		return 0;
-	}
-	free(reg);
 	r = db_query(db,
 		     "SELECT (SELECT max(usage_day)::text FROM"
 		     "  apexops.stripe_usage_events WHERE status = 'sent'),"

@@ -84,4 +84,22 @@ assert_contains "naming the option in full" "$ERR" "'--dry-run'"
 mig "$url" up --to
 expect_rc 64 "--to without a value exits 64"
 assert_contains "saying so" "$ERR" "option '--to' needs a value"
+
+# ---- a database not migrated: every command says how to fix it ----------
+url=$(empty_db mig_behind) || exit 1
+DATABASE_URL=$url run_ops status
+expect_rc 1 "status on an unmigrated database exits 1"
+for t in queue_jobs stripe_usage_events privacy_requests dunning_cases; do
+	assert_contains "status names apexops.$t missing" "$OUT" "(apexops.$t is missing: run 'apexops migrate up')"
+done
+assert_not_contains "and no section shows a raw SQL error" "$OUT" "does not exist"
+DATABASE_URL=$url run_ops queue stats
+expect_rc 1 "queue stats on an unmigrated database exits 1"
+assert_contains "with the hint to migrate" "$ERR" "apexops queue: the database may lack this apexops's migrations: 'apexops migrate status' lists what is pending"
+DATABASE_URL=$url APEXOPS_LOG_FORMAT=json run_ops privacy list
+expect_rc 1 "privacy list on an unmigrated database exits 1"
+assert_contains "the JSON error line carries the hint" "$ERR" "\"hint\":\"the database may lack this apexops's migrations"
+DATABASE_URL=$url run_ops migrate status
+assert_not_contains "migrate status itself has no such hint" "$ERR" "may lack"
+assert_eq "and the database is left unmigrated" 0 "$(has_schema "$url")"
 done_testing
