@@ -151,36 +151,12 @@ cli_warn(const char *cmd, const char *fmt, ...)
 	buf_release(&msg);
 }
 
-/*
- * A table, schema, function or column that is not there: the database is
- * most likely behind this binary's migrations (or not migrated at all),
- * which the operator fixes with `apexops migrate up`.
- */
-static bool
-schema_behind(const char *sqlstate)
-{
-	static const char *const states[] = {
-		"42P01", /* undefined_table */
-		"3F000", /* invalid_schema_name */
-		"42883", /* undefined_function */
-		"42703", /* undefined_column */
-	};
-
-	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
-		if (strcmp(sqlstate, states[i]) == 0)
-			return true;
-	return false;
-}
-
 static int
 report(const char *cmd, const struct ops_err *err)
 {
-	static const char behind[] =
-		"the database may lack this apexops's migrations: 'apexops "
-		"migrate status' lists what is pending, 'apexops migrate up' "
-		"applies it";
+	static const char behind[] = DB_SCHEMA_BEHIND_HINT;
 	int rc = ops_err_exit_code(err);
-	bool hint = schema_behind(err->sqlstate);
+	bool hint = db_sqlstate_schema_behind(err->sqlstate);
 	char msg[sizeof(err->msg)], exit_s[16], p[96];
 	const char *fields[] = {
 		"sqlstate",  err->sqlstate[0] != '\0' ? err->sqlstate : NULL,

@@ -27,12 +27,14 @@
  * through two claims' round trips at the rate they finish jobs (so slow
  * jobs are not hoarded from other workers, fast ones never starve), at
  * least two per handler, at most PREFETCH_MAX. */
-#define PREFETCH_MAX	 4096
-#define POLL_MS		 1000 /* LISTEN's fallback */
-#define REAP_MS		 5000 /* lapsed leases of dead workers */
-#define QUEUE_METRICS_MS 5000 /* the queue's snapshot for /metrics */
-#define FINAL_WAIT_S	 30.0 /* after the stop flag */
-#define NPOOLS		 2
+#define PREFETCH_MAX	    4096
+#define POLL_MS		    1000 /* LISTEN's fallback */
+#define REAP_MS		    5000 /* lapsed leases of dead workers */
+#define JOIN_RETRY_S	    30	 /* a failed handoff join, tried again */
+#define CLAIM_BACKOFF_MAX_S 30	 /* failed claims, at most this apart */
+#define QUEUE_METRICS_MS    5000 /* the queue's snapshot for /metrics */
+#define FINAL_WAIT_S	    30.0 /* after the stop flag */
+#define NPOOLS		    2
 
 struct item {
 	struct queue_job job;
@@ -128,6 +130,26 @@ struct worker {
  * ready). */
 #define ARMED_DEFAULT 1 /* the default pool's kinds */
 #define ARMED_PRIVACY 2 /* the privacy pool's kinds */
+
+/* The pause before claim number fails + 1 after fails failed ones. */
+static double
+claim_backoff_s(int fails)
+{
+	double s = 1.0;
+
+	for (int i = 1; i < fails && s < CLAIM_BACKOFF_MAX_S; i++)
+		s *= 2.0;
+	return s < CLAIM_BACKOFF_MAX_S ? s : CLAIM_BACKOFF_MAX_S;
+}
+
+/* A log field for an error that says the schema is behind, else "". */
+static const char *
+schema_hint(const struct ops_err *e)
+{
+	return db_sqlstate_schema_behind(e->sqlstate)
+		       ? " hint=\"" DB_SCHEMA_BEHIND_HINT "\""
+		       : "";
+}
 
 static double
 mono(void)
@@ -837,6 +859,15 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 	/* whether jobs may have been handed to an earlier session's row */
 	bool handoff_lost = false;
 	int joined_pid = 0; /* the session handoff_join() last ran on */
+	/* a join that failed is tried again (a database migrated after the
+	 * worker started): not before join_retry, logged once */
+	bool join_failed = false;
+	double join_retry = 0;
+	/* claims that failed in a row: the next one not before claim_after
+	 * (1 s, doubling up to CLAIM_BACKOFF_MAX_S), a warning at the first
+	 * and then at most one a minute */
+	int claim_fails = 0;
+	double claim_after = 0, claim_warned = 0;
 	/* whether a claim of the pool may find jobs: after a notification,
 	 * a poll, or a claim that came back full */
 	bool more[NPOOLS] = { true, true };
@@ -983,13 +1014,26 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		/* once per session: a failure means claims only until the
 		 * next one */
 		if (listening && !o->no_handoff && !stopping &&
-		    w.idle.id == 0 && joined_pid != w.session_pid) {
+		    w.idle.id == 0 &&
+		    (joined_pid != w.session_pid ||
+		     (join_failed && now >= join_retry))) {
+			bool again = joined_pid == w.session_pid;
+
 			joined_pid = w.session_pid;
-			if (handoff_join(&w, db, handoff_lost, &e) != 0) {
-				log_warn("cannot wait for handoffs; claiming "
-					 "every job error=%s",
-					 log_q(e.msg));
+			if (handoff_join(&w, db, handoff_lost && !again, &e) !=
+			    0) {
+				if (!join_failed)
+					log_warn("cannot wait for handoffs; "
+						 "claiming every job, trying "
+						 "again every %d s error=%s%s",
+						 JOIN_RETRY_S, log_q(e.msg),
+						 schema_hint(&e));
+				join_failed = true;
+				join_retry = now + JOIN_RETRY_S;
 				ops_err_clear(&e);
+			} else if (join_failed) {
+				log_info("waiting for handoffs again");
+				join_failed = false;
 			}
 			handoff_lost = true; /* from the next session on */
 		}
@@ -1027,11 +1071,12 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 		room[WORKER_POOL_PRIVACY] = w.limit[WORKER_POOL_PRIVACY] -
 					    w.held[WORKER_POOL_PRIVACY];
 		claim[WORKER_POOL_DEFAULT] =
-			!stopping && npk[WORKER_POOL_DEFAULT] > 0 &&
+			!stopping && now >= claim_after &&
+			npk[WORKER_POOL_DEFAULT] > 0 &&
 			more[WORKER_POOL_DEFAULT] &&
 			w.todo[WORKER_POOL_DEFAULT].n < w.low &&
 			room[WORKER_POOL_DEFAULT] > 0;
-		claim[WORKER_POOL_PRIVACY] = !stopping &&
+		claim[WORKER_POOL_PRIVACY] = !stopping && now >= claim_after &&
 					     npk[WORKER_POOL_PRIVACY] > 0 &&
 					     more[WORKER_POOL_PRIVACY] &&
 					     room[WORKER_POOL_PRIVACY] > 0;
@@ -1045,10 +1090,25 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 
 			if (claim_trip(&w, db, pk, npk, room, claim, g, &e) !=
 			    0) {
-				log_warn("claiming failed error=%s",
-					 log_q(e.msg));
+				double wait = claim_backoff_s(++claim_fails);
+
+				if (claim_fails == 1 ||
+				    now - claim_warned >= 60.0) {
+					log_warn("claiming failed failures=%d "
+						 "next_in_s=%.0f error=%s%s",
+						 claim_fails, wait,
+						 log_q(e.msg), schema_hint(&e));
+					claim_warned = now;
+				}
+				claim_after = now + wait;
 				ops_err_clear(&e);
 			} else {
+				if (claim_fails > 0)
+					log_info("claiming works again "
+						 "failures=%d",
+						 claim_fails);
+				claim_fails = 0;
+				claim_after = 0;
 				for (int p = 0; p < NPOOLS; p++)
 					if (claim[p])
 						more[p] = g[p] == room[p];
@@ -1165,8 +1225,10 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 				listening = false;
 				ops_err_clear(&e);
 			} else if (nt.generic > 0 || nt.handed > 0) {
-				if (nt.generic > 0)
+				if (nt.generic > 0) {
 					more[0] = more[1] = true;
+					claim_after = 0; /* a job is there */
+				}
 				last_work = now;
 				continue;
 			}
@@ -1199,8 +1261,12 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 						listening = false;
 						ops_err_clear(&e);
 					}
-					if (nt.generic > 0)
+					if (nt.generic > 0) {
 						more[0] = more[1] = true;
+						/* a job was enqueued: the
+						 * claim may work now */
+						claim_after = 0;
+					}
 					if (nt.handed > 0)
 						last_work = mono();
 				}

@@ -140,6 +140,24 @@ db_sqlstate_transient(const char *s)
 	       strcmp(s, "55P03") == 0 || strcmp(s, "53300") == 0;
 }
 
+bool
+db_sqlstate_schema_behind(const char *s)
+{
+	static const char *const states[] = {
+		"42P01", /* undefined_table */
+		"3F000", /* invalid_schema_name */
+		"42883", /* undefined_function */
+		"42703", /* undefined_column */
+	};
+
+	if (s == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		if (strcmp(s, states[i]) == 0)
+			return true;
+	return false;
+}
+
 /* Copy the libpq error into err; trims the trailing newline. */
 static int
 db_fail(struct ops_err *err, PGconn *conn, const PGresult *res)

@@ -194,6 +194,14 @@ int db_backend_pid(struct db *db);
 /* Is sqlstate transient (serialization, deadlock, connection, shutdown,
  * lock timeout)? */
 bool db_sqlstate_transient(const char *sqlstate);
+/* Does sqlstate say a table, schema, function or column is not there
+ * (42P01, 3F000, 42883, 42703): most likely a database behind this
+ * binary's migrations? NULL or "" is false. Pure; any thread. */
+bool db_sqlstate_schema_behind(const char *sqlstate);
+/* The operator's remedy for such an error, one sentence. */
+#define DB_SCHEMA_BEHIND_HINT                                                \
+	"the database may lack this apexops's migrations: 'apexops migrate " \
+	"status' lists what is pending, 'apexops migrate up' applies it"
 /* Validate a URL/conninfo without connecting; the message hides any
  * password. */
 int db_check_url(const char *url, struct ops_err *err);

@@ -315,4 +315,27 @@ wait_for "$U" "SELECT (count(*) = 30)::int FROM apexops.queue_jobs WHERE state =
 kill -TERM "$W"
 wait_exit "$W"
 expect_rc 0 "and it stops cleanly"
+# ---- a worker started before the migrations ----------------------------------
+# (a deploy that starts the workers first): it keeps running, says once what
+# is wrong and how to fix it, backs off, and works once the schema is there
+E=$(empty_db worker_early)
+DATABASE_URL=$E "$APEXOPS_BIN" worker --concurrency 2 >"$E2E_TMP/early.log" 2>&1 &
+W=$!
+PIDS+=($W)
+sleep 4
+if kill -0 "$W" 2>/dev/null; then ok "a worker on an unmigrated database keeps running"; else not_ok "a worker on an unmigrated database keeps running"; fi
+assert_eq "it warns of the failing claims once in its first seconds" 1 "$(grep -c 'claiming failed' "$E2E_TMP/early.log")"
+assert_contains "saying how to fix it" "$(cat "$E2E_TMP/early.log")" "hint=\"the database may lack this apexops's migrations: 'apexops migrate status' lists what is pending, 'apexops migrate up' applies it\""
+assert_contains "and that it backs off" "$(grep 'claiming failed' "$E2E_TMP/early.log")" "next_in_s=1"
+DATABASE_URL=$E run_ops migrate up
+expect_rc 0 "the database migrated under the worker"
+DATABASE_URL=$E run_ops queue enqueue noop
+wait_for "$E" "SELECT count(*)::int FROM apexops.queue_jobs WHERE state = 'succeeded'" &&
+	ok "then the worker runs a job enqueued" || not_ok "then the worker runs a job enqueued"
+wait_for "$E" "SELECT count(*)::int FROM apexops.queue_idle WHERE ready" &&
+	ok "and joins the handoffs it could not join at start" || not_ok "and joins the handoffs it could not join at start"
+assert_contains "saying that claims work again" "$(cat "$E2E_TMP/early.log")" "claiming works again"
+kill -TERM "$W"
+wait_exit "$W"
+expect_rc 0 "and it stops cleanly"
 done_testing
