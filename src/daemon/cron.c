@@ -622,6 +622,11 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 	sigset_t mask, orig;
 	bool stopping = false, stop_passed = false;
 	double stop_deadline = 0, passed_at = 0, backoff = 0.5;
+	/* passes in a row in which scheduling failed: a warning at the first,
+	 * then at most one a minute (a database not migrated yet fails every
+	 * pass) */
+	int sched_fails = 0;
+	double sched_warned = 0;
 	char clockdesc[160];
 	int r;
 
@@ -723,7 +728,6 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 		ensure_db(&d);
 		metrics_set_health(d.m, d.db_ok);
 		if (d.db_ok) {
-			backoff = 0.5;
 			renew(&d, now);
 			if (real_now() >= d.next_replica) {
 				if (sched_replica_seen(d.db, d.replica, d.host,
@@ -738,13 +742,30 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 			     i++) {
 				if (schedule_job(&d, &d.jobs[i], now, &perr) !=
 				    0) {
-					log_warn("scheduling failed job=%s "
-						 "error=%s",
-						 d.jobs[i].def->name,
-						 log_q(perr.msg));
+					if (++sched_fails == 1 ||
+					    real_now() - sched_warned >= 60.0) {
+						log_warn("scheduling failed "
+							 "job=%s failures=%d "
+							 "error=%s%s",
+							 d.jobs[i].def->name,
+							 sched_fails,
+							 log_q(perr.msg),
+							 db_schema_hint_field(
+								 &perr));
+						sched_warned = real_now();
+					}
 					ops_err_clear(&perr);
 					d.db_ok = false;
 				}
+			}
+			if (d.db_ok) {
+				/* a whole pass went through */
+				if (sched_fails > 0)
+					log_info("scheduling works again "
+						 "failures=%d",
+						 sched_fails);
+				sched_fails = 0;
+				backoff = 0.5;
 			}
 		}
 		if (d.db_ok) {

@@ -142,15 +142,6 @@ claim_backoff_s(int fails)
 	return s < CLAIM_BACKOFF_MAX_S ? s : CLAIM_BACKOFF_MAX_S;
 }
 
-/* A log field for an error that says the schema is behind, else "". */
-static const char *
-schema_hint(const struct ops_err *e)
-{
-	return db_sqlstate_schema_behind(e->sqlstate)
-		       ? " hint=\"" DB_SCHEMA_BEHIND_HINT "\""
-		       : "";
-}
-
 static double
 mono(void)
 {
@@ -1027,7 +1018,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 						 "claiming every job, trying "
 						 "again every %d s error=%s%s",
 						 JOIN_RETRY_S, log_q(e.msg),
-						 schema_hint(&e));
+						 db_schema_hint_field(&e));
 				join_failed = true;
 				join_retry = now + JOIN_RETRY_S;
 				ops_err_clear(&e);
@@ -1097,7 +1088,8 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 					log_warn("claiming failed failures=%d "
 						 "next_in_s=%.0f error=%s%s",
 						 claim_fails, wait,
-						 log_q(e.msg), schema_hint(&e));
+						 log_q(e.msg),
+						 db_schema_hint_field(&e));
 					claim_warned = now;
 				}
 				claim_after = now + wait;

@@ -158,6 +158,14 @@ db_sqlstate_schema_behind(const char *s)
 	return false;
 }
 
+const char *
+db_schema_hint_field(const struct ops_err *err)
+{
+	return db_sqlstate_schema_behind(err->sqlstate)
+		       ? " hint=\"" DB_SCHEMA_BEHIND_HINT "\""
+		       : "";
+}
+
 /* Copy the libpq error into err; trims the trailing newline. */
 static int
 db_fail(struct ops_err *err, PGconn *conn, const PGresult *res)

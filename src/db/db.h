@@ -202,6 +202,9 @@ bool db_sqlstate_schema_behind(const char *sqlstate);
 #define DB_SCHEMA_BEHIND_HINT                                                \
 	"the database may lack this apexops's migrations: 'apexops migrate " \
 	"status' lists what is pending, 'apexops migrate up' applies it"
+/* For a key=value log line: " hint=\"<DB_SCHEMA_BEHIND_HINT>\"" when err
+ * (not NULL) says the schema is behind, else "". A constant; any thread. */
+const char *db_schema_hint_field(const struct ops_err *err);
 /* Validate a URL/conninfo without connecting; the message hides any
  * password. */
 int db_check_url(const char *url, struct ops_err *err);

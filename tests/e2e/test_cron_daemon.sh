@@ -257,4 +257,27 @@ assert_contains "SIGHUP with a good schedule applies it" "$(cat "$E2E_TMP/hup.lo
 kill -TERM "$D"
 wait_exit "$D"
 expect_rc 0 "SIGTERM after reloads: exit 0"
+# ---- a scheduler started before the migrations -----------------------------
+# it keeps running, warns once with the remedy, backs off, and schedules
+# once the schema is there
+E=$(empty_db cron_early)
+DATABASE_URL=$E "$APEXOPS_BIN" cron >"$E2E_TMP/early.log" 2>&1 &
+D=$!
+PIDS+=($D)
+sleep 4
+if kill -0 "$D" 2>/dev/null; then ok "a scheduler on an unmigrated database keeps running"; else not_ok "a scheduler on an unmigrated database keeps running"; fi
+assert_eq "it warns of failing scheduling once in its first seconds" 1 "$(grep -c 'scheduling failed' "$E2E_TMP/early.log")"
+assert_contains "saying how to fix it" "$(cat "$E2E_TMP/early.log")" "hint=\"the database may lack this apexops's migrations"
+DATABASE_URL=$E run_ops migrate up
+expect_rc 0 "the database migrated under the scheduler"
+for _ in $(seq 1 300); do
+	grep -q "scheduling works again" "$E2E_TMP/early.log" && break
+	sleep 0.1
+done
+assert_contains "then it schedules again, saying so" "$(cat "$E2E_TMP/early.log")" "scheduling works again"
+wait_for "$E" "SELECT count(*)::int FROM apexops.cron_replicas" &&
+	ok "and records its replica" || not_ok "and records its replica"
+kill -TERM "$D"
+wait_exit "$D"
+expect_rc 0 "and it stops cleanly"
 done_testing
