@@ -453,6 +453,17 @@ s3_opts_release(struct s3_opts *o)
 }
 
 void
+s3_creds_release(struct s3_creds *c)
+{
+	if (c == NULL)
+		return;
+	free(c->access_key_id);
+	freezero_str(c->secret_access_key);
+	freezero_str(c->session_token);
+	memset(c, 0, sizeof(*c));
+}
+
+void
 s3_wire_response_release(struct s3_wire_response *r)
 {
 	buf_release(&r->body);

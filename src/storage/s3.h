@@ -39,6 +39,22 @@
 
 struct aws_profile;
 
+/* One set of AWS credentials; every string owned. */
+struct s3_creds {
+	char *access_key_id;
+	char *secret_access_key; /* wiped by s3_creds_release() */
+	char *session_token;	 /* NULL: none; wiped */
+	time_t expires;		 /* UTC seconds; 0: does not expire */
+};
+
+#define S3_CREDS_INIT               \
+	{                           \
+		NULL, NULL, NULL, 0 \
+	}
+
+/* Wipe and free c's strings; c is S3_CREDS_INIT again. NULL is fine. */
+void s3_creds_release(struct s3_creds *c);
+
 /*
  * All strings borrowed (from the caller, the environment or profile);
  * s3_client_new() copies what it keeps.
