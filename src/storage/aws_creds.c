@@ -48,6 +48,16 @@ set(const char *v)
 	return v != NULL && v[0] != '\0';
 }
 
+/* Does s hold a space, a control character or DEL? */
+static bool
+has_ctl(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+			return true;
+	return false;
+}
+
 bool
 aws_creds_imds_disabled(void)
 {
@@ -65,14 +75,26 @@ two(const char *s)
 	return (s[0] - '0') * 10 + (s[1] - '0');
 }
 
+static bool
+leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
 int
 aws_iso8601_parse(const char *s, time_t *out)
 {
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30,
+				     31, 31, 30, 31, 30, 31 };
 	struct tm tm;
-	int year = 0, off = 0;
+	int year = 0, off = 0, oh, om;
 	const char *p = s;
 
 	*out = 0;
+	/* "YYYY-MM-DDTHH:MM:SS" before anything is read at a fixed
+	 * offset: a short string must not be read past its end */
+	if (strnlen(s, 20) < 20)
+		return -1;
 	for (int i = 0; i < 4; i++, p++) {
 		if (!isdigit((unsigned char)*p))
 			return -1;
@@ -88,9 +110,12 @@ aws_iso8601_parse(const char *s, time_t *out)
 	tm.tm_min = two(p + 10);
 	tm.tm_sec = two(p + 13);
 	if (year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-	    tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 ||
-	    tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 || tm.tm_sec > 60)
+	    tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 ||
+	    tm.tm_min > 59 || tm.tm_sec < 0 || tm.tm_sec > 60)
 		return -1;
+	if (tm.tm_mday >
+	    mdays[tm.tm_mon - 1] + (tm.tm_mon == 2 && leap(year) ? 1 : 0))
+		return -1; /* timegm() would roll Feb 30 into March */
 	p += 15;
 	if (*p == '.') {
 		if (!isdigit((unsigned char)p[1]))
@@ -100,11 +125,13 @@ aws_iso8601_parse(const char *s, time_t *out)
 	}
 	if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
 		off = 0;
-	} else if ((*p == '+' || *p == '-') && two(p + 1) >= 0 && p[3] == ':' &&
-		   two(p + 4) >= 0 && p[6] == '\0') {
-		if (two(p + 1) > 23 || two(p + 4) > 59)
+	} else if (*p == '+' || *p == '-') {
+		/* each read only after the ones before it were not NUL */
+		oh = two(p + 1);
+		om = oh >= 0 && p[3] == ':' ? two(p + 4) : -1;
+		if (oh < 0 || om < 0 || p[6] != '\0' || oh > 23 || om > 59)
 			return -1;
-		off = (two(p + 1) * 60 + two(p + 4)) * 60;
+		off = (oh * 60 + om) * 60;
 		if (*p == '-')
 			off = -off;
 	} else {
@@ -329,10 +356,11 @@ container_from_env(struct aws_creds *a, struct ops_err *err)
 	int r;
 
 	if (set(rel)) {
-		if (rel[0] != '/' || strpbrk(rel, " \t\r\n") != NULL)
+		if (rel[0] != '/' || has_ctl(rel, strlen(rel)))
 			return ops_fail(err, OPS_E_CONFIG, false,
 					V_RELATIVE " must be a path starting "
-						   "with '/'");
+						   "with '/', without spaces "
+						   "or control characters");
 		a->url = xasprintf(ECS_HOST "%s", rel);
 		a->where = xstrdup(V_RELATIVE " (" ECS_HOST ")");
 	} else {
@@ -347,6 +375,9 @@ container_from_env(struct aws_creds *a, struct ops_err *err)
 					       "and [fd00:ec2::23] are "
 					       "allowed; use https",
 					(int)(n > 100 ? 100 : n), auth);
+		/* the message names scheme://host[:port], never the path,
+		 * which may identify the credentials */
+		n = strcspn(auth, "/?#");
 		a->url = xstrdup(full);
 		a->where = xasprintf(V_FULL " (%s://%.*s)",
 				     https ? "https" : "http",
@@ -355,9 +386,15 @@ container_from_env(struct aws_creds *a, struct ops_err *err)
 	if (set(tfile))
 		a->token_file = xstrdup(tfile);
 	else if (set(tok)) {
+		/* it goes into a header line: no CR/LF injection */
 		if (strpbrk(tok, "\r\n") != NULL)
 			return ops_fail(err, OPS_E_CONFIG, false,
 					V_TOKEN " holds a line break");
+		for (const char *p = tok; *p != '\0'; p++)
+			if ((unsigned char)*p < ' ' || *p == 0x7f)
+				return ops_fail(err, OPS_E_CONFIG, false,
+						V_TOKEN " holds a control "
+							"character");
 		a->token = xstrdup(tok);
 	}
 	return 0;
@@ -521,6 +558,7 @@ fetch_container(struct aws_creds *a, struct s3_creds *out, struct ops_err *err)
 	struct http_response resp = HTTP_RESPONSE_INIT;
 	char *token = NULL, *line = NULL;
 	const char *hdrs[3] = { "Accept: application/json", NULL, NULL };
+	struct ops_err sub = OPS_ERR_INIT;
 	char *what;
 	int r;
 
@@ -533,9 +571,15 @@ fetch_container(struct aws_creds *a, struct s3_creds *out, struct ops_err *err)
 	}
 	freezero_str(token);
 	what = xasprintf("the container credentials endpoint %s", a->where);
-	r = creds_send(a, "GET", a->url, hdrs, true, &resp, err);
+	r = creds_send(a, "GET", a->url, hdrs, true, &resp, &sub);
 	if (r != 0) {
-		(void)ops_err_prefix(err, "%s", what);
+		/* http's message quotes the URL with its path: keep only
+		 * the reason after it */
+		const char *why = strrchr(sub.msg, ':');
+
+		r = ops_fail(err, r, sub.transient, "%s did not answer%s%s",
+			     what, why != NULL ? ":" : "",
+			     why != NULL ? why + 1 : "");
 		goto out;
 	}
 	if (resp.status != 200) {
@@ -605,7 +649,16 @@ fetch_imds(struct aws_creds *a, struct s3_creds *out, struct ops_err *err)
 		      "the IMDSv2 token request", &resp, err);
 	if (r != 0)
 		goto out;
+	/* the session token goes into a header: one line of visible
+	 * ASCII, else it would inject or disable headers */
 	n = strcspn(buf_str(&resp.body), "\r\n");
+	if (n == 0 || has_ctl(buf_str(&resp.body), n)) {
+		r = ops_fail(err, OPS_E_HTTP, false,
+			     "the instance metadata service at %s answered the "
+			     "IMDSv2 token request without a valid token",
+			     a->where);
+		goto out;
+	}
 	tok_hdr = xasprintf("X-aws-ec2-metadata-token: %.*s", (int)n,
 			    buf_str(&resp.body));
 	wipe_response(&resp);
@@ -677,6 +730,9 @@ aws_creds_get(struct aws_creds *a, struct s3_creds *out, struct ops_err *err)
 		else
 			r = fetch_imds(a, &got, &sub);
 		if (r == 0) {
+			/* defence in depth: no log line may carry them */
+			log_add_secret(got.secret_access_key);
+			log_add_secret(got.session_token);
 			s3_creds_release(&a->cached);
 			a->cached = got; /* moved */
 			a->have = true;
