@@ -12,6 +12,12 @@ OPS_ROOT=${OPS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 cd "$E2E_TMP" || exit 1
 # a test must never read the developer's .env or state
 unset DATABASE_URL RETENTION_MONTHS USAGE_RETENTION_MONTHS CONFIRM STRIPE_SECRET_KEY APP_ENV NODE_ENV
+# nor probe the AWS credential endpoints of the machine it runs on: a test
+# that wants the container endpoint or IMDS points them at a double
+unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_CREDENTIALS_FULL_URI \
+	AWS_CONTAINER_AUTHORIZATION_TOKEN AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \
+	AWS_EC2_METADATA_SERVICE_ENDPOINT
+export AWS_EC2_METADATA_DISABLED=true
 export APEXOPS_HOME="$E2E_TMP/home"
 
 ok() { TESTN=$((TESTN + 1)); echo "ok $TESTN - $*"; }
