@@ -37,6 +37,9 @@ struct s3_client {
 	const volatile sig_atomic_t *stop;
 	int (*bearer)(void *arg, char **token, struct ops_err *err);
 	void *bearer_arg;
+	/* s3_opts.creds: NULL for the static keys above */
+	int (*creds)(void *arg, struct s3_creds *out, struct ops_err *err);
+	void *creds_arg;
 };
 
 /* A parsed endpoint. */
@@ -553,11 +556,12 @@ s3_client_new(const struct s3_opts *o, struct s3_client **out,
 				"222 of a-z 0-9 . - _, starting and ending "
 				"with a letter or digit",
 				o->bucket != NULL ? o->bucket : "");
-	if (o->bearer == NULL && !valid_key_id(o->access_key_id))
+	if (o->bearer == NULL && o->creds == NULL &&
+	    !valid_key_id(o->access_key_id))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"s3: access key id is empty or not letters "
 				"and digits");
-	if (o->bearer == NULL &&
+	if (o->bearer == NULL && o->creds == NULL &&
 	    (o->secret_access_key == NULL || o->secret_access_key[0] == '\0'))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"s3: secret access key is empty");
@@ -597,6 +601,8 @@ s3_client_new(const struct s3_opts *o, struct s3_client **out,
 		o->secret_access_key != NULL ? o->secret_access_key : "");
 	c->bearer = o->bearer;
 	c->bearer_arg = o->bearer_arg;
+	c->creds = o->creds;
+	c->creds_arg = o->creds_arg;
 	if (o->session_token != NULL && o->session_token[0] != '\0')
 		c->session_token = xstrdup(o->session_token);
 	if (o->sse != NULL && o->sse[0] != '\0')
@@ -847,6 +853,36 @@ content_md5_line(const void *body, size_t len)
 	return xasprintf("Content-MD5: %s", (char *)b64);
 }
 
+/*
+ * The credentials to sign with now into *sc: the client's static keys, or
+ * what its creds hook gives, copied into *tmp (which the caller releases
+ * on every path; S3_CREDS_INIT on entry).
+ */
+static int
+current_creds(struct s3_client *c, struct s3_creds *tmp, struct sigv4_creds *sc,
+	      struct ops_err *err)
+{
+	int r;
+
+	if (c->creds == NULL) {
+		*sc = (struct sigv4_creds){ c->access_key_id,
+					    c->secret_access_key,
+					    c->session_token };
+		return 0;
+	}
+	r = c->creds(c->creds_arg, tmp, err);
+	if (r != 0)
+		return r;
+	if (!valid_key_id(tmp->access_key_id) || !set(tmp->secret_access_key))
+		return ops_fail(err, OPS_E_HTTP, false,
+				"s3: the credentials provider gave no usable "
+				"access key");
+	*sc = (struct sigv4_creds){ tmp->access_key_id, tmp->secret_access_key,
+				    set(tmp->session_token) ? tmp->session_token
+							    : NULL };
+	return 0;
+}
+
 /* A request header to sign and send. */
 struct hv {
 	const char *name;
@@ -865,8 +901,8 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 {
 	struct buf path = BUF_INIT, url = BUF_INIT, host = BUF_INIT;
 	struct sigv4_header sh[8];
-	struct sigv4_creds creds = { c->access_key_id, c->secret_access_key,
-				     c->session_token };
+	struct s3_creds tmp = S3_CREDS_INIT;
+	struct sigv4_creds creds;
 	struct sigv4_request req = { 0 };
 	struct sigv4_signed sig = SIGV4_SIGNED_INIT;
 	char *lines[14] = { NULL };
@@ -910,6 +946,10 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 		if (body != NULL && len > 0)
 			lines[nl++] = content_md5_line(body, len);
 	} else {
+		/* per request: temporary credentials change under us */
+		r = current_creds(c, &tmp, &creds, err);
+		if (r != 0)
+			goto out;
 		r = sigv4_sign(&req, &creds, &sig, err);
 		if (r != 0)
 			goto out;
@@ -917,9 +957,9 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 		lines[nl++] =
 			xasprintf("x-amz-content-sha256: %s", sig.payload_hash);
 		lines[nl++] = xasprintf("Authorization: %s", sig.authorization);
-		if (c->session_token != NULL)
+		if (creds.session_token != NULL)
 			lines[nl++] = xasprintf("x-amz-security-token: %s",
-						c->session_token);
+						creds.session_token);
 	}
 	base_url(c, &url);
 	buf_adds(&url, buf_str(&path));
@@ -947,6 +987,7 @@ s3_request(struct s3_client *c, const char *method, const char *key,
 out:
 	for (size_t i = 0; i < nl; i++)
 		freezero_str(lines[i]); /* the token line is a secret */
+	s3_creds_release(&tmp);
 	sigv4_signed_release(&sig);
 	buf_release(&path);
 	buf_release(&url);
@@ -1507,8 +1548,8 @@ s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 {
 	struct buf path = BUF_INIT, u = BUF_INIT, host = BUF_INIT;
 	struct sigv4_header sh[1];
-	struct sigv4_creds creds = { c->access_key_id, c->secret_access_key,
-				     c->session_token };
+	struct s3_creds tmp = S3_CREDS_INIT;
+	struct sigv4_creds creds;
 	struct sigv4_request req = { 0 };
 	struct sigv4_signed sig = SIGV4_SIGNED_INIT;
 	int r;
@@ -1532,6 +1573,23 @@ s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 	req.region = c->region;
 	req.service = "s3";
 	req.flags = SIGV4_S3;
+	r = current_creds(c, &tmp, &creds, err);
+	if (r != 0)
+		goto out;
+	if (tmp.expires != 0) {
+		/* S3 stops honouring the URL when its credentials expire */
+		long left = (long)(tmp.expires - req.when);
+
+		if (left < 1) {
+			r = ops_fail(err, OPS_E_HTTP, true,
+				     "s3: the temporary credentials have "
+				     "expired: no presigned URL");
+			goto out;
+		}
+		if (expires >= 1 && expires <= SIGV4_MAX_EXPIRES &&
+		    expires > left)
+			expires = left;
+	}
 	r = sigv4_presign(&req, &creds, expires, &sig, err);
 	if (r != 0)
 		goto out;
@@ -1539,6 +1597,7 @@ s3_presign_get(struct s3_client *c, const char *key, long expires, char **url,
 	buf_addf(&u, "%s?%s", buf_str(&path), sig.query);
 	*url = buf_detach(&u); /* to the caller */
 out:
+	s3_creds_release(&tmp);
 	sigv4_signed_release(&sig);
 	buf_release(&path);
 	buf_release(&u);

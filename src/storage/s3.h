@@ -86,6 +86,19 @@ struct s3_opts {
 	 */
 	int (*bearer)(void *arg, char **token, struct ops_err *err);
 	void *bearer_arg; /* borrowed */
+	/*
+	 * Temporary credentials: when set, every SigV4 signature (headers
+	 * and presigned URLs) takes the credentials this returns at that
+	 * moment (new copies, which the client releases with
+	 * s3_creds_release()), with x-amz-security-token when they hold a
+	 * session token; access_key_id, secret_access_key and
+	 * session_token above are then ignored. It is called from whichever
+	 * thread signs (a multipart part's thread, or another signing a
+	 * URL): it must be thread-safe. An error from it fails the request
+	 * with that error. NULL: the static keys above, as always.
+	 */
+	int (*creds)(void *arg, struct s3_creds *out, struct ops_err *err);
+	void *creds_arg; /* borrowed */
 	/* the values s3_opts_from_env() read from the shared files, which
 	 * strings above may point into: owned, freed by s3_opts_release();
 	 * NULL when nothing came from them (and in an o filled by hand) */
@@ -237,7 +250,12 @@ int s3_multipart_abort(struct s3_client *c, const char *key,
 /*
  * *url is a new presigned GET URL for key, valid for expires seconds
  * (1 to 604800, 7 days; more is OPS_E_INVALID), that the caller frees.
- * It carries the session token, if any, but never the secret key.
+ * It carries the session token, if any, but never the secret key. With
+ * temporary credentials (s3_opts.creds) whose expiry is known, the
+ * lifetime is clamped to what remains of theirs: S3 refuses a presigned
+ * URL once the credentials that signed it have expired, so a longer
+ * X-Amz-Expires would promise what S3 does not keep. Credentials
+ * already expired are OPS_E_HTTP.
  */
 int s3_presign_get(struct s3_client *c, const char *key, long expires,
 		   char **url, struct ops_err *err)

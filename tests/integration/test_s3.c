@@ -490,6 +490,150 @@ get_url(const char *url, long *status, struct buf *body)
 	http_client_free(hc);
 }
 
+/* A credentials hook (s3_opts.creds) the tests steer: what it hands out,
+ * how often it was asked, and an error to give instead. */
+struct test_creds {
+	const char *ak, *sk, *token;
+	time_t expires;
+	int calls;
+	bool fail;
+};
+
+static int
+creds_hook(void *arg, struct s3_creds *out, struct ops_err *err)
+{
+	struct test_creds *tc = arg;
+
+	tc->calls++;
+	if (tc->fail)
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"the test's credentials source refused");
+	out->access_key_id = xstrdup(tc->ak);
+	out->secret_access_key = xstrdup(tc->sk);
+	out->session_token = tc->token != NULL ? xstrdup(tc->token) : NULL;
+	out->expires = tc->expires;
+	return 0;
+}
+
+static struct s3_client *
+hooked_client(struct test_creds *tc, struct transport *t)
+{
+	struct s3_opts o = { 0 };
+	struct http_policy p;
+	struct s3_client *c = NULL;
+	struct ops_err err = OPS_ERR_INIT;
+
+	http_policy_default(&p);
+	p.max_retries = 0;
+	o.endpoint = endpoint;
+	o.region = "us-east-1";
+	o.bucket = "exports";
+	/* no static keys at all: the hook is the only source */
+	o.creds = creds_hook;
+	o.creds_arg = tc;
+	o.policy = &p;
+	if (s3_client_new(&o, &c, &err) != 0)
+		fail_msg("s3_client_new: %s", err.msg);
+	assert_int_equal(http_client_new(&p, &t->http, &err), 0);
+	s3_client_set_send(c, send_test, t);
+	return c;
+}
+
+/* x-amz-security-token as the last request sent it, for the hook test */
+static char last_token[128];
+
+static int
+send_note_token(void *arg, const struct s3_wire_request *req,
+		struct s3_wire_response *resp, struct ops_err *err)
+{
+	last_token[0] = '\0';
+	for (const char *const *l = req->headers; *l != NULL; l++)
+		if (strncasecmp(*l, "x-amz-security-token: ", 22) == 0)
+			snprintf(last_token, sizeof(last_token), "%s", *l + 22);
+	return send_test(arg, req, resp, err);
+}
+
+/*
+ * Every signature takes the hook's credentials of the moment: a change
+ * between two requests is used at once (a wrong secret is refused, the
+ * right one accepted), the session token is sent and signed, a
+ * presigned URL never outlives the credentials, and the hook's error
+ * fails the request.
+ */
+static void
+test_credentials_hook_per_request(void **state)
+{
+	struct test_creds tc = { "S3RVER", "S3RVER", "IQoJb3JpZ2luX2VjTEMP/+=",
+				 0,	   0,	     false };
+	struct transport t = { 0 };
+	struct s3_client *c = hooked_client(&tc, &t);
+	struct ops_err err = OPS_ERR_INIT;
+	char *url = NULL;
+	const char *e;
+	long status = 0;
+	struct buf body = BUF_INIT;
+
+	(void)state;
+	s3_client_set_send(c, send_note_token, &t);
+	if (s3_put_object(c, "hook/a", "one", 3, NULL, &err) != 0)
+		fail_msg("put through the hook: %s", err.msg);
+	assert_int_equal(tc.calls, 1);
+	assert_string_equal(last_token, "IQoJb3JpZ2luX2VjTEMP/+=");
+	assert_sdk_reads("us-east-1", "S3RVER", "S3RVER", "exports", "hook/a",
+			 "one", 3);
+	/* rotated to a secret the front does not know: refused */
+	tc.sk = "rotatedWRONG";
+	assert_int_equal(s3_put_object(c, "hook/b", "two", 3, NULL, &err),
+			 OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "SignatureDoesNotMatch"));
+	assert_null(strstr(err.msg, "rotatedWRONG"));
+	assert_int_equal(tc.calls, 2);
+	/* another key pair the front knows, without a token */
+	tc.ak = "GOOG1EXAMPLEHMACKEY";
+	tc.sk = "gcsHmacSecret/+x";
+	tc.token = NULL;
+	assert_int_equal(s3_head_object(c, "hook/a", &err), 0);
+	assert_string_equal(last_token, "");
+	/* presigned: the token in the query, the lifetime clamped to what
+	 * is left of the credentials' */
+	tc.ak = "S3RVER";
+	tc.sk = "S3RVER";
+	tc.token = "IQoJb3JpZ2luX2VjTEMP/+=";
+	tc.expires = time(NULL) + 120;
+	assert_int_equal(s3_presign_get(c, "hook/a", 3600, &url, &err), 0);
+	assert_non_null(strstr(url, "X-Amz-Security-Token=IQoJb3JpZ2luX2VjTEMP"
+				    "%2F%2B%3D"));
+	e = strstr(url, "X-Amz-Expires=");
+	assert_non_null(e);
+	if (atol(e + 14) > 120 || atol(e + 14) < 110)
+		fail_msg("X-Amz-Expires not clamped to ~120: %s", e);
+	get_url(url, &status, &body);
+	assert_int_equal(status, 200);
+	assert_memory_equal(body.data, "one", 3);
+	free(url);
+	url = NULL;
+	/* shorter than what is left: as asked */
+	assert_int_equal(s3_presign_get(c, "hook/a", 60, &url, &err), 0);
+	assert_non_null(strstr(url, "X-Amz-Expires=60&"));
+	free(url);
+	url = NULL;
+	/* expired credentials: no URL */
+	tc.expires = time(NULL) - 1;
+	assert_int_equal(s3_presign_get(c, "hook/a", 60, &url, &err),
+			 OPS_E_HTTP);
+	assert_null(url);
+	assert_non_null(strstr(err.msg, "expired"));
+	/* the hook's error is the request's */
+	tc.expires = 0;
+	tc.fail = true;
+	assert_int_equal(s3_delete_object(c, "hook/a", &err), OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "the test's credentials source"));
+	tc.fail = false;
+	assert_int_equal(s3_delete_object(c, "hook/a", &err), 0);
+	buf_release(&body);
+	release(c, &t);
+}
+
 static void
 test_presigned_get(void **state)
 {
@@ -1157,6 +1301,7 @@ main(void)
 		cmocka_unit_test(test_multipart_steps_and_abort),
 		cmocka_unit_test(test_wrong_secret_is_refused),
 		cmocka_unit_test(test_session_token_is_sent_and_signed),
+		cmocka_unit_test(test_credentials_hook_per_request),
 		cmocka_unit_test(test_presigned_get),
 		cmocka_unit_test(test_clock_skew_and_expiry),
 		cmocka_unit_test(test_virtual_hosted_style),
