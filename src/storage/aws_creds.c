@@ -507,6 +507,17 @@ creds_send(struct aws_creds *a, const char *method, const char *url,
 	return http_do(a->http, &req, resp, err);
 }
 
+/* The reason at the end of an http_do() error ("http: GET <url> failed
+ * after 1 attempt: Connection refused"), without the URL, whose path may
+ * identify the credentials and would crowd the message. */
+static const char *
+http_reason(const char *msg)
+{
+	const char *why = strrchr(msg, ':');
+
+	return why != NULL && why[1] == ' ' ? why + 2 : msg;
+}
+
 static void
 wipe_response(struct http_response *resp)
 {
@@ -573,13 +584,8 @@ fetch_container(struct aws_creds *a, struct s3_creds *out, struct ops_err *err)
 	what = xasprintf("the container credentials endpoint %s", a->where);
 	r = creds_send(a, "GET", a->url, hdrs, true, &resp, &sub);
 	if (r != 0) {
-		/* http's message quotes the URL with its path: keep only
-		 * the reason after it */
-		const char *why = strrchr(sub.msg, ':');
-
-		r = ops_fail(err, r, sub.transient, "%s did not answer%s%s",
-			     what, why != NULL ? ":" : "",
-			     why != NULL ? why + 1 : "");
+		r = ops_fail(err, r, sub.transient, "%s did not answer: %s",
+			     what, http_reason(sub.msg));
 		goto out;
 	}
 	if (resp.status != 200) {
@@ -611,17 +617,21 @@ imds_call(struct aws_creds *a, const char *method, const char *path,
 {
 	const char *hdrs[2] = { hdr, NULL };
 	char *url = xasprintf("%s%s", a->url, path);
+	struct ops_err sub = OPS_ERR_INIT;
 	int r;
 
-	r = creds_send(a, method, url, hdrs, true, resp, err);
+	r = creds_send(a, method, url, hdrs, true, resp, &sub);
 	free(url);
-	if (r == OPS_E_STOPPED)
+	if (r == OPS_E_STOPPED) {
+		if (err != NULL)
+			*err = sub;
 		return r;
+	}
 	if (r != 0)
-		return ops_err_recode(err, OPS_E_CONFIG,
-				      "the instance metadata service at %s "
-				      "did not answer (%s)",
-				      a->where, step);
+		return ops_fail(err, OPS_E_CONFIG, false,
+				"the instance metadata service at %s did not "
+				"answer (%s): %s",
+				a->where, step, http_reason(sub.msg));
 	if (resp->status != 200)
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"the instance metadata service at %s answered "

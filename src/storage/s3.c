@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "storage/aws_creds.h"
 #include "storage/aws_profile.h"
 #include "storage/sigv4.h"
 
@@ -320,6 +321,29 @@ s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 		o->secret_access_key = p->secret_access_key;
 		o->session_token = p->session_token;
 		used = true;
+	} else if (!set(id) && !set(secret)) {
+		/* the SDKs' chain goes on: the container endpoint, then
+		 * instance metadata */
+		r = aws_creds_from_env(&o->provider, err);
+		if (r != 0)
+			goto out;
+		if (o->provider == NULL) {
+			where(&msg, p, "aws_access_key_id", true);
+			r = ops_fail(
+				err, OPS_E_CONFIG, false,
+				"AWS_ACCESS_KEY_ID is not set: the S3 "
+				"export needs credentials (an access key "
+				"id, GOOG1... for GCS); nor is "
+				"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or "
+				"AWS_CONTAINER_CREDENTIALS_FULL_URI set "
+				"(container credentials), and instance "
+				"metadata is off "
+				"(AWS_EC2_METADATA_DISABLED=true)%s",
+				buf_str(&msg));
+			goto out;
+		}
+		o->creds = aws_creds_hook;
+		o->creds_arg = o->provider;
 	} else {
 		/* nowhere: the environment's messages, and where else
 		 * was looked */
@@ -345,7 +369,7 @@ s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 			     buf_str(&msg));
 		goto out;
 	}
-	if (!used && !valid_key_id(o->access_key_id)) {
+	if (o->provider == NULL && !used && !valid_key_id(o->access_key_id)) {
 		r = ops_fail(err, OPS_E_CONFIG, false,
 			     "AWS_ACCESS_KEY_ID is not an access key id "
 			     "(1 to 128 letters and digits)");
@@ -437,10 +461,41 @@ out:
 		free(p);
 		p = NULL;
 	}
-	if (r != 0)
+	if (r != 0) {
+		aws_creds_free(o->provider);
 		memset(o, 0, sizeof(*o)); /* nothing points into p */
+	}
 	o->profile = p;
 	return r;
+}
+
+int
+s3_opts_fetch_creds(struct s3_opts *o, const volatile sig_atomic_t *stop,
+		    struct ops_err *err)
+{
+	struct s3_creds first = S3_CREDS_INIT;
+	struct ops_err sub = OPS_ERR_INIT;
+	int r;
+
+	if (o->provider == NULL)
+		return 0;
+	aws_creds_set_stop(o->provider, stop);
+	r = aws_creds_get(o->provider, &first, &sub);
+	s3_creds_release(&first);
+	if (r == 0 || r == OPS_E_STOPPED ||
+	    aws_creds_source(o->provider) != AWS_CREDS_IMDS) {
+		if (r != 0 && err != NULL)
+			*err = sub;
+		return r;
+	}
+	/* IMDS is the last resort: say what came before it */
+	return ops_fail(err, r, sub.transient,
+			"no S3 credentials: none in AWS_ACCESS_KEY_ID and "
+			"AWS_SECRET_ACCESS_KEY, profile '%.64s' (AWS_PROFILE) "
+			"or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/_FULL_URI, "
+			"and %s; set one of those, or "
+			"AWS_EC2_METADATA_DISABLED=true off EC2",
+			aws_profile_name(), sub.msg);
 }
 
 void
@@ -452,6 +507,7 @@ s3_opts_release(struct s3_opts *o)
 		aws_profile_release(o->profile);
 		free(o->profile);
 	}
+	aws_creds_free(o->provider);
 	memset(o, 0, sizeof(*o));
 }
 

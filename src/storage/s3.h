@@ -38,6 +38,7 @@
 #define S3_DEFAULT_PART_SIZE ((size_t)16 * 1024 * 1024)
 
 struct aws_profile;
+struct aws_creds;
 
 /* One set of AWS credentials; every string owned. */
 struct s3_creds {
@@ -99,6 +100,11 @@ struct s3_opts {
 	 */
 	int (*creds)(void *arg, struct s3_creds *out, struct ops_err *err);
 	void *creds_arg; /* borrowed */
+	/* the container or IMDS provider s3_opts_from_env() chose (creds and
+	 * creds_arg point at it): owned, freed by s3_opts_release() unless
+	 * the caller takes it (sets it to NULL) to keep it as long as a
+	 * client made from o lives; NULL otherwise */
+	struct aws_creds *provider;
 	/* the values s3_opts_from_env() read from the shared files, which
 	 * strings above may point into: owned, freed by s3_opts_release();
 	 * NULL when nothing came from them (and in an o filled by hand) */
@@ -107,15 +113,26 @@ struct s3_opts {
 
 /*
  * Fill o as the AWS SDKs find their settings: bucket is the caller's.
- *   - Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, with
- *     AWS_SESSION_TOKEN (optional), when both are set; else the
- *     aws_access_key_id, aws_secret_access_key and aws_session_token of
- *     profile AWS_PROFILE (default "default") in the shared credentials
- *     file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials), each
- *     winning over the same profile's value in the shared config file
- *     (AWS_CONFIG_FILE, else ~/.aws/config). The pair and its token come
- *     from one place: never half from the environment and half
- *     from the files.
+ *   - Credentials, in the AWS SDKs' default chain order, the first
+ *     source that has them winning:
+ *       1. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, with
+ *          AWS_SESSION_TOKEN (optional), when both are set (only one of
+ *          the pair set is an error, not a reason to look further);
+ *       2. the aws_access_key_id, aws_secret_access_key and
+ *          aws_session_token of profile AWS_PROFILE (default "default")
+ *          in the shared credentials file (AWS_SHARED_CREDENTIALS_FILE,
+ *          else ~/.aws/credentials), each winning over the same
+ *          profile's value in the shared config file (AWS_CONFIG_FILE,
+ *          else ~/.aws/config);
+ *       3. the container endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
+ *          or _FULL_URI, storage/aws_creds.h);
+ *       4. EC2 instance metadata (IMDSv2) unless AWS_EC2_METADATA_DISABLED
+ *          is true.
+ *     For 3 and 4, o->provider, o->creds and o->creds_arg are set and
+ *     nothing is fetched yet: s3_opts_fetch_creds() does the first
+ *     fetch. The pair and its token come from one place: never half
+ *     from the environment and half from the files. With nothing found
+ *     (IMDS disabled), the error names every source tried.
  *   - Region: AWS_REGION, else AWS_DEFAULT_REGION, else region of the
  *     profile in the config file.
  *   - AWS_ENDPOINT_URL_S3 (else AWS_ENDPOINT_URL, else AWS),
@@ -137,9 +154,23 @@ struct s3_opts {
  */
 int s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 	__attribute__((warn_unused_result));
-/* Wipe and free what s3_opts_from_env() read from the shared files, and
- * clear o. NULL, or an o filled by hand (profile NULL), is fine. */
+/* Wipe and free what s3_opts_from_env() read from the shared files, free
+ * o->provider, and clear o. NULL, or an o filled by hand (profile and
+ * provider NULL), is fine. */
 void s3_opts_release(struct s3_opts *o);
+
+/*
+ * When o->provider is set: make it end its fetches when *stop is set
+ * (NULL: ops_stop_flag; borrowed, must outlive the provider), and fetch
+ * the credentials once now, so that a misconfigured or unreachable
+ * source fails when the store opens rather than at the first upload.
+ * The error names the source (the variable and scheme://host of the
+ * endpoint) and, for IMDS, what else was tried; never a secret. 0 and
+ * nothing done when o->provider is NULL.
+ */
+int s3_opts_fetch_creds(struct s3_opts *o, const volatile sig_atomic_t *stop,
+			struct ops_err *err)
+	__attribute__((warn_unused_result));
 
 struct s3_client;
 

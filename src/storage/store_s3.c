@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "storage/aws_creds.h"
 #include "storage/gcs_auth.h"
 #include "storage/s3.h"
 
@@ -35,6 +36,9 @@ struct s3_store {
 	const volatile sig_atomic_t *stop; /* the store's */
 	size_t part;	       /* the multipart threshold and part size */
 	struct gcs_auth *auth; /* GCS with a service account, else NULL */
+	/* S3 with container or IMDS credentials, else NULL: the client's
+	 * creds hook points at it, so it goes after the client */
+	struct aws_creds *creds;
 };
 
 /* A part going up on a thread of its own while the next one fills. */
@@ -122,7 +126,7 @@ bucket_of(const struct store *s, const char **out, struct ops_err *err)
 }
 
 static int
-finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
+finish_open(struct store *s, struct s3_opts *o, const char *scheme,
 	    struct gcs_auth *auth, struct ops_err *err)
 {
 	struct s3_store *st = xcalloc(1, sizeof(*st));
@@ -151,6 +155,8 @@ finish_open(struct store *s, const struct s3_opts *o, const char *scheme,
 	st->stop = s->stop;
 	st->part = o->part_size;
 	st->auth = auth;
+	st->creds = o->provider; /* taken: the store frees it */
+	o->provider = NULL;
 	s->impl = st;
 	s->root = xasprintf("%s://%s/" STORE_BUCKET_PREFIX, scheme, o->bucket);
 	return 0;
@@ -171,6 +177,10 @@ s3_open(struct store *s, struct ops_err *err)
 	if (r != 0)
 		return r;
 	r = common_opts(s->cfg, &o, &pol, err);
+	/* temporary credentials: one fetch now, so that a misconfigured
+	 * source fails here, naming it, and not at the first upload */
+	if (r == 0)
+		r = s3_opts_fetch_creds(&o, s->stop, err);
 	if (r == 0)
 		r = finish_open(s, &o, "s3", NULL, err); /* copies o */
 	s3_opts_release(&o); /* wipes what the shared files gave */
@@ -244,6 +254,7 @@ s3_close(struct store *s)
 		return;
 	s3_client_free(st->c);
 	gcs_auth_free(st->auth);
+	aws_creds_free(st->creds);
 	free(st);
 	s->impl = NULL;
 }

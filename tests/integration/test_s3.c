@@ -1042,6 +1042,78 @@ test_options_from_env(void **state)
 	restore_home();
 }
 
+/*
+ * After the keys and the profile, the chain goes on to the container
+ * endpoint, then IMDS: the provider is chosen from the environment, a bad
+ * variable fails naming it, and the first fetch (s3_opts_fetch_creds)
+ * names the endpoint and, for IMDS, what was tried before it. Nothing
+ * listens on 127.0.0.1:1.
+ */
+static void
+test_options_chain(void **state)
+{
+	struct s3_opts o;
+	struct ops_err err = OPS_ERR_INIT;
+
+	(void)state;
+	save_home();
+	clear_env();
+	setenv("AWS_REGION", "eu-west-1", 1);
+	/* nothing anywhere, IMDS off: every source is named */
+	ENV_FAILS("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or "
+		  "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	ENV_FAILS("AWS_EC2_METADATA_DISABLED=true");
+	ENV_FAILS("profile 'default' (AWS_PROFILE)");
+	/* the container endpoint */
+	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://10.0.0.9/creds",
+	       1);
+	ENV_FAILS("AWS_CONTAINER_CREDENTIALS_FULL_URI names host '10.0.0.9' "
+		  "over plain http");
+	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI",
+	       "http://127.0.0.1:1/creds/topSecretValue", 1);
+	setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "topSecretValue", 1);
+	assert_int_equal(s3_opts_from_env(&o, "exports", &err), 0);
+	assert_non_null(o.provider);
+	assert_non_null(o.creds);
+	assert_null(o.access_key_id);
+	ops_err_clear(&err);
+	assert_int_equal(s3_opts_fetch_creds(&o, NULL, &err), OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "the container credentials endpoint "
+					"AWS_CONTAINER_CREDENTIALS_FULL_URI "
+					"(http://127.0.0.1:1) did not answer"));
+	assert_null(strstr(err.msg, "topSecretValue"));
+	s3_opts_release(&o);
+	assert_null(o.provider);
+	/* the keys win over the container endpoint */
+	setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "topSecretValue", 1);
+	assert_int_equal(s3_opts_from_env(&o, "exports", &err), 0);
+	assert_null(o.provider);
+	assert_int_equal(s3_opts_fetch_creds(&o, NULL, &err), 0);
+	s3_opts_release(&o);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	/* IMDS, last, when allowed */
+	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	unsetenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+	setenv("AWS_EC2_METADATA_DISABLED", "false", 1);
+	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "ftp://127.0.0.1:1", 1);
+	ENV_FAILS("AWS_EC2_METADATA_SERVICE_ENDPOINT must start with http://");
+	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1/", 1);
+	assert_int_equal(s3_opts_from_env(&o, "exports", &err), 0);
+	assert_non_null(o.provider);
+	ops_err_clear(&err);
+	assert_int_equal(s3_opts_fetch_creds(&o, NULL, &err), OPS_E_CONFIG);
+	assert_non_null(strstr(err.msg, "no S3 credentials"));
+	assert_non_null(strstr(err.msg, "the instance metadata service at "
+					"http://127.0.0.1:1 did not answer "
+					"(the IMDSv2 token request)"));
+	assert_non_null(strstr(err.msg, "AWS_EC2_METADATA_DISABLED=true"));
+	s3_opts_release(&o);
+	clear_env();
+	restore_home();
+}
+
 /* tmpdir/name holding text; the path is new, the caller frees it */
 static char *
 shared_file(const char *name, const char *text)
@@ -1310,6 +1382,7 @@ main(void)
 		cmocka_unit_test(test_addressing),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_options_from_env),
+		cmocka_unit_test(test_options_chain),
 		cmocka_unit_test(test_options_from_shared_files),
 		cmocka_unit_test(test_xml_text),
 		cmocka_unit_test(test_list_parse),
