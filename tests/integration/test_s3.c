@@ -634,6 +634,93 @@ test_credentials_hook_per_request(void **state)
 	release(c, &t);
 }
 
+/* POST body (JSON) to the front's control path */
+static void
+front_control(const char *path, const char *body)
+{
+	struct http_policy p;
+	struct http_client *hc = NULL;
+	struct http_response resp = HTTP_RESPONSE_INIT;
+	const char *const hdrs[] = { "Content-Type: application/json", NULL };
+	char *url = xasprintf("%s%s", endpoint, path);
+	struct http_request req = { .method = "POST",
+				    .url = url,
+				    .headers = hdrs,
+				    .body = body,
+				    .body_len = strlen(body) };
+	struct ops_err err = OPS_ERR_INIT;
+
+	http_policy_default(&p);
+	p.max_retries = 0;
+	assert_int_equal(http_client_new(&p, &hc, &err), 0);
+	if (http_do(hc, &req, &resp, &err) != 0 || resp.status != 200)
+		fail_msg("POST %s: %ld %s", path, resp.status, err.msg);
+	http_response_release(&resp);
+	http_client_free(hc);
+	free(url);
+}
+
+/*
+ * Temporary keys at the front (POST /__front/temp_keys), as S3 takes STS
+ * credentials: only with their own session token, and not once expired.
+ */
+static void
+test_front_requires_session_token(void **state)
+{
+	struct test_creds tc = { "ASIATESTTEMPORARY01",
+				 "tempSecret/+01",
+				 "IQoJTOKEN/+01==",
+				 0,
+				 0,
+				 false };
+	struct transport t = { 0 };
+	struct s3_client *c;
+	struct ops_err err = OPS_ERR_INIT;
+	char *url = NULL, *keys;
+	long status = 0;
+	struct buf body = BUF_INIT;
+
+	(void)state;
+	keys = xasprintf("{\"keys\":[{\"AccessKeyId\":\"ASIATESTTEMPORARY01\","
+			 "\"SecretAccessKey\":\"tempSecret/+01\",\"Token\":"
+			 "\"IQoJTOKEN/+01==\",\"Expiration\":\"2099-01-01T00:"
+			 "00:00Z\"},{\"AccessKeyId\":\"ASIATESTEXPIRED0002\","
+			 "\"SecretAccessKey\":\"tempSecret/+02\",\"Token\":"
+			 "\"IQoJTOKEN/+02==\",\"Expiration\":\"2020-01-01T00:"
+			 "00:00Z\"}]}");
+	front_control("/__front/temp_keys", keys);
+	free(keys);
+	c = hooked_client(&tc, &t);
+	if (s3_put_object(c, "temp/a", "tmp", 3, NULL, &err) != 0)
+		fail_msg("put with temporary keys: %s", err.msg);
+	assert_sdk_reads("us-east-1", "S3RVER", "S3RVER", "exports", "temp/a",
+			 "tmp", 3);
+	assert_int_equal(s3_presign_get(c, "temp/a", 60, &url, &err), 0);
+	get_url(url, &status, &body);
+	assert_int_equal(status, 200);
+	free(url);
+	tc.token = "IQoJTOKEN/+other";
+	assert_int_equal(s3_put_object(c, "temp/b", "x", 1, NULL, &err),
+			 OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "400 InvalidToken"));
+	tc.token = NULL;
+	assert_int_equal(s3_put_object(c, "temp/b", "x", 1, NULL, &err),
+			 OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "403 InvalidAccessKeyId"));
+	tc.ak = "ASIATESTEXPIRED0002";
+	tc.sk = "tempSecret/+02";
+	tc.token = "IQoJTOKEN/+02==";
+	assert_int_equal(s3_put_object(c, "temp/b", "x", 1, NULL, &err),
+			 OPS_E_HTTP);
+	assert_non_null(strstr(err.msg, "400 ExpiredToken"));
+	tc.ak = "ASIATESTTEMPORARY01";
+	tc.sk = "tempSecret/+01";
+	tc.token = "IQoJTOKEN/+01==";
+	assert_int_equal(s3_delete_object(c, "temp/a", &err), 0);
+	buf_release(&body);
+	release(c, &t);
+}
+
 static void
 test_presigned_get(void **state)
 {
@@ -1374,6 +1461,7 @@ main(void)
 		cmocka_unit_test(test_wrong_secret_is_refused),
 		cmocka_unit_test(test_session_token_is_sent_and_signed),
 		cmocka_unit_test(test_credentials_hook_per_request),
+		cmocka_unit_test(test_front_requires_session_token),
 		cmocka_unit_test(test_presigned_get),
 		cmocka_unit_test(test_clock_skew_and_expiry),
 		cmocka_unit_test(test_virtual_hosted_style),

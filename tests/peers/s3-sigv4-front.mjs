@@ -37,6 +37,15 @@
 //   POST /__front/config {"list_max_keys": n}  ListObjectsV2 answers pages
 //     of n keys (s3rver's max-keys), to exercise continuation tokens;
 //     {"uploads_age_s": s} makes pending uploads look s seconds older
+//   POST /__front/temp_keys {"keys": [{AccessKeyId, SecretAccessKey, Token,
+//     Expiration}]} | {"lookup": URL}  temporary credentials (STS-style,
+//     as the container endpoint and IMDS hand out): accepted only with
+//     their session token, x-amz-security-token (signed) or
+//     X-Amz-Security-Token in a presigned URL, as S3 does: none is 403
+//     InvalidAccessKeyId, another 400 InvalidToken, past Expiration 400
+//     ExpiredToken. With lookup, an unknown key is looked up in URL's list
+//     (aws-creds-double.mjs's GET /__double/issued) before it is refused.
+//     Each logged request then also names its access key (ak).
 // Prints "s3 front on 127.0.0.1:PORT" once both listen. Run with
 // node --openssl-legacy-provider (s3rver's continuation tokens use DES).
 import crypto from 'node:crypto';
@@ -59,6 +68,22 @@ let held = []; // requests kept waiting by a "hold" fault
 // uploads_age_s: ListMultipartUploads dates uploads that much earlier
 const config = { list_max_keys: 0, uploads_age_s: 0 };
 const requests = [];
+const temp = new Map(); // temporary AccessKeyId -> { sk, token, expires (ms) }
+let tempLookup = '';
+const addTemp = (list) => {
+  for (const k of list) {
+    if (!temp.has(k.AccessKeyId)) AWSAccount.DUMMY_ACCOUNT.createKeyPair(k.AccessKeyId, k.SecretAccessKey);
+    temp.set(k.AccessKeyId, { sk: k.SecretAccessKey, token: k.Token, expires: Date.parse(k.Expiration) });
+  }
+};
+// the temporary key ak, looked up when unknown; undefined when none
+const tempKey = async (ak) => {
+  if (!temp.has(ak) && tempLookup) {
+    const r = await fetch(tempLookup);
+    if (r.status === 200) addTemp(await r.json());
+  }
+  return temp.get(ak);
+};
 const uploads = new Map(); // uploadId -> { bucket, key, initiated }
 if (process.env.EXTRA_AK) {
   KEYS[process.env.EXTRA_AK] = process.env.EXTRA_SK || '';
@@ -155,6 +180,12 @@ const server = http.createServer(async (req, res) => {
       held = [];
       return res.end(JSON.stringify({ released: n }));
     }
+    if (req.url === '/__front/temp_keys' && req.method === 'POST') {
+      const c = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+      if (c.keys) addTemp(c.keys);
+      if (c.lookup !== undefined) tempLookup = c.lookup;
+      return res.end(JSON.stringify({ keys: temp.size }));
+    }
     if (req.url === '/__front/config' && req.method === 'POST') {
       Object.assign(config, JSON.parse(Buffer.concat(chunks).toString() || '{}'));
       return res.end('{}');
@@ -220,7 +251,17 @@ const server = http.createServer(async (req, res) => {
         if (h.startsWith('x-amz-') && !names.includes(h))
           return fail(403, 'AccessDenied', `header ${h} is not signed`);
     }
-    if (!(ak in KEYS)) return fail(403, 'InvalidAccessKeyId', 'unknown access key');
+    log.ak = ak;
+    const tk = ak in KEYS ? undefined : await tempKey(ak);
+    if (!(ak in KEYS) && !tk) return fail(403, 'InvalidAccessKeyId', 'unknown access key');
+    if (tk) {
+      // S3 with STS credentials: the key is nothing without its token
+      const tok = presigned ? query['X-Amz-Security-Token'] : req.headers['x-amz-security-token'];
+      if (tok === undefined)
+        return fail(403, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');
+      if (tok !== tk.token) return fail(400, 'InvalidToken', 'The provided token is malformed or otherwise invalid.');
+      if (Date.now() >= tk.expires) return fail(400, 'ExpiredToken', 'The provided token has expired.');
+    }
     if (!/^\d{8}T\d{6}Z$/.test(amzDate || '')) return fail(403, 'AccessDenied', 'missing or malformed x-amz-date');
     const date = new Date(amzDate.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
     if (presigned) {
@@ -233,7 +274,7 @@ const server = http.createServer(async (req, res) => {
     if (!('host' in headers)) return fail(403, 'AccessDenied', 'host is not signed');
     const signer = new SignatureV4({ service, region, sha256: Sha256, uriEscapePath: service !== 's3',
                                      applyChecksum: false,
-                                     credentials: { accessKeyId: ak, secretAccessKey: KEYS[ak] } });
+                                     credentials: { accessKeyId: ak, secretAccessKey: tk ? tk.sk : KEYS[ak] } });
     // S3's canonical URI: the path as sent, each segment decoded and encoded once
     const path = service === 's3' ? rawPath.split('/').map((seg) => awsEnc(decodeURIComponent(seg))).join('/') : rawPath;
     const request = { method: req.method, protocol: 'http:', hostname: headers.host, path, query, headers, body: payload };
