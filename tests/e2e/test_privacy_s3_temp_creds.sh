@@ -130,14 +130,25 @@ export_ok() {
 # the access keys the front saw since the last clear, but the test's own
 # reader's (S3RVER, reading exports back)
 keys_seen() { front GET /__front/requests | jq -r '[.[] | .ak // "none" | select(. != "S3RVER")] | unique | join(" ")'; }
+# one_temp_key DESC: apexops signed everything since the last clear with
+# one temporary key of the double's
+one_temp_key() {
+	local k
+	k=$(keys_seen)
+	case "$k" in ASIA*" "* | "") not_ok "$1" "$k" ;; ASIA*) ok "$1 ($k)" ;; *) not_ok "$1" "$k" ;; esac
+}
+# fresh_export DESC USER: clear the front's log, export, and check the keys
+fresh_export() {
+	front DELETE /__front/requests >/dev/null
+	export_ok "$1" "$2"
+	one_temp_key "$1: every request was signed with the double's temporary key"
+}
 
 container_env
-front DELETE /__front/requests >/dev/null
 c0=$(stat_of container)
 t0=$(stat_of imds_token)
 bad0=$(stat_of bad_request)
-export_ok "container" "$B"
-case "$(keys_seen)" in ASIA*" "* | "") not_ok "every request was signed with the double's temporary key" "$(keys_seen)" ;; ASIA*) ok "every request was signed with the double's temporary key ($(keys_seen))" ;; *) not_ok "signed with the double's temporary key" "$(keys_seen)" ;; esac
+fresh_export "container" "$B"
 [ "$(stat_of container)" -gt "$c0" ] && ok "the container endpoint was asked" || not_ok "the container endpoint was asked"
 assert_eq "IMDS was never asked" "$t0" "$(stat_of imds_token)"
 RB=$R
@@ -150,11 +161,9 @@ curl -sf -o "$E2E_TMP/url.jsonl" "$OUT" && ok "curl fetches the export through i
 
 # ---- the same, IMDSv2 only ------------------------------------------------------------------
 imds_env
-front DELETE /__front/requests >/dev/null
 c0=$(stat_of container)
 i0=$(stat_of imds_creds)
-export_ok "IMDS" "$B"
-case "$(keys_seen)" in ASIA*" "* | "") not_ok "IMDS: signed with the double's temporary key" "$(keys_seen)" ;; ASIA*) ok "IMDS: signed with the double's temporary key" ;; *) not_ok "IMDS: signed with the double's temporary key" "$(keys_seen)" ;; esac
+fresh_export "IMDS" "$B"
 [ "$(stat_of imds_creds)" -gt "$i0" ] && ok "IMDS: token, role and credentials were fetched" || not_ok "IMDS: credentials were fetched"
 assert_eq "IMDS: the container endpoint was not asked" "$c0" "$(stat_of container)"
 assert_eq "IMDS: apexops never sent a bad request (TTL header present)" "$bad0" "$(stat_of bad_request)"

@@ -222,12 +222,11 @@ send_test(void *arg, const struct s3_wire_request *req,
 
 /* ---- helpers ---- */
 
+/* A client made from o with short retry delays, sending through t when
+ * t is not NULL. */
 static struct s3_client *
-client_for(const char *ep, const char *bucket, const char *region,
-	   const char *ak, const char *sk, const char *token,
-	   struct transport *t)
+client_with(struct s3_opts *o, struct transport *t)
 {
-	struct s3_opts o = { 0 };
 	struct http_policy p;
 	struct s3_client *c = NULL;
 	struct ops_err err = OPS_ERR_INIT;
@@ -235,6 +234,23 @@ client_for(const char *ep, const char *bucket, const char *region,
 	http_policy_default(&p);
 	p.base_delay_ms = 10;
 	p.max_delay_ms = 20;
+	o->policy = &p;
+	if (s3_client_new(o, &c, &err) != 0)
+		fail_msg("s3_client_new: %s", err.msg);
+	if (t != NULL) {
+		assert_int_equal(http_client_new(&p, &t->http, &err), 0);
+		s3_client_set_send(c, send_test, t);
+	}
+	return c;
+}
+
+static struct s3_client *
+client_for(const char *ep, const char *bucket, const char *region,
+	   const char *ak, const char *sk, const char *token,
+	   struct transport *t)
+{
+	struct s3_opts o = { 0 };
+
 	o.endpoint = ep;
 	o.region = region;
 	o.bucket = bucket;
@@ -244,14 +260,7 @@ client_for(const char *ep, const char *bucket, const char *region,
 	o.sse = "AES256";
 	o.multipart_threshold = S3_MIN_PART_SIZE;
 	o.part_size = S3_MIN_PART_SIZE;
-	o.policy = &p;
-	if (s3_client_new(&o, &c, &err) != 0)
-		fail_msg("s3_client_new: %s", err.msg);
-	if (t != NULL) {
-		assert_int_equal(http_client_new(&p, &t->http, &err), 0);
-		s3_client_set_send(c, send_test, t);
-	}
-	return c;
+	return client_with(&o, t);
 }
 
 static struct s3_client *
@@ -519,24 +528,14 @@ static struct s3_client *
 hooked_client(struct test_creds *tc, struct transport *t)
 {
 	struct s3_opts o = { 0 };
-	struct http_policy p;
-	struct s3_client *c = NULL;
-	struct ops_err err = OPS_ERR_INIT;
 
-	http_policy_default(&p);
-	p.max_retries = 0;
 	o.endpoint = endpoint;
 	o.region = "us-east-1";
 	o.bucket = "exports";
 	/* no static keys at all: the hook is the only source */
 	o.creds = creds_hook;
 	o.creds_arg = tc;
-	o.policy = &p;
-	if (s3_client_new(&o, &c, &err) != 0)
-		fail_msg("s3_client_new: %s", err.msg);
-	assert_int_equal(http_client_new(&p, &t->http, &err), 0);
-	s3_client_set_send(c, send_test, t);
-	return c;
+	return client_with(&o, t);
 }
 
 /* x-amz-security-token as the last request sent it, for the hook test */
