@@ -78,3 +78,18 @@ assert_not_contains() {
 	case "$2" in *"$3"*) not_ok "$1" "unexpected: $3" ;; *) ok "$1" ;; esac
 }
 done_testing() { echo "1..$TESTN"; }
+
+# s3_export_seed URL: the S3 export tests' tenant T1 with two users, A
+# (alice, 40,000 usage events of about 250 bytes each: a multipart export)
+# and B (bob, one); sets T1, A and B
+s3_export_seed() {
+	T1=11111111-1111-4111-8111-111111111111
+	A=aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa
+	B=bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb
+	sql "$1" "INSERT INTO publishers (id, company_name) VALUES ('$T1', 'Tenant One');
+	  INSERT INTO users (id, publisher_id, email, password_hash) VALUES
+	    ('$A', '$T1', 'alice@example.com', 'h'), ('$B', '$T1', 'bob@example.com', 'h');
+	  INSERT INTO usage_events (customer_id, event_name, event_value, event_metadata)
+	  SELECT '$A', 'impression', g, jsonb_build_object('pad', repeat('y', 250)) FROM generate_series(1, 40000) g;
+	  INSERT INTO usage_events (customer_id, event_name, event_value) VALUES ('$B', 'b', 1)" >/dev/null
+}

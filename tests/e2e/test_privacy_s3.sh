@@ -17,15 +17,7 @@ trap cleanup EXIT
 U=$(new_db privacy_s3)
 export DATABASE_URL=$U
 q() { sql "$U" "$1"; }
-T1=11111111-1111-4111-8111-111111111111
-A=aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa
-B=bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb
-q "INSERT INTO publishers (id, company_name) VALUES ('$T1', 'Tenant One');
-   INSERT INTO users (id, publisher_id, email, password_hash) VALUES
-     ('$A', '$T1', 'alice@example.com', 'h'), ('$B', '$T1', 'bob@example.com', 'h');
-   INSERT INTO usage_events (customer_id, event_name, event_value, event_metadata)
-   SELECT '$A', 'impression', g, jsonb_build_object('pad', repeat('y', 250)) FROM generate_series(1, 40000) g;
-   INSERT INTO usage_events (customer_id, event_name, event_value) VALUES ('$B', 'b', 1)" >/dev/null
+s3_export_seed "$U"
 
 # ---- the peers: s3rver behind the SigV4 front -------------------------------
 mkdir -p "$E2E_TMP/s3data"
