@@ -68,6 +68,22 @@ log_add_secret(const char *s)
 }
 
 void
+log_remove_secret(const char *s)
+{
+	if (s == NULL)
+		return;
+	pthread_rwlock_wrlock(&secrets_lock);
+	for (size_t i = 0; i < nsecrets; i++) {
+		if (strcmp(secrets[i], s) == 0) {
+			freezero_str(secrets[i]);
+			secrets[i] = secrets[--nsecrets]; /* order is free */
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&secrets_lock);
+}
+
+void
 log_forget_secrets(void)
 {
 	pthread_rwlock_wrlock(&secrets_lock);

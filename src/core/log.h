@@ -38,6 +38,10 @@ int log_level_parse(const char *s);
  * registers every secret before threads start.
  */
 void log_add_secret(const char *s);
+/* Wipe and forget the registered secret equal to s (a rotated credential:
+ * the list stays as long as what is live). NULL or unknown: no-op. Any
+ * thread. */
+void log_remove_secret(const char *s);
 /* Wipe and forget every registered secret. Any thread. */
 void log_forget_secrets(void);
 /* Replace every registered secret in s (in place, same length or shorter).

@@ -718,6 +718,21 @@ copy_creds(const struct s3_creds *from, struct s3_creds *to)
 	to->expires = from->expires;
 }
 
+/* Take old's secrets off the log's scrub list unless now has them too
+ * (IMDS serves the same keys until it rotates them). */
+static void
+forget_rotated(const struct s3_creds *old, const struct s3_creds *now)
+{
+	if (old->secret_access_key != NULL &&
+	    (now->secret_access_key == NULL ||
+	     strcmp(old->secret_access_key, now->secret_access_key) != 0))
+		log_remove_secret(old->secret_access_key);
+	if (old->session_token != NULL &&
+	    (now->session_token == NULL ||
+	     strcmp(old->session_token, now->session_token) != 0))
+		log_remove_secret(old->session_token);
+}
+
 static bool
 fresh(const struct s3_creds *c, time_t now)
 {
@@ -743,6 +758,10 @@ aws_creds_get(struct aws_creds *a, struct s3_creds *out, struct ops_err *err)
 			/* defence in depth: no log line may carry them */
 			log_add_secret(got.secret_access_key);
 			log_add_secret(got.session_token);
+			/* and the list keeps only what is live: a worker
+			 * running for months rotates thousands of times */
+			if (a->have)
+				forget_rotated(&a->cached, &got);
 			s3_creds_release(&a->cached);
 			a->cached = got; /* moved */
 			a->have = true;

@@ -265,6 +265,24 @@ test_progress_json_draws_no_bar(void **state)
 	free(text);
 }
 
+/* A rotated credential leaves the scrub list; the others stay. */
+static void
+test_remove_secret(void **state)
+{
+	char s[] = "old-key-1 new-key-2 other-3";
+
+	(void)state;
+	log_add_secret("old-key-1");
+	log_add_secret("new-key-2");
+	log_add_secret("other-3");
+	log_remove_secret("old-key-1");
+	log_remove_secret("never-added");
+	log_remove_secret(NULL);
+	log_scrub(s);
+	assert_string_equal(s, "old-key-1 *** ***");
+	log_forget_secrets();
+}
+
 int
 main(void)
 {
@@ -272,6 +290,7 @@ main(void)
 		cmocka_unit_test(test_threads_text_lines_whole),
 		cmocka_unit_test(test_threads_json_lines_parse),
 		cmocka_unit_test(test_log_line_fields),
+		cmocka_unit_test(test_remove_secret),
 		cmocka_unit_test(test_progress_json_draws_no_bar),
 	};
 
