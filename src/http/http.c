@@ -346,7 +346,10 @@ http_do(struct http_client *c, const struct http_request *req,
 
 	http_response_release(resp);
 	resp->body.max = p->max_body;
-	url_for_log(req->url, where, sizeof(where));
+	if (req->log_url != NULL)
+		snprintf(where, sizeof(where), "%s", req->log_url);
+	else
+		url_for_log(req->url, where, sizeof(where));
 
 	for (const char *const *h = req->headers; h != NULL && *h != NULL;
 	     h++) {

@@ -76,6 +76,10 @@ struct http_request {
 	/* Stop request: when *stop becomes non-zero the request ends with
 	 * OPS_E_STOPPED. NULL: ops_stop_flag (core/signals.h). Borrowed. */
 	const volatile sig_atomic_t *stop;
+	/* What log lines and errors name instead of the URL ("http://host"
+	 * when the path identifies a credential); NULL: the URL without its
+	 * query. Borrowed. */
+	const char *log_url;
 };
 
 struct http_response {

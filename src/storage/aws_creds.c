@@ -504,6 +504,9 @@ creds_send(struct aws_creds *a, const char *method, const char *url,
 	req.body_len = 0;
 	req.idempotent = idempotent;
 	req.stop = a->stop;
+	/* the relative URI's path identifies the task's credentials: logs
+	 * (retries) and errors name the endpoint's scheme://host only */
+	req.log_url = a->where;
 	return http_do(a->http, &req, resp, err);
 }
 

@@ -187,6 +187,9 @@ double POST /__double/config '{"fail":2,"fail_status":500,"fail_on":"container"}
 export_ok "two 500s of the endpoint" "$B"
 assert_eq "both injected failures were met, then retried" "0 2" \
 	"$(double POST /__double/config '{}' | jq .fail) $(stat_of injected)"
+assert_contains "the retries were logged" "$(cat "$E2E_TMP/worker.log")" "http retry method=GET"
+assert_not_contains "naming the endpoint, not the path that identifies the credentials" \
+	"$(grep 'http retry' "$E2E_TMP/worker.log")" "/v1/credentials"
 
 # ---- refused and absent endpoints ------------------------------------------------------------------
 # nothing may reach S3: the front sees no request at all

@@ -29,7 +29,7 @@ double_post(const char *path, const char *body)
 	struct http_client *c = NULL;
 	struct http_response resp = HTTP_RESPONSE_INIT;
 	struct http_request req = { "POST",	  url,	NULL, body,
-				    strlen(body), true, NULL };
+				    strlen(body), true, NULL, NULL };
 	struct ops_err err = OPS_ERR_INIT;
 
 	snprintf(url, sizeof(url), "%s%s", base, path);
