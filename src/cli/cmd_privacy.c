@@ -15,6 +15,7 @@
 #include "core/xalloc.h"
 #include "db/db.h"
 #include "jobs/privacy.h"
+#include "jobs/privacy_delete.h"
 #include "jobs/privacy_id.h"
 #include "storage/store.h"
 
@@ -22,6 +23,7 @@ const char cmd_privacy_usage[] =
 	"usage: apexops privacy export --tenant T --user U [--format jsonl|csv]"
 	" [--wait]\n"
 	"       apexops privacy delete --tenant T --user U [--wait]\n"
+	"       apexops privacy delete --tenant T --user U --dry-run [--json]\n"
 	"       apexops privacy list [--overdue] [--json]\n"
 	"       apexops privacy show ID\n"
 	"       apexops privacy url ID\n"
@@ -38,6 +40,11 @@ const char cmd_privacy_usage[] =
 	"map,"
 	"\n"
 	"           earlier exports deleted in every provider, a receipt kept\n"
+	"  --dry-run  (delete) change nothing, file nothing: each table's "
+	"rows\n"
+	"           the erasure would delete or anonymise now, and the "
+	"earlier\n"
+	"           exports it would delete (--json: the receipt's shape)\n"
 	"  --tenant and --user are UUIDs; the user must belong to the tenant\n"
 	"  (users.publisher_id), else the request fails and nothing is touched."
 	"\n"
@@ -127,6 +134,93 @@ wait_request(struct cli_ctx *ctx, struct db *db, long long id)
 	}
 }
 
+/*
+ * privacy delete --dry-run: what the erasure would do now, in a read-only
+ * transaction (privacy_erase_preview: the erasure's own predicates, rows
+ * counted), and how many earlier exports it would delete from their
+ * providers. Files nothing.
+ */
+static int
+delete_preview(struct cli_ctx *ctx, struct db *db, const char *tenant,
+	       const char *user, bool as_json)
+{
+	static const char exports_sql[] =
+		"SELECT count(DISTINCT location) FROM apexops.privacy_requests"
+		" WHERE tenant_id = $1::uuid AND user_id = $2::uuid"
+		" AND kind = 'export' AND location IS NOT NULL";
+	const char *params[2] = { tenant, user };
+	struct ops_err err = OPS_ERR_INIT;
+	struct privacy_subject s;
+	char *text = NULL, *exports = NULL, *out;
+	long long total = 0;
+	json_t *doc, *tables, *v;
+	const char *name;
+	int r;
+
+	memset(&s, 0, sizeof(s));
+	snprintf(s.tenant, sizeof(s.tenant), "%s", tenant);
+	snprintf(s.user, sizeof(s.user), "%s", user);
+	r = db_begin(db, &err);
+	if (r == 0)
+		r = db_exec(db, "SET TRANSACTION READ ONLY", 0, NULL, NULL,
+			    &err);
+	if (r == 0)
+		r = privacy_erase_preview(db, &s, &text, &total, &err);
+	if (r == 0)
+		r = db_query_value(db, exports_sql, 2, params, &exports, &err);
+	db_rollback(db);
+	if (r != 0) {
+		free(text);
+		free(exports);
+		return cli_report(ctx, &err);
+	}
+	doc = json_loads(text, 0, NULL);
+	free(text);
+	if (doc == NULL)
+		abort(); /* our own JSON */
+	json_object_set_new(doc, "dry_run", json_true());
+	json_object_set_new(doc, "tenant_id", json_string(tenant));
+	json_object_set_new(doc, "user_id", json_string(user));
+	json_object_set_new(
+		doc, "exports_to_delete",
+		json_integer(exports ? strtoll(exports, NULL, 10) : 0));
+	free(exports);
+	if (as_json) {
+		out = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		if (out == NULL)
+			abort(); /* jansson fails only on allocation */
+		printf("%s\n", out);
+		free(out);
+		json_decref(doc);
+		return OPS_EXIT_OK;
+	}
+	printf("privacy delete preview: user %s of tenant %s (dry run: no "
+	       "request filed, nothing changed)\n\n",
+	       user, tenant);
+	printf("  %-24s %-10s %10s\n", "table", "action", "rows");
+	tables = json_object_get(doc, "tables");
+	json_object_foreach(tables, name, v)
+	{
+		printf("  %-24s %-10s %10lld\n", name,
+		       json_string_value(json_object_get(v, "action")),
+		       (long long)json_integer_value(
+			       json_object_get(v, "rows")));
+	}
+	printf("  %-24s %-10s %10lld\n", "total", "", total);
+	printf("  %-24s %-10s %10lld artifact(s), from their providers\n\n",
+	       "earlier exports", "delete",
+	       (long long)json_integer_value(
+		       json_object_get(doc, "exports_to_delete")));
+	printf("%s\n", total == 0
+			       ? "Nothing of this user's is left to erase; a "
+				 "request would complete with nothing_left."
+			       : "Without --dry-run the request is filed and "
+				 "'apexops worker' carries it out, with these "
+				 "predicates.");
+	json_decref(doc);
+	return OPS_EXIT_OK;
+}
+
 static int
 file_cmd(struct cli_ctx *ctx, const char *kind, int argc, char **argv)
 {
@@ -135,13 +229,15 @@ file_cmd(struct cli_ctx *ctx, const char *kind, int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "wait", no_argument, NULL, 'w' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *tenant = NULL, *user = NULL, *format = NULL;
 	char t[PRIVACY_UUID_LEN + 1], u[PRIVACY_UUID_LEN + 1];
 	struct ops_err err = OPS_ERR_INIT;
 	struct db *db = NULL;
-	bool wait = false;
+	bool wait = false, dry = false, as_json = false;
 	long long id = 0;
 	int c, rc;
 
@@ -160,6 +256,12 @@ file_cmd(struct cli_ctx *ctx, const char *kind, int argc, char **argv)
 		case 'w':
 			wait = true;
 			break;
+		case 'n':
+			dry = true;
+			break;
+		case 'j':
+			as_json = true;
+			break;
 		default:
 			return OPS_EXIT_USAGE;
 		}
@@ -167,6 +269,17 @@ file_cmd(struct cli_ctx *ctx, const char *kind, int argc, char **argv)
 	if (optind != argc)
 		return cli_usage("privacy", "%s: unexpected argument '%s'",
 				 kind, argv[optind]);
+	if ((dry || as_json) && strcmp(kind, "export") == 0)
+		return cli_usage("privacy",
+				 "export takes no %s (an export changes "
+				 "nothing; --dry-run previews a delete)",
+				 dry ? "--dry-run" : "--json");
+	if (as_json && !dry)
+		return cli_usage("privacy", "delete: --json goes with "
+					    "--dry-run (the preview)");
+	if (dry && wait)
+		return cli_usage("privacy", "delete: --dry-run files no "
+					    "request to --wait for");
 	if (tenant == NULL || user == NULL)
 		return cli_usage("privacy", "%s needs --tenant T and --user U",
 				 kind);
@@ -183,6 +296,10 @@ file_cmd(struct cli_ctx *ctx, const char *kind, int argc, char **argv)
 		return cli_usage("privacy", "%s", err.msg);
 	if (cli_db_connect(ctx, &db, &err) != 0)
 		return cli_report(ctx, &err);
+	if (dry) {
+		rc = delete_preview(ctx, db, t, u, as_json);
+		goto out;
+	}
 	if (privacy_file(db, kind, t, u, format, &id, &err) != 0) {
 		rc = cli_report(ctx, &err);
 		goto out;

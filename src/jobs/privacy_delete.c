@@ -2,6 +2,7 @@
 #include "jobs/privacy_delete.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -9,9 +10,14 @@
 #include "db/db.h"
 #include "jobs/privacy_map.h"
 
-int
-privacy_erase(struct db *db, const struct privacy_subject *s, char **receipt,
-	      long long *total, struct ops_err *err)
+/*
+ * The erasure, or with count its preview: the same tenant check, the
+ * same tables in the same order, the same predicates, counted by a
+ * SELECT instead of changed by a DELETE or UPDATE.
+ */
+static int
+erase_or_count(struct db *db, const struct privacy_subject *s, bool count,
+	       char **receipt, long long *total, struct ops_err *err)
 {
 	json_t *tables = json_object();
 	json_t *doc = NULL;
@@ -44,7 +50,16 @@ privacy_erase(struct db *db, const struct privacy_subject *s, char **receipt,
 			continue;
 		}
 		free(exists);
-		if (t->action == PRIVACY_DELETE)
+		/* the map's constants and a catalog-checked table name */
+		if (count && t->action == PRIVACY_DELETE)
+			sql = xasprintf("SELECT count(*) FROM public.%s t"
+					" WHERE %s",
+					t->name, t->match);
+		else if (count)
+			sql = xasprintf("SELECT count(*) FROM public.%s t"
+					" WHERE %s AND (%s)",
+					t->name, t->match, t->personal);
+		else if (t->action == PRIVACY_DELETE)
 			sql = xasprintf("DELETE FROM public.%s t WHERE %s",
 					t->name, t->match);
 		else
@@ -52,10 +67,20 @@ privacy_erase(struct db *db, const struct privacy_subject *s, char **receipt,
 					" AND (%s)",
 					t->name, t->anonymise, t->match,
 					t->personal);
-		r = db_exec(db, sql, 0, NULL, &n, err);
+		if (count) {
+			char *v = NULL;
+
+			r = db_query_value(db, sql, 0, NULL, &v, err);
+			n = v != NULL ? strtoll(v, NULL, 10) : 0;
+			free(v);
+		} else {
+			r = db_exec(db, sql, 0, NULL, &n, err);
+		}
 		free(sql);
 		if (r != 0) {
-			(void)ops_err_prefix(err, "erase %s", t->name);
+			(void)ops_err_prefix(err, "%s %s",
+					     count ? "count" : "erase",
+					     t->name);
 			break;
 		}
 		entry = json_object();
@@ -84,4 +109,18 @@ out:
 	json_decref(doc);
 	json_decref(tables);
 	return r;
+}
+
+int
+privacy_erase(struct db *db, const struct privacy_subject *s, char **receipt,
+	      long long *total, struct ops_err *err)
+{
+	return erase_or_count(db, s, false, receipt, total, err);
+}
+
+int
+privacy_erase_preview(struct db *db, const struct privacy_subject *s,
+		      char **preview, long long *total, struct ops_err *err)
+{
+	return erase_or_count(db, s, true, preview, total, err);
 }

@@ -27,4 +27,16 @@ int privacy_erase(struct db *db, const struct privacy_subject *s,
 		  char **receipt, long long *total, struct ops_err *err)
 	__attribute__((warn_unused_result));
 
+/*
+ * What privacy_erase() would do to s now, changing nothing: the same
+ * tenant check (OPS_E_REFUSED), tables, order and predicates, each
+ * table's rows counted instead of deleted or anonymised. *preview (new
+ * JSON text, caller frees) has the receipt's shape, so that a preview and
+ * the receipt of an erasure run right after it compare equal. Reads only;
+ * runs in the caller's transaction (a READ ONLY one is fine).
+ */
+int privacy_erase_preview(struct db *db, const struct privacy_subject *s,
+			  char **preview, long long *total, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -243,12 +243,40 @@ digest_b() { q "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
 	UNION ALL SELECT t::text FROM invoices t WHERE customer_id = '$B' UNION ALL SELECT t::text FROM billing_audit t WHERE customer_id = '$B'
 	UNION ALL SELECT t::text FROM api_keys t WHERE user_id = '$B') s"; }
 before=$(digest_b)
+# the preview first: nothing filed, nothing changed, every table counted
+nreq=$(q "SELECT count(*) FROM apexops.privacy_requests")
+digest_a() { q "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (SELECT u::text AS t FROM users u WHERE id = '$A'
+	UNION ALL SELECT e::text FROM usage_events e WHERE customer_id = '$A') x"; }
+alice=$(digest_a)
+run_ops privacy delete --tenant "$T1" --user "$A" --dry-run
+expect_rc 0 "privacy delete --dry-run exits 0"
+assert_contains "it says nothing is filed or changed" "$OUT" "dry run: no request filed, nothing changed"
+assert_contains "it counts her usage events to delete" "$OUT" "$(printf '  %-24s %-10s %10s' usage_events delete 3000)"
+assert_contains "and the earlier exports to delete" "$OUT" "$(printf '  %-24s %-10s %10s' 'earlier exports' delete 2) artifact(s)"
+run_ops privacy delete --tenant "$T1" --user "$A" --dry-run --json
+expect_rc 0 "privacy delete --dry-run --json exits 0"
+echo "$OUT" >"$E2E_TMP/preview.json"
+assert_eq "the JSON preview has the receipt's shape" "true 3000 2" \
+	"$(jq -r '"\(.dry_run) \(.tables.usage_events.rows) \(.exports_to_delete)"' "$E2E_TMP/preview.json")"
+assert_eq "no request was filed" "$nreq" "$(q "SELECT count(*) FROM apexops.privacy_requests")"
+assert_eq "none of her rows changed" "$alice" "$(digest_a)"
+assert_eq "her exports are still on disk" 2 "$(find "$PRIVACY_EXPORT_DIR/$T1/$A" -type f ! -name '.*' | wc -l)"
+for bad in "--dry-run --wait|--dry-run files no request to --wait for" "--json|--json goes with --dry-run"; do
+	DATABASE_URL=postgresql://nobody@127.0.0.1:1/none run_ops privacy delete --tenant "$T1" --user "$A" ${bad%%|*}
+	expect_rc 64 "privacy delete ${bad%%|*} is a usage error"
+	assert_contains "saying ${bad#*|}" "$ERR" "${bad#*|}"
+done
+run_ops privacy delete --tenant "$T2" --user "$A" --dry-run
+expect_rc 1 "a preview for a user of another tenant is refused"
+assert_contains "saying so" "$ERR" "is not a user of tenant $T2"
 worker 4000 &
 W=$!
 PIDS+=($W)
 run_wait privacy delete --tenant "$T1" --user "$A" --wait
 expect_rc 0 "privacy delete --wait completes"
 RD=$(echo "$OUT" | sed -n 's/^request \([0-9]*\) queued.*/\1/p')
+assert_eq "the erasure did what the preview said, table by table" \
+	"$(jq -cS .tables "$E2E_TMP/preview.json")" "$(q "SELECT receipt->'tables' FROM apexops.privacy_requests WHERE id = $RD" | jq -cS .)"
 assert_eq "the receipt counts rows per table and the artifacts" "3000 2 false" \
 	"$(q "SELECT (receipt->'tables'->'usage_events'->>'rows') || ' ' || (receipt->>'artifacts_deleted') || ' ' || (receipt->>'nothing_left') FROM apexops.privacy_requests WHERE id = $RD")"
 assert_eq "her earlier exports are gone from disk" 0 "$(find "$PRIVACY_EXPORT_DIR/$T1/$A" -type f ! -name '.*' | wc -l)"

@@ -3,8 +3,9 @@
  * of every table of the data map finds none of the user's personal data
  * (the email, hashes, keys, Stripe ids, IP, free text), the amounts kept
  * for legal reasons are still there, another user's rows are untouched,
- * a second erasure changes nothing and says so, and a user asked for
- * through another tenant is refused with nothing changed.
+ * a second erasure changes nothing and says so, a preview beforehand
+ * changes nothing and says exactly what the erasure then does, and a user
+ * asked for through another tenant is refused with nothing changed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -171,17 +172,33 @@ test_erase(void **state)
 	struct db *db = itest_connect(url);
 	struct ops_err err = OPS_ERR_INIT;
 	struct privacy_subject s;
-	char *receipt = NULL, *before, *after;
-	long long total = 0;
+	char *receipt = NULL, *preview = NULL, *before, *after, *alice;
+	long long total = 0, ptotal = -1;
 
 	(void)state;
 	before = digest(db, UB);
 	assert_true(scan(db, "alice@example.com") > 0); /* the scan sees */
 	subject(&s, T1, UA);
+	/* the preview, in a read-only transaction: it changes nothing */
+	alice = digest(db, UA);
+	assert_int_equal(db_begin(db, &err), 0);
+	itest_exec(db, "SET TRANSACTION READ ONLY");
+	if (privacy_erase_preview(db, &s, &preview, &ptotal, &err) != 0)
+		fail_msg("preview: %s", err.msg);
+	db_rollback(db);
+	after = digest(db, UA);
+	assert_string_equal(alice, after);
+	free(alice);
+	free(after);
 	assert_int_equal(db_begin(db, &err), 0);
 	if (privacy_erase(db, &s, &receipt, &total, &err) != 0)
 		fail_msg("erase: %s", err.msg);
 	assert_int_equal(db_commit(db, &err), 0);
+	/* and the erasure did exactly what the preview said, table by
+	 * table */
+	assert_string_equal(preview, receipt);
+	assert_int_equal(ptotal, total);
+	free(preview);
 	assert_non_null(strstr(receipt, "\"usage_events\":{\"action\":"
 					"\"delete\",\"rows\":50}"));
 	assert_non_null(strstr(receipt, "\"invoices\":{\"action\":"
@@ -256,6 +273,13 @@ test_other_tenant_refused(void **state)
 	subject(&s, T2, UB);
 	assert_int_equal(db_begin(db, &err), 0);
 	assert_int_equal(privacy_erase(db, &s, &receipt, NULL, &err),
+			 OPS_E_REFUSED);
+	db_rollback(db);
+	assert_null(receipt);
+	/* the preview refuses alike */
+	ops_err_clear(&err);
+	assert_int_equal(db_begin(db, &err), 0);
+	assert_int_equal(privacy_erase_preview(db, &s, &receipt, NULL, &err),
 			 OPS_E_REFUSED);
 	db_rollback(db);
 	assert_null(receipt);
