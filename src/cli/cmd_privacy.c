@@ -543,11 +543,13 @@ expire_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	if (cli_db_connect(ctx, &db, &err) != 0)
 		return cli_report(ctx, &err);
 	r = privacy_expire(db, &ctx->cfg, dry, &ops_stop_flag, &res, &err);
-	if (dry) {
+	if (dry && r == 0) {
 		printf("%lld export(s) past expires_at (dry run: nothing "
 		       "deleted)\n",
 		       res.due);
-		rc = r == 0 ? OPS_EXIT_OK : cli_report(ctx, &err);
+		rc = OPS_EXIT_OK;
+	} else if (dry) {
+		rc = cli_report(ctx, &err); /* no count to stand on */
 	} else if (r == 0 || res.left > 0) {
 		printf("%lld export(s) past expires_at: %lld expired, %lld "
 		       "left for the next run\n",

@@ -99,6 +99,9 @@ assert_contains "with the hint to migrate" "$ERR" "apexops queue: the database m
 DATABASE_URL=$url APEXOPS_LOG_FORMAT=json run_ops privacy list
 expect_rc 1 "privacy list on an unmigrated database exits 1"
 assert_contains "the JSON error line carries the hint" "$ERR" "\"hint\":\"the database may lack this apexops's migrations"
+DATABASE_URL=$url run_ops privacy expire --dry-run
+expect_rc 1 "privacy expire --dry-run on an unmigrated database exits 1"
+assert_eq "and prints no count it could not make" "" "$OUT"
 DATABASE_URL=$url run_ops migrate status
 assert_not_contains "migrate status itself has no such hint" "$ERR" "may lack"
 assert_eq "and the database is left unmigrated" 0 "$(has_schema "$url")"
