@@ -29,7 +29,8 @@ const char cmd_purge_usage[] =
 	"[--sleep-coef X]\n"
 	"                     [--lock-timeout MS] [--drop-pause MS] "
 	"[--pace on|off]\n"
-	"                     [--vacuum] [--json]\n"
+	"                     [--max-lag MS] [--max-lag-wait S] [--vacuum] "
+	"[--json]\n"
 	"       apexops purge history [--limit N] [--json]\n"
 	"\n"
 	"Delete usage_events and billing_audit rows whose created_at is older "
@@ -76,6 +77,12 @@ const char cmd_purge_usage[] =
 	"  --drop-pause MS     pause between two drops of detached expired "
 	"partitions\n"
 	"                      (pacer 1500, off 0; 0 none)\n"
+	"  --max-lag MS        the pacer waits while a standby's replay lags "
+	"more than\n"
+	"                      MS (1000) or 16 MiB of WAL\n"
+	"  --max-lag-wait S    give up (exit 75, rerun to go on) after S "
+	"seconds of one\n"
+	"                      such wait (300)\n"
 	"  --vacuum            VACUUM (ANALYZE) each table afterwards\n"
 	"  --json              machine-readable output\n"
 	"\n"
@@ -474,7 +481,9 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_SCHED,
 		O_PACE,
 		O_COEF,
-		O_DPAUSE
+		O_DPAUSE,
+		O_MAXLAG,
+		O_LAGWAIT
 	};
 	static const struct option longopts[] = {
 		{ "execute", no_argument, NULL, O_EXEC },
@@ -495,6 +504,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "pace", required_argument, NULL, O_PACE },
 		{ "sleep-coef", required_argument, NULL, O_COEF },
 		{ "drop-pause", required_argument, NULL, O_DPAUSE },
+		{ "max-lag", required_argument, NULL, O_MAXLAG },
+		{ "max-lag-wait", required_argument, NULL, O_LAGWAIT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct purge_opts o;
@@ -576,6 +587,17 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 			if (o.drop_pause_ms == 0)
 				o.drop_pause_ms = -1; /* the engine's "none" */
 			break;
+		case O_MAXLAG:
+			if (parse_opt_long("--max-lag", optarg, 1, 3600000,
+					   &o.max_lag_ms) != 0)
+				return OPS_EXIT_USAGE;
+			break;
+		case O_LAGWAIT:
+			if (parse_opt_long("--max-lag-wait", optarg, 1, 86400,
+					   &o.max_lag_wait_ms) != 0)
+				return OPS_EXIT_USAGE;
+			o.max_lag_wait_ms *= 1000;
+			break;
 		case O_LT:
 			if (parse_opt_long("--lock-timeout", optarg, 1, 600000,
 					   &o.lock_timeout_ms) != 0)
@@ -619,6 +641,10 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 				 "--scheduled takes its settings from the "
 				 "configuration (USAGE_RETENTION_MONTHS, "
 				 "CRON_TZ): give no other option but --json");
+	if (o.no_pace && (o.max_lag_ms > 0 || o.max_lag_wait_ms > 0))
+		return cli_usage("purge", "--max-lag and --max-lag-wait set "
+					  "the pacer's standby guard: they "
+					  "need --pace on");
 	if (execute && dry)
 		return cli_usage("purge",
 				 "--execute and --dry-run contradict each "

@@ -486,6 +486,8 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 		 * 500 at 1.75-2.0x, each still above 250k rows/s */
 		po.max_batch = opts.batch_max > 0 ? opts.batch_max : 500;
 		po.sleep_coef = opts.sleep_coef;
+		po.max_lag_ms = opts.max_lag_ms;
+		po.max_lag_wait_ms = opts.max_lag_wait_ms;
 		x.pace = pace_new(&po);
 		res->paced = true;
 	}

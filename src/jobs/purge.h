@@ -78,6 +78,12 @@ struct purge_opts {
 	 * duration (pt-archiver's --sleep-coef); 0: its default; negative:
 	 * none */
 	double sleep_coef;
+	/* the pacer's standby guard (pt-archiver's --max-lag): a standby
+	 * whose replay lags more than max_lag_ms makes it wait, at most
+	 * max_lag_wait_ms at a time (then the run stops, exit 75); 0: the
+	 * pacer's defaults (PACE_DEFAULT_MAX_LAG_MS, _WAIT_MS) */
+	long max_lag_ms;
+	long max_lag_wait_ms;
 	bool vacuum;	   /* VACUUM (ANALYZE) each purged table */
 	bool progress_tty; /* progress drawn on a terminal */
 	/* the run ledger's id of this run (res->run_id, and recorded with

@@ -81,10 +81,12 @@ if wait_for "$S" "SELECT (pg_get_wal_replay_pause_state() = 'paused')::int"; the
 else
 	not_ok "the standby's replay pauses"
 fi
-# (drops back to back: a paced drop phase of seconds would outlast the lag
-# guard's replay_lag limit, and the batches after it would wait for the
-# paused standby, as the guard below is tested to)
-OUT=$(DATABASE_URL=$U "$APEXOPS_BIN" purge --execute --json --as-of 2025-08-31 --drop-pause 0 2>"$E2E_TMP/stderr")
+# (the lag guard's time limit raised to 10 minutes, and drops back to back:
+# with the default 1 s, a replay paused longer than that makes the batches
+# wait for the standby, as the guard below is tested to; its 16 MiB of WAL
+# stay the limit, far above this purge's)
+OUT=$(DATABASE_URL=$U "$APEXOPS_BIN" purge --execute --json --as-of 2025-08-31 --drop-pause 0 \
+	--max-lag 600000 2>"$E2E_TMP/stderr")
 RC=$?
 ERR=$(cat "$E2E_TMP/stderr")
 expect_rc 0 "the purge on the primary finishes"
@@ -119,6 +121,16 @@ caught_up || not_ok "the standby catches up after the second set-up"
 sql "$S" "SELECT pg_wal_replay_pause()" >/dev/null
 wait_for "$S" "SELECT (pg_get_wal_replay_pause_state() = 'paused')::int" ||
 	not_ok "the standby's replay pauses again"
+# --max-lag-wait bounds one wait: then the run stops, to be rerun
+DATABASE_URL=$U2 run_ops purge --execute --json --as-of 2025-08-31 --max-lag-wait 2
+expect_rc 75 "a purge whose standby stays behind past --max-lag-wait stops (exit 75)"
+assert_contains "saying the standby is still behind" "$ERR" "a standby is still behind"
+assert_contains "after waiting about 2 s" "$ERR" "after 2"
+assert_eq "leaving expired rows for the rerun" t \
+	"$(sql "$U2" "SELECT count(*) > 0 FROM usage_events WHERE created_at < '2024-02-29'")"
+DATABASE_URL=$U2 run_ops purge --execute --pace off --max-lag 5000
+expect_rc 64 "--max-lag without the pacer is a usage error"
+assert_contains "saying it needs --pace on" "$ERR" "they need --pace on"
 DATABASE_URL=$U2 "$APEXOPS_BIN" purge --execute --json --as-of 2025-08-31 \
 	>"$E2E_TMP/paced.json" 2>"$E2E_TMP/paced.err" &
 PURGE_PID=$!
