@@ -15,7 +15,6 @@
 #include "core/xalloc.h"
 #include "db/db.h"
 #include "jobs/privacy.h"
-#include "jobs/privacy_delete.h"
 #include "jobs/privacy_id.h"
 #include "storage/store.h"
 
@@ -135,56 +134,32 @@ wait_request(struct cli_ctx *ctx, struct db *db, long long id)
 }
 
 /*
- * privacy delete --dry-run: what the erasure would do now, in a read-only
- * transaction (privacy_erase_preview: the erasure's own predicates, rows
- * counted), and how many earlier exports it would delete from their
- * providers. Files nothing.
+ * privacy delete --dry-run: what the erasure would do now
+ * (privacy_delete_preview: a read-only transaction, the erasure's own
+ * predicates, rows counted) and how many earlier exports it would delete
+ * from their providers. Files nothing.
  */
 static int
 delete_preview(struct cli_ctx *ctx, struct db *db, const char *tenant,
 	       const char *user, bool as_json)
 {
-	static const char exports_sql[] =
-		"SELECT count(DISTINCT location) FROM apexops.privacy_requests"
-		" WHERE tenant_id = $1::uuid AND user_id = $2::uuid"
-		" AND kind = 'export' AND location IS NOT NULL";
-	const char *params[2] = { tenant, user };
 	struct ops_err err = OPS_ERR_INIT;
-	struct privacy_subject s;
-	char *text = NULL, *exports = NULL, *out;
-	long long total = 0;
+	char *text = NULL, *out;
+	long long total;
 	json_t *doc, *tables, *v;
 	const char *name;
-	int r;
 
-	memset(&s, 0, sizeof(s));
-	snprintf(s.tenant, sizeof(s.tenant), "%s", tenant);
-	snprintf(s.user, sizeof(s.user), "%s", user);
-	r = db_begin(db, &err);
-	if (r == 0)
-		r = db_exec(db, "SET TRANSACTION READ ONLY", 0, NULL, NULL,
-			    &err);
-	if (r == 0)
-		r = privacy_erase_preview(db, &s, &text, &total, &err);
-	if (r == 0)
-		r = db_query_value(db, exports_sql, 2, params, &exports, &err);
-	db_rollback(db);
-	if (r != 0) {
-		free(text);
-		free(exports);
+	if (privacy_delete_preview(db, tenant, user, &text, &err) != 0)
 		return cli_report(ctx, &err);
-	}
 	doc = json_loads(text, 0, NULL);
 	free(text);
 	if (doc == NULL)
 		abort(); /* our own JSON */
+	total = (long long)json_integer_value(
+		json_object_get(doc, "rows_total"));
 	json_object_set_new(doc, "dry_run", json_true());
 	json_object_set_new(doc, "tenant_id", json_string(tenant));
 	json_object_set_new(doc, "user_id", json_string(user));
-	json_object_set_new(
-		doc, "exports_to_delete",
-		json_integer(exports ? strtoll(exports, NULL, 10) : 0));
-	free(exports);
 	if (as_json) {
 		out = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		if (out == NULL)

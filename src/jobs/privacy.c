@@ -65,6 +65,56 @@ privacy_file(struct db *db, const char *kind, const char *tenant,
 
 /* ---- one request ------------------------------------------------------- */
 
+/* The recorded locations of a user's exports ($1 tenant, $2 user): what an
+ * erasure deletes besides the provider's listing, and what its preview
+ * counts. */
+#define EXPORT_LOCATIONS                                                \
+	" FROM (SELECT DISTINCT location FROM apexops.privacy_requests" \
+	" WHERE tenant_id = $1::uuid AND user_id = $2::uuid"            \
+	" AND kind = 'export' AND location IS NOT NULL) l"
+
+int
+privacy_delete_preview(struct db *db, const char *tenant, const char *user,
+		       char **json, struct ops_err *err)
+{
+	static const char count_sql[] = "SELECT count(*)" EXPORT_LOCATIONS;
+	const char *params[2] = { tenant, user };
+	struct privacy_subject s;
+	char *text = NULL, *exports = NULL;
+	long long total = 0;
+	json_t *doc;
+	int r;
+
+	*json = NULL;
+	memset(&s, 0, sizeof(s));
+	snprintf(s.tenant, sizeof(s.tenant), "%s", tenant);
+	snprintf(s.user, sizeof(s.user), "%s", user);
+	r = db_begin(db, err);
+	if (r == 0)
+		r = db_exec(db, "SET TRANSACTION READ ONLY", 0, NULL, NULL,
+			    err);
+	if (r == 0)
+		r = privacy_erase_preview(db, &s, &text, &total, err);
+	if (r == 0)
+		r = db_query_value(db, count_sql, 2, params, &exports, err);
+	db_rollback(db);
+	if (r == 0) {
+		doc = json_loads(text, 0, NULL);
+		if (doc == NULL)
+			abort(); /* our own JSON */
+		json_object_set_new(
+			doc, "exports_to_delete",
+			json_integer(exports ? strtoll(exports, NULL, 10) : 0));
+		*json = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(doc);
+		if (*json == NULL)
+			abort(); /* jansson fails only on allocation */
+	}
+	free(text);
+	free(exports);
+	return r;
+}
+
 struct req {
 	long long id;
 	int attempt;
@@ -360,10 +410,7 @@ delete_artifacts(struct db *db, const struct ops_config *cfg,
 		 const struct req *q, const volatile sig_atomic_t *stop,
 		 long long *n, long long *outside, struct ops_err *err)
 {
-	static const char sql[] =
-		"SELECT DISTINCT location FROM apexops.privacy_requests"
-		" WHERE tenant_id = $1::uuid AND user_id = $2::uuid"
-		" AND kind = 'export' AND location IS NOT NULL";
+	static const char sql[] = "SELECT location" EXPORT_LOCATIONS;
 	const char *params[2] = { q->s.tenant, q->s.user };
 	struct db_res *res = NULL;
 	bool want[NPROVIDERS] = { false };

@@ -85,6 +85,17 @@ int privacy_expire(struct db *db, const struct ops_config *cfg, bool dry_run,
 		   struct privacy_expire_result *res, struct ops_err *err)
 	__attribute__((warn_unused_result));
 
+/*
+ * What a delete of user of tenant (canonical UUIDs) would do now, changing
+ * nothing: in a read-only transaction of its own on db (none open), the
+ * erasure's preview (privacy_erase_preview: OPS_E_REFUSED for a user not
+ * the tenant's) with "exports_to_delete", the earlier exports' recorded
+ * locations that the erasure deletes. *json: new JSON text, caller frees.
+ */
+int privacy_delete_preview(struct db *db, const char *tenant, const char *user,
+			   char **json, struct ops_err *err)
+	__attribute__((warn_unused_result));
+
 /* The `apexops status` section: open, overdue and soon-due requests,
  * failures, exports waiting for expiry. */
 int privacy_status_report(struct db *db, struct buf *out, struct ops_err *err);

@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/file.h"
 #include "core/log.h"
+#include "core/parse.h"
 #include "core/xalloc.h"
 #include "http/http.h"
 
@@ -75,48 +76,36 @@ two(const char *s)
 	return (s[0] - '0') * 10 + (s[1] - '0');
 }
 
-static bool
-leap(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
 int
 aws_iso8601_parse(const char *s, time_t *out)
 {
-	static const int mdays[] = { 31, 28, 31, 30, 31, 30,
-				     31, 31, 30, 31, 30, 31 };
 	struct tm tm;
-	int year = 0, off = 0, oh, om;
-	const char *p = s;
+	char date[11];
+	int year, mon, mday, off = 0, oh, om;
+	const char *p = s + 10;
 
 	*out = 0;
 	/* "YYYY-MM-DDTHH:MM:SS" before anything is read at a fixed
 	 * offset: a short string must not be read past its end */
 	if (strnlen(s, 20) < 20)
 		return -1;
-	for (int i = 0; i < 4; i++, p++) {
-		if (!isdigit((unsigned char)*p))
-			return -1;
-		year = year * 10 + (*p - '0');
-	}
-	memset(&tm, 0, sizeof(tm));
-	if (p[0] != '-' || p[3] != '-' || (p[6] != 'T' && p[6] != 't') ||
-	    p[9] != ':' || p[12] != ':')
+	/* a real calendar date (timegm() would roll Feb 30 into March) */
+	memcpy(date, s, 10);
+	date[10] = '\0';
+	if (parse_date(date, &year, &mon, &mday) != 0 || year < 1970)
 		return -1;
-	tm.tm_mon = two(p + 1);
-	tm.tm_mday = two(p + 4);
-	tm.tm_hour = two(p + 7);
-	tm.tm_min = two(p + 10);
-	tm.tm_sec = two(p + 13);
-	if (year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-	    tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 ||
+	memset(&tm, 0, sizeof(tm));
+	if ((p[0] != 'T' && p[0] != 't') || p[3] != ':' || p[6] != ':')
+		return -1;
+	tm.tm_mon = mon;
+	tm.tm_mday = mday;
+	tm.tm_hour = two(p + 1);
+	tm.tm_min = two(p + 4);
+	tm.tm_sec = two(p + 7);
+	if (tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 ||
 	    tm.tm_min > 59 || tm.tm_sec < 0 || tm.tm_sec > 60)
 		return -1;
-	if (tm.tm_mday >
-	    mdays[tm.tm_mon - 1] + (tm.tm_mon == 2 && leap(year) ? 1 : 0))
-		return -1; /* timegm() would roll Feb 30 into March */
-	p += 15;
+	p += 9;
 	if (*p == '.') {
 		if (!isdigit((unsigned char)p[1]))
 			return -1;
@@ -167,19 +156,6 @@ str_field(json_t *doc, const char *name, bool *bad)
 	return s;
 }
 
-static bool
-key_id_ok(const char *k)
-{
-	size_t n = strlen(k);
-
-	if (n == 0 || n > 128)
-		return false;
-	for (; *k != '\0'; k++)
-		if (!isalnum((unsigned char)*k))
-			return false;
-	return true;
-}
-
 /* Wipe every string value of doc: they may be secrets. */
 static void
 wipe_json(json_t *doc)
@@ -220,7 +196,7 @@ aws_creds_parse(const char *json, size_t len, bool imds, const char *what,
 	}
 	bad = false;
 	id = str_field(doc, "AccessKeyId", &bad);
-	if (id == NULL || !key_id_ok(id)) {
+	if (id == NULL || !s3_valid_key_id(id)) {
 		r = ops_fail(err, OPS_E_HTTP, false,
 			     "%s answered without a valid \"AccessKeyId\"",
 			     what);

@@ -189,8 +189,8 @@ valid_region(const char *r)
 	return true;
 }
 
-static bool
-valid_key_id(const char *k)
+bool
+s3_valid_key_id(const char *k)
 {
 	if (k == NULL || *k == '\0' || strlen(k) > 128)
 		return false;
@@ -308,7 +308,7 @@ s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 				     buf_str(&msg));
 			goto out;
 		}
-		if (!valid_key_id(p->access_key_id)) {
+		if (!s3_valid_key_id(p->access_key_id)) {
 			files_read(&msg, p, true);
 			r = ops_fail(err, OPS_E_CONFIG, false,
 				     "aws_access_key_id of profile '%.64s' "
@@ -356,7 +356,7 @@ s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 				     buf_str(&msg));
 			goto out;
 		}
-		if (!valid_key_id(id)) {
+		if (!s3_valid_key_id(id)) {
 			r = ops_fail(err, OPS_E_CONFIG, false,
 				     "AWS_ACCESS_KEY_ID is not an access key "
 				     "id (1 to 128 letters and digits)");
@@ -369,7 +369,8 @@ s3_opts_from_env(struct s3_opts *o, const char *bucket, struct ops_err *err)
 			     buf_str(&msg));
 		goto out;
 	}
-	if (o->provider == NULL && !used && !valid_key_id(o->access_key_id)) {
+	if (o->provider == NULL && !used &&
+	    !s3_valid_key_id(o->access_key_id)) {
 		r = ops_fail(err, OPS_E_CONFIG, false,
 			     "AWS_ACCESS_KEY_ID is not an access key id "
 			     "(1 to 128 letters and digits)");
@@ -613,7 +614,7 @@ s3_client_new(const struct s3_opts *o, struct s3_client **out,
 				"with a letter or digit",
 				o->bucket != NULL ? o->bucket : "");
 	if (o->bearer == NULL && o->creds == NULL &&
-	    !valid_key_id(o->access_key_id))
+	    !s3_valid_key_id(o->access_key_id))
 		return ops_fail(err, OPS_E_CONFIG, false,
 				"s3: access key id is empty or not letters "
 				"and digits");
@@ -929,7 +930,8 @@ current_creds(struct s3_client *c, struct s3_creds *tmp, struct sigv4_creds *sc,
 	r = c->creds(c->creds_arg, tmp, err);
 	if (r != 0)
 		return r;
-	if (!valid_key_id(tmp->access_key_id) || !set(tmp->secret_access_key))
+	if (!s3_valid_key_id(tmp->access_key_id) ||
+	    !set(tmp->secret_access_key))
 		return ops_fail(err, OPS_E_HTTP, false,
 				"s3: the credentials provider gave no usable "
 				"access key");

@@ -111,6 +111,10 @@ struct s3_opts {
 	struct aws_profile *profile;
 };
 
+/* Is k an access key id as AWS issues them: 1 to 128 letters and digits?
+ * NULL is false. Pure; any thread. */
+bool s3_valid_key_id(const char *k);
+
 /*
  * Fill o as the AWS SDKs find their settings: bucket is the caller's.
  *   - Credentials, in the AWS SDKs' default chain order, the first
