@@ -1002,8 +1002,8 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 					 log_q(e.msg));
 			}
 		}
-		/* once per session: a failure means claims only until the
-		 * next one */
+		/* once per session, and again every JOIN_RETRY_S after a
+		 * failure (meanwhile every job is claimed) */
 		if (listening && !o->no_handoff && !stopping &&
 		    w.idle.id == 0 &&
 		    (joined_pid != w.session_pid ||
