@@ -1012,15 +1012,16 @@ stop_after_first_drop(void *arg)
 	struct stopper *s = arg;
 	struct db *db = itest_connect(s->url);
 
-	/* 5 months detached, then the first dropped: 4 records left */
+	/* 5 months detached, then the first dropped: 4 records left. Both
+	 * counts in one statement, one snapshot: read apart, 4 records
+	 * while detaching and 4 attached after it looked like a drop */
 	for (int i = 0; i < 30000; i++) {
-		long long n = itest_value_ll(
-			db, "SELECT count(*) FROM apexops.purge_detached");
-		long long att = itest_value_ll(
-			db, "SELECT count(*) FROM pg_inherits WHERE inhparent ="
-			    " 'usage_events'::regclass");
-
-		if (n == 4 && att == 4)
+		if (itest_value_ll(db,
+				   "SELECT ((SELECT count(*) FROM"
+				   " apexops.purge_detached) = 4 AND"
+				   " (SELECT count(*) FROM pg_inherits"
+				   " WHERE inhparent ="
+				   " 'usage_events'::regclass) = 4)::int") == 1)
 			break;
 		usleep(1000);
 	}
