@@ -131,15 +131,19 @@ struct worker {
 #define ARMED_DEFAULT 1 /* the default pool's kinds */
 #define ARMED_PRIVACY 2 /* the privacy pool's kinds */
 
-/* The pause before claim number fails + 1 after fails failed ones. */
+/*
+ * The pause before claim number fails + 1 after fails failed ones: the
+ * doubling steps 1, 2, 4 ... 30 s with equal jitter (half of each step
+ * random), so the workers of a fleet that lost the database together do
+ * not all come back in the same instant.
+ */
 static double
 claim_backoff_s(int fails)
 {
-	double s = 1.0;
-
-	for (int i = 1; i < fails && s < CLAIM_BACKOFF_MAX_S; i++)
-		s *= 2.0;
-	return s < CLAIM_BACKOFF_MAX_S ? s : CLAIM_BACKOFF_MAX_S;
+	return (double)ops_backoff_equal_jitter(1000,
+						CLAIM_BACKOFF_MAX_S * 1000L,
+						fails > 0 ? fails - 1 : 0) /
+	       1000.0;
 }
 
 static double
@@ -1086,7 +1090,7 @@ worker_run(const struct ops_config *cfg, const struct worker_opts *o,
 				if (claim_fails == 1 ||
 				    now - claim_warned >= 60.0) {
 					log_warn("claiming failed failures=%d "
-						 "next_in_s=%.0f error=%s%s",
+						 "next_in_s=%.1f error=%s%s",
 						 claim_fails, wait,
 						 log_q(e.msg),
 						 db_schema_hint_field(&e));
