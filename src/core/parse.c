@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -30,6 +31,38 @@ parse_long(const char *s, long min, long max, long *out)
 		return OPS_E_INVALID;
 	*out = v;
 	return 0;
+}
+
+int
+parse_size(const char *s, long long min, long long max, long long *out)
+{
+	static const struct {
+		const char *unit;
+		int shift;
+	} units[] = { { "", 0 },    { "B", 0 },	  { "kB", 10 },
+		      { "MB", 20 }, { "GB", 30 }, { "TB", 40 } };
+	const char *p = s;
+	unsigned long long v = 0;
+
+	if (s == NULL || !isdigit((unsigned char)*p))
+		return OPS_E_INVALID;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (v > (ULLONG_MAX - 9) / 10)
+			return OPS_E_INVALID; /* too many digits */
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(p, units[i].unit) != 0)
+			continue;
+		if (v > ((unsigned long long)LLONG_MAX >> units[i].shift))
+			return OPS_E_INVALID;
+		v <<= units[i].shift;
+		if ((long long)v < min || (long long)v > max)
+			return OPS_E_INVALID;
+		*out = (long long)v;
+		return 0;
+	}
+	return OPS_E_INVALID;
 }
 
 int

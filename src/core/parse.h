@@ -11,6 +11,13 @@
 /* A decimal integer in [min, max]: an optional '-' then digits only. */
 int parse_long(const char *s, long min, long max, long *out)
 	__attribute__((warn_unused_result));
+/*
+ * A size in bytes in [min, max]: digits, then an optional unit (no blank) in
+ * PostgreSQL's spelling and multiples (B, kB, MB, GB, TB; 1 kB = 1024 B),
+ * so "16MB" means what max_wal_size = 16MB means. No sign, no fraction.
+ */
+int parse_size(const char *s, long long min, long long max, long long *out)
+	__attribute__((warn_unused_result));
 /* "true|false|1|0|yes|no|on|off" (case-insensitive). */
 int parse_bool(const char *s, bool *out) __attribute__((warn_unused_result));
 /* A real calendar date YYYY-MM-DD (zero-padded, 1..9999, 2025-02-30 fails). */

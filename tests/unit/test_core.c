@@ -1,4 +1,5 @@
 /* Unit tests of the core parsers: .env, strict numbers, dates, config. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -86,6 +87,66 @@ test_parse_long(void **state)
 			assert_int_equal(v, -7); /* untouched on error */
 		}
 	}
+}
+
+static void
+test_parse_size(void **state)
+{
+	static const struct {
+		const char *in;
+		int ok;
+		long long v;
+	} cases[] = {
+		{ "1", 1, 1 },
+		{ "4096", 1, 4096 },
+		{ "4096B", 1, 4096 },
+		{ "1kB", 1, 1024 },
+		{ "16MB", 1, 16LL << 20 },
+		{ "2GB", 1, 2LL << 30 },
+		{ "1TB", 1, 1LL << 40 },
+		{ "0016MB", 1, 16LL << 20 },
+		{ "0", 0, 0 },			  /* under min */
+		{ "0MB", 0, 0 },		  /* under min */
+		{ "2TB", 0, 0 },		  /* over max */
+		{ "1099511627777", 0, 0 },	  /* over max */
+		{ "16mb", 0, 0 },		  /* PostgreSQL's case */
+		{ "16KB", 0, 0 },		  /* kB, not KB */
+		{ "16 MB", 0, 0 },		  /* no blank */
+		{ "16MiB", 0, 0 },		  /* not a PostgreSQL unit */
+		{ "MB", 0, 0 },			  /* no number */
+		{ "", 0, 0 },			  /* empty */
+		{ "-1", 0, 0 },			  /* no sign */
+		{ "+1", 0, 0 },			  /* no sign */
+		{ "1.5MB", 0, 0 },		  /* no fraction */
+		{ "1e6", 0, 0 },		  /* no exponent */
+		{ "0x10", 0, 0 },		  /* no hex */
+		{ "16MB ", 0, 0 },		  /* trailing blank */
+		{ "99999999999999999999", 0, 0 }, /* overflow */
+		{ "9999999999TB", 0, 0 },	  /* overflows on the shift */
+	};
+	long long v = -7;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r;
+
+		v = -7;
+		r = parse_size(cases[i].in, 1, 1LL << 40, &v);
+		if (cases[i].ok) {
+			assert_int_equal(r, 0);
+			assert_int_equal(v, cases[i].v);
+		} else {
+			assert_int_equal(r, OPS_E_INVALID);
+			assert_int_equal(v, -7); /* untouched on error */
+		}
+	}
+	assert_int_equal(parse_size(NULL, 1, 10, &v), OPS_E_INVALID);
+	/* the whole range of long long, at its edge */
+	assert_int_equal(parse_size("9223372036854775807", 0, LLONG_MAX, &v),
+			 0);
+	assert_true(v == LLONG_MAX);
+	assert_int_equal(parse_size("8388608TB", 0, LLONG_MAX, &v),
+			 OPS_E_INVALID); /* 2^63 */
 }
 
 static void
@@ -414,6 +475,7 @@ main(void)
 		cmocka_unit_test(test_buf_truncate),
 		cmocka_unit_test(test_buf_release_wipe),
 		cmocka_unit_test(test_parse_long),
+		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_date),
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_dotenv_syntax),
