@@ -29,8 +29,9 @@ const char cmd_purge_usage[] =
 	"[--sleep-coef X]\n"
 	"                     [--lock-timeout MS] [--drop-pause MS] "
 	"[--pace on|off]\n"
-	"                     [--max-lag MS] [--max-lag-wait S] [--vacuum] "
-	"[--json]\n"
+	"                     [--max-lag MS] [--max-lag-bytes SIZE] "
+	"[--max-lag-wait S]\n"
+	"                     [--vacuum] [--json]\n"
 	"       apexops purge history [--limit N] [--json]\n"
 	"\n"
 	"Delete usage_events and billing_audit rows whose created_at is older "
@@ -79,7 +80,11 @@ const char cmd_purge_usage[] =
 	"                      (pacer 1500, off 0; 0 none)\n"
 	"  --max-lag MS        the pacer waits while a standby's replay lags "
 	"more than\n"
-	"                      MS (1000) or 16 MiB of WAL\n"
+	"                      MS (1000)\n"
+	"  --max-lag-bytes SIZE\n"
+	"                      ... or lags SIZE of WAL not yet replayed "
+	"(16MB; 8kB to\n"
+	"                      1TB; units B, kB, MB, GB, TB: 1 kB = 1024 B)\n"
 	"  --max-lag-wait S    give up (exit 75, rerun to go on) after S "
 	"seconds of one\n"
 	"                      such wait (300)\n"
@@ -483,6 +488,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		O_COEF,
 		O_DPAUSE,
 		O_MAXLAG,
+		O_LAGBYTES,
 		O_LAGWAIT
 	};
 	static const struct option longopts[] = {
@@ -505,6 +511,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		{ "sleep-coef", required_argument, NULL, O_COEF },
 		{ "drop-pause", required_argument, NULL, O_DPAUSE },
 		{ "max-lag", required_argument, NULL, O_MAXLAG },
+		{ "max-lag-bytes", required_argument, NULL, O_LAGBYTES },
 		{ "max-lag-wait", required_argument, NULL, O_LAGWAIT },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -592,6 +599,19 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 					   &o.max_lag_ms) != 0)
 				return OPS_EXIT_USAGE;
 			break;
+		case O_LAGBYTES:
+			/* 8 kB (one WAL page) to 1 TB */
+			if (parse_size(optarg, 8192, 1LL << 40,
+				       &o.max_lag_bytes) != 0)
+				return cli_usage("purge",
+						 "--max-lag-bytes: invalid "
+						 "size '%s': expected 8kB to "
+						 "1TB, a number of bytes or "
+						 "with a unit B, kB, MB, GB "
+						 "or TB (PostgreSQL's: 1 kB "
+						 "= 1024 B)",
+						 optarg);
+			break;
 		case O_LAGWAIT:
 			if (parse_opt_long("--max-lag-wait", optarg, 1, 86400,
 					   &o.max_lag_wait_ms) != 0)
@@ -641,10 +661,11 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 				 "--scheduled takes its settings from the "
 				 "configuration (USAGE_RETENTION_MONTHS, "
 				 "CRON_TZ): give no other option but --json");
-	if (o.no_pace && (o.max_lag_ms > 0 || o.max_lag_wait_ms > 0))
-		return cli_usage("purge", "--max-lag and --max-lag-wait set "
-					  "the pacer's standby guard: they "
-					  "need --pace on");
+	if (o.no_pace &&
+	    (o.max_lag_ms > 0 || o.max_lag_bytes > 0 || o.max_lag_wait_ms > 0))
+		return cli_usage("purge", "--max-lag, --max-lag-bytes and "
+					  "--max-lag-wait set the pacer's "
+					  "standby guard: they need --pace on");
 	if (execute && dry)
 		return cli_usage("purge",
 				 "--execute and --dry-run contradict each "

@@ -372,8 +372,11 @@ wait_for_standbys(struct pace *p, struct db *db, const struct probe *first,
 		if (waited >= (double)p->o.max_lag_wait_ms) {
 			r = ops_fail(err, OPS_E_CONFLICT, true,
 				     "pacer: a standby is still behind %s "
-				     "after %.0f ms (lag %lld bytes)",
-				     target, waited, pr.bytes);
+				     "after %.0f ms (lag %lld bytes, %.0f ms; "
+				     "the guard waits over %lld bytes or "
+				     "%ld ms: --max-lag-bytes, --max-lag)",
+				     target, waited, pr.bytes, pr.lag_ms,
+				     p->o.max_lag_bytes, p->o.max_lag_ms);
 			break;
 		}
 		r = ops_sleep_ms(p->o.sample_ms, stop);

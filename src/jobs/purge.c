@@ -487,6 +487,7 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 		po.max_batch = opts.batch_max > 0 ? opts.batch_max : 500;
 		po.sleep_coef = opts.sleep_coef;
 		po.max_lag_ms = opts.max_lag_ms;
+		po.max_lag_bytes = opts.max_lag_bytes;
 		po.max_lag_wait_ms = opts.max_lag_wait_ms;
 		x.pace = pace_new(&po);
 		res->paced = true;
@@ -511,6 +512,7 @@ purge_run(struct db *db, const struct purge_opts *o, struct purge_result *res,
 		res->pace_lag_waits = ps.lag_waits;
 		res->pace_lag_wait_ms = ps.lag_wait_ms;
 		res->pace_max_lag_ms = ps.max_lag_ms;
+		res->pace_max_lag_bytes = ps.max_lag_bytes;
 		res->pace_batch_lo = ps.batch_lo;
 		res->pace_batch_hi = ps.batch_hi;
 		res->pace_flush_floor_ms = ps.base_flush_ms;

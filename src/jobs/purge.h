@@ -79,10 +79,12 @@ struct purge_opts {
 	 * none */
 	double sleep_coef;
 	/* the pacer's standby guard (pt-archiver's --max-lag): a standby
-	 * whose replay lags more than max_lag_ms makes it wait, at most
-	 * max_lag_wait_ms at a time (then the run stops, exit 75); 0: the
-	 * pacer's defaults (PACE_DEFAULT_MAX_LAG_MS, _WAIT_MS) */
+	 * whose replay lags more than max_lag_ms, or max_lag_bytes of WAL,
+	 * makes it wait, at most max_lag_wait_ms at a time (then the run
+	 * stops, exit 75); 0: the pacer's defaults (PACE_DEFAULT_MAX_LAG_MS,
+	 * _BYTES, _WAIT_MS) */
 	long max_lag_ms;
+	long long max_lag_bytes;
 	long max_lag_wait_ms;
 	bool vacuum;	   /* VACUUM (ANALYZE) each purged table */
 	bool progress_tty; /* progress drawn on a terminal */
@@ -194,6 +196,7 @@ struct purge_result {
 	long long pace_lag_waits;
 	double pace_lag_wait_ms;
 	double pace_max_lag_ms;
+	long long pace_max_lag_bytes;
 	long pace_batch_lo, pace_batch_hi;
 	/* the flush canary: its floor and its slowest round trip, ms */
 	double pace_flush_floor_ms, pace_flush_max_ms;

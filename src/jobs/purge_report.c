@@ -135,6 +135,8 @@ pace_json(const struct purge_result *res)
 	json_object_set_new(o, "lag_waits", json_integer(res->pace_lag_waits));
 	json_object_set_new(o, "lag_wait_ms", json_real(res->pace_lag_wait_ms));
 	json_object_set_new(o, "max_lag_ms", json_real(res->pace_max_lag_ms));
+	json_object_set_new(o, "max_lag_bytes",
+			    json_integer(res->pace_max_lag_bytes));
 	json_object_set_new(o, "batch_min", json_integer(res->pace_batch_lo));
 	json_object_set_new(o, "batch_max", json_integer(res->pace_batch_hi));
 	json_object_set_new(o, "flush_floor_ms",

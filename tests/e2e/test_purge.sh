@@ -318,6 +318,15 @@ for v in -1 abc 1e3 0x10 inf nan .5 2. 1.2.3 101 " 2" ""; do
 done
 assert_contains "--sleep-coef names what is allowed" "$ERR" "from 0 to 100"
 assert_eq "bad --sleep-coef values changed no row" "$before" "$(total "$U" usage_events)"
+for v in 16mb 16KB "16 MB" 16MiB 1.5MB -1 0 4kB 2TB MB ""; do
+	purge "$U" --execute --as-of 2025-08-31 --max-lag-bytes "$v"
+	expect_rc 64 "--max-lag-bytes '$v' is a usage error"
+	assert_contains "--max-lag-bytes '$v' names the flag" "$ERR" "--max-lag-bytes: invalid size '$v'"
+done
+assert_contains "--max-lag-bytes names the range and the units" "$ERR" "expected 8kB to 1TB, a number of bytes or with a unit B, kB, MB, GB or TB"
+purge "$U" --execute --as-of 2025-08-31 --pace off --max-lag-bytes 64MB
+expect_rc 64 "--max-lag-bytes without the pacer is a usage error"
+assert_eq "bad --max-lag-bytes values changed no row" "$before" "$(total "$U" usage_events)"
 purge "$U" --execute --bogus
 expect_rc 64 "an unknown flag is a usage error"
 purge "$U" --execute --dry-run

@@ -128,6 +128,15 @@ assert_contains "saying the standby is still behind" "$ERR" "a standby is still 
 assert_contains "after waiting about 2 s" "$ERR" "after 2"
 assert_eq "leaving expired rows for the rerun" t \
 	"$(sql "$U2" "SELECT count(*) > 0 FROM usage_events WHERE created_at < '2024-02-29'")"
+# --max-lag-bytes alone: with a time limit of an hour, only the WAL the
+# paused standby has not replayed (more than 8 kB by now) makes it wait
+DATABASE_URL=$U2 run_ops purge --execute --json --as-of 2025-08-31 --max-lag 3600000 \
+	--max-lag-bytes 8kB --max-lag-wait 2
+expect_rc 75 "a purge past --max-lag-bytes, under --max-lag, waits and stops (exit 75)"
+assert_contains "saying the standby is still behind" "$ERR" "a standby is still behind"
+assert_contains "and naming the limits it waited on" "$ERR" "the guard waits over 8192 bytes or 3600000 ms"
+assert_eq "leaving expired rows for the rerun" t \
+	"$(sql "$U2" "SELECT count(*) > 0 FROM usage_events WHERE created_at < '2024-02-29'")"
 DATABASE_URL=$U2 run_ops purge --execute --pace off --max-lag 5000
 expect_rc 64 "--max-lag without the pacer is a usage error"
 assert_contains "saying it needs --pace on" "$ERR" "they need --pace on"
@@ -164,6 +173,9 @@ assert_eq "it removed every expired row" 0 \
 lw=$(psql -X -At -v ON_ERROR_STOP=1 -v j="$OUT" "$OPS_TEST_ADMIN_URL" \
 	<<<"SELECT ((:'j'::jsonb) #>> '{pace,lag_waits}')::int >= 1")
 assert_eq "its result counts the lag wait" t "$lw"
+lb=$(psql -X -At -v ON_ERROR_STOP=1 -v j="$OUT" "$OPS_TEST_ADMIN_URL" \
+	<<<"SELECT ((:'j'::jsonb) #>> '{pace,max_lag_bytes}')::bigint > 0")
+assert_eq "and the largest lag it saw, in bytes" t "$lb"
 assert_contains "the log says the standby caught up" "$ERR" "pacer standby caught up"
 if caught_up; then
 	assert_eq "the standby has the purge's result" 0 \
