@@ -109,19 +109,16 @@ cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 	for (size_t i = 0; status_sections[i].title != NULL; i++) {
 		struct buf out = BUF_INIT;
 		const char *needs = status_sections[i].needs;
-		char *reg = NULL;
+		bool have = true;
 
 		printf("\n%s\n", status_sections[i].title);
 		if (needs != NULL &&
-		    db_query_value(db, "SELECT to_regclass($1)::text", 1,
-				   &needs, &reg, &err) == 0 &&
-		    reg == NULL) {
+		    db_relation_exists(db, needs, &have, &err) == 0 && !have) {
 			/* out is still empty: nothing to release */
 			printf("  (%s is missing: run 'apexops migrate up')\n",
 			       needs);
 			continue;
 		}
-		free(reg);
 		if (err.code != OPS_OK) {
 			printf("  error        %s\n", err.msg);
 			ops_err_clear(&err);

@@ -871,6 +871,19 @@ db_query_value(struct db *db, const char *sql, int nparams,
 }
 
 int
+db_relation_exists(struct db *db, const char *name, bool *exists,
+		   struct ops_err *err)
+{
+	char *v = NULL;
+	int r = db_query_value(db, "SELECT to_regclass($1) IS NOT NULL", 1,
+			       &name, &v, err);
+
+	*exists = r == 0 && v != NULL && strcmp(v, "t") == 0;
+	free(v);
+	return r;
+}
+
+int
 db_exec_script(struct db *db, const char *sql, struct ops_err *err)
 {
 	PGresult *res;

@@ -114,6 +114,13 @@ int db_setting_restore(struct db *db, const char *name, char *saved,
  */
 int db_query_value(struct db *db, const char *sql, int nparams,
 		   const char *const *params, char **out, struct ops_err *err);
+/*
+ * Does the table (or view, sequence, index) name, "schema.table" or as
+ * the search_path finds it, exist? to_regclass, so a name that does not
+ * parse is "no" too; *exists is false on every error.
+ */
+int db_relation_exists(struct db *db, const char *name, bool *exists,
+		       struct ops_err *err);
 /* Several statements in one string, without parameters: migration files
  * only, never data. */
 int db_exec_script(struct db *db, const char *sql, struct ops_err *err);

@@ -271,28 +271,21 @@ migrate_status(struct db *db, const struct migration_set *set,
 	       struct mig_status *st, struct ops_err *err)
 {
 	struct db_res *res = NULL;
+	bool exists = false;
 	int r;
-
-	char *exists = NULL;
 
 	memset(st, 0, sizeof(*st));
 	/* read-only: a database never migrated has no ledger yet */
-	r = db_query_value(db,
-			   "SELECT to_regclass('apexops.schema_migrations') "
-			   "IS NOT NULL",
-			   0, NULL, &exists, err);
+	r = db_relation_exists(db, "apexops.schema_migrations", &exists, err);
 	if (r != 0)
 		return r;
-	r = db_query(
-		db,
-		strcmp(exists, "t") == 0
-			? "SELECT version, checksum, to_char(applied_at AT "
-			  "TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
-			  "FROM apexops.schema_migrations ORDER BY version"
-			: "SELECT NULL::text, NULL::text, NULL::text WHERE "
-			  "false",
-		0, NULL, &res, err);
-	free(exists);
+	r = db_query(db,
+		     exists ? "SELECT version, checksum, to_char(applied_at AT "
+			      "TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
+			      "FROM apexops.schema_migrations ORDER BY version"
+			    : "SELECT NULL::text, NULL::text, NULL::text WHERE "
+			      "false",
+		     0, NULL, &res, err);
 	if (r != 0)
 		return r;
 	st->v = xcalloc(set->n + (size_t)db_res_rows(res) + 1, sizeof(*st->v));

@@ -73,21 +73,19 @@ job_status_report(struct db *db, const struct ops_config *cfg, struct buf *out,
 {
 	struct db_res *res = NULL;
 	time_t now = (time_t)ops_clock_now();
-	char *reg = NULL;
+	bool have = false;
 	int r;
 
 	if (overdue != NULL)
 		*overdue = 0;
-	r = db_query_value(db, "SELECT to_regclass('apexops.job_runs')::text",
-			   0, NULL, &reg, err);
+	r = db_relation_exists(db, "apexops.job_runs", &have, err);
 	if (r != 0)
 		return r;
-	if (reg == NULL) {
+	if (!have) {
 		buf_adds(out, "  (apexops.job_runs is missing: run "
 			      "'apexops migrate up')\n");
 		return 0;
 	}
-	free(reg);
 	r = db_query(
 		db,
 		"SELECT j.job, l.status, l.trigger,"
@@ -175,11 +173,9 @@ job_status_report(struct db *db, const struct ops_config *cfg, struct buf *out,
 				 db_res_get(res, row, 7));
 	}
 	db_res_free(res);
-	if (db_query_value(db, "SELECT to_regclass('apexops.cron_replicas')", 0,
-			   NULL, &reg, err) != 0)
+	if (db_relation_exists(db, "apexops.cron_replicas", &have, err) != 0)
 		return OPS_E_DB;
-	if (reg != NULL)
+	if (have)
 		r = replicas(db, out, err);
-	free(reg);
 	return r;
 }

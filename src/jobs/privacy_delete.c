@@ -32,24 +32,20 @@ erase_or_count(struct db *db, const struct privacy_subject *s, bool count,
 	for (int i = 0; r == 0 && i < privacy_map_count; i++) {
 		const struct privacy_table *t = &privacy_map[i];
 		long long n = 0;
-		char *sql, *exists = NULL;
+		char *sql;
 		char rel[128];
-		const char *params[1] = { rel };
+		bool exists = false;
 		json_t *entry;
 
 		if (t->action == PRIVACY_KEEP)
 			continue;
 		/* a table an adopted database lacks has nothing to erase */
 		snprintf(rel, sizeof(rel), "public.%s", t->name);
-		r = db_query_value(db, "SELECT to_regclass($1) IS NOT NULL", 1,
-				   params, &exists, err);
+		r = db_relation_exists(db, rel, &exists, err);
 		if (r != 0)
 			break;
-		if (exists == NULL || exists[0] != 't') {
-			free(exists);
+		if (!exists)
 			continue;
-		}
-		free(exists);
 		/* the map's constants and a catalog-checked table name */
 		if (count && t->action == PRIVACY_DELETE)
 			sql = xasprintf("SELECT count(*) FROM public.%s t"

@@ -611,28 +611,24 @@ int
 purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 {
 	struct db_res *res = NULL;
-	char *reg = NULL;
+	bool have = false;
 	int r = 0;
 
 	for (int i = 0; i < purge_npolicies; i++) {
 		const struct purge_policy *p = &purge_policies[i];
 		char qname[160], disp[160], sql[512];
-		const char *params[1] = { qname };
 
 		purge_policy_ident(p, qname, sizeof(qname));
 		snprintf(disp, sizeof(disp), "%s.%s", p->schema, p->table);
-		r = db_query_value(db, "SELECT to_regclass($1)::text", 1,
-				   params, &reg, err);
+		r = db_relation_exists(db, qname, &have, err);
 		if (r != 0)
 			goto out;
-		if (reg == NULL) {
+		if (!have) {
 			buf_addf(out,
 				 "  %-26s table missing (skipped by purges)\n",
 				 disp);
 			continue;
 		}
-		free(reg);
-		reg = NULL;
 		snprintf(sql, sizeof(sql),
 			 "SELECT to_char(min(%s) AT TIME ZONE 'UTC',"
 			 " 'YYYY-MM-DD HH24:MI:SS\"Z\"'),"
@@ -654,11 +650,10 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 	r = status_detached(db, out, err);
 	if (r != 0)
 		goto out;
-	r = db_query_value(db, "SELECT to_regclass('apexops.job_runs')::text",
-			   0, NULL, &reg, err);
+	r = db_relation_exists(db, "apexops.job_runs", &have, err);
 	if (r != 0)
 		goto out;
-	if (reg == NULL) {
+	if (!have) {
 		buf_adds(out, "  last purge                 none "
 			      "(apexops.job_runs missing)\n");
 		goto out;
@@ -695,7 +690,6 @@ purge_status_report(struct db *db, struct buf *out, struct ops_err *err)
 				? "deleted"
 				: "planned");
 out:
-	free(reg);
 	db_res_free(res);
 	if (r != 0)
 		ops_err_prefix(err, "retention status");

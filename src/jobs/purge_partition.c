@@ -606,15 +606,7 @@ purge_partition_drop_detached(struct db *db, const char *relid,
 int
 purge_detached_ready(struct db *db, bool *ready, struct ops_err *err)
 {
-	char *v = NULL;
-	int r = db_query_value(db,
-			       "SELECT to_regclass('apexops.purge_detached') "
-			       "IS NOT NULL",
-			       0, NULL, &v, err);
-
-	*ready = r == 0 && v != NULL && strcmp(v, "t") == 0;
-	free(v);
-	return r;
+	return db_relation_exists(db, "apexops.purge_detached", ready, err);
 }
 
 int

@@ -109,6 +109,41 @@ test_transactions(void **state)
 }
 
 static void
+test_relation_exists(void **state)
+{
+	struct ops_err err = OPS_ERR_INIT;
+	struct db *db = itest_connect(url);
+	bool have = false;
+
+	(void)state;
+	assert_int_equal(db_exec_script(db,
+					"CREATE SCHEMA rel_s; CREATE TABLE "
+					"rel_s.here (v int); CREATE VIEW "
+					"rel_s.seen AS SELECT 1 AS v",
+					&err),
+			 0);
+	assert_int_equal(db_relation_exists(db, "rel_s.here", &have, &err), 0);
+	assert_true(have);
+	assert_int_equal(db_relation_exists(db, "rel_s.seen", &have, &err), 0);
+	assert_true(have);
+	have = true;
+	assert_int_equal(db_relation_exists(db, "rel_s.gone", &have, &err), 0);
+	assert_false(have);
+	have = true; /* a schema that is not there */
+	assert_int_equal(db_relation_exists(db, "no_s.here", &have, &err), 0);
+	assert_false(have);
+	have = true; /* not on the search_path */
+	assert_int_equal(db_relation_exists(db, "here", &have, &err), 0);
+	assert_false(have);
+	have = true; /* a name that does not parse is an error */
+	assert_int_equal(db_relation_exists(db, "rel_s.here x(", &have, &err),
+			 OPS_E_DB);
+	assert_false(have);
+	ops_err_clear(&err);
+	db_close(db);
+}
+
+static void
 test_advisory_locks(void **state)
 {
 	struct ops_err err = OPS_ERR_INIT;
@@ -454,6 +489,7 @@ main(void)
 		cmocka_unit_test(test_params_and_results),
 		cmocka_unit_test(test_errors_carry_sqlstate),
 		cmocka_unit_test(test_transactions),
+		cmocka_unit_test(test_relation_exists),
 		cmocka_unit_test(test_advisory_locks),
 		cmocka_unit_test(test_copy_in_and_out),
 		cmocka_unit_test(
