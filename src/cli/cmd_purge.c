@@ -80,14 +80,15 @@ const char cmd_purge_usage[] =
 	"                      (pacer 1500, off 0; 0 none)\n"
 	"  --max-lag MS        the pacer waits while a standby's replay lags "
 	"more than\n"
-	"                      MS (1000)\n"
+	"                      MS (APEXOPS_PURGE_MAX_LAG_MS, 1000)\n"
 	"  --max-lag-bytes SIZE\n"
 	"                      ... or lags SIZE of WAL not yet replayed "
-	"(16MB; 8kB to\n"
-	"                      1TB; units B, kB, MB, GB, TB: 1 kB = 1024 B)\n"
+	"(8kB to 1TB;\n"
+	"                      units B, kB, MB, GB, TB: 1 kB = 1024 B;\n"
+	"                      APEXOPS_PURGE_MAX_LAG_BYTES, 16MB)\n"
 	"  --max-lag-wait S    give up (exit 75, rerun to go on) after S "
 	"seconds of one\n"
-	"                      such wait (300)\n"
+	"                      such wait (APEXOPS_PURGE_MAX_LAG_WAIT_S, 300)\n"
 	"  --vacuum            VACUUM (ANALYZE) each table afterwards\n"
 	"  --json              machine-readable output\n"
 	"\n"
@@ -660,7 +661,8 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_usage("purge",
 				 "--scheduled takes its settings from the "
 				 "configuration (USAGE_RETENTION_MONTHS, "
-				 "CRON_TZ): give no other option but --json");
+				 "CRON_TZ, APEXOPS_PURGE_MAX_LAG_*): give no "
+				 "other option but --json");
 	if (o.no_pace &&
 	    (o.max_lag_ms > 0 || o.max_lag_bytes > 0 || o.max_lag_wait_ms > 0))
 		return cli_usage("purge", "--max-lag, --max-lag-bytes and "
@@ -670,6 +672,13 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_usage("purge",
 				 "--execute and --dry-run contradict each "
 				 "other");
+	/* the guard's limits a flag did not set: from the configuration */
+	if (o.max_lag_ms == 0)
+		o.max_lag_ms = ctx->cfg.purge_max_lag_ms;
+	if (o.max_lag_bytes == 0)
+		o.max_lag_bytes = ctx->cfg.purge_max_lag_bytes;
+	if (o.max_lag_wait_ms == 0)
+		o.max_lag_wait_ms = ctx->cfg.purge_max_lag_wait_s * 1000;
 	o.months = ctx->cfg.retention_months;
 	if (months_arg != NULL &&
 	    config_check_months("--months", months_arg, &o.months, &err) != 0)

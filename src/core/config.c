@@ -126,6 +126,16 @@ const struct cfg_def cfg_defs[] = {
 	{ "APEXOPS_QUEUE_KEEP_DAYS", CFG_INT, OFF(queue_keep_days), "7", 1,
 	  3650, NULL, 0,
 	  "days finished queue jobs are kept (dead jobs: 30 days or more)" },
+	{ "APEXOPS_PURGE_MAX_LAG_MS", CFG_INT, OFF(purge_max_lag_ms), "1000", 1,
+	  3600000, NULL, 0,
+	  "a purge waits while a standby's replay lags more (--max-lag)" },
+	{ "APEXOPS_PURGE_MAX_LAG_BYTES", CFG_SIZE, OFF(purge_max_lag_bytes),
+	  "16MB", 8192, 1L << 40, NULL, 0,
+	  "... or lags this much WAL (--max-lag-bytes; 8kB to 1TB)" },
+	{ "APEXOPS_PURGE_MAX_LAG_WAIT_S", CFG_INT, OFF(purge_max_lag_wait_s),
+	  "300", 1, 86400, NULL, 0,
+	  "seconds of one such wait before the purge stops, exit 75 "
+	  "(--max-lag-wait)" },
 	{ "PRIVACY_EXPORT_DIR", CFG_STR, OFF(privacy_export_dir),
 	  "./logs/exports", 0, 0, NULL, 0,
 	  "directory of local privacy exports" },
@@ -357,6 +367,20 @@ valid_retry_days(const char *v)
 	return n > 0;
 }
 
+/* n bytes in the largest of parse_size's units that divides it exactly */
+static void
+format_size(long long n, char *out, size_t len)
+{
+	static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
+	int u = 0;
+
+	while (u < 4 && n != 0 && n % 1024 == 0) {
+		n /= 1024;
+		u++;
+	}
+	snprintf(out, len, "%lld%s", n, units[u]);
+}
+
 static int
 check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
 	    struct ops_err *err)
@@ -374,6 +398,23 @@ check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
 					"whole number from %ld to %ld",
 					d->name, shown, d->min, d->max);
 		*(long *)(base + d->offset) = n;
+		return 0;
+	}
+	case CFG_SIZE: {
+		long long n;
+		char lo[32], hi[32];
+
+		if (parse_size(v, d->min, d->max, &n) != 0) {
+			format_size(d->min, lo, sizeof(lo));
+			format_size(d->max, hi, sizeof(hi));
+			return ops_fail(err, OPS_E_CONFIG, false,
+					"%s: invalid value '%s': expected a "
+					"size from %s to %s: bytes, or with a "
+					"unit B, kB, MB, GB or TB (1 kB = "
+					"1024 B)",
+					d->name, shown, lo, hi);
+		}
+		*(long long *)(base + d->offset) = n;
 		return 0;
 	}
 	case CFG_BOOL: {
@@ -715,6 +756,10 @@ config_show(const struct ops_config *cfg)
 		case CFG_INT:
 			snprintf(val, sizeof(val), "%ld",
 				 *(const long *)(base + d->offset));
+			break;
+		case CFG_SIZE:
+			format_size(*(const long long *)(base + d->offset), val,
+				    sizeof(val));
 			break;
 		case CFG_BOOL:
 		case CFG_CONFIRM:

@@ -59,6 +59,11 @@ struct ops_config {
 	long worker_lease_s;
 	long worker_grace_s;
 	long queue_keep_days;
+	/* the pacer's standby guard, for the scheduled purge and as the
+	 * defaults of purge's --max-lag, --max-lag-bytes, --max-lag-wait */
+	long purge_max_lag_ms;
+	long long purge_max_lag_bytes;
+	long purge_max_lag_wait_s;
 	/* privacy exports (jobs/privacy*.c, storage/) */
 	char *privacy_export_dir;
 	char *gcs_endpoint;
@@ -77,7 +82,8 @@ struct ops_config {
 	const char *source[96];
 };
 
-enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_CONFIRM };
+/* CFG_INT is a long, CFG_SIZE a long long of bytes (parse_size: "16MB") */
+enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_CONFIRM, CFG_SIZE };
 enum cfg_flags {
 	CFG_SECRET = 1 << 0,	 /* never printed; NAME_FILE accepted */
 	CFG_URL_SECRET = 1 << 2, /* printed with its password removed */
@@ -92,7 +98,7 @@ struct cfg_def {
 	enum cfg_type type;
 	size_t offset;
 	const char *def;     /* NULL: no default */
-	long min, max;	     /* CFG_INT */
+	long min, max;	     /* CFG_INT, CFG_SIZE */
 	const char *allowed; /* CFG_ENUM: "a|b|c" */
 	int flags;
 	const char *help;

@@ -60,6 +60,9 @@ purge_job_run(struct job_ctx *ctx, struct ops_err *err)
 		o.tz = ctx->cfg->cron_tz;
 		o.execute = true;
 		o.progress_tty = ctx->progress_tty;
+		o.max_lag_ms = ctx->cfg->purge_max_lag_ms;
+		o.max_lag_bytes = ctx->cfg->purge_max_lag_bytes;
+		o.max_lag_wait_ms = ctx->cfg->purge_max_lag_wait_s * 1000;
 	}
 	if (o.stop == NULL)
 		o.stop = ctx->stop;

@@ -137,6 +137,11 @@ assert_contains "saying the standby is still behind" "$ERR" "a standby is still 
 assert_contains "and naming the limits it waited on" "$ERR" "the guard waits over 8192 bytes or 3600000 ms"
 assert_eq "leaving expired rows for the rerun" t \
 	"$(sql "$U2" "SELECT count(*) > 0 FROM usage_events WHERE created_at < '2024-02-29'")"
+# the scheduled purge takes the same limits from its configuration
+APEXOPS_PURGE_MAX_LAG_MS=3600000 APEXOPS_PURGE_MAX_LAG_BYTES=8kB APEXOPS_PURGE_MAX_LAG_WAIT_S=2 \
+	DATABASE_URL=$U2 run_ops purge --scheduled --json
+expect_rc 75 "the scheduled purge waits on APEXOPS_PURGE_MAX_LAG_BYTES and stops after _WAIT_S (exit 75)"
+assert_contains "naming the configured limits" "$ERR" "the guard waits over 8192 bytes or 3600000 ms"
 DATABASE_URL=$U2 run_ops purge --execute --pace off --max-lag 5000
 expect_rc 64 "--max-lag without the pacer is a usage error"
 assert_contains "saying it needs --pace on" "$ERR" "they need --pace on"

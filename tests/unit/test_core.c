@@ -300,7 +300,51 @@ test_config_defaults(void **state)
 	assert_string_equal(cfg.sandbox_user_password, "SandboxPass!2025");
 	assert_null(cfg.database_url);
 	assert_false(cfg.confirm);
+	assert_int_equal(cfg.purge_max_lag_ms, 1000);
+	assert_true(cfg.purge_max_lag_bytes == 16LL << 20);
+	assert_int_equal(cfg.purge_max_lag_wait_s, 300);
 	config_release(&cfg);
+}
+
+/* config_load of env with an empty env file (no ./.env is read) */
+static int
+load_env_only(const char *const *env, struct ops_config *cfg,
+	      struct ops_err *err)
+{
+	char path[] = "/tmp/apexops-test-env-XXXXXX";
+	int fd = mkstemp(path), r;
+
+	assert_true(fd >= 0);
+	close(fd);
+	fake_env = env;
+	r = config_load(cfg, path, fake_getenv, err);
+	unlink(path);
+	return r;
+}
+
+/* a size variable: PostgreSQL's units, its range, and what it says */
+static void
+test_config_size(void **state)
+{
+	static const char *const bad[] = { "16mb", "16 MB", "4kB", "2TB",
+					   "-1",   "1.5MB", "MB" };
+	const char *env[] = { "APEXOPS_PURGE_MAX_LAG_BYTES", "2GB", NULL };
+	struct ops_config cfg;
+	struct ops_err err = OPS_ERR_INIT;
+
+	(void)state;
+	assert_int_equal(load_env_only(env, &cfg, &err), 0);
+	assert_true(cfg.purge_max_lag_bytes == 2LL << 30);
+	config_release(&cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		env[1] = bad[i];
+		ops_err_clear(&err);
+		assert_int_equal(load_env_only(env, &cfg, &err), OPS_E_CONFIG);
+		assert_non_null(strstr(err.msg, "APEXOPS_PURGE_MAX_LAG_BYTES: "
+						"invalid value"));
+		assert_non_null(strstr(err.msg, "a size from 8kB to 1TB"));
+		assert_int_equal(ops_err_exit_code(&err), 78);
+	}
 }
 
 static void
@@ -476,6 +520,7 @@ main(void)
 		cmocka_unit_test(test_buf_release_wipe),
 		cmocka_unit_test(test_parse_long),
 		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_config_size),
 		cmocka_unit_test(test_parse_date),
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_dotenv_syntax),
