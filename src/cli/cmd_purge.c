@@ -329,6 +329,24 @@ parse_opt_long(const char *flag, const char *v, long min, long max, long *out)
 	return 0;
 }
 
+/* A size in parse_size's units in [min, max]. */
+static int
+parse_opt_size(const char *flag, const char *v, long long min, long long max,
+	       long long *out)
+{
+	char lo[32], hi[32];
+
+	if (parse_size(v, min, max, out) == 0)
+		return 0;
+	format_size(min, lo, sizeof(lo));
+	format_size(max, hi, sizeof(hi));
+	return cli_usage("purge",
+			 "%s: invalid size '%s': expected %s to %s, a number "
+			 "of bytes or with a unit B, kB, MB, GB or TB "
+			 "(PostgreSQL's: 1 kB = 1024 B)",
+			 flag, v, lo, hi);
+}
+
 /*
  * A pause coefficient: a plain decimal from 0 to 100 ("2", "0.5"), nothing
  * strtod() would also take (exponents, hex, inf, nan, leading space).
@@ -602,16 +620,9 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 			break;
 		case O_LAGBYTES:
 			/* 8 kB (one WAL page) to 1 TB */
-			if (parse_size(optarg, 8192, 1LL << 40,
-				       &o.max_lag_bytes) != 0)
-				return cli_usage("purge",
-						 "--max-lag-bytes: invalid "
-						 "size '%s': expected 8kB to "
-						 "1TB, a number of bytes or "
-						 "with a unit B, kB, MB, GB "
-						 "or TB (PostgreSQL's: 1 kB "
-						 "= 1024 B)",
-						 optarg);
+			if (parse_opt_size("--max-lag-bytes", optarg, 8192,
+					   1LL << 40, &o.max_lag_bytes) != 0)
+				return OPS_EXIT_USAGE;
 			break;
 		case O_LAGWAIT:
 			if (parse_opt_long("--max-lag-wait", optarg, 1, 86400,

@@ -367,20 +367,6 @@ valid_retry_days(const char *v)
 	return n > 0;
 }
 
-/* n bytes in the largest of parse_size's units that divides it exactly */
-static void
-format_size(long long n, char *out, size_t len)
-{
-	static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
-	int u = 0;
-
-	while (u < 4 && n != 0 && n % 1024 == 0) {
-		n /= 1024;
-		u++;
-	}
-	snprintf(out, len, "%lld%s", n, units[u]);
-}
-
 static int
 check_value(const struct cfg_def *d, const char *v, struct ops_config *cfg,
 	    struct ops_err *err)

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -63,6 +64,19 @@ parse_size(const char *s, long long min, long long max, long long *out)
 		return 0;
 	}
 	return OPS_E_INVALID;
+}
+
+void
+format_size(long long n, char *out, size_t len)
+{
+	static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
+	int u = 0;
+
+	while (u < 4 && n != 0 && n % 1024 == 0) {
+		n /= 1024;
+		u++;
+	}
+	snprintf(out, len, "%lld%s", n, units[u]);
 }
 
 int

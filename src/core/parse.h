@@ -7,6 +7,7 @@
 #define OPS_CORE_PARSE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* A decimal integer in [min, max]: an optional '-' then digits only. */
 int parse_long(const char *s, long min, long max, long *out)
@@ -18,6 +19,9 @@ int parse_long(const char *s, long min, long max, long *out)
  */
 int parse_size(const char *s, long long min, long long max, long long *out)
 	__attribute__((warn_unused_result));
+/* n bytes as parse_size reads them back, in the largest unit that divides
+ * it exactly ("16MB", "8kB", "100000B"); out is always terminated. */
+void format_size(long long n, char *out, size_t len);
 /* "true|false|1|0|yes|no|on|off" (case-insensitive). */
 int parse_bool(const char *s, bool *out) __attribute__((warn_unused_result));
 /* A real calendar date YYYY-MM-DD (zero-padded, 1..9999, 2025-02-30 fails). */

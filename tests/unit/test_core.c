@@ -147,6 +147,23 @@ test_parse_size(void **state)
 	assert_true(v == LLONG_MAX);
 	assert_int_equal(parse_size("8388608TB", 0, LLONG_MAX, &v),
 			 OPS_E_INVALID); /* 2^63 */
+	{
+		static const struct {
+			long long n;
+			const char *s;
+		} back[] = { { 16LL << 20, "16MB" },  { 8192, "8kB" },
+			     { 100000, "100000B" },   { 1LL << 40, "1TB" },
+			     { 1LL << 50, "1024TB" }, { 0, "0B" } };
+		char out[32];
+
+		for (size_t i = 0; i < sizeof(back) / sizeof(back[0]); i++) {
+			format_size(back[i].n, out, sizeof(out));
+			assert_string_equal(out, back[i].s);
+			/* and it reads back */
+			assert_int_equal(parse_size(out, 0, LLONG_MAX, &v), 0);
+			assert_true(v == back[i].n);
+		}
+	}
 }
 
 static void
