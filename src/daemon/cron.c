@@ -621,7 +621,10 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 	struct daemon d;
 	sigset_t mask, orig;
 	bool stopping = false, stop_passed = false;
-	double stop_deadline = 0, passed_at = 0, backoff = 0.5;
+	double stop_deadline = 0, passed_at = 0;
+	/* failed passes in a row since the database last worked: the pause
+	 * before the next try grows from it */
+	int down_passes = 0;
 	/* passes in a row in which scheduling failed: a warning at the first,
 	 * then at most one a minute (a database not migrated yet fails every
 	 * pass) */
@@ -765,7 +768,7 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 						 "failures=%d",
 						 sched_fails);
 				sched_fails = 0;
-				backoff = 0.5;
+				down_passes = 0;
 			}
 		}
 		if (d.db_ok) {
@@ -774,12 +777,19 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 					    : next_wake(&d, ops_clock_now()),
 				   &orig);
 		} else {
-			/* back off in real time, up to 10 s */
+			/* back off in real time: 0.5 s doubling up to 10 s,
+			 * half of each step random, so that the schedulers of
+			 * a fleet that lost the database together do not all
+			 * come back in the same instant */
+			double pause = (double)ops_backoff_equal_jitter(
+					       500, 10000, down_passes) /
+				       1000.0;
+
+			if (down_passes < 16)
+				down_passes++;
 			wait_until(&d,
-				   ops_clock_now() +
-					   backoff * ops_clock_speed(),
+				   ops_clock_now() + pause * ops_clock_speed(),
 				   &orig);
-			backoff = backoff * 2 > 10 ? 10 : backoff * 2;
 		}
 		metrics_tick(d.m);
 	}
