@@ -4,6 +4,7 @@
  * The engine is jobs/purge.c; this file parses flags, installs the stop
  * signals and prints the plan or the outcome.
  */
+#include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +330,17 @@ parse_opt_long(const char *flag, const char *v, long min, long max, long *out)
 	return 0;
 }
 
+/* The entry of the variable a flag overrides: the flag takes the
+ * variable's range, so the two cannot disagree. */
+static const struct cfg_def *
+flag_var(const char *name)
+{
+	const struct cfg_def *d = config_def(name);
+
+	assert(d != NULL);
+	return d;
+}
+
 /* A size in parse_size's units in [min, max]. */
 static int
 parse_opt_size(const char *flag, const char *v, long long min, long long max,
@@ -542,6 +554,7 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 	bool execute = false, dry = false, as_json = false, scheduled = false;
 	int nopts = 0;
 	const char *months_arg = NULL;
+	const struct cfg_def *var;
 	int c, r, rc;
 
 	if (argc > 1 && strcmp(argv[1], "history") == 0)
@@ -614,19 +627,22 @@ cmd_purge(struct cli_ctx *ctx, int argc, char **argv)
 				o.drop_pause_ms = -1; /* the engine's "none" */
 			break;
 		case O_MAXLAG:
-			if (parse_opt_long("--max-lag", optarg, 1, 3600000,
-					   &o.max_lag_ms) != 0)
+			var = flag_var("APEXOPS_PURGE_MAX_LAG_MS");
+			if (parse_opt_long("--max-lag", optarg, var->min,
+					   var->max, &o.max_lag_ms) != 0)
 				return OPS_EXIT_USAGE;
 			break;
 		case O_LAGBYTES:
 			/* 8 kB (one WAL page) to 1 TB */
-			if (parse_opt_size("--max-lag-bytes", optarg, 8192,
-					   1LL << 40, &o.max_lag_bytes) != 0)
+			var = flag_var("APEXOPS_PURGE_MAX_LAG_BYTES");
+			if (parse_opt_size("--max-lag-bytes", optarg, var->min,
+					   var->max, &o.max_lag_bytes) != 0)
 				return OPS_EXIT_USAGE;
 			break;
 		case O_LAGWAIT:
-			if (parse_opt_long("--max-lag-wait", optarg, 1, 86400,
-					   &o.max_lag_wait_ms) != 0)
+			var = flag_var("APEXOPS_PURGE_MAX_LAG_WAIT_S");
+			if (parse_opt_long("--max-lag-wait", optarg, var->min,
+					   var->max, &o.max_lag_wait_ms) != 0)
 				return OPS_EXIT_USAGE;
 			o.max_lag_wait_ms *= 1000;
 			break;

@@ -169,6 +169,15 @@ const struct cfg_def cfg_defs[] = {
 };
 const int cfg_ndefs = (int)(sizeof(cfg_defs) / sizeof(cfg_defs[0]));
 
+const struct cfg_def *
+config_def(const char *name)
+{
+	for (int i = 0; i < cfg_ndefs; i++)
+		if (strcmp(cfg_defs[i].name, name) == 0)
+			return &cfg_defs[i];
+	return NULL;
+}
+
 /*
  * The contents of a NAME_FILE secret, less exactly one trailing newline (as
  * Docker and Kubernetes secret files end); nothing else is trimmed.

@@ -108,6 +108,14 @@ extern const struct cfg_def cfg_defs[];
 extern const int cfg_ndefs;
 
 /*
+ * The table's entry for variable name, or NULL when there is none. A
+ * command's flag that overrides a variable takes its range from here, so
+ * the flag and the variable cannot disagree. Thread-safe (the table is
+ * constant).
+ */
+const struct cfg_def *config_def(const char *name);
+
+/*
  * Load every variable. env_file: path of a .env file; NULL means "./.env
  * when present"; a given path that does not exist is an error. getenv_fn
  * may be NULL (uses getenv), tests pass their own. Every value is

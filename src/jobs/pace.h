@@ -99,6 +99,8 @@ struct pace_opts {
 #define PACE_DEFAULT_MAX_WAITERS     1.0
 #define PACE_DEFAULT_MAX_FLUSH_RATIO 1.5
 #define PACE_DEFAULT_SAMPLE_MS	     100
+/* the defaults of APEXOPS_PURGE_MAX_LAG_MS, _BYTES and _WAIT_S (config.c;
+ * tests/unit/test_pace.c holds them equal) */
 #define PACE_DEFAULT_MAX_LAG_MS	     1000
 #define PACE_DEFAULT_MAX_LAG_BYTES   (16LL * 1024 * 1024)
 #define PACE_DEFAULT_MAX_LAG_WAIT_MS 300000

@@ -11,6 +11,8 @@
 /* after the headers it needs (clang-format keeps blocks apart) */
 #include <cmocka.h>
 
+#include "core/config.h"
+#include "core/parse.h"
 #include "jobs/pace.h"
 
 /* A calm batch: full, 10 us a row, a 0.2 ms commit, nobody waiting. */
@@ -49,6 +51,31 @@ test_resolve_defaults_and_bounds(void **state)
 	assert_int_equal(o.max_batch, 800);
 	assert_int_equal(o.start_batch, 800);
 	assert_true(o.sleep_coef < 0);
+}
+
+/* The standby guard's defaults are the scheduled purge's variables'
+ * defaults (config.c's table, which src/core cannot take from here), and
+ * inside their ranges. */
+static void
+test_guard_defaults_match_the_variables(void **state)
+{
+	const struct cfg_def *ms = config_def("APEXOPS_PURGE_MAX_LAG_MS");
+	const struct cfg_def *by = config_def("APEXOPS_PURGE_MAX_LAG_BYTES");
+	const struct cfg_def *ws = config_def("APEXOPS_PURGE_MAX_LAG_WAIT_S");
+	long v;
+	long long size;
+
+	(void)state;
+	assert_non_null(ms);
+	assert_non_null(by);
+	assert_non_null(ws);
+	assert_null(config_def("APEXOPS_PURGE_MAX_LAG"));
+	assert_int_equal(parse_long(ms->def, ms->min, ms->max, &v), 0);
+	assert_int_equal(v, PACE_DEFAULT_MAX_LAG_MS);
+	assert_int_equal(parse_size(by->def, by->min, by->max, &size), 0);
+	assert_true(size == PACE_DEFAULT_MAX_LAG_BYTES);
+	assert_int_equal(parse_long(ws->def, ws->min, ws->max, &v), 0);
+	assert_int_equal(v * 1000, PACE_DEFAULT_MAX_LAG_WAIT_MS);
 }
 
 static void
@@ -298,6 +325,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_resolve_defaults_and_bounds),
+		cmocka_unit_test(test_guard_defaults_match_the_variables),
 		cmocka_unit_test(test_flush_canary_holds_between_probes),
 		cmocka_unit_test(test_grows_additively_when_calm),
 		cmocka_unit_test(test_short_batch_does_not_grow),
