@@ -1423,23 +1423,15 @@ s3_list_parse(const char *doc, size_t len,
 	return r;
 }
 
-/* "2026-12-01T11:00:00.000Z" as UTC seconds; 0 when it is not one. */
+/* "2026-12-01T11:00:00.000Z" as UTC seconds (aws_iso8601_parse, the
+ * credentials' parser: a real calendar date, an offset allowed); 0 when
+ * it is not one. */
 static time_t
 iso_time(const char *v)
 {
-	struct tm tm;
-	int n = 0;
+	time_t t;
 
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(v, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-		   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-	    n < 19 || tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 ||
-	    tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-	    tm.tm_min > 59 || tm.tm_sec > 60)
-		return 0;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	return timegm(&tm);
+	return aws_iso8601_parse(v, &t) == 0 ? t : 0;
 }
 
 /* The decoded text of the first <tag> within [p, end) into out. */

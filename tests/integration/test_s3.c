@@ -1380,7 +1380,9 @@ test_uploads_parse(void **state)
 		"</NextUploadIdMarker><Upload><Key>p/a&amp;b</Key><UploadId>"
 		"id1</UploadId><Initiated>2026-12-01T11:00:00.000Z</Initiated>"
 		"</Upload><Upload><Key>p/b</Key><UploadId>id2</UploadId>"
-		"<Initiated>yesterday</Initiated></Upload><Upload><Key>p/c"
+		"<Initiated>yesterday</Initiated></Upload><Upload><Key>p/d"
+		"</Key><UploadId>id3</UploadId><Initiated>2026-02-30T11:00:00Z"
+		"</Initiated></Upload><Upload><Key>p/c"
 		"</Key></Upload></ListMultipartUploadsResult>";
 	struct buf got = BUF_INIT, nk = BUF_INIT, ni = BUF_INIT;
 	bool truncated = false;
@@ -1389,9 +1391,11 @@ test_uploads_parse(void **state)
 	assert_int_equal(s3_uploads_parse(page, strlen(page), collect_uploads,
 					  &got, &truncated, &nk, &ni),
 			 0);
-	/* 2026-12-01T11:00:00Z is 1796122800; an unreadable date is 0; an
-	 * upload without an id is skipped */
-	assert_string_equal(buf_str(&got), "p/a&b id1 1796122800|p/b id2 0|");
+	/* 2026-12-01T11:00:00Z is 1796122800; an unreadable date is 0, and
+	 * so is one not in the calendar (not rolled into March); an upload
+	 * without an id is skipped */
+	assert_string_equal(buf_str(&got),
+			    "p/a&b id1 1796122800|p/b id2 0|p/d id3 0|");
 	assert_true(truncated);
 	assert_string_equal(buf_str(&nk), "p/b");
 	assert_string_equal(buf_str(&ni), "id2");
