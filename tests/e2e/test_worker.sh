@@ -118,6 +118,8 @@ assert_eq "always failing: dead after max_attempts with every error" "dead 3 3" 
 	"$(q "SELECT state || ' ' || attempt || ' ' || jsonb_array_length(errors) FROM apexops.queue_jobs WHERE id = $doomed")"
 assert_eq "a permanent error: dead at once" "dead 1" \
 	"$(q "SELECT state || ' ' || attempt FROM apexops.queue_jobs WHERE id = $perm")"
+assert_eq "a dead job keeps its last attempt's run_at (not a retry time after it)" "t t" \
+	"$(q "SELECT bool_and(run_at <= finished_at) FROM apexops.queue_jobs WHERE id IN ($doomed, $perm)") $(q "SELECT run_at <= (errors->-1->>'at')::timestamptz FROM apexops.queue_jobs WHERE id = $doomed")"
 run_ops queue show "$doomed"
 assert_contains "queue show lists each attempt's error" "$OUT" "failing attempt 3 of the first 99"
 run_ops queue list --state dead --json

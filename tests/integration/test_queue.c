@@ -268,6 +268,7 @@ test_dead_after_max_attempts(void **state)
 	const char *want[] = { QUEUE_RETRYING, QUEUE_RETRYING, QUEUE_DEAD };
 	long long id = 0, perm = 0;
 	char st[16], msg[32], *s, *json = NULL;
+	int n = 0;
 
 	(void)state;
 	assert_int_equal(
@@ -280,11 +281,18 @@ test_dead_after_max_attempts(void **state)
 		assert_int_equal(b.v[0].attempt, attempt);
 		queue_batch_release(&b);
 		snprintf(msg, sizeof(msg), "boom %d", attempt);
-		assert_int_equal(queue_fail(db, id, attempt, "w", msg, false, 0,
-					    st, &err),
+		/* a 10-minute retry delay: the last failure ignores it */
+		assert_int_equal(queue_fail(db, id, attempt, "w", msg, false,
+					    600000, st, &err),
 				 0);
 		assert_string_equal(st, want[attempt - 1]);
 	}
+	/* dead: the run_at of its last attempt, not a retry's */
+	assert_int_equal(q_ll(db,
+			      "SELECT (run_at <= now())::int FROM"
+			      " apexops.queue_jobs WHERE id = %lld",
+			      id),
+			 1);
 	/* dead: never claimed again, every attempt's error kept in order */
 	itest_exec(db, "UPDATE apexops.queue_jobs SET run_at = now()");
 	assert_int_equal(queue_claim(db, k, 1, 10, "w", 60, &b, &err), 0);
@@ -316,6 +324,25 @@ test_dead_after_max_attempts(void **state)
 	assert_int_equal(q_ll(db,
 			      "SELECT (errors->0->>'permanent')::bool::int"
 			      " FROM apexops.queue_jobs WHERE id = %lld",
+			      perm),
+			 1);
+	/* a last attempt whose lease lapses: dead, its run_at kept */
+	assert_int_equal(
+		queue_enqueue(db, "t.d", NULL, NULL, 0, 1, NULL, &perm, &err),
+		0);
+	itest_exec(db, "UPDATE apexops.queue_jobs SET run_at = now() -"
+		       " interval '1 hour' WHERE state = 'available'");
+	assert_int_equal(queue_claim(db, k, 1, 10, "w", 60, &b, &err), 0);
+	assert_int_equal(b.n, 1);
+	queue_batch_release(&b);
+	itest_exec(db, "UPDATE apexops.queue_jobs SET lease_expires_at ="
+		       " now() - interval '1 s' WHERE state = 'running'");
+	assert_int_equal(queue_reap(db, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(q_ll(db,
+			      "SELECT (state = 'dead' AND finished_at IS NOT"
+			      " NULL AND run_at < now() - interval '59 min')"
+			      "::int FROM apexops.queue_jobs WHERE id = %lld",
 			      perm),
 			 1);
 	db_close(db);
