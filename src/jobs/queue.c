@@ -718,6 +718,8 @@ int
 queue_status_report(struct db *db, struct buf *out, struct ops_err *err)
 {
 	struct db_res *res = NULL;
+	const char *p[1];
+	char stale[16];
 	int r;
 
 	r = db_query(db,
@@ -741,6 +743,26 @@ queue_status_report(struct db *db, struct buf *out, struct ops_err *err)
 					    "dead')"
 					  : "");
 	buf_addf(out, "  oldest due   %lld s\n", db_res_ll(res, 0, 4));
+	db_res_free(res);
+	res = NULL;
+	snprintf(stale, sizeof(stale), "%d", QUEUE_STALE_S);
+	p[0] = stale;
+	r = db_query(db,
+		     "SELECT kind, count(*),"
+		     " round(extract(epoch FROM now() - min(run_at)))::bigint"
+		     " FROM apexops.queue_jobs"
+		     " WHERE state IN ('available', 'failed-retrying')"
+		     "  AND run_at <= now() - make_interval(secs => $1::int)"
+		     " GROUP BY kind ORDER BY min(run_at), kind LIMIT 5",
+		     1, p, &res, err);
+	if (r != 0)
+		return r;
+	for (int i = 0; i < db_res_rows(res); i++)
+		buf_addf(out,
+			 "  waiting      %s: %lld due over %d s, the oldest "
+			 "%lld s (is a worker for it running?)\n",
+			 db_res_get(res, i, 0), db_res_ll(res, i, 1),
+			 QUEUE_STALE_S, db_res_ll(res, i, 2));
 	db_res_free(res);
 	return 0;
 }

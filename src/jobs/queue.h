@@ -184,8 +184,13 @@ int queue_list_json(struct db *db, const char *state, const char *kind,
 int queue_show_json(struct db *db, long long id, char **json,
 		    struct ops_err *err) __attribute__((warn_unused_result));
 
+#define QUEUE_STALE_S 60
+
 /* The "queue" section of `apexops status`: depth, running, retrying,
- * dead, the oldest due job's age. */
+ * dead, the oldest due job's age, and each kind (up to 5, the longest
+ * waiting first) whose due jobs have waited over QUEUE_STALE_S: a kind no
+ * running worker handles (a typo in an enqueue, a worker not started)
+ * shows there rather than only as a growing age. */
 struct buf;
 int queue_status_report(struct db *db, struct buf *out, struct ops_err *err);
 

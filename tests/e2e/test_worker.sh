@@ -195,6 +195,12 @@ q "DELETE FROM apexops.queue_jobs" >/dev/null
 # three due jobs of a kind no worker here handles: the depth and the
 # oldest's age (two minutes) stay put while noop jobs come and go
 q "SELECT apexops.enqueue('other.kind', '{}', now() - interval '2 minutes') FROM generate_series(1, 3)" >/dev/null
+q "SELECT apexops.enqueue('noop', '{}', now() - interval '30 seconds')" >/dev/null
+run_ops status
+assert_contains "status names a kind whose due jobs wait over a minute" "$OUT" \
+	"  waiting      other.kind: 3 due over 60 s, the oldest 12"
+assert_eq "and only that kind (a job due for 30 s is not waiting long)" 1 "$(grep -c '^  waiting ' <<<"$OUT")"
+q "DELETE FROM apexops.queue_jobs WHERE kind = 'noop'" >/dev/null
 PORT=$(free_port 19287)
 "$APEXOPS_BIN" worker --concurrency 2 --http "127.0.0.1:$PORT" >"$E2E_TMP/metrics.log" 2>&1 &
 M=$!
