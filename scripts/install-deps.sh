@@ -12,7 +12,7 @@ mode=${1:---test}
 RUNTIME="libpq5 libcurl4 libjansson4 libcrypt1 libmicrohttpd12 postgresql-15 postgresql-client-15"
 BUILD="gcc make cmake pkg-config libpq-dev libcurl4-openssl-dev libssl-dev libjansson-dev libcrypt-dev libmicrohttpd-dev"
 DEMO="nodejs curl"
-TEST="libcmocka-dev clang libclang-rt-14-dev postgresql-15-partman nodejs npm curl libxml2-utils python3 bc"
+TEST="libcmocka-dev clang libclang-rt-14-dev postgresql-15-partman nodejs npm curl libxml2-utils python3 bc systemd"
 
 case "$mode" in
 --runtime) pkgs="$RUNTIME" ;;
