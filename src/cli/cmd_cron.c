@@ -17,6 +17,7 @@
 #include "core/signals.h"
 #include "core/xalloc.h"
 #include "daemon/cron.h"
+#include "daemon/metrics.h"
 #include "db/db.h"
 #include "jobs/cron_expr.h"
 #include "jobs/job.h"
@@ -401,6 +402,11 @@ cron_daemon(struct cli_ctx *ctx, int argc, char **argv)
 	while ((c = cli_getopt("cron", argc, argv, "", longopts)) != -1) {
 		switch (c) {
 		case 'h':
+			if (!metrics_addr_valid(optarg))
+				return cli_usage(
+					"cron",
+					"--http '%s': " METRICS_ADDR_EXPECTED,
+					optarg);
 			o.http_addr = optarg;
 			break;
 		case 'r':

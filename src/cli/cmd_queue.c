@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/xalloc.h"
+#include "daemon/metrics.h"
 #include "daemon/worker.h"
 #include "db/db.h"
 #include "jobs/queue.h"
@@ -459,6 +460,11 @@ cmd_worker(struct cli_ctx *ctx, int argc, char **argv)
 			kinds_arg = optarg;
 			break;
 		case 'h':
+			if (!metrics_addr_valid(optarg))
+				return cli_usage(
+					"worker",
+					"--http '%s': " METRICS_ADDR_EXPECTED,
+					optarg);
 			o.http_addr = optarg;
 			break;
 		case 'i':

@@ -3,6 +3,8 @@
 
 #include <netdb.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <microhttpd.h>
 #endif
 
+#include "core/log.h"
 #include "core/parse.h"
 #include "core/xalloc.h"
 
@@ -85,6 +88,10 @@ struct metrics {
 	double db_down_total;
 #ifdef HAVE_MHD
 	struct MHD_Daemon *httpd;
+	/* libmicrohttpd's messages while metrics_serve() starts it (on the
+	 * calling thread) go into the error; later ones to the log */
+	atomic_bool starting;
+	char start_msg[200];
 #endif
 };
 
@@ -481,13 +488,80 @@ metrics_render(struct metrics *m, struct buf *out)
 	pthread_mutex_unlock(&m->mu);
 }
 
-#ifdef HAVE_MHD
 static bool
 port_ok(const char *p)
 {
 	long v;
 
 	return parse_long(p, 1, 65535, &v) == 0;
+}
+
+/* addr as a passive numeric socket address into *ai (freeaddrinfo() it),
+ * or -1 when it is not HOST:PORT (or a port alone) of that form. */
+static int
+resolve_addr(const char *addr, struct addrinfo **ai)
+{
+	struct addrinfo hints;
+	char host[256], port[16];
+	const char *colon = strrchr(addr, ':');
+
+	*ai = NULL;
+	if (colon == NULL) {
+		snprintf(host, sizeof(host), "127.0.0.1");
+		snprintf(port, sizeof(port), "%s", addr);
+	} else {
+		size_t hl = (size_t)(colon - addr);
+
+		if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+			addr++;
+			hl -= 2;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)hl, addr);
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		if (host[0] == '\0')
+			snprintf(host, sizeof(host), "127.0.0.1");
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	if (!port_ok(port) || getaddrinfo(host, port, &hints, ai) != 0 ||
+	    *ai == NULL) {
+		if (*ai != NULL)
+			freeaddrinfo(*ai);
+		*ai = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+bool
+metrics_addr_valid(const char *addr)
+{
+	struct addrinfo *ai;
+
+	if (addr == NULL || resolve_addr(addr, &ai) != 0)
+		return false;
+	freeaddrinfo(ai);
+	return true;
+}
+
+#ifdef HAVE_MHD
+/* libmicrohttpd's error log: one line, through the logger. */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct metrics *m = cls;
+	char msg[200];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
+		msg[--n] = '\0';
+	if (m->starting)
+		snprintf(m->start_msg, sizeof(m->start_msg), "%s", msg);
+	else
+		log_warn("http server: error=%s", log_q(msg));
 }
 
 static enum MHD_Result
@@ -538,52 +612,37 @@ int
 metrics_serve(struct metrics *m, const char *addr, struct ops_err *err)
 {
 #ifdef HAVE_MHD
-	struct addrinfo hints, *ai = NULL;
-	char host[256], port[16];
-	const char *colon;
-	int gr;
+	struct addrinfo *ai = NULL;
 
-	colon = strrchr(addr, ':');
-	if (colon == NULL) {
-		snprintf(host, sizeof(host), "127.0.0.1");
-		snprintf(port, sizeof(port), "%s", addr);
-	} else {
-		size_t hl = (size_t)(colon - addr);
-
-		if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
-			addr++;
-			hl -= 2;
-		}
-		snprintf(host, sizeof(host), "%.*s", (int)hl, addr);
-		snprintf(port, sizeof(port), "%s", colon + 1);
-		if (host[0] == '\0')
-			snprintf(host, sizeof(host), "127.0.0.1");
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-	gr = getaddrinfo(host, port, &hints, &ai);
-	if (gr != 0 || ai == NULL || !port_ok(port)) {
-		if (ai != NULL)
-			freeaddrinfo(ai);
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"APEXOPS_HTTP_ADDR '%s': expected HOST:PORT "
-				"with a numeric address and a port from 1 to "
-				"65535, e.g. 127.0.0.1:9187",
-				addr);
-	}
+	if (resolve_addr(addr, &ai) != 0)
+		return ops_fail(
+			err, OPS_E_CONFIG, false,
+			"APEXOPS_HTTP_ADDR '%s': " METRICS_ADDR_EXPECTED, addr);
+	m->starting = true;
+	m->start_msg[0] = '\0';
 	m->httpd = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
 			(ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 		0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_CONNECTION_LIMIT, 32U, MHD_OPTION_CONNECTION_TIMEOUT,
-		10U, MHD_OPTION_END);
+		10U, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, m, MHD_OPTION_END);
+	m->starting = false;
 	freeaddrinfo(ai);
-	if (m->httpd == NULL)
-		return ops_fail(err, OPS_E_CONFIG, false,
-				"APEXOPS_HTTP_ADDR '%s': cannot listen there "
-				"(in use, or not an address of this host)",
-				addr);
+	/* libmicrohttpd says "port 0" of an address given whole: its
+	 * reason (after the colon) is kept, the address is ours */
+	if (m->httpd == NULL) {
+		const char *why = strrchr(m->start_msg, ':');
+
+		return ops_fail(
+			err, OPS_E_CONFIG, false,
+			"HTTP address '%s' (--http, APEXOPS_HTTP_ADDR): "
+			"cannot listen there: %s",
+			addr,
+			why != NULL && why[1] == ' '
+				? why + 2
+				: "in use, or not an address of this "
+				  "host");
+	}
 	return 0;
 #else
 	(void)m;

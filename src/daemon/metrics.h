@@ -22,10 +22,20 @@ struct metrics *metrics_new(void);
 /* Stop serving and free. NULL is a no-op. */
 void metrics_free(struct metrics *m);
 
+/* What an address for metrics_serve() must be, for messages. */
+#define METRICS_ADDR_EXPECTED                                             \
+	"expected HOST:PORT with a numeric address and a port from 1 to " \
+	"65535, e.g. 127.0.0.1:9187"
+
+/* Is addr an address metrics_serve() can parse (not whether it can bind
+ * it)? Commands check a --http flag with it before starting. */
+bool metrics_addr_valid(const char *addr);
+
 /*
  * Serve /healthz and /metrics on addr ("127.0.0.1:9187", "[::1]:9187",
  * "0.0.0.0:9187"; a port alone means 127.0.0.1). OPS_E_CONFIG for an
- * address that cannot be parsed or bound, naming APEXOPS_HTTP_ADDR.
+ * address that cannot be parsed (naming APEXOPS_HTTP_ADDR, as a --http
+ * flag was checked before) or bound.
  */
 int metrics_serve(struct metrics *m, const char *addr, struct ops_err *err)
 	__attribute__((warn_unused_result));

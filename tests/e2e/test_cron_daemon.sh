@@ -60,7 +60,10 @@ DATABASE_URL=$U APEXOPS_SCHEDULE_USAGE_PURGE='30 25 * * *' run_ops cron --run-fo
 expect_rc 78 "a bad schedule is refused"
 assert_contains "with the variable, the field and the position" "$ERR" "APEXOPS_SCHEDULE_USAGE_PURGE='30 25 * * *': field 2 (hour): 25 is out of range 0-23 at position 4"
 DATABASE_URL=$U run_ops cron --http 127.0.0.1:notaport --run-for 5
-expect_rc 78 "a bad --http address is refused"
+expect_rc 64 "a bad --http address is a usage error"
+assert_contains "saying what an address is" "$ERR" "--http '127.0.0.1:notaport': expected HOST:PORT with a numeric address"
+DATABASE_URL=$U APEXOPS_HTTP_ADDR=127.0.0.1:notaport run_ops cron --run-for 5
+expect_rc 78 "a bad APEXOPS_HTTP_ADDR is a configuration error"
 assert_eq "nothing was recorded by the refusals" 0 "$(sql "$U" "SELECT count(*) FROM apexops.job_runs")"
 
 # ---- daylight saving time: one run per day, at the stated instant ----------

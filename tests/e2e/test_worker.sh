@@ -227,9 +227,23 @@ assert_eq "/metrics: claim latency, a histogram of the round trips" 1 \
 	"$(awk -v c="$claims" -v i="$(metric 'apexops_worker_claim_duration_seconds_bucket{le="+Inf"}')" 'BEGIN { print (c >= 1 && c == i) ? 1 : 0 }')"
 assert_contains "/metrics: the families are typed" "$(curl -s "http://127.0.0.1:$PORT/metrics")" \
 	"# TYPE apexops_worker_handler_duration_seconds histogram"
+run_ops worker --http "127.0.0.1:$PORT" --exit-when-idle 2000
+expect_rc 78 "a second worker on the metrics worker's port exits 78"
+assert_contains "saying the address is in use, in apexops's words" "$ERR" \
+	"HTTP address '127.0.0.1:$PORT' (--http, APEXOPS_HTTP_ADDR): cannot listen there: Address already in use"
+assert_not_contains "and not libmicrohttpd's own 'port 0' line" "$ERR" "port 0"
 kill -TERM "$M"
 wait_exit "$M"
 expect_rc 0 "the metrics worker stops cleanly"
+for bad in nonsense 127.0.0.1:0 127.0.0.1:65536 localhost:9187 '[::1]'; do
+	run_ops worker --http "$bad"
+	expect_rc 64 "worker --http '$bad' is a usage error"
+	assert_contains "worker --http '$bad': what is allowed" "$ERR" \
+		"--http '$bad': expected HOST:PORT with a numeric address and a port from 1 to 65535"
+done
+APEXOPS_HTTP_ADDR=nonsense run_ops worker --exit-when-idle 2000
+expect_rc 78 "APEXOPS_HTTP_ADDR=nonsense is a configuration error"
+assert_contains "naming the variable" "$ERR" "APEXOPS_HTTP_ADDR 'nonsense': expected HOST:PORT"
 
 # ---- direct handoff ------------------------------------------------------------
 # an idle worker's row is ready; apexops.enqueue() leases the job to it and
