@@ -663,6 +663,15 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 	d.start = ops_clock_now();
 	load_schedules(&d, &d.cfg->cfg);
 	d.m = metrics_new();
+	/* listening first: a daemon that cannot serve says nothing else */
+	if (o->http_addr != NULL &&
+	    metrics_serve(d.m, o->http_addr, err) != 0) {
+		metrics_free(d.m);
+		ops_wake_close(&d.wake);
+		free(d.db_url);
+		cfg_unref(&d, d.cfg);
+		return r = err != NULL ? err->code : OPS_E_CONFIG;
+	}
 	ops_clock_describe(clockdesc, sizeof(clockdesc));
 	log_info("scheduler started replica=%s tz=%s clock=%s", d.replica,
 		 log_q(d.cfg->cfg.cron_tz), log_q(clockdesc));
@@ -673,14 +682,6 @@ cron_daemon_run(const struct ops_config *cfg0, const struct cron_daemon_opts *o,
 	for (int i = 0; i < d.njobs; i++)
 		log_info("schedule job=%s schedule=%s", d.jobs[i].def->name,
 			 log_q(d.jobs[i].schedule));
-	if (o->http_addr != NULL &&
-	    metrics_serve(d.m, o->http_addr, err) != 0) {
-		metrics_free(d.m);
-		ops_wake_close(&d.wake);
-		free(d.db_url);
-		cfg_unref(&d, d.cfg);
-		return r = err != NULL ? err->code : OPS_E_CONFIG;
-	}
 	if (ops_signals_install() != 0)
 		log_warn("cannot install signal handlers");
 	sigemptyset(&mask);

@@ -64,6 +64,7 @@ expect_rc 64 "a bad --http address is a usage error"
 assert_contains "saying what an address is" "$ERR" "--http '127.0.0.1:notaport': expected HOST:PORT with a numeric address"
 DATABASE_URL=$U APEXOPS_HTTP_ADDR=127.0.0.1:notaport run_ops cron --run-for 5
 expect_rc 78 "a bad APEXOPS_HTTP_ADDR is a configuration error"
+assert_not_contains "and the scheduler never says it started" "$ERR" "scheduler started"
 assert_eq "nothing was recorded by the refusals" 0 "$(sql "$U" "SELECT count(*) FROM apexops.job_runs")"
 
 # ---- daylight saving time: one run per day, at the stated instant ----------
