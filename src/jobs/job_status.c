@@ -26,19 +26,28 @@ fmt_local(time_t t, char *buf, size_t n)
 		snprintf(buf, n, "?");
 }
 
-/* The latest slot of ce at or before t (searching the 400 days before). */
+/* The latest slot of ce at or before t, searching the hour before, then
+ * the day, the month, the 400 days: an every-minute schedule walks 60
+ * slots, not the 576,000 of 400 days. */
 static int
 slot_before(const struct cron_expr *ce, time_t t, time_t *out)
 {
-	time_t s = t - 400L * 86400, next;
-	bool found = false;
+	static const long windows[] = { 3600L, 86400L, 32L * 86400,
+					400L * 86400 };
 
-	while (cron_next(ce, s, &next) == 0 && next <= t) {
-		*out = next;
-		found = true;
-		s = next;
+	for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
+		time_t s = t - windows[w], next;
+		bool found = false;
+
+		while (cron_next(ce, s, &next) == 0 && next <= t) {
+			*out = next;
+			found = true;
+			s = next;
+		}
+		if (found)
+			return 0;
 	}
-	return found ? 0 : -1;
+	return -1;
 }
 
 static int

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/config.h"
 #define ITEST_DB "jobs"
 #include "itest.h"
@@ -276,10 +277,10 @@ test_job_status(void **state)
 
 	setenv("TZ", "UTC", 1);
 	tzset();
+	/* on the real clock; test_job_status_overdue sets the clock to check
+	 * the OVERDUE mark itself */
 	assert_int_equal(job_status_report(db, NULL, &out, &overdue, &err), 0);
-	/* the purge succeeded on 30 Nov, not since: overdue unless today is
-	 * 30 Nov before 03:30 */
-	assert_true(overdue >= 0);
+	assert_true(overdue == 0 || overdue == 1);
 	s = buf_str(&out);
 	assert_non_null(strstr(s, "usage-purge        30 2 * * *\n"));
 	assert_non_null(strstr(s, "    last run   failed (manual) at "
@@ -290,6 +291,64 @@ test_job_status(void **state)
 	assert_null(strstr(s, "not available"));
 	assert_non_null(strstr(s, "  schedulers   none seen"));
 	buf_release(&out);
+	itest_exec(db, "DELETE FROM apexops.job_runs");
+	db_close(db);
+}
+
+/* status's OVERDUE mark, on a clock set to known instants: a slot that
+ * passed over an hour ago with no success since is owed; the search finds
+ * the latest slot of an every-minute, a daily and a yearly schedule */
+static void
+overdue_at(struct db *db, const char *now, const char *sched, int want,
+	   const char *line)
+{
+	struct ops_config cfg;
+	struct ops_err err = OPS_ERR_INIT;
+	struct buf out = BUF_INIT;
+	int overdue = -1;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.schedule_usage_purge = (char *)sched;
+	assert_int_equal(ops_clock_setup(now, NULL, NULL, &err), 0);
+	assert_int_equal(job_status_report(db, &cfg, &out, &overdue, &err), 0);
+	ops_clock_reset();
+	if (overdue != want || (line != NULL && !strstr(buf_str(&out), line)))
+		fail_msg("at %s with '%s': overdue %d (want %d), report:\n%s",
+			 now, sched, overdue, want, buf_str(&out));
+	if (line == NULL && strstr(buf_str(&out), "OVERDUE") != NULL)
+		fail_msg("at %s with '%s': an OVERDUE line:\n%s", now, sched,
+			 buf_str(&out));
+	buf_release(&out);
+}
+
+static void
+test_job_status_overdue(void **state)
+{
+	struct db *db = itest_connect(url);
+
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	itest_exec(db, "DELETE FROM apexops.job_runs");
+	itest_exec(db, "INSERT INTO apexops.job_runs (job, trigger, status,"
+		       " started_at, finished_at) VALUES ('usage-purge',"
+		       " 'scheduled', 'succeeded', '2026-11-30 02:30:00+00',"
+		       " '2026-11-30 02:30:02+00')");
+	/* 1 Dec 05:00: the 02:30 slot passed 2.5 h ago, no success since */
+	overdue_at(db, "2026-12-01T05:00:00Z", "30 2 * * *", 1,
+		   "    OVERDUE    no success since the 2026-12-01T02:30:00Z "
+		   "slot\n");
+	/* 1 Dec 03:00: the slot passed 30 min ago, inside the hour's slack */
+	overdue_at(db, "2026-12-01T03:00:00Z", "30 2 * * *", 0, NULL);
+	/* every minute: the latest slot an hour before now is owed */
+	overdue_at(db, "2026-12-01T05:00:30Z", "* * * * *", 1,
+		   "no success since the 2026-12-01T04:00:00Z slot\n");
+	/* yearly: the latest slot (1 Jan, 334 days back) is before the
+	 * success, so nothing is owed */
+	overdue_at(db, "2026-12-01T05:00:00Z", "0 0 1 1 *", 0, NULL);
+	/* ... until the next one passes */
+	overdue_at(db, "2027-01-01T02:00:00Z", "0 0 1 1 *", 1,
+		   "no success since the 2027-01-01T00:00:00Z slot\n");
 	itest_exec(db, "DELETE FROM apexops.job_runs");
 	db_close(db);
 }
@@ -429,6 +488,7 @@ main(void)
 		cmocka_unit_test(test_job_lock_conflict),
 		cmocka_unit_test(test_job_scheduled_purge),
 		cmocka_unit_test(test_job_status),
+		cmocka_unit_test(test_job_status_overdue),
 		cmocka_unit_test(test_sched_claim_takeover_fencing),
 	};
 
