@@ -237,12 +237,18 @@ else
 	not_ok "after the server restarted, slots run again"
 fi
 if kill -0 "$D" 2>/dev/null; then ok "the daemon survived the restart"; else not_ok "the daemon survived the restart"; fi
-assert_eq "no run is left running across the outage" 0 "$(sql "$U" "SELECT count(*) FROM apexops.job_runs WHERE status = 'running' AND lease_expires_at < now() - interval '1 hour'")"
+# stopped, the daemon settles what it runs: a run cut off by the outage or
+# the restart and left 'running' would be left for good (the virtual clock
+# is days behind the server's, so a lease time cannot tell in-flight runs
+# from stuck ones while the daemon still runs)
+kill -TERM "$D"
+wait_exit "$D"
+expect_rc 0 "the daemon stops cleanly after the outage and the restart"
+left=$(sql "$U" "SELECT count(*) || ' ' || COALESCE(string_agg(slot::text || '/' || attempt, ', '), '') FROM apexops.job_runs WHERE status = 'running'")
+assert_eq "no run is left running across the outage and the restart" "0 " "$left"
 
 # ---- SIGHUP: a bad schedule is refused and the old one kept; a good one applies
 printf 'APEXOPS_SCHEDULE_USAGE_PURGE=* * * * *\n' >"$E2E_TMP/cron.env"
-kill -TERM "$D"
-wait_exit "$D"
 unset APEXOPS_SCHEDULE_USAGE_PURGE
 DATABASE_URL=$U APEXOPS_CLOCK_START=2026-12-03T00:00:00Z APEXOPS_CLOCK_EPOCH=$(date +%s.%N) APEXOPS_CLOCK_SPEED=60 \
 	"$APEXOPS_BIN" --env-file "$E2E_TMP/cron.env" cron >"$E2E_TMP/hup.log" 2>&1 &
